@@ -1,0 +1,104 @@
+"""The ALF grammar: which folders are sessions and which file names are datasets.
+
+The patterns are those of ``one.alf.spec`` (ONE-api). Two deliberate refinements, both
+documented in the README:
+
+* session folders are matched *whole folder name by whole folder name*; the reference searches
+  its pattern in the joined path string, so ``my-lab/Subjects/...`` yields the lab ``lab``;
+* a file is a dataset only when its *name* is valid ALF (ONE-api 3.0.0 on PyPI takes any name
+  with two dots).
+
+This module is the bottom of the import graph: it imports nothing from the package.
+"""
+
+from __future__ import annotations
+
+import datetime
+import re
+from typing import NamedTuple
+
+LAB = r"\w+"
+SUBJECT = r"[\w.-]+"
+DATE = r"\d{4}-\d{2}-\d{2}"
+NUMBER = r"\d{1,3}"
+
+# ONE-api's FILE_SPEC, applied with ``re.match`` exactly as ``one.alf.spec.is_valid`` does.
+_DATASET_NAME = re.compile(
+    r"_?(?P<namespace>(?<=_)[a-zA-Z0-9]+)?_?(?P<object>\w+)"
+    r"\.(?P<attribute>(?:_[a-z]+_)?[a-zA-Z0-9]+(?:_times(?=[_.])|_intervals(?=[_.]))?)"
+    r"(?:_(?P<timescale>\w+))?(?:\.(?P<extra>[.\w-]+))*\.(?P<extension>\w+)$"
+)
+_LAB = re.compile(LAB)
+_SUBJECT = re.compile(SUBJECT)
+_DATE = re.compile(DATE)
+_NUMBER = re.compile(NUMBER)
+
+
+class SessionParts(NamedTuple):
+    """The parsed parts of a session folder path."""
+
+    lab: str
+    """The lab, '' when the folder is not below ``<lab>/Subjects``."""
+    subject: str
+    date: str
+    """The date as written, ``YYYY-MM-DD``; see :func:`is_real_date`."""
+    number: str
+    """The number as written ('1', '01' or '001')."""
+
+    @property
+    def alf_path(self) -> str:
+        """The ALF session path, ``lab/Subjects/subject/date/number`` or ``subject/date/number``."""
+        head = f"{self.lab}/Subjects/" if self.lab else ""
+        return f"{head}{self.subject}/{self.date}/{self.number}"
+
+    @property
+    def path_id(self) -> str:
+        """The reference's path id: ``lab/subject/date/number`` (no ``Subjects``)."""
+        head = f"{self.lab}/" if self.lab else ""
+        return f"{head}{self.subject}/{self.date}/{self.number}"
+
+
+def is_dataset_name(name: str) -> bool:
+    """Return True when a file name is a valid ALF dataset name (``one.alf.spec.is_valid``)."""
+    return _DATASET_NAME.match(name) is not None
+
+
+def session_parts(names: tuple[str, ...] | list[str]) -> SessionParts | None:
+    """Parse the trailing folder names of a path as a session folder.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Folder names from the top of the path down to the candidate folder; only the last five
+        are looked at.
+
+    Returns
+    -------
+    SessionParts or None
+        The parsed parts, or None when the last folders do not form ``subject/date/number``.
+    """
+    if len(names) < 3:
+        return None
+    subject, date, number = names[-3], names[-2], names[-1]
+    if not (
+        _NUMBER.fullmatch(number) and _DATE.fullmatch(date) and _SUBJECT.fullmatch(subject)
+    ):
+        return None
+    lab = ""
+    if len(names) >= 5 and names[-4] == "Subjects" and _LAB.fullmatch(names[-5]):
+        lab = names[-5]
+    return SessionParts(lab, subject, date, number)
+
+
+def is_session_path(path: str) -> bool:
+    """Return True when a POSIX path ends in a session folder (``one.alf.spec.is_session_path``)."""
+    return session_parts(path.strip("/").split("/")) is not None
+
+
+def is_real_date(date: str) -> bool:
+    """Return True when an ISO date string names a day that exists (2021-02-30 does not)."""
+    try:
+        datetime.date.fromisoformat(date)
+    except ValueError:
+        return False
+    return True

@@ -1,0 +1,250 @@
+"""One indexing run: check the arguments, scan in parallel, assemble, write.
+
+This module wires the pipeline together; each step lives in its own module:
+``_scan`` (rows are born), ``_assemble`` (rows are merged), ``_store`` (tables are written).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
+from alfcache._progress import Progress
+from alfcache._scan import ScanResult, Shard, Skip, plan_shards, scan_shards
+from alfcache._store import one_metadata, prepare_out_dir, write_tables
+
+SHARDS_PER_JOB = 8
+"""Deep shards planned per worker: enough that one large subtree does not idle the others."""
+
+
+@dataclass
+class IndexReport:
+    """What an indexing run did, for the command line's summary and ``--json``."""
+
+    root: Path
+    sessions_table: Path
+    datasets_table: Path
+    sessions: int
+    datasets: int
+    bytes: int
+    n_jobs: int
+    shards: int
+    seconds: float
+    ignored: int
+    skipped: list[Skip] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "root": str(self.root),
+            "sessions_table": str(self.sessions_table),
+            "datasets_table": str(self.datasets_table),
+            "sessions": self.sessions,
+            "datasets": self.datasets,
+            "bytes": self.bytes,
+            "n_jobs": self.n_jobs,
+            "shards": self.shards,
+            "seconds": round(self.seconds, 3),
+            "ignored_non_alf_files": self.ignored,
+            "skipped": [s._asdict() for s in self.skipped],
+        }
+
+
+def available_cores() -> int:
+    """Cores this process may run on (respects SLURM and taskset CPU masks)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def resolve_n_jobs(n_jobs: int | None) -> int:
+    """Turn ``n_jobs`` (None or -1: all cores; a positive count) into a worker count."""
+    if n_jobs is None or n_jobs == -1:
+        return available_cores()
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
+        raise BadArgument(
+            f"n_jobs={n_jobs!r} is not a worker count; use a positive integer, or -1 for all cores"
+        )
+    return n_jobs
+
+
+def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
+    root = Path(root_dir).expanduser()
+    if not root.exists():
+        raise BadRoot(f"root folder {root} does not exist; pass the folder that holds the data")
+    if not root.is_dir():
+        raise BadRoot(f"root {root} is a file, not a folder; pass the folder that holds the data")
+    return root.resolve()
+
+
+def _tasks(shards: Sequence[Shard]) -> list[list[Shard]]:
+    """One task per deep shard; the planner's flat shards are cheap and travel together."""
+    deep = [[s] for s in shards if s.deep]
+    flat = [s for s in shards if not s.deep]
+    return [*deep, flat] if flat else deep
+
+
+def _run(
+    root: str, tasks: list[list[Shard]], n_jobs: int, follow_symlinks: bool, hash_files: bool
+) -> Iterator[ScanResult]:
+    if n_jobs == 1:
+        for task in tasks:
+            yield scan_shards(root, task, follow_symlinks, hash_files)
+        return
+    # Imported here: a one-worker run (and the command line's start-up) does without joblib.
+    from joblib import Parallel, delayed
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
+    try:
+        yield from parallel(
+            delayed(scan_shards)(root, task, follow_symlinks, hash_files) for task in tasks
+        )
+    except TerminatedWorkerError as exc:
+        raise ScanFailed(
+            f"a scan worker died ({exc}); no table was written, the previous tables are "
+            "unchanged. Run again, or with --jobs 1 to find the folder that kills it."
+        ) from exc
+
+
+def index(
+    root_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    *,
+    hash_ids: bool = True,
+    hash_files: bool = False,
+    lab: str | None = None,
+    n_jobs: int | None = None,
+    follow_symlinks: bool = False,
+    progress: bool = False,
+) -> IndexReport:
+    """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
+
+    Returns
+    -------
+    IndexReport
+        Counts, timings, the written paths and the skipped entries.
+    """
+    from alfcache._assemble import assemble  # Polars loads while nothing else waits on it
+
+    start = time.perf_counter()
+    root = resolve_root(root_dir)
+    jobs = resolve_n_jobs(n_jobs)
+    if lab is not None and not isinstance(lab, str):
+        raise BadArgument(f"lab={lab!r} is not a lab name; pass a string")
+    out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
+
+    shards = plan_shards(str(root), jobs, per_job=SHARDS_PER_JOB)
+    tasks = _tasks(shards)
+    bar = Progress(enabled=progress)
+    results = []
+    try:
+        for result in _run(str(root), tasks, min(jobs, len(tasks)), follow_symlinks, hash_files):
+            results.append(result)
+            bar.update(result.sessions.num_rows, result.datasets.num_rows)
+    finally:
+        bar.close()
+
+    tables = assemble(results, hash_ids=hash_ids, lab=lab)
+    if tables.sessions.num_rows == 0:
+        warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
+    elif tables.datasets.num_rows == 0:
+        warnings.warn("No datasets found", RuntimeWarning, stacklevel=3)
+    meta = one_metadata(str(root), alfcache_hash_ids="uuid3" if hash_ids else "path")
+    fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
+    return IndexReport(
+        root=root,
+        sessions_table=fn_ses,
+        datasets_table=fn_dsets,
+        sessions=tables.sessions.num_rows,
+        datasets=tables.datasets.num_rows,
+        bytes=int(tables.datasets["file_size"].to_numpy().sum()) if tables.datasets else 0,
+        n_jobs=jobs,
+        shards=len(shards),
+        seconds=time.perf_counter() - start,
+        ignored=sum(r.ignored for r in results),
+        skipped=tables.skipped,
+    )
+
+
+def make_parquet_db(
+    root_dir: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] | None = None,
+    hash_ids: bool = True,
+    hash_files: bool = False,
+    lab: str | None = None,
+    *,
+    n_jobs: int | None = None,
+    follow_symlinks: bool = False,
+    progress: bool = False,
+) -> tuple[Path, Path]:
+    """Given a data directory, index the ALF datasets and save the generated cache tables.
+
+    A parallel, drop-in replacement for ``one.alf.cache.make_parquet_db``.
+
+    Parameters
+    ----------
+    root_dir : str, pathlib.Path
+        The file directory to index.
+    out_dir : str, pathlib.Path
+        Optional output directory to save cache tables. If None, the files are saved into the
+        root directory. Created when missing.
+    hash_ids : bool
+        If True, experiment and dataset ids are UUID version 3 strings derived from the session
+        and dataset ALF paths under a fixed namespace (the same tree always gives the same ids).
+        If False, ids are the ALF paths themselves.
+    hash_files : bool
+        If True, an MD5 hash is computed for each dataset and stored in the datasets table.
+    lab : str
+        An optional lab name to associate with the data. If the folder structure contains
+        'lab/Subjects', the lab name is taken from the folder name; a different lab there is an
+        error.
+    n_jobs : int, optional
+        Worker processes; None or -1 for all cores, 1 to scan in this process.
+    follow_symlinks : bool
+        Follow symbolic links to folders (never twice into the same folder).
+    progress : bool
+        Show progress on stderr.
+
+    Returns
+    -------
+    pathlib.Path
+        The full path of the saved sessions parquet table.
+    pathlib.Path
+        The full path of the saved datasets parquet table.
+
+    Raises
+    ------
+    BadRoot
+        ``root_dir`` does not exist or is not a folder.
+    BadOutDir, OutDirNotWritable
+        ``out_dir`` is a file or cannot be written.
+    BadArgument
+        ``n_jobs`` or ``lab`` is not usable.
+    LabConflict
+        ``lab`` differs from the lab folders on disk.
+    ScanFailed, WriteFailed
+        The run failed; the previous tables are untouched.
+    """
+    report = index(
+        root_dir,
+        out_dir,
+        hash_ids=hash_ids,
+        hash_files=hash_files,
+        lab=lab,
+        n_jobs=n_jobs,
+        follow_symlinks=follow_symlinks,
+        progress=progress,
+    )
+    if report.skipped:
+        shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
+        more = f" (and {len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
+        warnings.warn(
+            f"{len(report.skipped)} entries skipped: {shown}{more}", RuntimeWarning, stacklevel=2
+        )
+    return report.sessions_table, report.datasets_table

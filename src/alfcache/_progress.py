@@ -1,0 +1,56 @@
+"""Progress on stderr: a tqdm bar on a terminal, a timed log line in batch jobs.
+
+A SLURM log full of carriage-return bar redraws is unreadable, so when stderr is not a terminal
+a plain line is written at most every ``interval`` seconds instead.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+class Progress:
+    """Counts sessions and files as shards finish and shows them."""
+
+    def __init__(
+        self, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.interval = interval
+        self.sessions = 0
+        self.files = 0
+        self.start = time.perf_counter()
+        self._last_line = self.start
+        self._bar = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(file=self.stream, unit=" files", desc="alfcache", leave=False)
+
+    def update(self, sessions: int, files: int) -> None:
+        """Add the counts of a finished shard."""
+        self.sessions += sessions
+        self.files += files
+        if not self.enabled:
+            return
+        if self._bar is not None:
+            self._bar.set_postfix_str(f"{self.sessions} sessions", refresh=False)
+            self._bar.update(files)
+            return
+        now = time.perf_counter()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            rate = self.files / max(now - self.start, 1e-9)
+            print(
+                f"alfcache: {self.sessions} sessions, {self.files} files, {rate:,.0f} files/s",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

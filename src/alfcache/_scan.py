@@ -1,0 +1,358 @@
+"""The walk: where a row is born.
+
+The main process plans *shards* (:func:`plan_shards`): it lists the top of the tree breadth first
+until there are enough independent subtrees to keep every worker busy. A folder the planner
+opened becomes a *flat* shard (its own files only); every folder on the frontier becomes a *deep*
+shard (its whole subtree). Every file therefore belongs to exactly one shard.
+
+A worker (:func:`scan_shards`) walks its shards with ``os.scandir`` and an explicit stack (no
+recursion limit) and returns plain Arrow record batches and skip records; it never imports
+Polars or pandas, so worker start-up stays cheap.
+
+Rules (documented in the README):
+
+* a folder is a session when its last folder names are ``subject/date/number`` (whole names),
+  with ``lab/Subjects`` before them for a lab; a folder with an impossible date is skipped;
+* a file is a dataset when it lies at any depth below a session and its name is valid ALF; it
+  belongs to its innermost session;
+* symbolic links to files are indexed (size of the target); symbolic links to folders are not
+  followed unless ``follow_symlinks``, and then never twice into the same folder;
+* FIFOs, sockets and device nodes are never opened, only reported.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+import pyarrow as pa
+
+from alfcache._hash import md5_file
+from alfcache._grammar import is_dataset_name, is_real_date, session_parts
+
+SESSION_BATCH_SCHEMA = pa.schema(
+    [
+        ("session", pa.string()),
+        ("lab", pa.string()),
+        ("subject", pa.string()),
+        ("date", pa.string()),
+        ("number", pa.string()),
+    ]
+)
+"""One row per session folder; ``session`` is the folder's path relative to the root."""
+
+DATASET_BATCH_SCHEMA = pa.schema(
+    [
+        ("session", pa.string()),
+        ("rel_path", pa.string()),
+        ("file_size", pa.uint64()),
+        ("mtime_ns", pa.int64()),
+        ("hash", pa.string()),
+    ]
+)
+"""One row per dataset file; ``rel_path`` is relative to the session folder, ``hash`` is the MD5
+or null."""
+
+
+class Shard(NamedTuple):
+    """A unit of work: a folder relative to the root, walked deep or flat."""
+
+    rel_dir: str
+    deep: bool
+
+
+class Skip(NamedTuple):
+    """An entry the walk did not index, and why."""
+
+    path: str
+    reason: str
+    message: str
+
+
+@dataclass
+class ScanResult:
+    """What a worker hands back: Arrow batches plus structured skip records."""
+
+    sessions: pa.RecordBatch
+    datasets: pa.RecordBatch
+    skipped: list[Skip] = field(default_factory=list)
+    ignored: int = 0
+    """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
+
+
+class _Session(NamedTuple):
+    rel_dir: str
+    prefix: str
+    """Path of the folder being walked relative to the session, '' or ending in '/'."""
+
+
+_NO_SESSION = _Session("", "")
+
+# The same few hundred names recur in every session; caching the verdict takes the regular
+# expression off the per-file path.
+_is_dataset_name = functools.lru_cache(maxsize=1 << 16)(is_dataset_name)
+
+
+def _join(rel_dir: str, name: str) -> str:
+    return f"{rel_dir}/{name}" if rel_dir else name
+
+
+def plan_shards(root: str, n_jobs: int, per_job: int = 4, max_depth: int = 8) -> list[Shard]:
+    """Split the tree below ``root`` into shards for ``n_jobs`` workers.
+
+    Parameters
+    ----------
+    root : str
+        Absolute path of the folder to index.
+    n_jobs : int
+        Number of workers; one worker gets a single deep shard of the root.
+    per_job : int
+        Aim for at least this many deep shards per worker so a large subtree does not leave the
+        other workers idle.
+    max_depth : int
+        Stop opening folders below this depth even if there are still too few shards.
+
+    Returns
+    -------
+    list of Shard
+        Deep shards, then the flat shards of the folders the planner opened.
+    """
+    if n_jobs <= 1:
+        return [Shard("", True)]
+    target = n_jobs * per_job
+    frontier = [""]
+    flat: list[Shard] = []
+    deep: list[str] = []
+    for _ in range(max_depth):
+        if len(frontier) >= target:
+            break
+        children: list[str] = []
+        for rel_dir in frontier:
+            try:
+                with os.scandir(os.path.join(root, rel_dir)) as entries:
+                    subdirs = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+            except OSError:
+                deep.append(rel_dir)  # a worker meets it again and reports why
+                continue
+            flat.append(Shard(rel_dir, False))
+            children.extend(_join(rel_dir, name) for name in subdirs)
+        frontier = children
+    return [Shard(rel_dir, True) for rel_dir in deep + frontier] + flat
+
+
+def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
+    """The innermost session folder at or above ``rel_dir`` (but not above the root)."""
+    rel_names = tuple(rel_dir.split("/")) if rel_dir else ()
+    names = root_names + rel_names
+    for depth in range(len(rel_names), -1, -1):
+        parts = session_parts(names[: len(root_names) + depth])
+        if parts is not None and is_real_date(parts.date):
+            session_rel = "/".join(rel_names[:depth])
+            inner = "/".join(rel_names[depth:])
+            return _Session(session_rel, f"{inner}/" if inner else "")
+    return _NO_SESSION
+
+
+class _Walk:
+    """The state of one worker's walk: columns being filled, skip records, visited folders."""
+
+    def __init__(self, root: str, follow_symlinks: bool, hash_files: bool) -> None:
+        self.root = root
+        self.hash_files = hash_files
+        self.root_names = tuple(p for p in root.split("/") if p)
+        self.follow_symlinks = follow_symlinks
+        self.visited: set[tuple[int, int]] = set()
+        self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names}
+        self.ds_session: list[str] = []
+        self.ds_rel_path: list[str] = []
+        self.ds_size: list[int] = []
+        self.ds_mtime: list[int] = []
+        self.ds_hash: list[str | None] = []
+        self.skipped: list[Skip] = []
+        self.ignored = 0
+
+    def skip(self, rel: str, reason: str, message: str) -> None:
+        self.skipped.append(Skip(rel, reason, message))
+
+    def enter_session(self, rel_dir: str, names: tuple[str, ...]) -> _Session | None:
+        """Register ``rel_dir`` as a session when it is one; report impossible dates."""
+        parts = session_parts(names)
+        if parts is None:
+            return None
+        if not is_real_date(parts.date):
+            self.skip(rel_dir, "invalid_date", f"{parts.date} is not a calendar date")
+            return None
+        for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
+            self.ses[key].append(value)
+        return _Session(rel_dir, "")
+
+    def walk(self, shard: Shard) -> None:
+        rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
+        names = self.root_names + rel_names
+        # Whoever walks a folder emits its session row; a shard may also start inside a session.
+        session = self.enter_session(shard.rel_dir, names) or _session_of(
+            self.root_names, shard.rel_dir
+        )
+        stack = [(shard.rel_dir, names[-4:], session)]
+        while stack:
+            rel_dir, tail, session = stack.pop()
+            self._list(rel_dir, tail, session, stack, shard.deep)
+
+    def _list(
+        self,
+        rel_dir: str,
+        tail: tuple[str, ...],
+        session: _Session,
+        stack: list[tuple[str, tuple[str, ...], _Session]],
+        deep: bool,
+    ) -> None:
+        path = f"{self.root}/{rel_dir}" if rel_dir else self.root
+        try:
+            entries = list(os.scandir(path))
+        except PermissionError as exc:
+            self.skip(rel_dir, "permission_denied", f"cannot list folder: {exc.strerror}")
+            return
+        except FileNotFoundError:
+            self.skip(rel_dir, "vanished", "folder disappeared during the scan")
+            return
+        except OSError as exc:
+            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
+            return
+        in_session = session is not _NO_SESSION
+        for entry in entries:
+            name = entry.name
+            if entry.is_dir(follow_symlinks=False):
+                if deep:
+                    self._push_dir(rel_dir, tail, session, stack, name)
+            elif entry.is_file(follow_symlinks=False):
+                if in_session:
+                    if _is_dataset_name(name):
+                        self._add_file(entry, session, rel_dir)
+                    else:
+                        self.ignored += 1
+            elif entry.is_symlink():
+                self._symlink(entry, rel_dir, tail, session, stack, deep)
+            elif in_session and _is_dataset_name(name):
+                self.skip(
+                    _join(rel_dir, name), "not_regular_file",
+                    "FIFO, socket or device node named like a dataset; never opened",
+                )
+
+    def _push_dir(
+        self,
+        rel_dir: str,
+        tail: tuple[str, ...],
+        session: _Session,
+        stack: list[tuple[str, tuple[str, ...], _Session]],
+        name: str,
+    ) -> None:
+        child = _join(rel_dir, name)
+        names = (*tail, name)
+        inner = self.enter_session(child, names)
+        if inner is None:
+            inner = session if session is _NO_SESSION else session._replace(
+                prefix=f"{session.prefix}{name}/"
+            )
+        stack.append((child, names[-4:], inner))
+
+    def _add_file(self, entry: os.DirEntry[str], session: _Session, rel_dir: str) -> None:
+        try:
+            st = entry.stat()
+        except FileNotFoundError:
+            self.skip(_join(rel_dir, entry.name), "vanished", "file disappeared before stat")
+            return
+        except OSError as exc:
+            self.skip(_join(rel_dir, entry.name), "unreadable", f"cannot stat: {exc.strerror}")
+            return
+        self.ds_session.append(session.rel_dir)
+        self.ds_rel_path.append(session.prefix + entry.name)
+        self.ds_size.append(st.st_size)
+        self.ds_mtime.append(st.st_mtime_ns)
+        self.ds_hash.append(self._digest(entry.path, rel_dir) if self.hash_files else None)
+
+    def _digest(self, path: str, rel_dir: str) -> str | None:
+        try:
+            return md5_file(path)
+        except OSError as exc:
+            name = os.path.basename(path)
+            self.skip(_join(rel_dir, name), "unreadable", f"cannot read: {exc.strerror or exc}")
+            return None
+
+    def _symlink(
+        self,
+        entry: os.DirEntry[str],
+        rel_dir: str,
+        tail: tuple[str, ...],
+        session: _Session,
+        stack: list[tuple[str, tuple[str, ...], _Session]],
+        deep: bool,
+    ) -> None:
+        rel = _join(rel_dir, entry.name)
+        try:
+            st = entry.stat()  # follows the link
+        except FileNotFoundError:
+            self.skip(rel, "broken_symlink", f"link target {os.readlink(entry.path)!r} is missing")
+            return
+        except OSError as exc:
+            self.skip(rel, "symlink_loop", f"cannot resolve link: {exc.strerror}")
+            return
+        if stat.S_ISREG(st.st_mode):
+            if session is not _NO_SESSION:
+                if _is_dataset_name(entry.name):
+                    self._add_file(entry, session, rel_dir)
+                else:
+                    self.ignored += 1
+        elif stat.S_ISDIR(st.st_mode):
+            if not self.follow_symlinks:
+                self.skip(rel, "symlink_not_followed", "link to a folder; use --follow-symlinks")
+            elif (st.st_dev, st.st_ino) in self.visited:
+                self.skip(rel, "symlink_revisit", "folder already indexed through another link")
+            elif deep:
+                self.visited.add((st.st_dev, st.st_ino))
+                self._push_dir(rel_dir, tail, session, stack, entry.name)
+        elif session is not _NO_SESSION and _is_dataset_name(entry.name):
+            self.skip(rel, "not_regular_file", "link to a FIFO, socket or device; never opened")
+
+    def result(self) -> ScanResult:
+        sessions = pa.RecordBatch.from_pydict(self.ses, schema=SESSION_BATCH_SCHEMA)
+        datasets = pa.RecordBatch.from_arrays(
+            [
+                pa.array(self.ds_session, pa.string()),
+                pa.array(self.ds_rel_path, pa.string()),
+                pa.array(self.ds_size, pa.uint64()),
+                pa.array(self.ds_mtime, pa.int64()),
+                pa.array(self.ds_hash, pa.string()),
+            ],
+            schema=DATASET_BATCH_SCHEMA,
+        )
+        return ScanResult(sessions, datasets, self.skipped, self.ignored)
+
+
+def scan_shards(
+    root: str, shards: Iterable[Shard], follow_symlinks: bool = False, hash_files: bool = False
+) -> ScanResult:
+    """Walk ``shards`` of the tree at ``root`` and return their rows (runs inside a worker).
+
+    Parameters
+    ----------
+    root : str
+        Absolute path of the indexed folder.
+    shards : iterable of Shard
+        The folders to walk, relative to ``root``.
+    follow_symlinks : bool
+        Follow symbolic links to folders (each folder at most once per worker).
+    hash_files : bool
+        Compute the MD5 of every dataset file.
+
+    Returns
+    -------
+    ScanResult
+    """
+    walk = _Walk(root, follow_symlinks, hash_files)
+    for shard in shards:
+        walk.walk(shard)
+    return walk.result()

@@ -1,0 +1,93 @@
+"""The cache tables' Arrow schemas, as ONE-api needs them (see ``alf-layout.md``).
+
+Built with pyarrow only, so the indexing path never imports pandas. The ``pandas`` schema
+metadata is written by hand: it tells ``pandas.read_parquet`` (and so ONE-api) which columns
+form the index, exactly as pandas itself would have recorded it.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+QC_LEVELS = ("NOT_SET", "PASS", "WARNING", "FAIL", "CRITICAL")
+"""The QC categories in ONE-api's order; a new index writes NOT_SET."""
+
+QC_ARROW_TYPE = pa.dictionary(pa.int8(), pa.string(), ordered=True)
+
+SESSIONS_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("lab", pa.string()),
+        ("subject", pa.string()),
+        ("date", pa.date32()),
+        ("number", pa.uint16()),
+        ("task_protocol", pa.string()),
+        ("projects", pa.string()),
+    ]
+)
+SESSIONS_INDEX = ("id",)
+
+DATASETS_SCHEMA = pa.schema(
+    [
+        ("eid", pa.string()),
+        ("id", pa.string()),
+        ("rel_path", pa.string()),
+        ("file_size", pa.uint64()),
+        ("hash", pa.string()),
+        ("exists", pa.bool_()),
+        ("qc", QC_ARROW_TYPE),
+    ]
+)
+DATASETS_INDEX = ("eid", "id")
+
+# (pandas_type, numpy_type, metadata) per Arrow type, as pandas records them in parquet files.
+_PANDAS_TYPES: dict[pa.DataType, tuple[str, str, dict[str, object] | None]] = {
+    pa.string(): ("unicode", "object", None),
+    pa.date32(): ("date", "object", None),
+    pa.uint16(): ("uint16", "uint16", None),
+    pa.uint64(): ("uint64", "UInt64", None),
+    pa.int64(): ("int64", "int64", None),
+    pa.bool_(): ("bool", "bool", None),
+    QC_ARROW_TYPE: ("categorical", "int8", {"num_categories": len(QC_LEVELS), "ordered": True}),
+}
+
+
+def pandas_metadata(schema: pa.Schema, index: tuple[str, ...]) -> bytes:
+    """The ``pandas`` key of a table's schema metadata, with ``index`` as its index columns."""
+    columns = []
+    for f in schema:
+        pandas_type, numpy_type, meta = _PANDAS_TYPES[f.type]
+        columns.append(
+            {
+                "name": f.name,
+                "field_name": f.name,
+                "pandas_type": pandas_type,
+                "numpy_type": numpy_type,
+                "metadata": meta,
+            }
+        )
+    return json.dumps(
+        {
+            "index_columns": list(index),
+            "column_indexes": [
+                {
+                    "name": None,
+                    "field_name": None,
+                    "pandas_type": "unicode",
+                    "numpy_type": "object",
+                    "metadata": {"encoding": "UTF-8"},
+                }
+            ],
+            "columns": columns,
+            "attributes": {},
+            "creator": {"library": "pyarrow", "version": pa.__version__},
+            "pandas_version": "2.2.0",
+        }
+    ).encode()
+
+
+def forbidden_extra_columns(schema: pa.Schema, base: pa.Schema) -> list[str]:
+    """Extra columns whose names contain ``id``: ONE-api would pull them into the index."""
+    return [n for n in schema.names if n not in base.names and "id" in n]

@@ -1,0 +1,122 @@
+"""Parquet on disk: where the tables are written (and read back).
+
+Writing is all-or-nothing per run: both tables go to temporary names that do not end in
+``.pqt`` (ONE-api loads every ``*.pqt`` in the folder), are flushed to disk, and only then
+renamed over the previous tables. A failure before the renames leaves the previous tables
+untouched and removes the temporary files.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alfcache._exceptions import BadOutDir, OutDirNotWritable, WriteFailed
+from alfcache._schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
+
+SESSIONS_FILE = "sessions.pqt"
+DATASETS_FILE = "datasets.pqt"
+_TMP_SUFFIX = ".alfcache-tmp"
+
+
+def prepare_out_dir(out_dir: Path) -> Path:
+    """Create ``out_dir`` when missing and prove that files can be written in it.
+
+    Runs before the scan, so a bad output folder fails in a second, not after hours.
+
+    Raises
+    ------
+    BadOutDir
+        ``out_dir`` (or a parent) is a file, or the folder cannot be created.
+    OutDirNotWritable
+        The folder exists but a file cannot be created in it.
+    """
+    if out_dir.exists() and not out_dir.is_dir():
+        raise BadOutDir(f"output folder {out_dir} is a file; pass a folder as out_dir")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise BadOutDir(
+            f"cannot create output folder {out_dir}: {exc.strerror or exc}; "
+            "pass a folder that can be created"
+        ) from exc
+    try:
+        with tempfile.NamedTemporaryFile(dir=out_dir, suffix=_TMP_SUFFIX):
+            pass
+    except OSError as exc:
+        raise OutDirNotWritable(
+            f"cannot write in output folder {out_dir}: {exc.strerror or exc}; "
+            "choose another --out-dir or fix its permissions"
+        ) from exc
+    return out_dir
+
+
+def one_metadata(origin: str, **extra: object) -> dict[str, object]:
+    """The ``one_metadata`` JSON that ONE-api reads: creation time (naive, minutes) and origin."""
+    now = datetime.datetime.now().isoformat(sep=" ", timespec="minutes")
+    return {"date_created": now, "origin": origin, **extra}
+
+
+def _with_metadata(table: pa.Table, index: tuple[str, ...], meta: dict[str, object]) -> pa.Table:
+    return table.replace_schema_metadata(
+        {
+            b"one_metadata": json.dumps(meta).encode(),
+            b"pandas": pandas_metadata(table.schema, index),
+        }
+    )
+
+
+def _write_tmp(table: pa.Table, final: Path) -> Path:
+    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=_TMP_SUFFIX)
+    tmp = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            pq.write_table(table, f)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return tmp
+
+
+def write_tables(
+    sessions: pa.Table, datasets: pa.Table, out_dir: Path, meta: dict[str, object]
+) -> tuple[Path, Path]:
+    """Write both tables into ``out_dir`` atomically (see the module docstring).
+
+    Returns
+    -------
+    pathlib.Path, pathlib.Path
+        The sessions and datasets table paths.
+
+    Raises
+    ------
+    WriteFailed
+        Writing failed (disk full, permissions); the previous tables are untouched.
+    """
+    plan = (
+        (_with_metadata(sessions, SESSIONS_INDEX, meta), out_dir / SESSIONS_FILE),
+        (_with_metadata(datasets, DATASETS_INDEX, meta), out_dir / DATASETS_FILE),
+    )
+    written: list[tuple[Path, Path]] = []
+    try:
+        for table, final in plan:
+            written.append((_write_tmp(table, final), final))
+        for tmp, final in written:
+            tmp.replace(final)
+    except OSError as exc:
+        raise WriteFailed(
+            f"could not write the cache tables in {out_dir}: {exc.strerror or exc}; "
+            "the previous tables are unchanged. Free space or choose another --out-dir."
+        ) from exc
+    finally:
+        for tmp, _ in written:
+            tmp.unlink(missing_ok=True)
+    return out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
