@@ -1,0 +1,149 @@
+"""The command line: thin commands over library calls.
+
+Every command maps alfcache's exceptions to a one-line message and an exit code; ``--debug``
+shows the traceback instead. Human output goes to stderr, ``--json`` output to stdout.
+
+Exit codes: 0 success, 1 the run failed, 2 bad input, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+
+from alfcache._exceptions import (
+    AlfcacheError,
+    BadArgument,
+    BadOutDir,
+    BadRoot,
+    LabConflict,
+    OutDirNotWritable,
+)
+
+_BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable)
+_SHOWN_SKIPS = 5
+
+
+def _jobs(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
+    return value
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="alfcache", description="Index ALF data folders into ONE-api cache tables."
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    idx = commands.add_parser("index", help="write sessions.pqt and datasets.pqt for ROOT")
+    idx.add_argument("root", help="folder to index")
+    idx.add_argument("--out-dir", help="where to write the tables (default: ROOT)")
+    idx.add_argument("--jobs", "-j", type=_jobs, default=-1,
+                     help="worker processes (default: all cores; 1 scans in this process)")
+    idx.add_argument("--lab", help="lab name for sessions whose folders carry none")
+    idx.add_argument("--no-hash-ids", action="store_true",
+                     help="use ALF paths as ids instead of UUID v3")
+    idx.add_argument("--hash-files", action="store_true", help="store the MD5 of every file")
+    idx.add_argument("--follow-symlinks", action="store_true",
+                     help="follow symbolic links to folders (each folder once)")
+    idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
+    idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    idx.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                     help="show tracebacks on errors")
+    idx.set_defaults(func=_index)
+
+    synth = commands.add_parser("synth", help="generate a synthetic ALF tree (demo, benchmarks)")
+    synth.add_argument("root", help="folder to write the tree into")
+    synth.add_argument("--sessions", type=int, default=200, help="number of sessions")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show tracebacks on errors")
+    synth.set_defaults(func=_synth)
+    return parser
+
+
+def _index(args: argparse.Namespace) -> int:
+    from alfcache._index import index
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        report = index(
+            args.root,
+            args.out_dir,
+            hash_ids=not args.no_hash_ids,
+            hash_files=args.hash_files,
+            lab=args.lab,
+            n_jobs=args.jobs,
+            follow_symlinks=args.follow_symlinks,
+            progress=not args.quiet,
+        )
+    if not args.quiet:
+        for w in caught:
+            print(f"alfcache: warning: {w.message}", file=sys.stderr)
+        for s in report.skipped[:_SHOWN_SKIPS]:
+            print(f"alfcache: skipped {s.path}: {s.reason}: {s.message}", file=sys.stderr)
+        if len(report.skipped) > _SHOWN_SKIPS:
+            print(f"alfcache: ... {len(report.skipped) - _SHOWN_SKIPS} more skipped "
+                  "(all are listed with --json)", file=sys.stderr)
+        print(
+            f"alfcache: {report.sessions} sessions, {report.datasets} datasets "
+            f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:.2f} s with {report.n_jobs} "
+            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}",
+            file=sys.stderr,
+        )
+    if args.json:
+        summary = report.as_dict()
+        summary["warnings"] = [str(w.message) for w in caught]
+        print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from alfcache._synth import make_tree
+
+    if args.sessions < 0:
+        raise BadArgument(f"--sessions {args.sessions}: use zero or more")
+    tree = make_tree(args.root, args.sessions, seed=args.seed)
+    print(
+        f"alfcache: wrote {tree.sessions} sessions, {tree.datasets} datasets and "
+        f"{tree.non_alf_files} non-ALF files ({tree.bytes / 1e6:,.1f} MB) to {tree.root}",
+        file=sys.stderr,
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code."""
+    args = _parser().parse_args(argv)
+    func: Callable[[argparse.Namespace], int] = args.func
+    try:
+        return func(args)
+    except KeyboardInterrupt:
+        if args.debug:
+            raise
+        print("alfcache: interrupted; no table was written, the previous tables are unchanged",
+              file=sys.stderr)
+        return 130
+    except AlfcacheError as exc:
+        if args.debug:
+            raise
+        print(f"alfcache: error: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, _BAD_INPUT) else 1
+    except OSError as exc:
+        if args.debug:
+            raise
+        print(f"alfcache: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Shared fixtures: every test builds its own ALF tree under ``tmp_path``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from alfcache._synth import TreeSummary, make_tree
+
+MakeFiles = Callable[[Path, Iterable[str]], Path]
+
+
+def _make_files(root: Path, rel_paths: Iterable[str], content: bytes = b"0123456789") -> Path:
+    """Create each POSIX path below ``root`` (parents too) holding ``content``; returns root."""
+    for rel in rel_paths:
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(content)
+    return root
+
+
+@pytest.fixture
+def make_files() -> MakeFiles:
+    """``make_files(root, ["lab/Subjects/s/2021-01-01/001/alf/spikes.times.npy", ...])``."""
+    return _make_files
+
+
+@pytest.fixture
+def small_tree(tmp_path: Path) -> TreeSummary:
+    """24 sessions with and without labs, collections, revisions, an empty session, junk."""
+    return make_tree(tmp_path / "data", 24, empty_every=10)
+
+
+@pytest.fixture(scope="session")
+def parity_tree(tmp_path_factory: pytest.TempPathFactory) -> TreeSummary:
+    """A 240-session tree shared by the (read-only) reference-parity tests."""
+    return make_tree(tmp_path_factory.mktemp("parity") / "data", 240, empty_every=0)
