@@ -46,8 +46,13 @@ __all__ = [
     "remove_missing_datasets",
 ]
 
-_FRAMES = {"QC_TYPE", "SESSIONS_COLUMNS", "DATASETS_COLUMNS", "EMPTY_DATASETS_FRAME",
-           "EMPTY_SESSIONS_FRAME"}
+_FRAMES = {
+    "QC_TYPE",
+    "SESSIONS_COLUMNS",
+    "DATASETS_COLUMNS",
+    "EMPTY_DATASETS_FRAME",
+    "EMPTY_SESSIONS_FRAME",
+}
 _MAINTENANCE = {"patch_cache", "remove_missing_datasets", "remove_cache_table_files"}
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
+from alfcache._arrow import bool_array, numeric_array, string_array
 from alfcache._exceptions import LabConflict
 from alfcache._ids import uuid3_strings
 from alfcache._scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
@@ -34,15 +35,17 @@ class Tables:
 def _alf_path() -> pl.Expr:
     """The session folder's ALF path: ``lab/Subjects/subject/date/number`` or without lab."""
     lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
-    return pl.concat_str([lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"),
-                          pl.col("number")])
+    return pl.concat_str(
+        [lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"), pl.col("number")]
+    )
 
 
 def _path_id() -> pl.Expr:
     """The reference's path id of a session: ``lab/subject/date/number`` (no ``Subjects``)."""
     lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/").otherwise(pl.lit(""))
-    return pl.concat_str([lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"),
-                          pl.col("number")])
+    return pl.concat_str(
+        [lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"), pl.col("number")]
+    )
 
 
 def _check_lab(sessions: pl.DataFrame, lab: str) -> None:
@@ -73,8 +76,11 @@ def _resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
         kept.select([*key, pl.col("session").alias("kept")]), on=key, how="left"
     )
     skipped = [
-        Skip(row["session"], "session_clash",
-             f"same session as {row['kept']!r} (lab, subject, date and number); not indexed")
+        Skip(
+            row["session"],
+            "session_clash",
+            f"same session as {row['kept']!r} (lab, subject, date and number); not indexed",
+        )
         for row in lost.iter_rows(named=True)
     ]
     return kept, skipped
@@ -128,12 +134,13 @@ def assemble(
         .with_columns(ds_path=pl.col("alf_path") + "/" + pl.col("rel_path"))
     )
     if hash_ids:
-        eid = pl.Series("id", uuid3_strings(sessions["alf_path"].to_arrow()))
+        eid = pl.Series("id", uuid3_strings(sessions["alf_path"].to_list()))
         sessions = sessions.with_columns(id=eid)
-        datasets = datasets.join(sessions.select("session", pl.col("id").alias("eid")),
-                                 on="session", how="left")
+        datasets = datasets.join(
+            sessions.select("session", pl.col("id").alias("eid")), on="session", how="left"
+        )
         datasets = datasets.with_columns(
-            id=pl.Series(uuid3_strings(datasets["ds_path"].to_arrow()))
+            id=pl.Series(uuid3_strings(datasets["ds_path"].to_list()))
         )
     else:
         sessions = sessions.with_columns(id=pl.col("path_id"))
@@ -145,8 +152,7 @@ def assemble(
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:
-    n = df.height
-    empty = pa.array([""] * n, pa.string())
+    empty = string_array([""] * df.height).cast(pa.string())
     return pa.Table.from_arrays(
         [
             df["id"].to_arrow().cast(pa.string()),
@@ -164,7 +170,9 @@ def _sessions_table(df: pl.DataFrame) -> pa.Table:
 def _datasets_table(df: pl.DataFrame) -> pa.Table:
     n = df.height
     qc = pa.DictionaryArray.from_arrays(
-        pa.array(np.zeros(n, dtype=np.int8)), pa.array(QC_LEVELS, pa.string()), ordered=True
+        numeric_array(np.zeros(n, dtype=np.int8), pa.int8()),
+        string_array(QC_LEVELS).cast(pa.string()),
+        ordered=True,
     )
     return pa.Table.from_arrays(
         [
@@ -173,7 +181,7 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
             df["rel_path"].to_arrow().cast(pa.string()),
             df["file_size"].to_arrow(),
             df["hash"].to_arrow().cast(pa.string()),
-            pa.array(np.ones(n, dtype=bool)),
+            bool_array(True, n),
             qc,
         ],
         schema=DATASETS_SCHEMA,

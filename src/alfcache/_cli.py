@@ -47,26 +47,37 @@ def _parser() -> argparse.ArgumentParser:
     idx = commands.add_parser("index", help="write sessions.pqt and datasets.pqt for ROOT")
     idx.add_argument("root", help="folder to index")
     idx.add_argument("--out-dir", help="where to write the tables (default: ROOT)")
-    idx.add_argument("--jobs", "-j", type=_jobs, default=-1,
-                     help="worker processes (default: all cores; 1 scans in this process)")
+    idx.add_argument(
+        "--jobs",
+        "-j",
+        type=_jobs,
+        default=-1,
+        help="worker processes (default: all cores; 1 scans in this process)",
+    )
     idx.add_argument("--lab", help="lab name for sessions whose folders carry none")
-    idx.add_argument("--no-hash-ids", action="store_true",
-                     help="use ALF paths as ids instead of UUID v3")
+    idx.add_argument(
+        "--no-hash-ids", action="store_true", help="use ALF paths as ids instead of UUID v3"
+    )
     idx.add_argument("--hash-files", action="store_true", help="store the MD5 of every file")
-    idx.add_argument("--follow-symlinks", action="store_true",
-                     help="follow symbolic links to folders (each folder once)")
+    idx.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="follow symbolic links to folders (each folder once)",
+    )
     idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    idx.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                     help="show tracebacks on errors")
+    idx.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     idx.set_defaults(func=_index)
 
     synth = commands.add_parser("synth", help="generate a synthetic ALF tree (demo, benchmarks)")
     synth.add_argument("root", help="folder to write the tree into")
     synth.add_argument("--sessions", type=int, default=200, help="number of sessions")
     synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
-                       help="show tracebacks on errors")
+    synth.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
     synth.set_defaults(func=_synth)
     return parser
 
@@ -92,8 +103,11 @@ def _index(args: argparse.Namespace) -> int:
         for s in report.skipped[:_SHOWN_SKIPS]:
             print(f"alfcache: skipped {s.path}: {s.reason}: {s.message}", file=sys.stderr)
         if len(report.skipped) > _SHOWN_SKIPS:
-            print(f"alfcache: ... {len(report.skipped) - _SHOWN_SKIPS} more skipped "
-                  "(all are listed with --json)", file=sys.stderr)
+            print(
+                f"alfcache: ... {len(report.skipped) - _SHOWN_SKIPS} more skipped "
+                "(all are listed with --json)",
+                file=sys.stderr,
+            )
         print(
             f"alfcache: {report.sessions} sessions, {report.datasets} datasets "
             f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:.2f} s with {report.n_jobs} "
@@ -130,8 +144,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print("alfcache: interrupted; no table was written, the previous tables are unchanged",
-              file=sys.stderr)
+        print(
+            "alfcache: interrupted; no table was written, the previous tables are unchanged",
+            file=sys.stderr,
+        )
         return 130
     except AlfcacheError as exc:
         if args.debug:

@@ -47,7 +47,7 @@ class SessionParts(NamedTuple):
 
     @property
     def alf_path(self) -> str:
-        """The ALF session path, ``lab/Subjects/subject/date/number`` or ``subject/date/number``."""
+        """The ALF path: ``lab/Subjects/subject/date/number`` or ``subject/date/number``."""
         head = f"{self.lab}/Subjects/" if self.lab else ""
         return f"{head}{self.subject}/{self.date}/{self.number}"
 
@@ -80,9 +80,7 @@ def session_parts(names: tuple[str, ...] | list[str]) -> SessionParts | None:
     if len(names) < 3:
         return None
     subject, date, number = names[-3], names[-2], names[-1]
-    if not (
-        _NUMBER.fullmatch(number) and _DATE.fullmatch(date) and _SUBJECT.fullmatch(subject)
-    ):
+    if not (_NUMBER.fullmatch(number) and _DATE.fullmatch(date) and _SUBJECT.fullmatch(subject)):
         return None
     lab = ""
     if len(names) >= 5 and names[-4] == "Subjects" and _LAB.fullmatch(names[-5]):
@@ -91,7 +89,7 @@ def session_parts(names: tuple[str, ...] | list[str]) -> SessionParts | None:
 
 
 def is_session_path(path: str) -> bool:
-    """Return True when a POSIX path ends in a session folder (``one.alf.spec.is_session_path``)."""
+    """Return True when a POSIX path ends in a session folder (cf. ``spec.is_session_path``)."""
     return session_parts(path.strip("/").split("/")) is not None
 
 

@@ -23,21 +23,19 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _DIGIT_COLUMNS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
-def uuid3_strings(names: pa.Array | pa.ChunkedArray | list[str]) -> pa.StringArray:
+def uuid3_strings(names: list[str]) -> pa.StringArray:
     """Return ``str(uuid.uuid3(NAMESPACE, name))`` for every name, as an Arrow string array.
 
     Parameters
     ----------
-    names : Arrow string array or list of str
-        The names to hash; nulls are not allowed.
+    names : list of str
+        The names to hash.
 
     Returns
     -------
     pyarrow.StringArray
         Lower-case canonical UUID strings, version 3.
     """
-    if isinstance(names, pa.ChunkedArray | pa.Array):
-        names = names.to_pylist()
     prefix = hashlib.md5(NAMESPACE.bytes)
     digests = bytearray()
     for name in names:

@@ -13,6 +13,8 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pyarrow.compute as pc
+
 from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
 from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, plan_shards, scan_shards
@@ -163,7 +165,7 @@ def index(
         datasets_table=fn_dsets,
         sessions=tables.sessions.num_rows,
         datasets=tables.datasets.num_rows,
-        bytes=int(tables.datasets["file_size"].to_numpy().sum()) if tables.datasets else 0,
+        bytes=pc.sum(tables.datasets["file_size"]).as_py() or 0,
         n_jobs=jobs,
         shards=len(shards),
         seconds=time.perf_counter() - start,

@@ -31,27 +31,28 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from alfcache._hash import md5_file
+from alfcache._arrow import numeric_array, string_array
 from alfcache._grammar import is_dataset_name, is_real_date, session_parts
+from alfcache._hash import md5_file
 
 SESSION_BATCH_SCHEMA = pa.schema(
     [
-        ("session", pa.string()),
-        ("lab", pa.string()),
-        ("subject", pa.string()),
-        ("date", pa.string()),
-        ("number", pa.string()),
+        ("session", pa.large_string()),
+        ("lab", pa.large_string()),
+        ("subject", pa.large_string()),
+        ("date", pa.large_string()),
+        ("number", pa.large_string()),
     ]
 )
 """One row per session folder; ``session`` is the folder's path relative to the root."""
 
 DATASET_BATCH_SCHEMA = pa.schema(
     [
-        ("session", pa.string()),
-        ("rel_path", pa.string()),
+        ("session", pa.large_string()),
+        ("rel_path", pa.large_string()),
         ("file_size", pa.uint64()),
         ("mtime_ns", pa.int64()),
-        ("hash", pa.string()),
+        ("hash", pa.large_string()),
     ]
 )
 """One row per dataset file; ``rel_path`` is relative to the session folder, ``hash`` is the MD5
@@ -238,7 +239,8 @@ class _Walk:
                 self._symlink(entry, rel_dir, tail, session, stack, deep)
             elif in_session and _is_dataset_name(name):
                 self.skip(
-                    _join(rel_dir, name), "not_regular_file",
+                    _join(rel_dir, name),
+                    "not_regular_file",
                     "FIFO, socket or device node named like a dataset; never opened",
                 )
 
@@ -254,8 +256,10 @@ class _Walk:
         names = (*tail, name)
         inner = self.enter_session(child, names)
         if inner is None:
-            inner = session if session is _NO_SESSION else session._replace(
-                prefix=f"{session.prefix}{name}/"
+            inner = (
+                session
+                if session is _NO_SESSION
+                else session._replace(prefix=f"{session.prefix}{name}/")
             )
         stack.append((child, names[-4:], inner))
 
@@ -318,14 +322,16 @@ class _Walk:
             self.skip(rel, "not_regular_file", "link to a FIFO, socket or device; never opened")
 
     def result(self) -> ScanResult:
-        sessions = pa.RecordBatch.from_pydict(self.ses, schema=SESSION_BATCH_SCHEMA)
+        sessions = pa.RecordBatch.from_arrays(
+            [string_array(column) for column in self.ses.values()], schema=SESSION_BATCH_SCHEMA
+        )
         datasets = pa.RecordBatch.from_arrays(
             [
-                pa.array(self.ds_session, pa.string()),
-                pa.array(self.ds_rel_path, pa.string()),
-                pa.array(self.ds_size, pa.uint64()),
-                pa.array(self.ds_mtime, pa.int64()),
-                pa.array(self.ds_hash, pa.string()),
+                string_array(self.ds_session),
+                string_array(self.ds_rel_path),
+                numeric_array(self.ds_size, pa.uint64()),
+                numeric_array(self.ds_mtime, pa.int64()),
+                string_array(self.ds_hash),
             ],
             schema=DATASET_BATCH_SCHEMA,
         )

@@ -109,7 +109,8 @@ def make_tree(
         else:
             subject_dir = root / LABS[subject_no % len(LABS)] / "Subjects" / subject
         day, number = divmod(session_no, 3)
-        session = subject_dir / f"2024-{1 + day:02d}-{1 + (subject_no % 28):02d}" / f"{number + 1:03d}"
+        date = f"2024-{1 + day:02d}-{1 + (subject_no % 28):02d}"
+        session = subject_dir / date / f"{number + 1:03d}"
         session.mkdir(parents=True, exist_ok=True)
         if empty_every and i % empty_every == empty_every - 1:
             continue
