@@ -1,12 +1,14 @@
 """alfcache: a parallel indexer that writes ONE-api's parquet cache tables.
 
-The public API mirrors ``one.alf.cache``. The pandas-based attributes (``QC_TYPE``, the column
-maps and the empty frames) are loaded on first access, so indexing never pays for pandas.
+The public API mirrors ``one.alf.cache``. Names are resolved on first access (PEP 562): a scan
+worker imports ``alfcache._scan`` and must not pay for Polars, pandas or the parquet writer, and
+``QC_TYPE`` and the empty frames are the only reason to load pandas at all.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from alfcache._exceptions import (
     AlfcacheError,
@@ -18,8 +20,18 @@ from alfcache._exceptions import (
     ScanFailed,
     WriteFailed,
 )
-from alfcache._ids import NAMESPACE
-from alfcache._index import IndexReport, index, make_parquet_db
+
+if TYPE_CHECKING:
+    from alfcache._frames import (
+        DATASETS_COLUMNS,
+        EMPTY_DATASETS_FRAME,
+        EMPTY_SESSIONS_FRAME,
+        QC_TYPE,
+        SESSIONS_COLUMNS,
+    )
+    from alfcache._ids import NAMESPACE
+    from alfcache._index import IndexReport, index, make_parquet_db
+    from alfcache._maintain import patch_cache, remove_cache_table_files, remove_missing_datasets
 
 __version__ = "0.1.0"
 
@@ -46,23 +58,29 @@ __all__ = [
     "remove_missing_datasets",
 ]
 
-_FRAMES = {
-    "QC_TYPE",
-    "SESSIONS_COLUMNS",
-    "DATASETS_COLUMNS",
-    "EMPTY_DATASETS_FRAME",
-    "EMPTY_SESSIONS_FRAME",
+_LAZY = {
+    "QC_TYPE": "_frames",
+    "SESSIONS_COLUMNS": "_frames",
+    "DATASETS_COLUMNS": "_frames",
+    "EMPTY_DATASETS_FRAME": "_frames",
+    "EMPTY_SESSIONS_FRAME": "_frames",
+    "NAMESPACE": "_ids",
+    "IndexReport": "_index",
+    "index": "_index",
+    "make_parquet_db": "_index",
+    "patch_cache": "_maintain",
+    "remove_cache_table_files": "_maintain",
+    "remove_missing_datasets": "_maintain",
 }
-_MAINTENANCE = {"patch_cache", "remove_missing_datasets", "remove_cache_table_files"}
 
 
 def __getattr__(name: str) -> Any:
-    if name in _FRAMES:
-        from alfcache import _frames
-
-        return getattr(_frames, name)
-    if name in _MAINTENANCE:
-        from alfcache import _maintain
-
-        return getattr(_maintain, name)
+    if name in _LAZY:
+        value = getattr(importlib.import_module(f"alfcache.{_LAZY[name]}"), name)
+        globals()[name] = value
+        return value
     raise AttributeError(f"module 'alfcache' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

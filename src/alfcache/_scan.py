@@ -92,6 +92,7 @@ class _Session(NamedTuple):
 
 
 _NO_SESSION = _Session("", "")
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # The same few hundred names recur in every session; caching the verdict takes the regular
 # expression off the per-file path.
@@ -213,13 +214,35 @@ class _Walk:
     ) -> None:
         path = f"{self.root}/{rel_dir}" if rel_dir else self.root
         try:
-            entries = list(os.scandir(path))
+            # Listing through a folder descriptor makes every stat() below relative to it
+            # (fstatat), instead of a lookup of the whole path per file.
+            fd = os.open(path, _DIR_FLAGS)
         except PermissionError as exc:
             self.skip(rel_dir, "permission_denied", f"cannot list folder: {exc.strerror}")
             return
         except FileNotFoundError:
             self.skip(rel_dir, "vanished", "folder disappeared during the scan")
             return
+        except OSError as exc:
+            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
+            return
+        try:
+            self._entries(fd, path, rel_dir, tail, session, stack, deep)
+        finally:
+            os.close(fd)
+
+    def _entries(
+        self,
+        fd: int,
+        path: str,
+        rel_dir: str,
+        tail: tuple[str, ...],
+        session: _Session,
+        stack: list[tuple[str, tuple[str, ...], _Session]],
+        deep: bool,
+    ) -> None:
+        try:
+            entries = list(os.scandir(fd))
         except OSError as exc:
             self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
             return
@@ -232,11 +255,11 @@ class _Walk:
             elif entry.is_file(follow_symlinks=False):
                 if in_session:
                     if _is_dataset_name(name):
-                        self._add_file(entry, session, rel_dir)
+                        self._add_file(entry, path, session, rel_dir)
                     else:
                         self.ignored += 1
             elif entry.is_symlink():
-                self._symlink(entry, rel_dir, tail, session, stack, deep)
+                self._symlink(entry, path, rel_dir, tail, session, stack, deep)
             elif in_session and _is_dataset_name(name):
                 self.skip(
                     _join(rel_dir, name),
@@ -263,7 +286,9 @@ class _Walk:
             )
         stack.append((child, names[-4:], inner))
 
-    def _add_file(self, entry: os.DirEntry[str], session: _Session, rel_dir: str) -> None:
+    def _add_file(
+        self, entry: os.DirEntry[str], path: str, session: _Session, rel_dir: str
+    ) -> None:
         try:
             st = entry.stat()
         except FileNotFoundError:
@@ -276,7 +301,10 @@ class _Walk:
         self.ds_rel_path.append(session.prefix + entry.name)
         self.ds_size.append(st.st_size)
         self.ds_mtime.append(st.st_mtime_ns)
-        self.ds_hash.append(self._digest(entry.path, rel_dir) if self.hash_files else None)
+        if self.hash_files:
+            self.ds_hash.append(self._digest(f"{path}/{entry.name}", rel_dir))
+        else:
+            self.ds_hash.append(None)
 
     def _digest(self, path: str, rel_dir: str) -> str | None:
         try:
@@ -289,6 +317,7 @@ class _Walk:
     def _symlink(
         self,
         entry: os.DirEntry[str],
+        path: str,
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
@@ -299,7 +328,8 @@ class _Walk:
         try:
             st = entry.stat()  # follows the link
         except FileNotFoundError:
-            self.skip(rel, "broken_symlink", f"link target {os.readlink(entry.path)!r} is missing")
+            target = os.readlink(f"{path}/{entry.name}")
+            self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
             return
         except OSError as exc:
             self.skip(rel, "symlink_loop", f"cannot resolve link: {exc.strerror}")
@@ -307,7 +337,7 @@ class _Walk:
         if stat.S_ISREG(st.st_mode):
             if session is not _NO_SESSION:
                 if _is_dataset_name(entry.name):
-                    self._add_file(entry, session, rel_dir)
+                    self._add_file(entry, path, session, rel_dir)
                 else:
                     self.ignored += 1
         elif stat.S_ISDIR(st.st_mode):
