@@ -121,7 +121,6 @@ def assemble(
     sessions = sessions.unique("session", keep="first").with_columns(
         alf_path=_alf_path(),
         path_id=_path_id(),
-        num=pl.col("number").cast(pl.UInt16),
         unpadded=pl.col("number").str.len_chars() != 3,
         lab=pl.lit(lab) if lab else pl.col("lab"),
     )

@@ -10,6 +10,7 @@ import os
 import time
 import warnings
 from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -91,27 +92,41 @@ def _tasks(shards: Sequence[Shard]) -> list[list[Shard]]:
     return [*deep, flat] if flat else deep
 
 
-def _run(
+def _start_scan(
     root: str, tasks: list[list[Shard]], n_jobs: int, follow_symlinks: bool, hash_files: bool
 ) -> Iterator[ScanResult]:
+    """Hand the tasks to the workers now; the returned iterator yields results as they finish.
+
+    With one worker the shards are walked in this process, lazily, as the iterator is consumed.
+    Otherwise every task is submitted at once to joblib's loky process pool, so the workers
+    start and walk while the caller goes on (it imports Polars meanwhile).
+    """
     if n_jobs == 1:
-        for task in tasks:
-            yield scan_shards(root, task, follow_symlinks, hash_files)
-        return
-    # Imported here: a one-worker run (and the command line's start-up) does without joblib.
-    from joblib import Parallel, delayed
+        return (scan_shards(root, task, follow_symlinks, hash_files) for task in tasks)
+    # Imported here: a one-worker run does without joblib and its start-up cost.
+    from joblib.externals.loky import get_reusable_executor
+
+    executor = get_reusable_executor(max_workers=n_jobs)
+    futures = [
+        executor.submit(scan_shards, root, task, follow_symlinks, hash_files) for task in tasks
+    ]
+    return _results(futures)
+
+
+def _results(futures: list[Future[ScanResult]]) -> Iterator[ScanResult]:
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    parallel = Parallel(n_jobs=n_jobs, return_as="generator_unordered", batch_size=1)
     try:
-        yield from parallel(
-            delayed(scan_shards)(root, task, follow_symlinks, hash_files) for task in tasks
-        )
+        for future in as_completed(futures):
+            yield future.result()
     except TerminatedWorkerError as exc:
         raise ScanFailed(
             f"a scan worker died ({exc}); no table was written, the previous tables are "
             "unchanged. Run again, or with --jobs 1 to find the folder that kills it."
         ) from exc
+    finally:
+        for future in futures:
+            future.cancel()
 
 
 def index(
@@ -132,8 +147,6 @@ def index(
     IndexReport
         Counts, timings, the written paths and the skipped entries.
     """
-    from alfcache._assemble import assemble  # Polars loads while nothing else waits on it
-
     start = time.perf_counter()
     root = resolve_root(root_dir)
     jobs = resolve_n_jobs(n_jobs)
@@ -143,10 +156,13 @@ def index(
 
     shards = plan_shards(str(root), jobs, per_job=SHARDS_PER_JOB)
     tasks = _tasks(shards)
+    pending = _start_scan(str(root), tasks, min(jobs, len(tasks)), follow_symlinks, hash_files)
+    from alfcache._assemble import assemble  # Polars loads while the workers walk
+
     bar = Progress(enabled=progress)
     results = []
     try:
-        for result in _run(str(root), tasks, min(jobs, len(tasks)), follow_symlinks, hash_files):
+        for result in pending:
             results.append(result)
             bar.update(result.sessions.num_rows, result.datasets.num_rows)
     finally:

@@ -42,9 +42,12 @@ SESSION_BATCH_SCHEMA = pa.schema(
         ("subject", pa.large_string()),
         ("date", pa.large_string()),
         ("number", pa.large_string()),
+        ("num", pa.uint16()),
     ]
 )
-"""One row per session folder; ``session`` is the folder's path relative to the root."""
+r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
+the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
+as the reference's ``\d`` admits them)."""
 
 DATASET_BATCH_SCHEMA = pa.schema(
     [
@@ -97,6 +100,15 @@ _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 # The same few hundred names recur in every session; caching the verdict takes the regular
 # expression off the per-file path.
 _is_dataset_name = functools.lru_cache(maxsize=1 << 16)(is_dataset_name)
+
+
+def _is_utf8(name: str) -> bool:
+    """False for names holding undecodable bytes (``os`` maps them to lone surrogates)."""
+    try:
+        name.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _join(rel_dir: str, name: str) -> str:
@@ -168,7 +180,8 @@ class _Walk:
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
         self.visited: set[tuple[int, int]] = set()
-        self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names}
+        self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names[:-1]}
+        self.ses_num: list[int] = []
         self.ds_session: list[str] = []
         self.ds_rel_path: list[str] = []
         self.ds_size: list[int] = []
@@ -190,6 +203,7 @@ class _Walk:
             return None
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
             self.ses[key].append(value)
+        self.ses_num.append(int(parts.number))
         return _Session(rel_dir, "")
 
     def walk(self, shard: Shard) -> None:
@@ -249,6 +263,13 @@ class _Walk:
         in_session = session is not _NO_SESSION
         for entry in entries:
             name = entry.name
+            if not (name.isascii() or _is_utf8(name)):
+                self.skip(
+                    _join(rel_dir, name.encode(errors="surrogateescape").decode(errors="replace")),
+                    "not_utf8",
+                    "name is not valid UTF-8; rename it to index it",
+                )
+                continue
             if entry.is_dir(follow_symlinks=False):
                 if deep:
                     self._push_dir(rel_dir, tail, session, stack, name)
@@ -353,7 +374,11 @@ class _Walk:
 
     def result(self) -> ScanResult:
         sessions = pa.RecordBatch.from_arrays(
-            [string_array(column) for column in self.ses.values()], schema=SESSION_BATCH_SCHEMA
+            [
+                *(string_array(column) for column in self.ses.values()),
+                numeric_array(self.ses_num, pa.uint16()),
+            ],
+            schema=SESSION_BATCH_SCHEMA,
         )
         datasets = pa.RecordBatch.from_arrays(
             [
