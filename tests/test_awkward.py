@@ -28,6 +28,7 @@ import pytest
 import alfcache
 import alfcache._index
 from alfcache._cli import main as cli_main
+from alfcache._scan import Shard, plan_shards
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 SPIKES = "alf/spikes.times.npy"
@@ -274,6 +275,26 @@ def _walk_bottom_up(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
         order.append((path, dirs, files))
         stack.extend(os.path.join(path, d) for d in dirs)
     return reversed(order)
+
+
+def test_planner_leaves_an_unlistable_folder_to_a_worker(
+    tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root nothing is unreadable: fake it for the planner (the worker's side, run as an
+    # unprivileged user, is in test_faults.py).
+    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(3)])
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if isinstance(path, str) and path.endswith("/s1"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    shards = plan_shards(str(root), 2, per_job=4)
+    assert Shard("s1", True) in shards
+    assert not [s for s in shards if s.rel_dir.startswith("s1/")]
+    assert Shard("s0", False) in shards  # the readable folders were opened further
 
 
 # --------------------------------------------------------------------------------------------
