@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import socket
@@ -85,9 +86,20 @@ def _run(args: Sequence[str | Path], prefix: Sequence[str] = ()) -> tuple[int, s
     return _finish(_start(args, prefix))
 
 
+# loky's resource tracker, a helper process that shares the command line's stderr, may warn
+# after an interrupted parallel run that a semaphore "leaked", then that it is already gone
+# (FileNotFoundError): a race in loky's own exit, between a queue thread's clean-up and the
+# process's end. Seen about once in 40 Ctrl-Cs on a loaded machine; nothing is left behind.
+_LOKY_TRACKER_NOISE = re.compile(
+    r"^\S*loky/backend/resource_tracker\.py:\d+: UserWarning: resource_tracker: .*\n"
+    r"(?:[ \t]+warnings\.warn\(.*\n)?",
+    re.MULTILINE,
+)
+
+
 def _one_error_line(stderr: str, *fragments: str) -> str:
     assert "Traceback" not in stderr, stderr
-    lines = stderr.strip().splitlines()
+    lines = _LOKY_TRACKER_NOISE.sub("", stderr + "\n").strip().splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("alfcache: "), stderr
     for fragment in fragments:
