@@ -13,9 +13,10 @@ import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pyarrow.compute as pc
 
@@ -31,6 +32,9 @@ from alfcache._scan import (
     scan_shards,
 )
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
+
+if TYPE_CHECKING:
+    from joblib.externals.loky import ProcessPoolExecutor
 
 SHARDS_PER_JOB = 8
 """Deep shards planned per worker: enough that one large subtree does not idle the others."""
@@ -137,7 +141,7 @@ class _Scan:
         self.skipped: list[Skip] = []
         """Links to folders not followed (``symlink_revisit``)."""
         self._indexed = {root: "the indexed folder"}
-        self._executor: Executor | None = None
+        self._executor: ProcessPoolExecutor | None = None
         self._pending = self._submit(_tasks(shards))
 
     def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
