@@ -285,7 +285,8 @@ EXTRA_DATASETS = [
 NEW_SESSION_DATASETS = [
     "newlab/Subjects/NEW01/2024-05-05/001/alf/trials.table.pqt",
     "newlab/Subjects/NEW01/2024-05-05/001/top.times.npy",
-    "cortexlab/Subjects/SW0000/2024-01-01/1/spikes.times.npy",  # unpadded: not the table's path
+    # An unpadded folder is the table's 001 session: this file is new to it, the folder is not.
+    "cortexlab/Subjects/SW0000/2024-01-01/1/spikes.times.npy",
     "extra/SW0000/2024-01-01/001/spikes.times.npy",  # below an extra folder
 ]
 NON_ALF = [
@@ -298,8 +299,7 @@ NEW_SESSIONS = [
     "newlab/Subjects/NEW01/2024-05-05/001",
     "newlab/Subjects/NEW02/2024-05-05/002",
     "newlab/Subjects/NEW03/2024-05-05/003",
-    "cortexlab/Subjects/SW0000/2024-01-01/1",
-    "extra/SW0000/2024-01-01/001",
+    "extra/SW0000/2024-01-01/001",  # no lab, unlike the table's SW0000
 ]
 
 
@@ -329,6 +329,14 @@ def test_flags_files_and_sessions_not_in_the_tables(pruned_tree: Path) -> None:
     assert set(_rel(kept_sessions, pruned_tree)) == {*EXTRA_DATASETS, *NEW_SESSION_DATASETS}
 
 
+def test_indexed_unpadded_session_is_kept(tmp_path: Path, make_files: MakeFiles) -> None:
+    """alfcache indexes a folder named ``1``; pruning must not take it for a stranger."""
+    root = make_files(tmp_path / "data", ["lab/Subjects/s1/2021-01-01/1/alf/spikes.times.npy"])
+    _index(root)
+    assert alfcache.remove_missing_datasets(root, dry=False) == []
+    assert (root / "lab/Subjects/s1/2021-01-01/1/alf/spikes.times.npy").is_file()
+
+
 def test_dry_run_prints_the_list(pruned_tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     flagged = alfcache.remove_missing_datasets(str(pruned_tree), dry=True)
     lines = capsys.readouterr().out.splitlines()
@@ -351,7 +359,7 @@ def test_removes_only_the_flagged_files(pruned_tree: Path) -> None:
     # A new session holding a non-ALF file stays, as do table sessions (even empty ones).
     assert (root / NEW_SESSIONS[1] / "README").is_file()
     assert (root / EMPTY_SES).is_dir()
-    assert not (root / "cortexlab/Subjects/SW0000/2024-01-01/1").exists()
+    assert (root / "cortexlab/Subjects/SW0000/2024-01-01/1").is_dir()
     # The emptied revision folder inside a kept session is left as it is.
     assert (root / SES / "alf/probe00/#2024-06-01#").is_dir()
     # Running again finds only the session kept for its non-ALF file.
@@ -428,7 +436,8 @@ REF_EXTRA = [
     f"{NO_LAB_SES}/top.times.npy",
     "newlab/Subjects/NEW01/2024-05-05/001/top.times.npy",
     "newlab/Subjects/NEW02/2024-05-05/002/README",
-    "cortexlab/Subjects/SW0000/2024-01-01/1/spikes.times.npy",
+    # No unpadded ``1`` folder here: the reference flags it, with its datasets, as a stranger,
+    # which we deliberately do not (test_indexed_unpadded_session_is_kept).
     "SW9998/2024-01-01/002/spikes.times.npy",
     f"{SES}/alf/notes.txt",
 ]

@@ -360,10 +360,9 @@ def remove_missing_datasets(
     Non-ALF files are not removed. Empty sessions that exist in the sessions table are not
     removed.
 
-    A table session's folder is ``cache_dir/lab/Subjects/subject/date/NNN`` (no lab part when
-    the lab is empty), as ONE-api rebuilds it: a session folder on disk that is not one of those
-    (named ``1`` instead of ``001``, or below extra folders) is not in the cache, nor are its
-    datasets. A dataset is any ALF-named file at any depth below a session folder; it is in the
+    A session folder on disk is the table session with the same lab, subject, date and number
+    (as an integer), wherever it sits and however its number is padded: the tables alfcache
+    writes index a folder named ``1``, and its datasets must not be deleted. A dataset is any ALF-named file at any depth below a session folder; it is in the
     cache when its path relative to the session is a ``rel_path`` of that session's rows.
 
     Parameters
@@ -401,15 +400,31 @@ def remove_missing_datasets(
             scan.skipped[0].path,
             scan.skipped[0].message,
         )
+    # A folder on disk is matched to the table by its parsed parts, not its spelling: a folder
+    # named ``1`` (or below extra folders) is the table's ``001`` session, and its indexed
+    # datasets must not be deleted just because ONE-api would look for them elsewhere.
+    on_disk = scan.sessions.to_pydict()
+    folder_of = {
+        session: _session_folder(lab, subject, date, num)
+        for session, lab, subject, date, num in zip(
+            on_disk["session"],
+            on_disk["lab"],
+            on_disk["subject"],
+            on_disk["date"],
+            on_disk["num"],
+            strict=True,
+        )
+    }
     to_delete: set[Path] = set()
-    sessions_on_disk = scan.sessions["session"].to_pylist()
     if remove_empty_sessions:
-        to_delete.update(cache_dir / s for s in sessions_on_disk if s and s not in in_cache)
+        to_delete.update(
+            cache_dir / s for s, folder in folder_of.items() if s and folder not in in_cache
+        )
     no_datasets: set[str] = set()
     session_column = scan.datasets["session"].to_pylist()
     rel_path_column = scan.datasets["rel_path"].to_pylist()
     for session, rel_path in zip(session_column, rel_path_column, strict=True):
-        if rel_path not in in_cache.get(session, no_datasets):
+        if rel_path not in in_cache.get(folder_of[session], no_datasets):
             to_delete.add(cache_dir / session / rel_path)
 
     if dry:
