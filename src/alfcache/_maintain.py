@@ -362,8 +362,9 @@ def remove_missing_datasets(
 
     A session folder on disk is the table session with the same lab, subject, date and number
     (as an integer), wherever it sits and however its number is padded: the tables alfcache
-    writes index a folder named ``1``, and its datasets must not be deleted. A dataset is any ALF-named file at any depth below a session folder; it is in the
-    cache when its path relative to the session is a ``rel_path`` of that session's rows.
+    writes index a folder named ``1``, and its datasets must not be deleted. A dataset is any
+    ALF-named file at any depth below a session folder; it is in the cache when its path
+    relative to the session is a ``rel_path`` of that session's rows.
 
     Parameters
     ----------
