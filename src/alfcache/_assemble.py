@@ -30,6 +30,8 @@ class Tables:
     sessions: pa.Table
     datasets: pa.Table
     skipped: list[Skip]
+    bytes: int
+    """Total size of the indexed datasets."""
 
 
 def _alf_path() -> pl.Expr:
@@ -147,7 +149,8 @@ def assemble(
 
     sessions = sessions.sort("id")
     datasets = datasets.sort(["eid", "id"])
-    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped)
+    total = int(datasets["file_size"].sum())
+    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total)
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:

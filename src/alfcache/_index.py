@@ -14,8 +14,6 @@ from concurrent.futures import Future, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pyarrow.compute as pc
-
 from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
 from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, plan_shards, scan_shards
@@ -181,7 +179,7 @@ def index(
         datasets_table=fn_dsets,
         sessions=tables.sessions.num_rows,
         datasets=tables.datasets.num_rows,
-        bytes=pc.sum(tables.datasets["file_size"]).as_py() or 0,
+        bytes=tables.bytes,
         n_jobs=jobs,
         shards=len(shards),
         seconds=time.perf_counter() - start,
