@@ -32,6 +32,9 @@ class Tables:
     skipped: list[Skip]
     bytes: int
     """Total size of the indexed datasets."""
+    files: pl.DataFrame
+    """Row by row with ``datasets``: the session folder (relative to the root) and ``mtime_ns``
+    of each dataset's file, for hashing and updates."""
 
 
 def _alf_path() -> pl.Expr:
@@ -150,7 +153,8 @@ def assemble(
     sessions = sessions.sort("id")
     datasets = datasets.sort(["eid", "id"])
     total = int(datasets["file_size"].sum())
-    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total)
+    files = datasets.select("session", "mtime_ns")
+    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total, files)
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:
@@ -182,7 +186,7 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
             df["id"].to_arrow().cast(pa.string()),
             df["rel_path"].to_arrow().cast(pa.string()),
             df["file_size"].to_arrow(),
-            df["hash"].to_arrow().cast(pa.string()),
+            pa.nulls(n, pa.string()),  # hashes are filled in by alfcache._update
             bool_array(True, n),
             qc,
         ],

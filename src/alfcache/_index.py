@@ -11,13 +11,18 @@ import time
 import warnings
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, as_completed
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
+from alfcache._hash import Hashing, resolve_algorithms
 from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, plan_shards, scan_shards
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
+
+if TYPE_CHECKING:
+    from alfcache._update import Changes
 
 SHARDS_PER_JOB = 8
 """Deep shards planned per worker: enough that one large subtree does not idle the others."""
@@ -38,6 +43,10 @@ class IndexReport:
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
+    hashing: Hashing | None = None
+    """What reading the files did; None when nothing was hashed or updated."""
+    changes: Changes | None = None
+    """New, changed, unchanged and vanished files; None when not an update."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -52,6 +61,8 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
             "skipped": [s._asdict() for s in self.skipped],
+            "hashing": asdict(self.hashing) if self.hashing else None,
+            "update": asdict(self.changes) if self.changes else None,
         }
 
 
@@ -91,7 +102,7 @@ def _tasks(shards: Sequence[Shard]) -> list[list[Shard]]:
 
 
 def _start_scan(
-    root: str, tasks: list[list[Shard]], n_jobs: int, follow_symlinks: bool, hash_files: bool
+    root: str, tasks: list[list[Shard]], n_jobs: int, follow_symlinks: bool
 ) -> Iterator[ScanResult]:
     """Hand the tasks to the workers now; the returned iterator yields results as they finish.
 
@@ -100,14 +111,12 @@ def _start_scan(
     start and walk while the caller goes on (it imports Polars meanwhile).
     """
     if n_jobs == 1:
-        return (scan_shards(root, task, follow_symlinks, hash_files) for task in tasks)
+        return (scan_shards(root, task, follow_symlinks) for task in tasks)
     # Imported here: a one-worker run does without joblib and its start-up cost.
     from joblib.externals.loky import get_reusable_executor
 
     executor = get_reusable_executor(max_workers=n_jobs)
-    futures = [
-        executor.submit(scan_shards, root, task, follow_symlinks, hash_files) for task in tasks
-    ]
+    futures = [executor.submit(scan_shards, root, task, follow_symlinks) for task in tasks]
     return _results(futures)
 
 
@@ -133,10 +142,13 @@ def index(
     *,
     hash_ids: bool = True,
     hash_files: bool = False,
+    hash_algorithm: str | None = None,
     lab: str | None = None,
     n_jobs: int | None = None,
     follow_symlinks: bool = False,
     progress: bool = False,
+    update: bool = False,
+    keep_missing: bool = False,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
 
@@ -150,12 +162,24 @@ def index(
     jobs = resolve_n_jobs(n_jobs)
     if lab is not None and not isinstance(lab, str):
         raise BadArgument(f"lab={lab!r} is not a lab name; pass a string")
+    algorithms = resolve_algorithms(hash_files, hash_algorithm)
+    if keep_missing and not update:
+        raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
 
     shards = plan_shards(str(root), jobs, per_job=SHARDS_PER_JOB)
     tasks = _tasks(shards)
-    pending = _start_scan(str(root), tasks, min(jobs, len(tasks)), follow_symlinks, hash_files)
+    pending = _start_scan(str(root), tasks, min(jobs, len(tasks)), follow_symlinks)
     from alfcache._assemble import assemble  # Polars loads while the workers walk
+
+    previous = None
+    if update or algorithms:
+        from alfcache._update import read_previous, refresh
+
+        previous = read_previous(out) if update else None  # the old tables too
+        if update and previous is None:
+            message = f"no tables in {out} to update; indexing every file"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
 
     bar = Progress(enabled=progress)
     results = []
@@ -167,11 +191,28 @@ def index(
         bar.close()
 
     tables = assemble(results, hash_ids=hash_ids, lab=lab)
+    hashing = changes = None
+    if update or algorithms:
+        tables, hashing, changes = refresh(
+            str(root),
+            tables,
+            previous,
+            algorithms,
+            hash_ids=hash_ids,
+            keep_missing=keep_missing,
+            out_dir=out,
+            n_jobs=jobs,
+            progress=progress,
+        )
     if tables.sessions.num_rows == 0:
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
     elif tables.datasets.num_rows == 0:
         warnings.warn("No datasets found", RuntimeWarning, stacklevel=3)
-    meta = one_metadata(str(root), alfcache_hash_ids="uuid3" if hash_ids else "path")
+    meta = one_metadata(
+        str(root),
+        alfcache_hash_ids="uuid3" if hash_ids else "path",
+        alfcache_hash=list(hashing.algorithms if hashing else ()),
+    )
     fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
     return IndexReport(
         root=root,
@@ -185,6 +226,8 @@ def index(
         seconds=time.perf_counter() - start,
         ignored=sum(r.ignored for r in results),
         skipped=tables.skipped,
+        hashing=hashing,
+        changes=changes,
     )
 
 
@@ -195,9 +238,12 @@ def make_parquet_db(
     hash_files: bool = False,
     lab: str | None = None,
     *,
+    hash_algorithm: str | None = None,
     n_jobs: int | None = None,
     follow_symlinks: bool = False,
     progress: bool = False,
+    update: bool = False,
+    keep_missing: bool = False,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
 
@@ -215,17 +261,28 @@ def make_parquet_db(
         and dataset ALF paths under a fixed namespace (the same tree always gives the same ids).
         If False, ids are the ALF paths themselves.
     hash_files : bool
-        If True, an MD5 hash is computed for each dataset and stored in the datasets table.
+        If True, an MD5 hash is computed for each dataset and stored in the datasets table
+        (``hash``, lower-case hex, as ``md5sum`` prints it).
     lab : str
         An optional lab name to associate with the data. If the folder structure contains
         'lab/Subjects', the lab name is taken from the folder name; a different lab there is an
         error.
+    hash_algorithm : {'md5', 'xxh3', 'both'}, optional
+        Digests to compute; giving one turns hashing on. MD5 goes into ``hash`` (ONE-api checks
+        it on every load), XXH3-128 into ``xxh3_128``. Hashed tables also hold ``mtime_ns``.
     n_jobs : int, optional
         Worker processes; None or -1 for all cores, 1 to scan in this process.
     follow_symlinks : bool
         Follow symbolic links to folders (never twice into the same folder).
     progress : bool
         Show progress on stderr.
+    update : bool
+        Update the tables already in ``out_dir``: read only files that are new or whose size or
+        modification time changed; the others keep their digests and ids. Without
+        ``hash_files`` or ``hash_algorithm``, the digests of the previous tables are computed.
+    keep_missing : bool
+        With ``update``: keep datasets whose files vanished, with ``exists=False``, instead of
+        dropping them.
 
     Returns
     -------
@@ -241,7 +298,8 @@ def make_parquet_db(
     BadOutDir, OutDirNotWritable
         ``out_dir`` is a file or cannot be written.
     BadArgument
-        ``n_jobs`` or ``lab`` is not usable.
+        ``n_jobs``, ``lab`` or ``hash_algorithm`` is not usable, ``keep_missing`` without
+        ``update``, or the tables to update cannot be read or use the other kind of id.
     LabConflict
         ``lab`` differs from the lab folders on disk.
     ScanFailed, WriteFailed
@@ -252,10 +310,13 @@ def make_parquet_db(
         out_dir,
         hash_ids=hash_ids,
         hash_files=hash_files,
+        hash_algorithm=hash_algorithm,
         lab=lab,
         n_jobs=n_jobs,
         follow_symlinks=follow_symlinks,
         progress=progress,
+        update=update,
+        keep_missing=keep_missing,
     )
     if report.skipped:
         shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
