@@ -140,7 +140,11 @@ def read_previous(out_dir: Path) -> Previous | None:
                 _column(ds, "exists", pl.Boolean).fill_null(True),
                 _column(ds, "qc", pl.String),
                 _column(ds, MTIME_COLUMN, pl.Int64),
-                *(_column(ds, c, pl.String).alias(f"old_{a}") for a, c in COLUMNS.items()),
+                # ONE-api 3.0.0 writes '' for "not hashed"
+                *(
+                    _column(ds, c, pl.String).replace("", None).alias(f"old_{a}")
+                    for a, c in COLUMNS.items()
+                ),
             ]
         )
     except pl.exceptions.PolarsError as exc:
