@@ -386,3 +386,20 @@ def test_one_loads_updated_hashed_tables(tree: Path, caplog: pytest.LogCaptureFi
     with caplog.at_level(logging.WARNING):
         one.load_dataset(eid, changed[0], download_only=True)
     assert any("md5 mismatch" in r.getMessage() for r in caplog.records)
+
+
+def test_hashing_and_updating_never_import_pandas(tree: Path, tmp_path: Path) -> None:
+    code = (
+        "import sys, alfcache; "
+        "alfcache.index(sys.argv[1], sys.argv[2], hash_algorithm='both', n_jobs=2); "
+        "alfcache.index(sys.argv[1], sys.argv[2], update=True, keep_missing=True, n_jobs=1); "
+        "print('pandas' in sys.modules)"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code, str(tree), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    assert proc.stdout.strip() == "False"
