@@ -176,15 +176,24 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
         string_array(QC_LEVELS).cast(pa.string()),
         ordered=True,
     )
+    schema = DATASETS_SCHEMA
+    if df["hash"].null_count() == n:
+        # Nothing hashed: a column of Arrow's null type. pandas 3 reads a null *string* as NaN,
+        # which ONE-api (``hash is not None``) takes for a digest and re-hashes every file it
+        # loads; a null-typed column reads back as None under pandas 2 and 3 alike.
+        digests = pa.nulls(n)
+        schema = schema.set(schema.get_field_index("hash"), pa.field("hash", pa.null()))
+    else:
+        digests = df["hash"].to_arrow().cast(pa.string())
     return pa.Table.from_arrays(
         [
             df["eid"].to_arrow().cast(pa.string()),
             df["id"].to_arrow().cast(pa.string()),
             df["rel_path"].to_arrow().cast(pa.string()),
             df["file_size"].to_arrow(),
-            df["hash"].to_arrow().cast(pa.string()),
+            digests,
             bool_array(True, n),
             qc,
         ],
-        schema=DATASETS_SCHEMA,
+        schema=schema,
     )
