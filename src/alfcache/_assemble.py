@@ -180,15 +180,22 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
         string_array(QC_LEVELS).cast(pa.string()),
         ordered=True,
     )
+    # No file is hashed yet (alfcache._update fills the hashes in): a column of Arrow's null
+    # type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is not None``) takes
+    # for a digest and re-hashes every file it loads; a null-typed column reads back as None
+    # under pandas 2 and 3 alike.
+    schema = DATASETS_SCHEMA.set(
+        DATASETS_SCHEMA.get_field_index("hash"), pa.field("hash", pa.null())
+    )
     return pa.Table.from_arrays(
         [
             df["eid"].to_arrow().cast(pa.string()),
             df["id"].to_arrow().cast(pa.string()),
             df["rel_path"].to_arrow().cast(pa.string()),
             df["file_size"].to_arrow(),
-            pa.nulls(n, pa.string()),  # hashes are filled in by alfcache._update
+            pa.nulls(n),
             bool_array(True, n),
             qc,
         ],
-        schema=DATASETS_SCHEMA,
+        schema=schema,
     )

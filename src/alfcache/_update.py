@@ -258,7 +258,13 @@ def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
     schema = pa.schema(fields)
     # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
     qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
-    return df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
+    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
+    if table["hash"].null_count == table.num_rows:
+        # As in alfcache._assemble: no MD5 at all is written as Arrow's null type, or pandas 3
+        # reads NaN and ONE-api MD5s every file it loads.
+        index = schema.get_field_index("hash")
+        table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))
+    return table
 
 
 def reconcile(
