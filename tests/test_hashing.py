@@ -15,6 +15,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -282,18 +283,86 @@ def test_file_board_counts_bytes_per_task(tmp_path: Path) -> None:
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 12 + (16 << 20), 0]
 
 
-def test_progress_while_hashing_in_workers(
-    sized_tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: Any
+@pytest.fixture
+def large_tree(tmp_path: Path) -> Path:
+    """Six files of 1 to 3 MB: large on average, so they are hashed on threads."""
+    root = tmp_path / "large"
+    rng = np.random.default_rng(1)
+    for i in range(6):
+        path = root / SESSION / "raw_ephys_data" / f"_spikeglx_ephysData_g0_t{i}.imec0.ap.cbin"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(rng.bytes(1_000_000 * (1 + i % 3)))
+    return root
+
+
+@pytest.mark.parametrize(
+    ("tree", "runner"),
+    [("sized_tree", "_run_in_processes"), ("large_tree", "_run_in_threads")],
+)
+def test_workers_chosen_by_average_file_size(
+    request: pytest.FixtureRequest,
+    tree: str,
+    runner: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capfd: Any,
 ) -> None:
-    """In batch jobs the timed line reports the bytes read by the workers (through the board)."""
+    """Small files on average go to worker processes, large ones to threads; both show the
+    bytes read (for processes, through the board file) with the rate."""
+    root = request.getfixturevalue(tree)
+    used: list[str] = []
+    for name in ("_run_in_processes", "_run_in_threads"):
+        real = getattr(alfcache._hash, name)
+
+        def spy(*args: Any, real: Callable[..., None] = real, name: str = name) -> None:
+            used.append(name)
+            real(*args)
+
+        monkeypatch.setattr(alfcache._hash, name, spy)
     monkeypatch.setattr(alfcache._hash, "_POLL", 0.0)
-    monkeypatch.setattr(
-        alfcache._hash, "ByteProgress", functools.partial(ByteProgress, interval=0)
-    )
-    report = _run(sized_tree, tmp_path / "out", hash_files=True, n_jobs=2, progress=True)
+    every_update = functools.partial(ByteProgress, interval=0)
+    monkeypatch.setattr(alfcache._hash, "ByteProgress", every_update)
+    out = tmp_path / "out"
+    report = _run(root, out, hash_files=True, n_jobs=2, progress=True)
+    assert used == [runner]
+    ours = _by_path(out, "hash")
+    assert _md5sum(root, sorted(ours)) == ours
     err = capfd.readouterr().err
     assert f"of {report.bytes / 1e6:,.0f} MB" in err
     assert "MB/s" in err
+
+
+def test_interrupted_threads_stop_at_the_next_block(
+    large_tree: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C must not wait for threads to finish reading a 50 GB file."""
+    real_md5 = alfcache._hash._NEW["md5"]
+    blocks: list[int] = []
+
+    class Slow:
+        def __init__(self) -> None:
+            self.inner = real_md5()
+
+        def update(self, data: memoryview) -> None:
+            blocks.append(1)
+            time.sleep(0.02)  # reading the tree would take about 2 s
+            self.inner.update(data)
+
+        def hexdigest(self) -> str:
+            return self.inner.hexdigest()
+
+    def interrupt(*args: Any, **kwargs: Any) -> Any:
+        raise KeyboardInterrupt
+
+    monkeypatch.setitem(alfcache._hash._NEW, "md5", Slow)
+    monkeypatch.setattr(alfcache._hash, "wait", interrupt)
+    paths = sorted(p.relative_to(large_tree).as_posix() for p in large_tree.rglob("*.cbin"))
+    sizes = [(large_tree / p).stat().st_size for p in paths]
+    start = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        alfcache._hash.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
+    assert time.perf_counter() - start < 0.5
+    assert len(blocks) < sum(sizes) // BLOCK_SIZE // 4
 
 
 # --------------------------------------------------------------------------------------------

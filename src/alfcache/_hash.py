@@ -1,4 +1,4 @@
-"""File digests: planned by bytes in the main process, computed in the workers.
+"""File digests: planned by bytes in the main process, computed by workers.
 
 The walk only stats files. Reading them is a phase of its own, because only once every size is
 known can the reading be cut into tasks of similar cost (:func:`plan_tasks`): a file that costs
@@ -6,14 +6,18 @@ a task's share or more is a task of its own, the others are packed together, and
 the workers costliest first. A tree of a few huge files and many small ones then keeps every
 worker busy until the last huge file is done, and every file is read exactly once.
 
-A worker (:func:`hash_task`) reads a file in blocks and feeds every requested digest from the
-same block; ``hashlib`` and ``xxhash`` digest a block without holding the GIL. A file whose size
-or modification time changes while it is read is read once more; if it changes again, or cannot
-be read, it is reported and left without a digest, and the run goes on.
+A task (:func:`hash_task`) reads a file in blocks and feeds every requested digest from the same
+block; ``hashlib`` and ``xxhash`` digest a block without holding the GIL. So when the files are
+large on average, the workers are threads of this process: they digest in parallel and start at
+once. Only when small files dominate, and opening them and the per-file bookkeeping (which hold
+the GIL) would serialise the threads, do the tasks go to the walk's worker processes. A file
+whose size or modification time changes while it is read is read once more; if it changes
+again, or cannot be read, it is reported and left without a digest, and the run goes on.
 
-Workers report the bytes they have read on a *progress board*: a small file holding one 64-bit
-counter per task, written with ``pwrite`` and summed by the main process. Progress counted per
-finished task would stand still for minutes while a worker reads a 50 GB recording.
+Tasks report the bytes they have read on a *board* of one counter per task, which the main
+thread sums a few times a second; worker processes write theirs into a small file with
+``pwrite``. Progress counted per finished task would stand still for minutes while a 50 GB
+recording is read.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ import os
 import stat
 import struct
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import NamedTuple, Protocol
 
@@ -174,19 +179,25 @@ class FileBoard:
             self._fd = -1
 
 
-class _LocalBoard:
-    """The board of a run without workers: shows the bytes read as they are read."""
+class _Stopped(Exception):
+    """Raised inside a hashing thread when the run is abandoned (an error, Ctrl-C)."""
 
-    def __init__(self, bar: ByteProgress) -> None:
-        self.bar = bar
-        self.done = 0
+
+class _MemoryBoard:
+    """A task's counter when tasks run on threads; also how the main thread stops the task."""
+
+    def __init__(self, counts: list[int], slot: int, stop: threading.Event) -> None:
+        self.counts = counts
+        self.slot = slot
+        self.stop = stop
 
     def add(self, n: int) -> None:
-        self.done += n
-        self.bar.update_to(self.done)
+        if self.stop.is_set():
+            raise _Stopped
+        self.counts[self.slot] += n
 
     def close(self) -> None:
-        """Nothing to release; the bar belongs to the caller."""
+        """Nothing to release: the counts belong to the main thread."""
 
 
 class TaskResult(NamedTuple):
@@ -250,7 +261,7 @@ def hash_task(
         File paths relative to ``root``.
     algorithms : tuple of str
         Digests to compute, e.g. ``('md5', 'xxh3')``.
-    board : FileBoard
+    board : FileBoard or _MemoryBoard
         Where to report the bytes read.
 
     Returns
@@ -361,7 +372,8 @@ def digest_files(
     algorithms : tuple of str
         Digests to compute (see :func:`resolve_algorithms`).
     n_jobs : int
-        Worker processes; 1 reads in this process.
+        Number of workers: threads of this process, or worker processes when small files
+        dominate (see the module docstring).
     progress : bool
         Show the bytes read, the rate and the time left on stderr.
 
@@ -382,19 +394,38 @@ def digest_files(
     tasks = plan_tasks(sizes, n_jobs)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
-        if n_jobs == 1:
-            board = _LocalBoard(bar)
-            for rows in tasks:
-                out.put(rows, hash_task(root, [paths[i] for i in rows], algorithms, board))
+        # Threads, unless the per-file work under the GIL would outweigh a thread's share of
+        # the digesting (GIL-free): small files on average.
+        if n_jobs > 1 and len(paths) * FILE_COST * n_jobs > out.bytes:
+            _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
-            _run_in_pool(root, paths, tasks, algorithms, n_jobs, bar, out)
+            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out)
     finally:
         bar.close()
     out.seconds = time.perf_counter() - start
     return out
 
 
-def _run_in_pool(
+def _collect(
+    futures: dict[Future[TaskResult], np.ndarray],
+    bytes_read: Callable[[], int],
+    bar: ByteProgress,
+    out: Digests,
+) -> None:
+    """Gather the tasks' results as they finish, showing the bytes read meanwhile."""
+    pending = set(futures)
+    try:
+        while pending:
+            done, pending = wait(pending, timeout=_POLL, return_when=FIRST_COMPLETED)
+            for future in done:
+                out.put(futures[future], future.result())
+            bar.update_to(bytes_read())
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _run_in_threads(
     root: str,
     paths: Sequence[str],
     tasks: list[np.ndarray],
@@ -403,7 +434,36 @@ def _run_in_pool(
     bar: ByteProgress,
     out: Digests,
 ) -> None:
-    # Imported here: a one-worker run does without joblib. The pool is the one the walk used.
+    counts = [0] * len(tasks)
+    stop = threading.Event()
+    executor = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-hash")
+    try:
+        futures = {
+            executor.submit(
+                hash_task,
+                root,
+                [paths[i] for i in rows],
+                algorithms,
+                _MemoryBoard(counts, slot, stop),
+            ): rows
+            for slot, rows in enumerate(tasks)
+        }
+        _collect(futures, lambda: sum(counts), bar, out)
+    finally:
+        stop.set()  # after an error or Ctrl-C, tasks still reading stop at their next block
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_in_processes(
+    root: str,
+    paths: Sequence[str],
+    tasks: list[np.ndarray],
+    algorithms: tuple[str, ...],
+    n_jobs: int,
+    bar: ByteProgress,
+    out: Digests,
+) -> None:
+    # Imported here: most runs hash on threads. The pool is the one the walk used.
     from joblib.externals.loky import get_reusable_executor
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
@@ -411,28 +471,24 @@ def _run_in_pool(
     try:
         os.ftruncate(fd, 8 * len(tasks))
         executor = get_reusable_executor(max_workers=n_jobs)
-        futures: dict[Future[TaskResult], np.ndarray] = {
+        futures = {
             executor.submit(
                 hash_task, root, [paths[i] for i in rows], algorithms, FileBoard(board, slot)
             ): rows
             for slot, rows in enumerate(tasks)
         }
-        pending = set(futures)
         try:
-            while pending:
-                done, pending = wait(pending, timeout=_POLL, return_when=FIRST_COMPLETED)
-                for future in done:
-                    out.put(futures[future], future.result())
-                counters = np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8")
-                bar.update_to(int(counters.sum()))
+            _collect(
+                futures,
+                lambda: int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum()),
+                bar,
+                out,
+            )
         except TerminatedWorkerError as exc:
             raise ScanFailed(
                 f"a hashing worker died ({exc}); no table was written, the previous tables are "
                 "unchanged. Run again, or with --jobs 1 to find the file that kills it."
             ) from exc
-        finally:
-            for future in pending:
-                future.cancel()
     finally:
         os.close(fd)
         os.unlink(board)
