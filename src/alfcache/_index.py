@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
-from alfcache._hash import Hashing, resolve_algorithms
+from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
 from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, plan_shards, scan_shards
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
@@ -211,7 +211,7 @@ def index(
     meta = one_metadata(
         str(root),
         alfcache_hash_ids="uuid3" if hash_ids else "path",
-        alfcache_hash=list(hashing.algorithms if hashing else ()),
+        **{METADATA_KEY: list(hashing.algorithms if hashing else ())},
     )
     fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
     return IndexReport(

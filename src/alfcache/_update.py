@@ -28,14 +28,12 @@ import pyarrow.parquet as pq
 
 from alfcache._assemble import Tables
 from alfcache._exceptions import BadArgument
-from alfcache._hash import COLUMNS, Digests, Hashing, digest_files
+from alfcache._hash import COLUMNS, METADATA_KEY, Digests, Hashing, digest_files
 from alfcache._scan import Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
 MTIME_COLUMN = "mtime_ns"
-ALGORITHMS_KEY = "alfcache_hash"
-"""The ``one_metadata`` key listing the digests a table holds, e.g. ``["md5", "xxh3"]``."""
 
 SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_KEY = ["eid", "rel_path"]
@@ -99,10 +97,43 @@ def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
     """The digests recorded in ``one_metadata``; for tables of other tools, MD5 if any hash."""
     meta = (table.schema.metadata or {}).get(b"one_metadata")
     try:
-        recorded = json.loads(meta)[ALGORITHMS_KEY]
+        recorded = json.loads(meta)[METADATA_KEY]
     except (TypeError, KeyError, ValueError):
         return ("md5",) if hashes.null_count() < len(hashes) else ()
     return tuple(a for a in COLUMNS if a in recorded)
+
+
+def _sessions_frame(table: pa.Table) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            _column(table, "id", pl.String),
+            _column(table, "lab", pl.String).fill_null(""),
+            _column(table, "subject", pl.String),
+            _column(table, "date", pl.Date),
+            _column(table, "number", pl.Int64),
+            _column(table, "task_protocol", pl.String),
+            _column(table, "projects", pl.String),
+        ]
+    )
+
+
+def _datasets_frame(table: pa.Table) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            _column(table, "eid", pl.String),
+            _column(table, "id", pl.String),
+            _column(table, "rel_path", pl.String),
+            _column(table, "file_size", pl.UInt64),
+            _column(table, "exists", pl.Boolean).fill_null(True),
+            _column(table, "qc", pl.String),
+            _column(table, MTIME_COLUMN, pl.Int64),
+            # ONE-api 3.0.0 writes '' for "not hashed".
+            *(
+                _column(table, c, pl.String).replace("", None).alias(f"old_{a}")
+                for a, c in COLUMNS.items()
+            ),
+        ]
+    )
 
 
 def read_previous(out_dir: Path) -> Previous | None:
@@ -119,59 +150,20 @@ def read_previous(out_dir: Path) -> Previous | None:
     ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
     ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
     try:
-        sessions = pl.DataFrame(
-            [
-                _column(ses, "id", pl.String),
-                _column(ses, "lab", pl.String).fill_null(""),
-                _column(ses, "subject", pl.String),
-                _column(ses, "date", pl.Date),
-                _column(ses, "number", pl.Int64),
-                _column(ses, "task_protocol", pl.String),
-                _column(ses, "projects", pl.String),
-            ]
-        )
-    except pl.exceptions.PolarsError as exc:
+        sessions = _sessions_frame(ses)
+    except pl.exceptions.PolarsError as exc:  # a column of a type that cannot be cast
         raise _bad_table(ses_path, exc) from exc
     try:
-        datasets = pl.DataFrame(
-            [
-                _column(ds, "eid", pl.String),
-                _column(ds, "id", pl.String),
-                _column(ds, "rel_path", pl.String),
-                _column(ds, "file_size", pl.UInt64),
-                _column(ds, "exists", pl.Boolean).fill_null(True),
-                _column(ds, "qc", pl.String),
-                _column(ds, MTIME_COLUMN, pl.Int64),
-                # ONE-api 3.0.0 writes '' for "not hashed"
-                *(
-                    _column(ds, c, pl.String).replace("", None).alias(f"old_{a}")
-                    for a, c in COLUMNS.items()
-                ),
-            ]
-        )
+        datasets = _datasets_frame(ds)
     except pl.exceptions.PolarsError as exc:
         raise _bad_table(ds_path, exc) from exc
     return Previous(sessions, datasets, _recorded_algorithms(ds, datasets["old_md5"]))
 
 
 def _no_previous() -> Previous:
-    schema = {"id": pl.String, "lab": pl.String, "subject": pl.String, "date": pl.Date}
-    sessions = pl.DataFrame(
-        schema={**schema, "number": pl.Int64, "task_protocol": pl.String, "projects": pl.String}
-    )
-    datasets = pl.DataFrame(
-        schema={
-            "eid": pl.String,
-            "id": pl.String,
-            "rel_path": pl.String,
-            "file_size": pl.UInt64,
-            "exists": pl.Boolean,
-            "qc": pl.String,
-            MTIME_COLUMN: pl.Int64,
-            **dict.fromkeys(_DIGESTS, pl.String),
-        }
-    )
-    return Previous(sessions, datasets, ())
+    """What an index without previous tables matches against: nothing, with the columns."""
+    empty = pa.table({})
+    return Previous(_sessions_frame(empty), _datasets_frame(empty), ())
 
 
 def _is_uuid(text: str) -> bool:
