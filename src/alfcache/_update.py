@@ -259,6 +259,95 @@ def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
     return table
 
 
+def _match_sessions(
+    table: pa.Table, previous: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Match the walk's sessions with the previous ones by (lab, subject, date, number).
+
+    Returns
+    -------
+    polars.DataFrame
+        The walk's sessions.
+    polars.DataFrame
+        The new sessions table: previous ids, task protocols and projects where matched.
+    polars.DataFrame
+        ``eid`` (the walk's) to ``new`` (the id in the new table).
+    """
+    fresh = pl.from_arrow(table).with_columns(
+        pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64)
+    )
+    matched = fresh.join(
+        previous.unique(SESSION_KEY, keep="first", maintain_order=True).select(
+            *SESSION_KEY,
+            pl.col("id").alias("old_id"),
+            pl.col("task_protocol").alias("old_task_protocol"),
+            pl.col("projects").alias("old_projects"),
+        ),
+        on=SESSION_KEY,
+        how="left",
+    )
+    sessions = matched.select(
+        pl.coalesce("old_id", "id").alias("id"),
+        *SESSION_KEY,
+        pl.coalesce("old_task_protocol", "task_protocol").alias("task_protocol"),
+        pl.coalesce("old_projects", "projects").alias("projects"),
+    )
+    eids = matched.select(pl.col("id").alias("eid"), pl.coalesce("old_id", "id").alias("new"))
+    return fresh, sessions, eids
+
+
+def _match_datasets(
+    tables: Tables, eids: pl.DataFrame, previous: pl.DataFrame, algorithms: tuple[str, ...]
+) -> pl.DataFrame:
+    """Match the walk's datasets with the previous ones by session and ``rel_path``.
+
+    A file keeps a previous digest when its size and ``mtime_ns`` are unchanged; it is to be
+    ``read`` when it lacks one of ``algorithms``.
+    """
+    datasets = (
+        pl.from_arrow(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
+        .hstack(tables.files)
+        .join(eids, on="eid", how="left")
+        .with_columns(pl.col("new").alias("eid"))
+        .join(
+            previous.unique(DATASET_KEY, keep="first").select(
+                *DATASET_KEY,
+                pl.col("id").alias("old_id"),
+                pl.col("file_size").alias("old_size"),
+                pl.col(MTIME_COLUMN).alias("old_mtime"),
+                pl.col("qc").alias("old_qc"),
+                *_DIGESTS,
+                matched=pl.lit(True),
+            ),
+            on=DATASET_KEY,
+            how="left",
+        )
+    )
+    unchanged = (
+        (pl.col("old_size") == pl.col("file_size")) & (pl.col("old_mtime") == pl.col(MTIME_COLUMN))
+    ).fill_null(False)
+    session_dir = pl.col("session")
+    datasets = datasets.with_columns(
+        pl.coalesce("old_id", "id").alias("id"),
+        pl.lit(True).alias("exists"),
+        pl.coalesce("old_qc", pl.lit("NOT_SET")).alias("qc"),
+        pl.when(session_dir == "")
+        .then(pl.col("rel_path"))
+        .otherwise(session_dir + "/" + pl.col("rel_path"))
+        .alias("path"),
+        *(pl.when(unchanged).then(f"old_{a}").alias(COLUMNS[a]) for a in algorithms),
+        pl.col("matched").fill_null(False),
+        unchanged.alias("unchanged"),
+    ).with_columns(
+        pl.any_horizontal(pl.col(COLUMNS[a]).is_null() for a in algorithms).alias("read")
+        if algorithms
+        else pl.lit(False).alias("read")
+    )
+    if "md5" not in algorithms:
+        datasets = datasets.with_columns(pl.lit(None, pl.String).alias("hash"))
+    return datasets
+
+
 def reconcile(
     tables: Tables,
     previous: Previous | None,
@@ -298,75 +387,8 @@ def reconcile(
         previous = _no_previous()
     _check_ids(previous, hash_ids, out_dir)
     algorithms = algorithms or previous.algorithms
-
-    fresh = pl.from_arrow(tables.sessions).with_columns(
-        pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64)
-    )
-    old_sessions = previous.sessions.unique(SESSION_KEY, keep="first", maintain_order=True)
-    matched = fresh.join(
-        old_sessions.select(
-            *SESSION_KEY,
-            pl.col("id").alias("old_id"),
-            pl.col("task_protocol").alias("old_task_protocol"),
-            pl.col("projects").alias("old_projects"),
-        ),
-        on=SESSION_KEY,
-        how="left",
-    )
-    sessions = matched.select(
-        pl.coalesce("old_id", "id").alias("id"),
-        *SESSION_KEY,
-        pl.coalesce("old_task_protocol", "task_protocol").alias("task_protocol"),
-        pl.coalesce("old_projects", "projects").alias("projects"),
-    )
-
-    datasets = (
-        pl.from_arrow(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
-        .hstack(tables.files)
-        .join(
-            matched.select(pl.col("id").alias("eid"), pl.coalesce("old_id", "id").alias("new")),
-            on="eid",
-            how="left",
-        )
-        .with_columns(pl.col("new").alias("eid"))
-        .join(
-            previous.datasets.unique(DATASET_KEY, keep="first").select(
-                *DATASET_KEY,
-                pl.col("id").alias("old_id"),
-                pl.col("file_size").alias("old_size"),
-                pl.col(MTIME_COLUMN).alias("old_mtime"),
-                pl.col("qc").alias("old_qc"),
-                *_DIGESTS,
-                matched=pl.lit(True),
-            ),
-            on=DATASET_KEY,
-            how="left",
-        )
-    )
-    matched_row = pl.col("matched").fill_null(False)
-    unchanged = (
-        (pl.col("old_size") == pl.col("file_size")) & (pl.col("old_mtime") == pl.col(MTIME_COLUMN))
-    ).fill_null(False)
-    carried = [pl.when(unchanged).then(f"old_{a}").alias(COLUMNS[a]) for a in algorithms]
-    session_dir = pl.col("session")
-    datasets = datasets.with_columns(
-        pl.coalesce("old_id", "id").alias("id"),
-        pl.lit(True).alias("exists"),
-        pl.coalesce("old_qc", pl.lit("NOT_SET")).alias("qc"),
-        pl.when(session_dir == "")
-        .then(pl.col("rel_path"))
-        .otherwise(session_dir + "/" + pl.col("rel_path"))
-        .alias("path"),
-        *carried,
-        matched_row.alias("matched"),
-        unchanged.alias("unchanged"),
-    ).with_columns(
-        pl.any_horizontal(pl.col(COLUMNS[a]).is_null() for a in algorithms).alias("read")
-        if algorithms
-        else pl.lit(False).alias("read")
-    )
-    if "md5" not in algorithms:
-        datasets = datasets.with_columns(pl.lit(None, pl.String).alias("hash"))
+    fresh, sessions, eids = _match_sessions(tables.sessions, previous.sessions)
+    datasets = _match_datasets(tables, eids, previous.datasets, algorithms)
 
     gone = previous.datasets.join(datasets.select(DATASET_KEY), on=DATASET_KEY, how="anti")
     changes = Changes(
