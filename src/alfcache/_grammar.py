@@ -32,6 +32,7 @@ _LAB = re.compile(LAB)
 _SUBJECT = re.compile(SUBJECT)
 _DATE = re.compile(DATE)
 _NUMBER = re.compile(NUMBER)
+_LONG_NUMBER = re.compile(r"\d{4,}")
 
 
 class SessionParts(NamedTuple):
@@ -86,6 +87,20 @@ def session_parts(names: tuple[str, ...] | list[str]) -> SessionParts | None:
     if len(names) >= 5 and names[-4] == "Subjects" and _LAB.fullmatch(names[-5]):
         lab = names[-5]
     return SessionParts(lab, subject, date, number)
+
+
+def has_long_number(names: tuple[str, ...] | list[str]) -> bool:
+    """Return True when the last folders read ``subject/date/number`` but the number has 4+ digits.
+
+    Such a folder (``s1/2021-01-01/0001``) is not a session for ONE-api either; the scanner
+    reports it, because its files are otherwise dropped without a word.
+    """
+    return (
+        len(names) >= 3
+        and _LONG_NUMBER.fullmatch(names[-1]) is not None
+        and _DATE.fullmatch(names[-2]) is not None
+        and _SUBJECT.fullmatch(names[-3]) is not None
+    )
 
 
 def is_session_path(path: str) -> bool:

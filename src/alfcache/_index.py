@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, as_completed
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
 from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
 from alfcache._progress import Progress
-from alfcache._scan import ScanResult, Shard, Skip, plan_shards, scan_shards
+from alfcache._scan import ScanResult, Shard, Skip, plan_links, plan_shards, scan_shards
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
 
 if TYPE_CHECKING:
@@ -101,23 +101,54 @@ def _tasks(shards: Sequence[Shard]) -> list[list[Shard]]:
     return [*deep, flat] if flat else deep
 
 
-def _start_scan(
-    root: str, tasks: list[list[Shard]], n_jobs: int, follow_symlinks: bool
-) -> Iterator[ScanResult]:
-    """Hand the tasks to the workers now; the returned iterator yields results as they finish.
+class _Scan:
+    """The walk of one run: the planned shards, then rounds of links to folders to follow.
 
-    With one worker the shards are walked in this process, lazily, as the iterator is consumed.
-    Otherwise every task is submitted at once to joblib's loky process pool, so the workers
-    start and walk while the caller goes on (it imports Polars meanwhile).
+    Creating it hands the first tasks to the workers, so they walk while the caller goes on
+    (it imports Polars meanwhile); iterating yields results as they finish. After each round
+    the links the workers met go through :func:`plan_links`, and the chosen ones are walked in
+    the next round.
     """
-    if n_jobs == 1:
-        return (scan_shards(root, task, follow_symlinks) for task in tasks)
-    # Imported here: a one-worker run does without joblib and its start-up cost.
-    from joblib.externals.loky import get_reusable_executor
 
-    executor = get_reusable_executor(max_workers=n_jobs)
-    futures = [executor.submit(scan_shards, root, task, follow_symlinks) for task in tasks]
-    return _results(futures)
+    def __init__(
+        self,
+        root: str,
+        shards: Sequence[Shard],
+        n_jobs: int,
+        follow_symlinks: bool,
+    ) -> None:
+        self.root = root
+        self.n_jobs = n_jobs
+        self.follow_symlinks = follow_symlinks
+        self.skipped: list[Skip] = []
+        """Links to folders not followed (``symlink_revisit``)."""
+        self._indexed = {root: "the indexed folder"}
+        self._pending = self._submit(_tasks(shards))
+
+    def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
+        """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool."""
+        n_jobs = min(self.n_jobs, len(tasks))
+        if n_jobs <= 1:
+            return (scan_shards(self.root, task, self.follow_symlinks) for task in tasks)
+        # Imported here: a one-worker run does without joblib and its start-up cost.
+        from joblib.externals.loky import get_reusable_executor
+
+        executor = get_reusable_executor(max_workers=n_jobs)
+        return _results(
+            [executor.submit(scan_shards, self.root, task, self.follow_symlinks) for task in tasks]
+        )
+
+    def __iter__(self) -> Iterator[ScanResult]:
+        while True:
+            links: list[str] = []
+            for result in self._pending:
+                links += result.links
+                yield result
+            shards, skipped = plan_links(self.root, links, self._indexed)
+            self.skipped += skipped
+            if not shards:
+                return
+            self._pending = self._submit(_tasks(shards))
 
 
 def _results(futures: list[Future[ScanResult]]) -> Iterator[ScanResult]:
@@ -168,8 +199,7 @@ def index(
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
 
     shards = plan_shards(str(root), jobs, per_job=SHARDS_PER_JOB)
-    tasks = _tasks(shards)
-    pending = _start_scan(str(root), tasks, min(jobs, len(tasks)), follow_symlinks)
+    scan = _Scan(str(root), shards, jobs, follow_symlinks)
     from alfcache._assemble import assemble  # Polars loads while the workers walk
 
     previous = None
@@ -184,7 +214,7 @@ def index(
     bar = Progress(enabled=progress)
     results = []
     try:
-        for result in pending:
+        for result in scan:
             results.append(result)
             bar.update(result.sessions.num_rows, result.datasets.num_rows)
     finally:
@@ -225,7 +255,8 @@ def index(
         shards=len(shards),
         seconds=time.perf_counter() - start,
         ignored=sum(r.ignored for r in results),
-        skipped=tables.skipped,
+        # sorted, so that the report does not depend on which worker finished first
+        skipped=sorted([*tables.skipped, *scan.skipped]),
         hashing=hashing,
         changes=changes,
     )

@@ -9,19 +9,22 @@ A worker (:func:`scan_shards`) walks its shards with ``os.scandir`` and an expli
 recursion limit) and returns plain Arrow record batches and skip records; it never imports
 Polars or pandas, so worker start-up stays cheap.
 
-Rules (documented in the README):
+Rules (documented in docs/rules.md, with the reason code of every report):
 
 * a folder is a session when its last folder names are ``subject/date/number`` (whole names),
-  with ``lab/Subjects`` before them for a lab; a folder with an impossible date is skipped;
+  with ``lab/Subjects`` before them for a lab; a folder with an impossible date or a four-digit
+  number is reported, not indexed;
 * a file is a dataset when it lies at any depth below a session and its name is valid ALF; it
-  belongs to its innermost session;
+  belongs to its innermost session (a nested session is reported);
 * symbolic links to files are indexed (size of the target); symbolic links to folders are not
-  followed unless ``follow_symlinks``, and then never twice into the same folder;
+  followed unless ``follow_symlinks``; then the workers only report them and the main process
+  chooses (:func:`plan_links`) so that no real folder is indexed twice, whatever the sharding;
 * FIFOs, sockets and device nodes are never opened, only reported.
 """
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import stat
@@ -32,7 +35,7 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from alfcache._arrow import numeric_array, string_array
-from alfcache._grammar import is_dataset_name, is_real_date, session_parts
+from alfcache._grammar import has_long_number, is_dataset_name, is_real_date, session_parts
 
 SESSION_BATCH_SCHEMA = pa.schema(
     [
@@ -84,6 +87,8 @@ class ScanResult:
     skipped: list[Skip] = field(default_factory=list)
     ignored: int = 0
     """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
+    links: list[str] = field(default_factory=list)
+    """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
 
 
 class _Session(NamedTuple):
@@ -102,6 +107,8 @@ _is_dataset_name = functools.lru_cache(maxsize=1 << 16)(is_dataset_name)
 
 def _is_utf8(name: str) -> bool:
     """False for names holding undecodable bytes (``os`` maps them to lone surrogates)."""
+    if name.isascii():
+        return True
     try:
         name.encode()
     except UnicodeEncodeError:
@@ -146,7 +153,13 @@ def plan_shards(root: str, n_jobs: int, per_job: int = 4, max_depth: int = 8) ->
         for rel_dir in frontier:
             try:
                 with os.scandir(os.path.join(root, rel_dir)) as entries:
-                    subdirs = sorted(e.name for e in entries if e.is_dir(follow_symlinks=False))
+                    # An undecodable name is left to the worker that lists this folder, which
+                    # reports it; as a shard it would put unencodable paths into the rows.
+                    subdirs = sorted(
+                        e.name
+                        for e in entries
+                        if e.is_dir(follow_symlinks=False) and _is_utf8(e.name)
+                    )
             except OSError:
                 deep.append(rel_dir)  # a worker meets it again and reports why
                 continue
@@ -154,6 +167,53 @@ def plan_shards(root: str, n_jobs: int, per_job: int = 4, max_depth: int = 8) ->
             children.extend(_join(rel_dir, name) for name in subdirs)
         frontier = children
     return [Shard(rel_dir, True) for rel_dir in deep + frontier] + flat
+
+
+def plan_links(
+    root: str, links: Iterable[str], indexed: dict[str, str]
+) -> tuple[list[Shard], list[Skip]]:
+    """Choose which links to folders to follow, so that no real folder is indexed twice.
+
+    Runs in the main process between rounds of the walk: the workers only report the links
+    they meet, so the choice does not depend on how the tree was sharded. Links are taken in
+    sorted order; a link is followed unless its target (real path) is, contains or lies inside
+    a folder already indexed: the root itself or the target of a link followed before.
+
+    Parameters
+    ----------
+    root : str
+        Absolute, resolved path of the indexed folder.
+    links : iterable of str
+        Links to folders, relative to ``root``.
+    indexed : dict of str to str
+        Real paths already indexed and how (``"the root"``, ``"link a/b"``); the targets of the
+        links chosen here are added to it.
+
+    Returns
+    -------
+    list of Shard
+        A deep shard for every link to follow, walked through the link's own path.
+    list of Skip
+        A ``symlink_revisit`` record for every other link.
+    """
+    shards: list[Shard] = []
+    skipped: list[Skip] = []
+    for rel in sorted(links):
+        target = os.path.realpath(os.path.join(root, rel))
+        seen = next((p for p in indexed if os.path.commonpath([p, target]) in (p, target)), None)
+        if seen is None:
+            indexed[target] = f"link {rel}"
+            shards.append(Shard(rel, True))
+        else:
+            skipped.append(
+                Skip(
+                    rel,
+                    "symlink_revisit",
+                    f"link target {target} overlaps {seen} ({indexed[seen]}), which is "
+                    "indexed already; not followed",
+                )
+            )
+    return shards, skipped
 
 
 def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
@@ -176,7 +236,7 @@ class _Walk:
         self.root = root
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
-        self.visited: set[tuple[int, int]] = set()
+        self.links: list[str] = []
         self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names[:-1]}
         self.ses_num: list[int] = []
         self.ds_session: list[str] = []
@@ -187,16 +247,33 @@ class _Walk:
         self.ignored = 0
 
     def skip(self, rel: str, reason: str, message: str) -> None:
-        self.skipped.append(Skip(rel, reason, message))
+        self.skipped.append(Skip(rel or ".", reason, message))
 
-    def enter_session(self, rel_dir: str, names: tuple[str, ...]) -> _Session | None:
-        """Register ``rel_dir`` as a session when it is one; report impossible dates."""
+    def enter_session(
+        self, rel_dir: str, names: tuple[str, ...], outer: _Session
+    ) -> _Session | None:
+        """Register ``rel_dir`` as a session when it is one; report the near misses.
+
+        ``outer`` is the session ``rel_dir`` lies in, if any: a session inside it is reported.
+        """
         parts = session_parts(names)
         if parts is None:
+            if has_long_number(names):
+                self.skip(
+                    rel_dir,
+                    "invalid_number",
+                    f"session number {names[-1]} has more than three digits; not a session",
+                )
             return None
         if not is_real_date(parts.date):
             self.skip(rel_dir, "invalid_date", f"{parts.date} is not a calendar date")
             return None
+        if outer is not _NO_SESSION:
+            self.skip(
+                rel_dir,
+                "nested_session",
+                f"indexed as a session of its own, inside session {outer.rel_dir or '.'}",
+            )
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
             self.ses[key].append(value)
         self.ses_num.append(int(parts.number))
@@ -206,7 +283,12 @@ class _Walk:
         rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
         names = self.root_names + rel_names
         # Whoever walks a folder emits its session row; a shard may also start inside a session.
-        session = self.enter_session(shard.rel_dir, names) or _session_of(
+        outer = (
+            _session_of(self.root_names, shard.rel_dir.rpartition("/")[0])
+            if shard.rel_dir
+            else _NO_SESSION
+        )
+        session = self.enter_session(shard.rel_dir, names, outer) or _session_of(
             self.root_names, shard.rel_dir
         )
         stack = [(shard.rel_dir, names[-4:], session)]
@@ -259,7 +341,7 @@ class _Walk:
         in_session = session is not _NO_SESSION
         for entry in entries:
             name = entry.name
-            if not (name.isascii() or _is_utf8(name)):
+            if not _is_utf8(name):
                 self.skip(
                     _join(rel_dir, name.encode(errors="surrogateescape").decode(errors="replace")),
                     "not_utf8",
@@ -276,7 +358,7 @@ class _Walk:
                     else:
                         self.ignored += 1
             elif entry.is_symlink():
-                self._symlink(entry, path, rel_dir, tail, session, stack, deep)
+                self._symlink(entry, path, rel_dir, session)
             elif in_session and _is_dataset_name(name):
                 self.skip(
                     _join(rel_dir, name),
@@ -294,7 +376,7 @@ class _Walk:
     ) -> None:
         child = _join(rel_dir, name)
         names = (*tail, name)
-        inner = self.enter_session(child, names)
+        inner = self.enter_session(child, names, session)
         if inner is None:
             inner = (
                 session
@@ -312,30 +394,23 @@ class _Walk:
         except OSError as exc:
             self.skip(_join(rel_dir, entry.name), "unreadable", f"cannot stat: {exc.strerror}")
             return
+        if st.st_size == 0:
+            # Indexed like any file (ONE-api does), but a zero-byte .npy is usually a copy
+            # that was cut short, so it is worth a look.
+            self.skip(_join(rel_dir, entry.name), "empty_file", "indexed; the file is empty")
         self.ds_session.append(session.rel_dir)
         self.ds_rel_path.append(session.prefix + entry.name)
         self.ds_size.append(st.st_size)
         self.ds_mtime.append(st.st_mtime_ns)
 
     def _symlink(
-        self,
-        entry: os.DirEntry[str],
-        path: str,
-        rel_dir: str,
-        tail: tuple[str, ...],
-        session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
-        deep: bool,
+        self, entry: os.DirEntry[str], path: str, rel_dir: str, session: _Session
     ) -> None:
         rel = _join(rel_dir, entry.name)
         try:
             st = entry.stat()  # follows the link
-        except FileNotFoundError:
-            target = os.readlink(f"{path}/{entry.name}")
-            self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
-            return
         except OSError as exc:
-            self.skip(rel, "symlink_loop", f"cannot resolve link: {exc.strerror}")
+            self._bad_link(rel, f"{path}/{entry.name}", exc)
             return
         if stat.S_ISREG(st.st_mode):
             if session is not _NO_SESSION:
@@ -344,15 +419,27 @@ class _Walk:
                 else:
                     self.ignored += 1
         elif stat.S_ISDIR(st.st_mode):
-            if not self.follow_symlinks:
+            if self.follow_symlinks:
+                self.links.append(rel)  # followed or not by plan_links, in the main process
+            else:
                 self.skip(rel, "symlink_not_followed", "link to a folder; use --follow-symlinks")
-            elif (st.st_dev, st.st_ino) in self.visited:
-                self.skip(rel, "symlink_revisit", "folder already indexed through another link")
-            elif deep:
-                self.visited.add((st.st_dev, st.st_ino))
-                self._push_dir(rel_dir, tail, session, stack, entry.name)
         elif session is not _NO_SESSION and _is_dataset_name(entry.name):
             self.skip(rel, "not_regular_file", "link to a FIFO, socket or device; never opened")
+
+    def _bad_link(self, rel: str, link: str, exc: OSError) -> None:
+        """Report a link whose target cannot be reached."""
+        if exc.errno == errno.ELOOP:
+            self.skip(rel, "symlink_loop", "link resolves to itself through other links")
+            return
+        if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
+            self.skip(rel, "unreadable", f"cannot resolve link: {exc.strerror or exc}")
+            return
+        try:
+            target = os.readlink(link)
+        except OSError:  # the link itself went away meanwhile
+            self.skip(rel, "vanished", "link disappeared during the scan")
+            return
+        self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
 
     def result(self) -> ScanResult:
         sessions = pa.RecordBatch.from_arrays(
@@ -371,7 +458,7 @@ class _Walk:
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
-        return ScanResult(sessions, datasets, self.skipped, self.ignored)
+        return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links)
 
 
 def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = False) -> ScanResult:
@@ -384,7 +471,8 @@ def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = Fals
     shards : iterable of Shard
         The folders to walk, relative to ``root``.
     follow_symlinks : bool
-        Follow symbolic links to folders (each folder at most once per worker).
+        Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
+        instead of as ``symlink_not_followed``.
 
     Returns
     -------
