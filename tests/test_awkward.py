@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import os
 import sys
 import warnings
@@ -26,6 +27,8 @@ import pytest
 
 import alfcache
 import alfcache._index
+from alfcache._cli import main as cli_main
+from alfcache._scan import Shard, plan_shards
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 SPIKES = "alf/spikes.times.npy"
@@ -274,6 +277,26 @@ def _walk_bottom_up(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
     return reversed(order)
 
 
+def test_planner_leaves_an_unlistable_folder_to_a_worker(
+    tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As root nothing is unreadable: fake it for the planner (the worker's side, run as an
+    # unprivileged user, is in test_faults.py).
+    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(3)])
+    real_scandir = os.scandir
+
+    def scandir(path: Any = ".") -> Any:
+        if isinstance(path, str) and path.endswith("/s1"):
+            raise PermissionError(13, "Permission denied", path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    shards = plan_shards(str(root), 2, per_job=4)
+    assert Shard("s1", True) in shards
+    assert not [s for s in shards if s.rel_dir.startswith("s1/")]
+    assert Shard("s0", False) in shards  # the readable folders were opened further
+
+
 # --------------------------------------------------------------------------------------------
 # entries that vanish while the scan runs
 # --------------------------------------------------------------------------------------------
@@ -413,3 +436,58 @@ def test_links_followed_once_per_folder(linked: Path, tmp_path: Path, n_jobs: in
     ]
     assert "s1/2021-01-01/001/ext" in report.skipped[1].message
     assert "the indexed folder" in report.skipped[2].message
+
+
+# --------------------------------------------------------------------------------------------
+# the report: warning summary and --json
+# --------------------------------------------------------------------------------------------
+
+
+def test_every_reason_in_cli_summary_and_json(
+    tmp_path: Path, make_files: MakeFiles, capsys: pytest.CaptureFixture[str]
+) -> None:
+    ses = "s1/2021-01-01/001"
+    root = make_files(
+        tmp_path / "data",
+        [
+            f"{ses}/{SPIKES}",
+            f"s1/2021-02-30/001/{SPIKES}",
+            f"s1/2021-01-01/0001/{SPIKES}",
+            f"s1/2021-01-01/1/{SPIKES}",
+            f"{ses}/sub/s2/2021-01-02/001/{SPIKES}",
+        ],
+    )
+    (root / ses / "alf/spikes.amps.npy").write_bytes(b"")
+    with open(os.fsencode(root / ses / "alf") + b"/bad\xff.times.npy", "wb") as f:
+        f.write(b"x")
+    (root / ses / "alf/broken.times.npy").symlink_to("missing.times.npy")
+    (root / ses / "alf/loop.times.npy").symlink_to("loop.times.npy")
+    (root / ses / "linked").symlink_to(tmp_path)
+    expected = sorted(
+        [
+            ("s1/2021-02-30/001", "invalid_date"),
+            ("s1/2021-01-01/0001", "invalid_number"),
+            ("s1/2021-01-01/1", "session_clash"),
+            (f"{ses}/sub/s2/2021-01-02/001", "nested_session"),
+            (f"{ses}/alf/spikes.amps.npy", "empty_file"),
+            (f"{ses}/alf/bad\N{REPLACEMENT CHARACTER}.times.npy", "not_utf8"),
+            (f"{ses}/alf/broken.times.npy", "broken_symlink"),
+            (f"{ses}/alf/loop.times.npy", "symlink_loop"),
+            (f"{ses}/linked", "symlink_not_followed"),
+        ]
+    )
+    out = tmp_path / "out"
+    code = cli_main(["index", str(root), "--out-dir", str(out), "--jobs", "1", "--json"])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    summary = json.loads(captured.out)
+    assert [(s["path"], s["reason"]) for s in summary["skipped"]] == expected
+    assert all(s["message"] for s in summary["skipped"])
+    # the warning summary on stderr: the first five, a pointer to the rest, the count
+    shown = [line for line in captured.err.splitlines() if line.startswith("alfcache: skipped ")]
+    assert shown == [
+        f"alfcache: skipped {s['path']}: {s['reason']}: {s['message']}"
+        for s in summary["skipped"][:5]
+    ]
+    assert "alfcache: ... 4 more skipped (all are listed with --json)" in captured.err
+    assert "9 skipped" in captured.err

@@ -17,6 +17,7 @@ from alfcache._exceptions import (
     BadRoot,
     LabConflict,
     OutDirNotWritable,
+    RootNotReadable,
     ScanFailed,
     WriteFailed,
 )
@@ -49,6 +50,7 @@ __all__ = [
     "IndexReport",
     "LabConflict",
     "OutDirNotWritable",
+    "RootNotReadable",
     "ScanFailed",
     "WriteFailed",
     "index",

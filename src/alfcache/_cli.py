@@ -13,6 +13,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from alfcache._exceptions import (
     AlfcacheError,
@@ -21,10 +22,23 @@ from alfcache._exceptions import (
     BadRoot,
     LabConflict,
     OutDirNotWritable,
+    RootNotReadable,
 )
 
-_BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable)
+_BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable, RootNotReadable)
 _SHOWN_SKIPS = 5
+
+
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line, like every other alfcache error."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"alfcache: error: {message} (see: {self.prog} --help)\n")
+
+
+def _one_line(exc: BaseException) -> str:
+    """The exception's message on one line (OS and library messages may span several)."""
+    return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 def _jobs(text: str) -> int:
@@ -38,7 +52,7 @@ def _jobs(text: str) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="alfcache", description="Index ALF data folders into ONE-api cache tables."
     )
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -188,12 +202,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except AlfcacheError as exc:
         if args.debug:
             raise
-        print(f"alfcache: error: {exc}", file=sys.stderr)
+        print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
         return 2 if isinstance(exc, _BAD_INPUT) else 1
     except OSError as exc:
         if args.debug:
             raise
-        print(f"alfcache: error: {exc}", file=sys.stderr)
+        print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
         return 1
 
 

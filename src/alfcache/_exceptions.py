@@ -5,6 +5,7 @@ catch either::
 
     AlfcacheError (Exception)
     ├── BadRoot (NotADirectoryError)      root_dir missing or not a folder
+    ├── RootNotReadable (PermissionError) root_dir cannot be listed
     ├── BadOutDir (NotADirectoryError)    out_dir is a file or cannot be created
     ├── OutDirNotWritable (PermissionError)
     ├── BadArgument (ValueError)          n_jobs=0, unknown hash algorithm, ...
@@ -24,6 +25,10 @@ class AlfcacheError(Exception):
 
 class BadRoot(AlfcacheError, NotADirectoryError):
     """The folder to index does not exist or is not a folder."""
+
+
+class RootNotReadable(AlfcacheError, PermissionError):
+    """The folder to index exists but this user may not list it."""
 
 
 class BadOutDir(AlfcacheError, NotADirectoryError):

@@ -6,19 +6,30 @@ This module wires the pipeline together; each step lives in its own module:
 
 from __future__ import annotations
 
+import functools
+import itertools
 import os
+import re
 import time
 import warnings
-from collections.abc import Iterable, Iterator, Sequence
-from concurrent.futures import Future, as_completed
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, wait
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alfcache._exceptions import BadArgument, BadRoot, ScanFailed
+from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, ScanFailed
 from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
 from alfcache._progress import Progress
-from alfcache._scan import ScanResult, Shard, Skip, plan_links, plan_shards, scan_shards
+from alfcache._scan import (
+    ScanResult,
+    Shard,
+    Skip,
+    ignore_interrupts,
+    plan_links,
+    plan_shards,
+    scan_shards,
+)
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
 
 if TYPE_CHECKING:
@@ -26,6 +37,9 @@ if TYPE_CHECKING:
 
 SHARDS_PER_JOB = 8
 """Deep shards planned per worker: enough that one large subtree does not idle the others."""
+
+POLL_SECONDS = 0.25
+"""How long the main process waits for a worker before it looks at signals (Ctrl-C) again."""
 
 
 @dataclass
@@ -91,6 +105,12 @@ def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
         raise BadRoot(f"root folder {root} does not exist; pass the folder that holds the data")
     if not root.is_dir():
         raise BadRoot(f"root {root} is a file, not a folder; pass the folder that holds the data")
+    # Checked up front: a root the workers cannot list would be written as empty tables over
+    # the previous ones.
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise RootNotReadable(
+            f"cannot read root folder {root}: permission denied; run as a user who can read it"
+        )
     return root.resolve()
 
 
@@ -107,7 +127,8 @@ class _Scan:
     Creating it hands the first tasks to the workers, so they walk while the caller goes on
     (it imports Polars meanwhile); iterating yields results as they finish. After each round
     the links the workers met go through :func:`plan_links`, and the chosen ones are walked in
-    the next round.
+    the next round. :meth:`abort` must be called when the caller gives up (an error, Ctrl-C):
+    the workers are killed instead of walking on after the process has decided to exit.
     """
 
     def __init__(
@@ -123,6 +144,7 @@ class _Scan:
         self.skipped: list[Skip] = []
         """Links to folders not followed (``symlink_revisit``)."""
         self._indexed = {root: "the indexed folder"}
+        self._executor: Executor | None = None
         self._pending = self._submit(_tasks(shards))
 
     def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
@@ -133,10 +155,12 @@ class _Scan:
         # Imported here: a one-worker run does without joblib and its start-up cost.
         from joblib.externals.loky import get_reusable_executor
 
-        executor = get_reusable_executor(max_workers=n_jobs)
-        return _results(
-            [executor.submit(scan_shards, self.root, task, self.follow_symlinks) for task in tasks]
+        executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
+        self._executor = executor
+        submit = functools.partial(
+            executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
         )
+        return _Window(submit, executor.queue_size, tasks)
 
     def __iter__(self) -> Iterator[ScanResult]:
         while True:
@@ -150,21 +174,54 @@ class _Scan:
                 return
             self._pending = self._submit(_tasks(shards))
 
+    def abort(self) -> None:
+        """Kill the workers and drop the tasks not started (nothing to do with one worker)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, kill_workers=True)
 
-def _results(futures: list[Future[ScanResult]]) -> Iterator[ScanResult]:
-    from joblib.externals.loky.process_executor import TerminatedWorkerError
 
-    try:
-        for future in as_completed(futures):
-            yield future.result()
-    except TerminatedWorkerError as exc:
-        raise ScanFailed(
-            f"a scan worker died ({exc}); no table was written, the previous tables are "
-            "unchanged. Run again, or with --jobs 1 to find the folder that kills it."
-        ) from exc
-    finally:
-        for future in futures:
-            future.cancel()
+class _Window:
+    """Tasks in the loky pool: the first ``size`` submitted now, the others as these finish.
+
+    ``size`` is loky's call-queue size, so a submitted task is always running or in that queue
+    and never waits in loky's queue of work ids, which its ``shutdown(kill_workers=True)`` does
+    not drain: its manager thread would die with a KeyError traceback on Ctrl-C.
+    """
+
+    def __init__(
+        self,
+        submit: Callable[[list[Shard]], Future[ScanResult]],
+        size: int,
+        tasks: list[list[Shard]],
+    ) -> None:
+        self._submit = submit
+        self._todo = iter(tasks)
+        self._running: set[Future[ScanResult]] = {
+            self._submit(task) for task in itertools.islice(self._todo, size)
+        }
+
+    def __iter__(self) -> Iterator[ScanResult]:
+        from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+        try:
+            while self._running:
+                # Timed: an untimed wait blocks the main thread in a lock that a Ctrl-C handled
+                # by one of loky's threads never releases, so KeyboardInterrupt never comes.
+                done, self._running = wait(
+                    self._running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED
+                )
+                self._running.update(map(self._submit, itertools.islice(self._todo, len(done))))
+                for future in done:
+                    yield future.result()
+        except TerminatedWorkerError as exc:
+            # loky's message spans lines; keep its exit codes (e.g. {SIGKILL(-9)}) on one line.
+            codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
+            how = f" (exit codes {codes.group(1)})" if codes else ""
+            raise ScanFailed(
+                f"a scan worker died{how}: killed by a signal or out of memory; no table was "
+                "written, the previous tables are unchanged. Run again, or with --jobs 1 to "
+                "find the folder that kills it."
+            ) from exc
 
 
 def index(
@@ -217,6 +274,9 @@ def index(
         for result in scan:
             results.append(result)
             bar.update(result.sessions.num_rows, result.datasets.num_rows)
+    except BaseException:
+        scan.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive this process
+        raise
     finally:
         bar.close()
 
@@ -326,6 +386,8 @@ def make_parquet_db(
     ------
     BadRoot
         ``root_dir`` does not exist or is not a folder.
+    RootNotReadable
+        ``root_dir`` cannot be listed by this user.
     BadOutDir, OutDirNotWritable
         ``out_dir`` is a file or cannot be written.
     BadArgument

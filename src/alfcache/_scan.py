@@ -27,6 +27,7 @@ from __future__ import annotations
 import errno
 import functools
 import os
+import signal
 import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -482,3 +483,12 @@ def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = Fals
     for shard in shards:
         walk.walk(shard)
     return walk.result()
+
+
+def ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C is for the main process, which then kills the workers.
+
+    A terminal sends SIGINT to the workers too; a worker that died of it first would turn an
+    interrupt into a "worker died" error, or print loky's traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)

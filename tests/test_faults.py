@@ -1,0 +1,528 @@
+"""Faults: the run fails or is cut short, and the tables a user already has survive.
+
+Each test writes "previous" tables first, then makes a run fail (a worker killed, Ctrl-C, an
+output folder that cannot be written, a full disk, an unreadable root) and checks that
+
+* the command line exits non-zero with one line on stderr and no traceback,
+* the previous tables are byte-identical and no temporary file is left next to them,
+* no process of the run outlives it.
+
+The command line runs as a subprocess, with ``PYTHONPATH`` pointing at this checkout's ``src``.
+Permission tests need a user without root's powers: as root they switch to ``nobody`` with
+``setpriv`` (or ``runuser``); as any other user they run as that user. A slow run, for the
+signals to land mid-walk, comes from hashing large sparse files (no disk space used).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any, NamedTuple
+
+import pyarrow.parquet as pq
+import pytest
+
+import alfcache
+import alfcache._store
+from alfcache._cli import main as cli_main
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+ENV = {**os.environ, "PYTHONPATH": str(SRC)}
+TABLE_FILES = {"sessions.pqt", "datasets.pqt"}
+SPIKES = "alf/spikes.times.npy"
+SPARSE_SIZE = 1 << 36  # 64 GiB of holes: minutes of MD5, no disk space
+BUSY_BYTES = 1 << 28  # a process that has read this much is hashing, i.e. mid-walk
+DEADLINE = 60.0  # seconds to wait for a run to reach a state; only reached on failure
+
+
+# --------------------------------------------------------------------------------------------
+# helpers
+# --------------------------------------------------------------------------------------------
+
+
+def _restore_sigint() -> None:
+    # A shell that starts jobs in the background hands them SIGINT ignored, and Python then
+    # never raises KeyboardInterrupt: give the command line the default, as a terminal does.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def _start(args: Sequence[str | Path], prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+    """Start ``alfcache index ARGS`` in its own process group."""
+    return subprocess.Popen(
+        [*prefix, sys.executable, "-m", "alfcache", "index", *map(str, args)],
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_restore_sigint,
+        start_new_session=True,
+    )
+
+
+def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
+    """Wait for ``proc``; on a timeout kill its whole group and fail."""
+    try:
+        out, err = proc.communicate(timeout=DEADLINE)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the command line did not finish in {DEADLINE} s; stderr: {err}")
+    return proc.returncode, out, err
+
+
+def _run(args: Sequence[str | Path], prefix: Sequence[str] = ()) -> tuple[int, str, str]:
+    return _finish(_start(args, prefix))
+
+
+def _one_error_line(stderr: str, *fragments: str) -> str:
+    assert "Traceback" not in stderr, stderr
+    lines = stderr.strip().splitlines()
+    assert len(lines) == 1, stderr
+    assert lines[0].startswith("alfcache: "), stderr
+    for fragment in fragments:
+        assert fragment in lines[0], stderr
+    return lines[0]
+
+
+def _snapshot(out: Path) -> dict[str, bytes]:
+    """Every file in ``out`` with its bytes (so a temporary file left behind shows too)."""
+    return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def _previous_tables(root: Path, out: Path) -> dict[str, bytes]:
+    alfcache.make_parquet_db(root, out, n_jobs=1)
+    before = _snapshot(out)
+    assert set(before) == TABLE_FILES
+    return before
+
+
+def _descendants(pid: int) -> list[int]:
+    """Processes below ``pid`` (children, grandchildren, ...), from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+        except (OSError, IndexError, ValueError):
+            continue
+        children.setdefault(ppid, []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def _assert_all_gone(pids: list[int], timeout: float = 15.0) -> None:
+    # loky's resource trackers leave a moment after their parent; workers must be gone at once
+    end = time.monotonic() + timeout
+    while any(map(_alive, pids)) and time.monotonic() < end:
+        time.sleep(0.1)
+    assert not [p for p in pids if _alive(p)], "processes of the run outlived it"
+
+
+def _bytes_read(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/io") as f:
+            return int(next(line for line in f if line.startswith("rchar:")).split()[1])
+    except (OSError, StopIteration):
+        return 0
+
+
+def _wait_until_hashing(proc: subprocess.Popen[str], in_worker: bool) -> int:
+    """Wait until the run hashes (a worker's, or the main process's, reads grow); its pid."""
+    end = time.monotonic() + DEADLINE
+    while time.monotonic() < end and proc.poll() is None:
+        pids = (
+            [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
+            if in_worker
+            else [proc.pid]
+        )
+        busy = [p for p in pids if _bytes_read(p) > BUSY_BYTES]
+        if busy:
+            return busy[0]
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)
+    pytest.fail(f"the run never started hashing; stderr: {proc.communicate()[1]}")
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+@pytest.fixture
+def slow_tree(tmp_path: Path) -> Path:
+    """20 sessions (so two workers get several shards); two hold huge sparse files to hash."""
+    root = tmp_path / "data"
+    for i in range(20):
+        session = root / f"s{i:02d}/2021-01-01/001"
+        (session / "alf").mkdir(parents=True)
+        (session / SPIKES).write_bytes(b"x")
+    for i in (0, 1):
+        big = root / f"s{i:02d}/2021-01-01/001/raw.ap.bin"
+        with open(big, "wb") as f:
+            f.truncate(SPARSE_SIZE)
+        if big.stat().st_blocks * 512 > 1 << 20:
+            pytest.skip("this file system has no sparse files")
+    return root
+
+
+# --------------------------------------------------------------------------------------------
+# a worker killed, Ctrl-C
+# --------------------------------------------------------------------------------------------
+
+
+def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    before = _previous_tables(slow_tree, out)
+    proc = _start([slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"])
+    worker = _wait_until_hashing(proc, in_worker=True)
+    run = _descendants(proc.pid)
+    os.kill(worker, signal.SIGKILL)
+    code, stdout, stderr = _finish(proc)
+    assert code == 1
+    _one_error_line(stderr, "alfcache: error: a scan worker died", "SIGKILL", "unchanged")
+    assert stdout == ""
+    assert _snapshot(out) == before
+    _assert_all_gone(run)
+
+
+@pytest.mark.parametrize(
+    ("jobs", "target"),
+    [("1", "process"), ("2", "process"), ("2", "group")],
+    ids=["1job", "2jobs", "2jobs-whole-group"],
+)
+def test_ctrl_c_mid_run(slow_tree: Path, tmp_path: Path, jobs: str, target: str) -> None:
+    # 'process': SIGINT to the command line only (kill -INT); 'group': to it and its workers,
+    # as a terminal's Ctrl-C does.
+    out = tmp_path / "out"
+    before = _previous_tables(slow_tree, out)
+    proc = _start([slow_tree, "--out-dir", out, "--jobs", jobs, "--hash-files", "--quiet"])
+    _wait_until_hashing(proc, in_worker=jobs != "1")
+    run = _descendants(proc.pid)
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    code, stdout, stderr = _finish(proc)
+    assert code == 130
+    _one_error_line(stderr, "alfcache: interrupted", "unchanged")
+    assert stdout == ""
+    assert _snapshot(out) == before
+    _assert_all_gone(run)
+
+
+# --------------------------------------------------------------------------------------------
+# the disk fills up while the tables are written
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A 512 KiB tmpfs (needs root and a kernel that lets this container mount)."""
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root; test_full_disk_cli_message fakes ENOSPC")
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0755", "tmpfs", str(mnt)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()})")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def _fill(folder: Path) -> Path:
+    """Write a file that takes every free byte of ``folder``'s file system."""
+    filler = folder / "filler"
+    with open(filler, "wb", buffering=0) as f:
+        block = bytes(4096)
+        try:
+            while True:
+                f.write(block)
+        except OSError as exc:
+            assert exc.errno == 28  # ENOSPC
+    return filler
+
+
+def test_full_disk_during_the_write(small_disk: Path, tmp_path: Path, make_files: Any) -> None:
+    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(3)])
+    before = _previous_tables(root, small_disk)
+    # more sessions: the new tables differ, and need space the full disk no longer has
+    make_files(root, [f"t{i}/2021-01-02/001/{SPIKES}" for i in range(40)])
+    filler = _fill(small_disk)
+    before[filler.name] = filler.read_bytes()
+    code, stdout, stderr = _run([root, "--out-dir", small_disk, "--jobs", "1", "--quiet"])
+    assert code == 1
+    _one_error_line(stderr, "alfcache: error:", "No space left on device", "unchanged")
+    assert stdout == ""
+    assert _snapshot(small_disk) == before
+
+
+def test_full_disk_cli_message(
+    tmp_path: Path,
+    make_files: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Where no tmpfs can be mounted: the same failure, faked at the parquet writer.
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    out = tmp_path / "out"
+    before = _previous_tables(root, out)
+    make_files(root, [f"s2/2021-01-01/001/{SPIKES}"])
+
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(alfcache._store.pq, "write_table", no_space)
+    code = cli_main(["index", str(root), "--out-dir", str(out), "--jobs", "1", "--quiet"])
+    captured = capsys.readouterr()
+    assert code == 1
+    _one_error_line(captured.err, "No space left on device", "unchanged")
+    assert _snapshot(out) == before
+
+
+# --------------------------------------------------------------------------------------------
+# permissions, as a user without root's powers
+# --------------------------------------------------------------------------------------------
+
+
+class User(NamedTuple):
+    prefix: list[str]
+    """Prepended to a command to run it as this user (empty: the current user)."""
+    uid: int
+    spawns: str
+    """Why this user cannot start loky workers, or '' when it can."""
+
+
+@pytest.fixture(scope="module")
+def unprivileged() -> User:
+    """A user without root's powers: 'nobody' when we are root, else the current user."""
+    if os.geteuid() != 0:
+        return User([], os.geteuid(), "")
+    nobody = pwd.getpwnam("nobody")
+    if shutil.which("setpriv"):
+        prefix = [
+            "setpriv",
+            f"--reuid={nobody.pw_uid}",
+            f"--regid={nobody.pw_gid}",
+            "--clear-groups",
+        ]
+    elif shutil.which("runuser"):
+        prefix = ["runuser", "-u", "nobody", "--"]
+    else:
+        pytest.skip("running as root, and neither setpriv nor runuser can drop to 'nobody'")
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", "import alfcache._cli"],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode:
+        pytest.skip(f"'nobody' cannot run this Python and checkout: {done.stderr.strip()}")
+    # loky starts workers with sys.executable: an interpreter below a folder 'nobody' may not
+    # enter (a venv made from ~root/.pyenv) starts through setpriv but not from inside.
+    spawn = "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True)"
+    done = subprocess.run(
+        [*prefix, sys.executable, "-c", spawn],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    spawns = "" if done.returncode == 0 else done.stderr.strip().splitlines()[-1]
+    return User(prefix, nobody.pw_uid, spawns)
+
+
+@pytest.fixture
+def public_tmp() -> Iterator[Path]:
+    """A folder the unprivileged user can reach (pytest's tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="alfcache-test-"))
+    path.chmod(0o755)
+    try:
+        yield path
+    finally:
+        for folder, dirs, _ in os.walk(path):
+            for name in dirs:
+                os.chmod(os.path.join(folder, name), 0o755)
+        shutil.rmtree(path)
+
+
+def _owned_by(path: Path, uid: int) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() == 0:
+        os.chown(path, uid, -1)
+    return path
+
+
+def _jobs_as(user: User, jobs: str) -> list[str]:
+    if jobs != "1" and user.spawns:
+        pytest.skip(f"'nobody' cannot start worker processes here: {user.spawns}")
+    return user.prefix
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_unreadable_folder_and_file(
+    public_tmp: Path, make_files: Any, unprivileged: User, jobs: str
+) -> None:
+    prefix = _jobs_as(unprivileged, jobs)
+    root = make_files(
+        public_tmp / "data",
+        [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(20)]
+        + ["s00/2021-01-01/001/alf/secret.times.npy", f"s01/2021-01-01/001/raw/{SPIKES}"],
+    )
+    (root / "s00/2021-01-01/001/alf/secret.times.npy").chmod(0o000)
+    (root / "s01/2021-01-01/001/raw").chmod(0o000)
+    out = _owned_by(public_tmp / "out", unprivileged.uid)
+    code, stdout, stderr = _run(
+        [root, "--out-dir", out, "--jobs", jobs, "--hash-files", "--json"], prefix
+    )
+    assert code == 0, stderr
+    assert "Traceback" not in stderr
+    summary = json.loads(stdout)
+    assert [(s["path"], s["reason"]) for s in summary["skipped"]] == [
+        ("s00/2021-01-01/001/alf/secret.times.npy", "unreadable"),
+        ("s01/2021-01-01/001/raw", "permission_denied"),
+    ]
+    assert "alfcache: skipped s01/2021-01-01/001/raw: permission_denied" in stderr
+    datasets = pq.read_table(out / "datasets.pqt")
+    assert summary["sessions"] == 20 and summary["datasets"] == datasets.num_rows == 21
+    # a file that cannot be read is still indexed (its size is known), without a hash
+    hashes = dict(zip(datasets["rel_path"].to_pylist(), datasets["hash"].to_pylist(), strict=True))
+    assert hashes["alf/secret.times.npy"] is None
+    assert set(os.listdir(out)) == TABLE_FILES
+
+
+def test_unreadable_root(public_tmp: Path, make_files: Any, unprivileged: User) -> None:
+    root = make_files(public_tmp / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    out = _owned_by(public_tmp / "out", unprivileged.uid)
+    before = _previous_tables(root, out)
+    root.chmod(0o000)
+    code, _, stderr = _run([root, "--out-dir", out, "--jobs", "1"], unprivileged.prefix)
+    assert code == 2
+    _one_error_line(stderr, "alfcache: error: cannot read root folder", str(root))
+    assert _snapshot(out) == before  # not overwritten by empty tables
+
+
+def test_output_folder_not_writable(public_tmp: Path, make_files: Any, unprivileged: User) -> None:
+    prefix = unprivileged.prefix
+    root = make_files(public_tmp / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    out = public_tmp / "out"  # the test's user may read it, not write it
+    before = _previous_tables(root, out)
+    if not prefix:
+        out.chmod(0o555)
+    make_files(root, [f"s2/2021-01-01/001/{SPIKES}"])
+    # two workers: the output folder is checked before any worker starts
+    code, _, stderr = _run([root, "--out-dir", out, "--jobs", "2"], prefix)
+    assert code == 2
+    _one_error_line(stderr, "alfcache: error: cannot write in output folder", str(out))
+    assert _snapshot(out) == before
+
+
+# --------------------------------------------------------------------------------------------
+# special files named like datasets
+# --------------------------------------------------------------------------------------------
+
+
+def test_fifo_socket_and_device_never_opened(
+    tmp_path: Path, make_files: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening a FIFO for reading blocks until a writer comes: a run that opens one (to hash
+    # it) hangs, and this test fails on its timeout instead of hanging the suite.
+    session = "s1/2021-01-01/001"
+    root = make_files(tmp_path / "data", [f"{session}/{SPIKES}"])
+    alf = root / session / "alf"
+    os.mkfifo(alf / "spikes.fifo.npy")
+    (alf / "link.fifo.npy").symlink_to("spikes.fifo.npy")
+    monkeypatch.chdir(alf)  # a socket's path is limited to ~100 bytes: bind it relative
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind("spikes.sock.npy")
+    expected = ["alf/link.fifo.npy", "alf/spikes.fifo.npy", "alf/spikes.sock.npy"]
+    try:
+        os.mknod(alf / "spikes.null.npy", stat.S_IFCHR | 0o600, os.makedev(1, 3))
+        expected.append("alf/spikes.null.npy")
+    except PermissionError:
+        pass  # no CAP_MKNOD in this container: FIFOs and sockets still make the point
+    try:
+        code, stdout, stderr = _run(
+            [root, "--out-dir", tmp_path / "out", "--jobs", "1", "--hash-files", "--json"]
+        )
+    finally:
+        sock.close()
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert sorted((s["path"], s["reason"]) for s in summary["skipped"]) == [
+        (f"{session}/{rel}", "not_regular_file") for rel in sorted(expected)
+    ]
+    assert summary["datasets"] == 1
+
+
+# --------------------------------------------------------------------------------------------
+# bad arguments
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["index", "ROOT", "--jobs", "0"],
+        ["index", "ROOT", "--jobs", "two"],
+        ["index", "ROOT", "--no-such-option"],
+        ["index"],
+        [],
+    ],
+    ids=["jobs-0", "jobs-two", "unknown-option", "no-root", "no-command"],
+)
+def test_bad_command_lines_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str]
+) -> None:
+    args = [str(tmp_path) if a == "ROOT" else a for a in args]
+    with pytest.raises(SystemExit) as info:
+        cli_main(args)
+    assert info.value.code == 2
+    line = _one_error_line(capsys.readouterr().err, "alfcache: error:", "--help")
+    assert "usage:" not in line
+
+
+def test_unknown_hash_algorithm(tmp_path: Path, make_files: Any) -> None:
+    import inspect
+
+    if "hash_algorithm" not in inspect.signature(alfcache.index).parameters:
+        pytest.skip("hash_algorithm is not on this branch (issue 4 adds it)")
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    with pytest.raises(alfcache.BadArgument, match="no-such-digest"):
+        alfcache.index(root, tmp_path / "out", n_jobs=1, hash_algorithm="no-such-digest")
+    assert not (tmp_path / "out" / "sessions.pqt").exists()
