@@ -159,6 +159,31 @@ def test_both_digests_from_one_read(
     assert len(opened) == len(set(opened)) == report.datasets  # every file read exactly once
 
 
+def test_root_session_folder_and_linked_files(tmp_path: Path, make_files: MakeFiles) -> None:
+    """Paths are rebuilt right when the root is the session, and links are read through."""
+    root = make_files(tmp_path / "lab/Subjects/s1/2021-01-01/001", ["alf/spikes.times.npy"])
+    target = tmp_path / "elsewhere.bin"
+    target.write_bytes(b"linked content")
+    (root / "alf/spikes.amps.npy").symlink_to(target)
+    out = tmp_path / "out"
+    _run(root, out, hash_algorithm="both", n_jobs=1)
+    table = _datasets(out)
+    got = {
+        rel: (md5, xxh3, size)
+        for rel, md5, xxh3, size in zip(
+            *(table[c].to_pylist() for c in ("rel_path", "hash", "xxh3_128", "file_size")),
+            strict=True,
+        )
+    }
+    expected = {}
+    for rel, data in (
+        ("alf/spikes.times.npy", b"0123456789"),
+        ("alf/spikes.amps.npy", b"linked content"),
+    ):
+        expected[rel] = (hashlib.md5(data).hexdigest(), xxhash.xxh3_128_hexdigest(data), len(data))
+    assert got == expected
+
+
 def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
     _run(small_tree.root, out, hash_algorithm="both", n_jobs=1)
