@@ -151,18 +151,12 @@ def _bytes_read(pid: int) -> int:
         return 0
 
 
-def _wait_until_hashing(proc: subprocess.Popen[str], in_worker: bool) -> int:
-    """Wait until the run hashes (a worker's, or the main process's, reads grow); its pid."""
+def _wait_until_hashing(proc: subprocess.Popen[str]) -> None:
+    """Wait until the command line hashes: its reads grow past ``BUSY_BYTES``."""
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end and proc.poll() is None:
-        pids = (
-            [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
-            if in_worker
-            else [proc.pid]
-        )
-        busy = [p for p in pids if _bytes_read(p) > BUSY_BYTES]
-        if busy:
-            return busy[0]
+        if _bytes_read(proc.pid) > BUSY_BYTES:
+            return
         time.sleep(0.05)
     os.killpg(proc.pid, signal.SIGKILL)
     pytest.fail(f"the run never started hashing; stderr: {proc.communicate()[1]}")
@@ -198,15 +192,59 @@ def slow_tree(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
+# Loaded by every Python process of a run through PYTHONPATH: in the walk's worker processes
+# (children of the command line) each folder listing sleeps, so the walk lasts seconds and a
+# worker can be killed mid-walk, without a test hook in alfcache itself.
+SLOW_WALK = """
+import os, time
+with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+    parent = f.read()
+if b"alfcache" in parent and b"index" in parent:
+    _scandir = os.scandir
+    def _slow_scandir(*args):
+        time.sleep(0.05)
+        return _scandir(*args)
+    os.scandir = _slow_scandir
+"""
+
+
+def test_worker_killed_mid_run(tmp_path: Path, make_files: Any) -> None:
+    root = make_files(tmp_path / "data", [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(60)])
     out = tmp_path / "out"
-    before = _previous_tables(slow_tree, out)
-    proc = _start([slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"])
-    worker = _wait_until_hashing(proc, in_worker=True)
+    before = _previous_tables(root, out)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_WALK)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "alfcache",
+            "index",
+            str(root),
+            "--out-dir",
+            str(out),
+            "--jobs",
+            "2",
+            "--quiet",
+        ],
+        env={**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    end = time.monotonic() + DEADLINE
+    workers: list[int] = []
+    while not workers and time.monotonic() < end and proc.poll() is None:
+        workers = [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
+        time.sleep(0.05)
+    assert workers, "the run started no worker process"
+    time.sleep(1.0)  # let them walk: 60 sessions of 50 ms listings take several seconds
     run = _descendants(proc.pid)
-    os.kill(worker, signal.SIGKILL)
+    os.kill(workers[0], signal.SIGKILL)
     code, stdout, stderr = _finish(proc)
-    assert code == 1
+    assert code == 1, stderr
     _one_error_line(stderr, "alfcache: error: a scan worker died", "SIGKILL", "unchanged")
     assert stdout == ""
     assert _snapshot(out) == before
@@ -224,7 +262,8 @@ def test_ctrl_c_mid_run(slow_tree: Path, tmp_path: Path, jobs: str, target: str)
     out = tmp_path / "out"
     before = _previous_tables(slow_tree, out)
     proc = _start([slow_tree, "--out-dir", out, "--jobs", jobs, "--hash-files", "--quiet"])
-    _wait_until_hashing(proc, in_worker=jobs != "1")
+    # Large files are hashed on threads of the command line itself (see alfcache._hash).
+    _wait_until_hashing(proc)
     run = _descendants(proc.pid)
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
