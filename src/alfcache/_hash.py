@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import itertools
 import os
 import stat
 import struct
@@ -38,9 +39,9 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import xxhash
 
-from alfcache._exceptions import BadArgument, ScanFailed
+from alfcache._exceptions import BadArgument, worker_died
 from alfcache._progress import ByteProgress
-from alfcache._scan import Skip
+from alfcache._scan import Skip, ignore_interrupts
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "md5": ("md5",),
@@ -410,22 +411,24 @@ def digest_files(
 
 
 def _collect(
-    futures: dict[Future[TaskResult], np.ndarray],
+    submit: Callable[[int, np.ndarray], Future[TaskResult]],
+    tasks: list[np.ndarray],
+    window: int,
     bytes_read: Callable[[], int],
     bar: ByteProgress,
     out: Digests,
 ) -> None:
-    """Gather the tasks' results as they finish, showing the bytes read meanwhile."""
-    pending = set(futures)
-    try:
-        while pending:
-            done, pending = wait(pending, timeout=_POLL, return_when=FIRST_COMPLETED)
-            for future in done:
-                out.put(futures[future], future.result())
-            bar.update_to(bytes_read())
-    finally:
-        for future in pending:
-            future.cancel()
+    """Run ``tasks``, at most ``window`` submitted at a time; show the bytes read meanwhile."""
+    todo = iter(enumerate(tasks))
+    running = {submit(slot, rows): rows for slot, rows in itertools.islice(todo, window)}
+    while running:
+        done, _ = wait(running, timeout=_POLL, return_when=FIRST_COMPLETED)
+        for future in done:
+            out.put(running.pop(future), future.result())
+        running.update(
+            {submit(slot, rows): rows for slot, rows in itertools.islice(todo, len(done))}
+        )
+        bar.update_to(bytes_read())
 
 
 def _run_in_threads(
@@ -440,18 +443,13 @@ def _run_in_threads(
     counts = [0] * len(tasks)
     stop = threading.Event()
     executor = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-hash")
+
+    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+        board = _MemoryBoard(counts, slot, stop)
+        return executor.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
+
     try:
-        futures = {
-            executor.submit(
-                hash_task,
-                root,
-                [paths[i] for i in rows],
-                algorithms,
-                _MemoryBoard(counts, slot, stop),
-            ): rows
-            for slot, rows in enumerate(tasks)
-        }
-        _collect(futures, lambda: sum(counts), bar, out)
+        _collect(submit, tasks, len(tasks), lambda: sum(counts), bar, out)
     finally:
         stop.set()  # after an error or Ctrl-C, tasks still reading stop at their next block
         executor.shutdown(wait=True, cancel_futures=True)
@@ -466,32 +464,32 @@ def _run_in_processes(
     bar: ByteProgress,
     out: Digests,
 ) -> None:
-    # Imported here: most runs hash on threads. The pool is the one the walk used.
+    # Imported here: most runs hash on threads. The arguments are the walk's, so loky hands
+    # back the walk's pool instead of starting another one.
     from joblib.externals.loky import get_reusable_executor
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     fd, board = tempfile.mkstemp(prefix="alfcache-progress-")
     try:
         os.ftruncate(fd, 8 * len(tasks))
-        executor = get_reusable_executor(max_workers=n_jobs)
-        futures = {
-            executor.submit(
-                hash_task, root, [paths[i] for i in rows], algorithms, FileBoard(board, slot)
-            ): rows
-            for slot, rows in enumerate(tasks)
-        }
+        executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
+
+        def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+            task_paths = [paths[i] for i in rows]
+            return executor.submit(hash_task, root, task_paths, algorithms, FileBoard(board, slot))
+
+        def bytes_read() -> int:
+            return int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum())
+
         try:
-            _collect(
-                futures,
-                lambda: int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum()),
-                bar,
-                out,
-            )
-        except TerminatedWorkerError as exc:
-            raise ScanFailed(
-                f"a hashing worker died ({exc}); no table was written, the previous tables are "
-                "unchanged. Run again, or with --jobs 1 to find the file that kills it."
-            ) from exc
+            # A window of loky's call-queue size, as for the walk: a task waiting in loky's
+            # other queue would make its shutdown(kill_workers=True) fail with a traceback.
+            _collect(submit, tasks, executor.queue_size, bytes_read, bar, out)
+        except BaseException as exc:
+            executor.shutdown(wait=True, kill_workers=True)  # no worker may read on after this
+            if isinstance(exc, TerminatedWorkerError):
+                raise worker_died(exc, "hashing", "file") from exc
+            raise
     finally:
         os.close(fd)
         os.unlink(board)

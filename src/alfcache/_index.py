@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -18,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, ScanFailed
+from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
 from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
 from alfcache._progress import Progress
 from alfcache._scan import (
@@ -214,14 +213,7 @@ class _Window:
                 for future in done:
                     yield future.result()
         except TerminatedWorkerError as exc:
-            # loky's message spans lines; keep its exit codes (e.g. {SIGKILL(-9)}) on one line.
-            codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
-            how = f" (exit codes {codes.group(1)})" if codes else ""
-            raise ScanFailed(
-                f"a scan worker died{how}: killed by a signal or out of memory; no table was "
-                "written, the previous tables are unchanged. Run again, or with --jobs 1 to "
-                "find the folder that kills it."
-            ) from exc
+            raise worker_died(exc, "scan", "folder") from exc
 
 
 def index(
