@@ -29,6 +29,7 @@ PUBLIC = [
     "IndexReport",
     "LabConflict",
     "OutDirNotWritable",
+    "RootNotReadable",
     "ScanFailed",
     "WriteFailed",
     "index",
@@ -90,6 +91,7 @@ def test_exceptions_refine_builtins() -> None:
     assert issubclass(alfcache.BadRoot, NotADirectoryError)
     assert issubclass(alfcache.BadOutDir, NotADirectoryError)
     assert issubclass(alfcache.OutDirNotWritable, PermissionError)
+    assert issubclass(alfcache.RootNotReadable, PermissionError)
     assert issubclass(alfcache.BadArgument, ValueError)
     assert issubclass(alfcache.LabConflict, ValueError)
     assert issubclass(alfcache.ScanFailed, RuntimeError)

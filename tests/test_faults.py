@@ -226,6 +226,55 @@ def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
     _assert_all_gone(run)
 
 
+# Loaded by every Python process of a run through PYTHONPATH: in the walk's worker processes
+# (children of the command line) each folder listing sleeps, so the walk lasts seconds and a
+# walk worker can be killed mid-walk, without a test hook in alfcache itself.
+SLOW_WALK = """
+import os, time
+with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+    parent = f.read()
+if b"alfcache" in parent and b"index" in parent:
+    _scandir = os.scandir
+    def _slow_scandir(*args):
+        time.sleep(0.05)
+        return _scandir(*args)
+    os.scandir = _slow_scandir
+"""
+
+
+def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
+    root = make_files(tmp_path / "data", [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(60)])
+    out = tmp_path / "out"
+    before = _previous_tables(root, out)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_WALK)
+    cmd = [sys.executable, "-m", "alfcache", "index", root, "--out-dir", out, "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*map(str, cmd), "--quiet"],
+        env={**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    end = time.monotonic() + DEADLINE
+    workers: list[int] = []
+    while not workers and time.monotonic() < end and proc.poll() is None:
+        workers = [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
+        time.sleep(0.05)
+    assert workers, "the run started no worker process"
+    time.sleep(1.0)  # let them walk: 60 sessions of 50 ms listings take several seconds
+    run = _descendants(proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    code, stdout, stderr = _finish(proc)
+    assert code == 1, stderr
+    _one_error_line(stderr, "alfcache: error: a scan worker died", "SIGKILL", "unchanged")
+    assert stdout == ""
+    assert _snapshot(out) == before
+    _assert_all_gone(run)
+
+
 @pytest.mark.parametrize(
     ("jobs", "target"),
     [("1", "process"), ("2", "process"), ("2", "group")],
