@@ -227,7 +227,7 @@ def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
 
 
 # Loaded by every Python process of a run through PYTHONPATH: in the walk's worker processes
-# (children of the command line) each folder listing sleeps, so the walk lasts seconds and a
+# (children of the command line) each folder listing sleeps, so their tasks last seconds and a
 # walk worker can be killed mid-walk, without a test hook in alfcache itself.
 SLOW_WALK = """
 import os, time
@@ -236,7 +236,7 @@ with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
 if b"alfcache" in parent and b"index" in parent:
     _scandir = os.scandir
     def _slow_scandir(*args):
-        time.sleep(0.05)
+        time.sleep(0.3)
         return _scandir(*args)
     os.scandir = _slow_scandir
 """
@@ -264,7 +264,7 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
         workers = [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
         time.sleep(0.05)
     assert workers, "the run started no worker process"
-    time.sleep(1.0)  # let them walk: 60 sessions of 50 ms listings take several seconds
+    time.sleep(1.0)  # let them walk: each of their tasks lists folders for a second or more
     run = _descendants(proc.pid)
     os.kill(workers[0], signal.SIGKILL)
     code, stdout, stderr = _finish(proc)

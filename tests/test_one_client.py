@@ -62,8 +62,14 @@ def walk_sessions(root: Path) -> dict[Path, DiskSession]:
             if FILE_RE.match(name)
         )
         parts = match.groupdict()
-        found[here] = DiskSession(here, parts["lab"] or "", parts["subject"], parts["date"],
-                                  int(parts["number"]), datasets)
+        found[here] = DiskSession(
+            here,
+            parts["lab"] or "",
+            parts["subject"],
+            parts["date"],
+            int(parts["number"]),
+            datasets,
+        )
     return found
 
 
@@ -196,11 +202,15 @@ def test_load_dataset_returns_the_existing_file(catalog: Catalog):
 
 
 def test_load_dataset_by_collection_and_revision(catalog: Catalog):
-    ses, eid = next((s, e) for s, e in catalog.items()
-                    if "alf/#2024-05-06#/_ibl_trials.choice.npy" in s.datasets)
+    ses, eid = next(
+        (s, e)
+        for s, e in catalog.items()
+        if "alf/#2024-05-06#/_ibl_trials.choice.npy" in s.datasets
+    )
     one = catalog.one
-    file = one.load_dataset(eid, "_ibl_trials.choice.npy", collection="alf",
-                            revision="2024-05-06", download_only=True)
+    file = one.load_dataset(
+        eid, "_ibl_trials.choice.npy", collection="alf", revision="2024-05-06", download_only=True
+    )
     assert Path(file) == ses.path / "alf/#2024-05-06#/_ibl_trials.choice.npy"
     listed = one.list_datasets(eid, collection="alf/probe00/pykilosort")
     assert set(listed) == {r for r in ses.datasets if r.startswith("alf/probe00/pykilosort/")}
@@ -222,8 +232,9 @@ def test_unhashed_tables_skip_the_md5_check(catalog: Catalog, caplog: pytest.Log
     assert _md5_mismatches(caplog) == []
 
 
-def test_hashed_tables_pass_the_md5_check(hashed_catalog: Catalog,
-                                          caplog: pytest.LogCaptureFixture):
+def test_hashed_tables_pass_the_md5_check(
+    hashed_catalog: Catalog, caplog: pytest.LogCaptureFixture
+):
     for ses, eid in hashed_catalog.items():
         details = hashed_catalog.one.list_datasets(eid, details=True)
         digests = dict(zip(details["rel_path"], details["hash"], strict=True))

@@ -114,8 +114,9 @@ def test_parity_tree_has_no_empty_session(parity_tree: TreeSummary, reference: d
 
 @HASH_IDS
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_same_sessions(parity_tree: TreeSummary, reference: dict, ours: dict, hash_ids: bool,
-                       n_jobs: int):
+def test_same_sessions(
+    parity_tree: TreeSummary, reference: dict, ours: dict, hash_ids: bool, n_jobs: int
+):
     ref, got = _sessions(reference[hash_ids]), _sessions(ours[hash_ids, n_jobs])
     assert len(got) == len(ref) == parity_tree.sessions
     assert not got.duplicated(SESSION_KEY).any()
@@ -128,8 +129,9 @@ def test_same_sessions(parity_tree: TreeSummary, reference: dict, ours: dict, ha
 
 @HASH_IDS
 @pytest.mark.parametrize("n_jobs", [1, 2])
-def test_same_datasets(parity_tree: TreeSummary, reference: dict, ours: dict, hash_ids: bool,
-                       n_jobs: int):
+def test_same_datasets(
+    parity_tree: TreeSummary, reference: dict, ours: dict, hash_ids: bool, n_jobs: int
+):
     ref, got = _datasets(reference[hash_ids]), _datasets(ours[hash_ids, n_jobs])
     assert len(got) == len(ref) == parity_tree.datasets
     columns = [*SESSION_KEY, *DATASET_CONTENT]
@@ -152,9 +154,7 @@ def test_hashed_ids_are_unique_lowercase_uuid3(ours: dict):
     # A fixed namespace: the serial and the parallel scan give the same ids.
     serial = _read(ours[True, 1], "datasets").sort_values(["eid", "id"])
     parallel = _read(ours[True, 2], "datasets").sort_values(["eid", "id"])
-    pd.testing.assert_frame_equal(
-        serial.reset_index(drop=True), parallel.reset_index(drop=True)
-    )
+    pd.testing.assert_frame_equal(serial.reset_index(drop=True), parallel.reset_index(drop=True))
 
 
 def test_path_dataset_ids_are_session_alf_path_and_rel_path(ours: dict):
@@ -162,9 +162,11 @@ def test_path_dataset_ids_are_session_alf_path_and_rel_path(ours: dict):
     dsets = _datasets(ours[False, 2])
     expected = dsets.apply(
         lambda row: "/".join(
-            [*([row["lab"], "Subjects"] if row["lab"] else []),
-             *row["eid"].split("/")[-3:],  # subject/date/number as the folders are named
-             row["rel_path"]]
+            [
+                *([row["lab"], "Subjects"] if row["lab"] else []),
+                *row["eid"].split("/")[-3:],  # subject/date/number as the folders are named
+                row["rel_path"],
+            ]
         ),
         axis=1,
     )
@@ -187,13 +189,14 @@ def test_same_arrow_column_types(reference: dict, ours: dict, hash_ids: bool):
 
 
 @HASH_IDS
-def test_same_one_metadata(parity_tree: TreeSummary, reference: dict, ours: dict,
-                           hash_ids: bool):
+def test_same_one_metadata(parity_tree: TreeSummary, reference: dict, ours: dict, hash_ids: bool):
     for table in ("sessions", "datasets"):
-        ref = json.loads(pq.read_schema(reference[hash_ids] / f"{table}.pqt")
-                         .metadata[b"one_metadata"])
-        got = json.loads(pq.read_schema(ours[hash_ids, 2] / f"{table}.pqt")
-                         .metadata[b"one_metadata"])
+        ref = json.loads(
+            pq.read_schema(reference[hash_ids] / f"{table}.pqt").metadata[b"one_metadata"]
+        )
+        got = json.loads(
+            pq.read_schema(ours[hash_ids, 2] / f"{table}.pqt").metadata[b"one_metadata"]
+        )
         assert got["origin"] == ref["origin"] == str(Path(parity_tree.root).resolve())
         # 'YYYY-MM-DD HH:MM', naive; both written within the same few seconds.
         assert re.fullmatch(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2}", got["date_created"])

@@ -159,7 +159,8 @@ class _Scan:
         submit = functools.partial(
             executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
         )
-        return _Window(submit, executor.queue_size, tasks)
+        walk_here = functools.partial(scan_shards, self.root, follow_symlinks=self.follow_symlinks)
+        return _Window(submit, executor.queue_size, tasks, walk_here)
 
     def __iter__(self) -> Iterator[ScanResult]:
         while True:
@@ -185,6 +186,9 @@ class _Window:
     ``size`` is loky's call-queue size, so a submitted task is always running or in that queue
     and never waits in loky's queue of work ids, which its ``shutdown(kill_workers=True)`` does
     not drain: its manager thread would die with a KeyError traceback on Ctrl-C.
+
+    While no worker has a result (they take a second or more to start here), the main process
+    walks the next task itself with ``walk_here`` instead of waiting.
     """
 
     def __init__(
@@ -192,8 +196,10 @@ class _Window:
         submit: Callable[[list[Shard]], Future[ScanResult]],
         size: int,
         tasks: list[list[Shard]],
+        walk_here: Callable[[list[Shard]], ScanResult],
     ) -> None:
         self._submit = submit
+        self._walk_here = walk_here
         self._todo = iter(tasks)
         self._running: set[Future[ScanResult]] = {
             self._submit(task) for task in itertools.islice(self._todo, size)
@@ -212,6 +218,8 @@ class _Window:
                 self._running.update(map(self._submit, itertools.islice(self._todo, len(done))))
                 for future in done:
                     yield future.result()
+                if not done and (task := next(self._todo, None)) is not None:
+                    yield self._walk_here(task)
         except TerminatedWorkerError as exc:
             raise worker_died(exc, "scan", "folder") from exc
 
