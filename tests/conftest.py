@@ -30,7 +30,7 @@ def make_files() -> MakeFiles:
 @pytest.fixture
 def small_tree(tmp_path: Path) -> TreeSummary:
     """24 sessions with and without labs, collections, revisions, an empty session, junk."""
-    return make_tree(tmp_path / "data", 24, empty_every=10)
+    return make_tree(tmp_path / "data", 24, empty_every=10, no_lab_every=2)
 
 
 @pytest.fixture(scope="session")

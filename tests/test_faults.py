@@ -58,10 +58,12 @@ def _restore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
-def _start(args: Sequence[str | Path], prefix: Sequence[str] = ()) -> subprocess.Popen[str]:
+def _start(
+    args: Sequence[str | Path], prefix: Sequence[str] = (), cli: Sequence[str] = ("-m", "alfcache")
+) -> subprocess.Popen[str]:
     """Start ``alfcache index ARGS`` in its own process group."""
     return subprocess.Popen(
-        [*prefix, sys.executable, "-m", "alfcache", "index", *map(str, args)],
+        [*prefix, sys.executable, *cli, "index", *map(str, args)],
         env=ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -210,15 +212,75 @@ def slow_tree(tmp_path: Path) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
+# Large files are hashed on threads of the main process; worker processes hash trees of small
+# files, too fast to kill a worker mid-run. Pretending that opening a file costs a terabyte
+# of reading sends the sparse files to the workers.
+HASH_IN_WORKERS = (
+    "-c",
+    "import sys, alfcache._hash as h; h.FILE_COST = 1 << 40; "
+    "from alfcache._cli import main; sys.exit(main(sys.argv[1:]))",
+)
+
+
 def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     before = _previous_tables(slow_tree, out)
-    proc = _start([slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"])
+    args = [slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"]
+    proc = _start(args, cli=HASH_IN_WORKERS)
     worker = _wait_until_hashing(proc, in_worker=True)
     run = _descendants(proc.pid)
     os.kill(worker, signal.SIGKILL)
     code, stdout, stderr = _finish(proc)
     assert code == 1
+    _one_error_line(stderr, "alfcache: error: a hashing worker died", "SIGKILL", "unchanged")
+    assert stdout == ""
+    assert _snapshot(out) == before
+    _assert_all_gone(run)
+
+
+# Loaded by every Python process of a run through PYTHONPATH: in the walk's worker processes
+# (children of the command line) each folder listing sleeps, so their tasks last seconds and a
+# walk worker can be killed mid-walk, without a test hook in alfcache itself.
+SLOW_WALK = """
+import os, time
+with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
+    parent = f.read()
+if b"alfcache" in parent and b"index" in parent:
+    _scandir = os.scandir
+    def _slow_scandir(*args):
+        time.sleep(0.3)
+        return _scandir(*args)
+    os.scandir = _slow_scandir
+"""
+
+
+def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
+    root = make_files(tmp_path / "data", [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(60)])
+    out = tmp_path / "out"
+    before = _previous_tables(root, out)
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "sitecustomize.py").write_text(SLOW_WALK)
+    cmd = [sys.executable, "-m", "alfcache", "index", root, "--out-dir", out, "--jobs", "2"]
+    proc = subprocess.Popen(
+        [*map(str, cmd), "--quiet"],
+        env={**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    end = time.monotonic() + DEADLINE
+    workers: list[int] = []
+    while not workers and time.monotonic() < end and proc.poll() is None:
+        workers = [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
+        time.sleep(0.05)
+    assert workers, "the run started no worker process"
+    time.sleep(1.0)  # let them walk: each of their tasks lists folders for a second or more
+    run = _descendants(proc.pid)
+    os.kill(workers[0], signal.SIGKILL)
+    code, stdout, stderr = _finish(proc)
+    assert code == 1, stderr
     _one_error_line(stderr, "alfcache: error: a scan worker died", "SIGKILL", "unchanged")
     assert stdout == ""
     assert _snapshot(out) == before
@@ -236,7 +298,28 @@ def test_ctrl_c_mid_run(slow_tree: Path, tmp_path: Path, jobs: str, target: str)
     out = tmp_path / "out"
     before = _previous_tables(slow_tree, out)
     proc = _start([slow_tree, "--out-dir", out, "--jobs", jobs, "--hash-files", "--quiet"])
-    _wait_until_hashing(proc, in_worker=jobs != "1")
+    _wait_until_hashing(proc, in_worker=False)  # large files: threads of the main process
+    run = _descendants(proc.pid)
+    if target == "group":
+        os.killpg(proc.pid, signal.SIGINT)
+    else:
+        proc.send_signal(signal.SIGINT)
+    code, stdout, stderr = _finish(proc)
+    assert code == 130
+    _one_error_line(stderr, "alfcache: interrupted", "unchanged")
+    assert stdout == ""
+    assert _snapshot(out) == before
+    _assert_all_gone(run)
+
+
+@pytest.mark.parametrize("target", ["process", "group"])
+def test_ctrl_c_while_workers_hash(slow_tree: Path, tmp_path: Path, target: str) -> None:
+    """The hashing workers are killed, not left reading a 64 GiB file after the run gave up."""
+    out = tmp_path / "out"
+    before = _previous_tables(slow_tree, out)
+    args = [slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"]
+    proc = _start(args, cli=HASH_IN_WORKERS)
+    _wait_until_hashing(proc, in_worker=True)
     run = _descendants(proc.pid)
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)

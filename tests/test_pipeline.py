@@ -110,8 +110,11 @@ def test_schemas_and_types(small_tree: TreeSummary, tmp_path: Path, n_jobs: int)
     assert sessions.schema.field("number").type == pa.uint16()
 
     assert datasets.column_names == DATASETS_COLUMNS
-    for name in ("eid", "id", "rel_path", "hash"):
+    for name in ("eid", "id", "rel_path"):
         assert _is_string(datasets.schema.field(name).type), name
+    # Not hashing: Arrow's null type, which pandas 2 and 3 both read as None (a null string
+    # reads as NaN under pandas 3, and ONE-api then re-hashes every file it loads).
+    assert datasets.schema.field("hash").type == pa.null()
     assert datasets.schema.field("file_size").type == pa.uint64()
     assert datasets.schema.field("exists").type == pa.bool_()
     qc_type = datasets.schema.field("qc").type

@@ -30,6 +30,11 @@ class Tables:
     sessions: pa.Table
     datasets: pa.Table
     skipped: list[Skip]
+    bytes: int
+    """Total size of the indexed datasets."""
+    files: pl.DataFrame
+    """Row by row with ``datasets``: the session folder (relative to the root) and ``mtime_ns``
+    of each dataset's file, for hashing and updates."""
 
 
 def _alf_path() -> pl.Expr:
@@ -147,7 +152,9 @@ def assemble(
 
     sessions = sessions.sort("id")
     datasets = datasets.sort(["eid", "id"])
-    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped)
+    total = int(datasets["file_size"].sum())
+    files = datasets.select("session", "mtime_ns")
+    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total, files)
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:
@@ -173,15 +180,22 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
         string_array(QC_LEVELS).cast(pa.string()),
         ordered=True,
     )
+    # No file is hashed yet (alfcache._update fills the hashes in): a column of Arrow's null
+    # type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is not None``) takes
+    # for a digest and re-hashes every file it loads; a null-typed column reads back as None
+    # under pandas 2 and 3 alike.
+    schema = DATASETS_SCHEMA.set(
+        DATASETS_SCHEMA.get_field_index("hash"), pa.field("hash", pa.null())
+    )
     return pa.Table.from_arrays(
         [
             df["eid"].to_arrow().cast(pa.string()),
             df["id"].to_arrow().cast(pa.string()),
             df["rel_path"].to_arrow().cast(pa.string()),
             df["file_size"].to_arrow(),
-            df["hash"].to_arrow().cast(pa.string()),
+            pa.nulls(n),
             bool_array(True, n),
             qc,
         ],
-        schema=DATASETS_SCHEMA,
+        schema=schema,
     )

@@ -72,7 +72,25 @@ def _parser() -> argparse.ArgumentParser:
     idx.add_argument(
         "--no-hash-ids", action="store_true", help="use ALF paths as ids instead of UUID v3"
     )
-    idx.add_argument("--hash-files", action="store_true", help="store the MD5 of every file")
+    idx.add_argument(
+        "--hash-files", action="store_true", help="store the MD5 of every file (= --hash md5)"
+    )
+    idx.add_argument(
+        "--hash",
+        choices=("md5", "xxh3", "both"),
+        help="digests to store: md5 in 'hash' (what ONE-api checks), xxh3 in 'xxh3_128'",
+    )
+    idx.add_argument(
+        "--update",
+        action="store_true",
+        help="read only new and changed files; take the rest from the tables in the output "
+        "folder (and their digests, unless --hash says otherwise)",
+    )
+    idx.add_argument(
+        "--keep-missing",
+        action="store_true",
+        help="with --update: keep datasets whose files vanished, with exists=False",
+    )
     idx.add_argument(
         "--follow-symlinks",
         action="store_true",
@@ -106,10 +124,13 @@ def _index(args: argparse.Namespace) -> int:
             args.out_dir,
             hash_ids=not args.no_hash_ids,
             hash_files=args.hash_files,
+            hash_algorithm=args.hash,
             lab=args.lab,
             n_jobs=args.jobs,
             follow_symlinks=args.follow_symlinks,
             progress=not args.quiet,
+            update=args.update,
+            keep_missing=args.keep_missing,
         )
     if not args.quiet:
         for w in caught:
@@ -120,6 +141,21 @@ def _index(args: argparse.Namespace) -> int:
             print(
                 f"alfcache: ... {len(report.skipped) - _SHOWN_SKIPS} more skipped "
                 "(all are listed with --json)",
+                file=sys.stderr,
+            )
+        if report.changes:
+            c = report.changes
+            fate = "kept with exists=False" if args.keep_missing else "dropped"
+            print(
+                f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged, "
+                f"{c.vanished} vanished ({fate})",
+                file=sys.stderr,
+            )
+        if report.hashing and report.hashing.files:
+            h = report.hashing
+            print(
+                f"alfcache: hashed {h.files} files ({h.bytes / 1e6:,.1f} MB, "
+                f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, {h.rate / 1e6:,.0f} MB/s",
                 file=sys.stderr,
             )
         print(

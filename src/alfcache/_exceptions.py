@@ -18,6 +18,8 @@ Messages name the bad input and say what to do next.
 
 from __future__ import annotations
 
+import re
+
 
 class AlfcacheError(Exception):
     """Base class of every alfcache error."""
@@ -53,3 +55,19 @@ class ScanFailed(AlfcacheError, RuntimeError):
 
 class WriteFailed(AlfcacheError, OSError):
     """The cache tables could not be written; the previous tables are untouched."""
+
+
+def worker_died(exc: BaseException, work: str, culprit: str) -> ScanFailed:
+    """The error for a worker process that died (loky's ``TerminatedWorkerError``).
+
+    ``work`` names what the worker did (``scan``, ``hashing``), ``culprit`` what to look for
+    with ``--jobs 1`` (``folder``, ``file``).
+    """
+    # loky's message spans lines; keep its exit codes (e.g. {SIGKILL(-9)}) on one line.
+    codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
+    how = f" (exit codes {codes.group(1)})" if codes else ""
+    return ScanFailed(
+        f"a {work} worker died{how}: killed by a signal or out of memory; no table was written, "
+        f"the previous tables are unchanged. Run again, or with --jobs 1 to find the {culprit} "
+        "that kills it."
+    )

@@ -1,21 +1,495 @@
-"""File digests, computed inside the workers.
+"""File digests: planned by bytes in the main process, computed by workers.
 
-``hashlib`` releases the GIL while it digests a block, so large blocks keep the time in C.
+The walk only stats files. Reading them is a phase of its own, because only once every size is
+known can the reading be cut into tasks of similar cost (:func:`plan_tasks`): a file that costs
+a task's share or more is a task of its own, the others are packed together, and the tasks go to
+the workers costliest first. A tree of a few huge files and many small ones then keeps every
+worker busy until the last huge file is done, and every file is read exactly once.
+
+A task (:func:`hash_task`) reads a file in blocks and feeds every requested digest from the same
+block; ``hashlib`` and ``xxhash`` digest a block without holding the GIL. So when the files are
+large on average, the workers are threads of this process: they digest in parallel and start at
+once. Only when small files dominate, and opening them and the per-file bookkeeping (which hold
+the GIL) would serialise the threads, do the tasks go to the walk's worker processes. A file
+whose size or modification time changes while it is read is read once more; if it changes
+again, or cannot be read, it is reported and left without a digest, and the run goes on.
+
+Tasks report the bytes they have read on a *board* of one counter per task, which the main
+thread sums a few times a second; worker processes write theirs into a small file with
+``pwrite``. Progress counted per finished task would stand still for minutes while a 50 GB
+recording is read.
 """
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import itertools
+import os
+import stat
+import struct
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import NamedTuple, Protocol
 
-BLOCK_SIZE = 1 << 20
+import numpy as np
+import xxhash
+
+from alfcache._exceptions import BadArgument, worker_died
+from alfcache._progress import ByteProgress
+from alfcache._scan import Skip, ignore_interrupts
+
+ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "md5": ("md5",),
+    "xxh3": ("xxh3",),
+    "both": ("md5", "xxh3"),
+}
+"""The ``hash_algorithm`` choices and the digests each one computes."""
+
+COLUMNS = {"md5": "hash", "xxh3": "xxh3_128"}
+"""The datasets-table column of each digest. ONE-api compares ``hash`` with the MD5 of every
+file it loads, so nothing but an MD5 may go there; no name may contain ``id``, or ONE-api would
+make the column part of the index."""
+
+METADATA_KEY = "alfcache_hash"
+"""The ``one_metadata`` key listing the digests a table holds, e.g. ``["md5", "xxh3"]``."""
+
+BLOCK_SIZE = 1 << 18
+"""Bytes per read: small enough that the digest finds the block still in the core's L2 cache,
+large enough that the read costs little next to the digest."""
+
+FILE_COST = 1 << 14
+"""Opening, stat-ing and closing a file takes about as long as digesting this many bytes."""
+
+TASKS_PER_JOB = 16
+"""Tasks planned per worker: the last task to finish is then a small part of the whole."""
+
+MIN_TASK_COST = 4 << 20
+"""Below this, a task costs more to hand to a worker than to do."""
+
+_REPORT_EVERY = 16 << 20  # bytes a worker reads between two writes to the progress board
+_POLL = 0.25  # seconds between two looks at the progress board
+
+_VANISHED = "file disappeared before it was hashed; not indexed"
+_CHANGING = "size or modification time changed while it was read, twice; indexed without a hash"
 
 
-def md5_file(path: str) -> str:
-    """Return the MD5 of a file in lower-case hex, as ``md5sum`` prints it."""
-    digest = hashlib.md5()
-    with open(path, "rb", buffering=0) as f:
-        buf = bytearray(BLOCK_SIZE)
-        view = memoryview(buf)
-        while n := f.readinto(buf):
-            digest.update(view[:n])
-    return digest.hexdigest()
+class _Hasher(Protocol):
+    def update(self, data: memoryview, /) -> None: ...
+
+    def hexdigest(self) -> str: ...
+
+
+_NEW: dict[str, Callable[[], _Hasher]] = {
+    # FIPS-mode OpenSSL refuses MD5 unless told that it is not used for security.
+    "md5": functools.partial(hashlib.md5, usedforsecurity=False),
+    "xxh3": xxhash.xxh3_128,
+}
+
+
+def resolve_algorithms(hash_files: bool, hash_algorithm: str | None) -> tuple[str, ...]:
+    """The digests to compute for ``hash_files`` and ``hash_algorithm``.
+
+    Parameters
+    ----------
+    hash_files : bool
+        Hash files; alone, this means MD5 (what ONE-api checks).
+    hash_algorithm : {'md5', 'xxh3', 'both'}, optional
+        The digests to compute; giving one turns hashing on.
+
+    Returns
+    -------
+    tuple of str
+        ``()``, ``('md5',)``, ``('xxh3',)`` or ``('md5', 'xxh3')``.
+
+    Raises
+    ------
+    BadArgument
+        ``hash_algorithm`` is not one of the choices.
+    """
+    if hash_algorithm is None:
+        return ALGORITHMS["md5"] if hash_files else ()
+    if not isinstance(hash_algorithm, str) or hash_algorithm not in ALGORITHMS:
+        raise BadArgument(
+            f"hash_algorithm={hash_algorithm!r} is not known; use one of "
+            f"{', '.join(map(repr, ALGORITHMS))}"
+        )
+    return ALGORITHMS[hash_algorithm]
+
+
+def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarray]:
+    """Cut the files into tasks of similar cost, the costliest first.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        File sizes in bytes.
+    n_jobs : int
+        Number of workers.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Positions in ``sizes``, one array per task. A file that costs a task's share or more
+        is a task of its own.
+    """
+    cost = np.asarray(sizes, dtype=np.int64) + FILE_COST
+    order = np.argsort(-cost, kind="stable")
+    share = max(int(cost.sum()) // (n_jobs * TASKS_PER_JOB), MIN_TASK_COST)
+    # A task is every file whose cumulative start falls in the same window of `share` bytes.
+    # Costs decrease along `order`, so a file costing a whole share or more starts a window of
+    # its own and fills it: it is alone in its task.
+    ordered = cost[order]
+    window = (np.cumsum(ordered) - ordered) // share
+    return np.split(order, np.flatnonzero(np.diff(window)) + 1)
+
+
+class _Board(Protocol):
+    def add(self, n: int) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class FileBoard:
+    """One task's counter on the progress board file; pickled to the worker as path and slot."""
+
+    def __init__(self, path: str, slot: int) -> None:
+        self.path = path
+        self.slot = slot
+        self._fd = -1
+        self._done = 0
+        self._shown = 0
+
+    def add(self, n: int) -> None:
+        self._done += n
+        if self._done - self._shown >= _REPORT_EVERY:
+            self._write()
+
+    def _write(self) -> None:
+        if self._fd < 0:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        os.pwrite(self._fd, struct.pack("<q", self._done), 8 * self.slot)
+        self._shown = self._done
+
+    def close(self) -> None:
+        if self._done != self._shown:
+            self._write()
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+class _Stopped(Exception):
+    """Raised inside a hashing thread when the run is abandoned (an error, Ctrl-C)."""
+
+
+class _MemoryBoard:
+    """A task's counter when tasks run on threads; also how the main thread stops the task."""
+
+    def __init__(self, counts: list[int], slot: int, stop: threading.Event) -> None:
+        self.counts = counts
+        self.slot = slot
+        self.stop = stop
+
+    def add(self, n: int) -> None:
+        if self.stop.is_set():
+            raise _Stopped
+        self.counts[self.slot] += n
+
+    def close(self) -> None:
+        """Nothing to release: the counts belong to the main thread."""
+
+
+class TaskResult(NamedTuple):
+    """What a worker found for each file of a task, in the task's order."""
+
+    sizes: list[int]
+    """Size when read, -1 when the file could not be hashed."""
+    mtimes: list[int]
+    """Modification time (ns) when read, -1 when the file could not be hashed."""
+    digests: list[list[str | None]]
+    """One list per algorithm: lower-case hex digests, None when not hashed."""
+    vanished: list[int]
+    """Positions of the files that no longer exist."""
+    skipped: list[Skip]
+
+
+def _read(
+    path: str, algorithms: tuple[str, ...], view: memoryview, board: _Board
+) -> tuple[int, int, list[str]] | None:
+    """Digest a file, reading it again if it changed while it was read; None if it changed twice.
+
+    Returns
+    -------
+    tuple of (int, int, list of str), or None
+        Size and modification time (ns) of the content digested, and the hex digests.
+    """
+    for _ in range(2):
+        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the worker.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        with open(fd, "rb", buffering=0) as f:
+            before = os.fstat(fd)
+            if not stat.S_ISREG(before.st_mode):
+                raise OSError(f"{path} is no longer a regular file")
+            hashers = [_NEW[a]() for a in algorithms]
+            n_read = 0
+            while n := f.readinto(view):
+                block = view[:n]
+                for h in hashers:
+                    h.update(block)
+                n_read += n
+                board.add(n)
+            after = os.fstat(fd)
+        if n_read == after.st_size and (before.st_size, before.st_mtime_ns) == (
+            after.st_size,
+            after.st_mtime_ns,
+        ):
+            return after.st_size, after.st_mtime_ns, [h.hexdigest() for h in hashers]
+    return None
+
+
+def hash_task(
+    root: str, paths: Sequence[str], algorithms: tuple[str, ...], board: _Board
+) -> TaskResult:
+    """Digest the files of one task (runs inside a worker).
+
+    Parameters
+    ----------
+    root : str
+        Absolute path of the indexed folder.
+    paths : sequence of str
+        File paths relative to ``root``.
+    algorithms : tuple of str
+        Digests to compute, e.g. ``('md5', 'xxh3')``.
+    board : FileBoard or _MemoryBoard
+        Where to report the bytes read.
+
+    Returns
+    -------
+    TaskResult
+    """
+    view = memoryview(bytearray(BLOCK_SIZE))
+    out = TaskResult([], [], [[] for _ in algorithms], [], [])
+    try:
+        for i, rel in enumerate(paths):
+            read = None
+            try:
+                read = _read(f"{root}/{rel}", algorithms, view, board)
+            except FileNotFoundError:
+                out.vanished.append(i)
+                out.skipped.append(Skip(rel, "vanished", _VANISHED))
+            except OSError as exc:
+                message = f"cannot read: {exc.strerror or exc}; indexed without a hash"
+                out.skipped.append(Skip(rel, "unreadable", message))
+            else:
+                if read is None:
+                    out.skipped.append(Skip(rel, "changing", _CHANGING))
+            size, mtime, digests = read or (-1, -1, [None] * len(algorithms))
+            out.sizes.append(size)
+            out.mtimes.append(mtime)
+            for column, digest in zip(out.digests, digests, strict=True):
+                column.append(digest)
+    finally:
+        board.close()
+    return out
+
+
+@dataclass
+class Hashing:
+    """What the reading phase did, for the report."""
+
+    algorithms: tuple[str, ...]
+    files: int
+    """Files read (the others kept the digests of the previous tables)."""
+    bytes: int
+    seconds: float
+
+    @property
+    def rate(self) -> float:
+        """Bytes read per second."""
+        return self.bytes / self.seconds if self.seconds > 0 else 0.0
+
+
+@dataclass
+class Digests:
+    """What reading the files found, aligned with the paths that were asked about."""
+
+    columns: dict[str, list[str | None]]
+    """Hex digests per algorithm; None where the file could not be hashed."""
+    sizes: np.ndarray
+    """Size of the content digested; -1 where the file could not be hashed."""
+    mtimes: np.ndarray
+    """Modification time (ns) of the content digested; -1 where not hashed."""
+    vanished: np.ndarray
+    """True where the file no longer exists."""
+    skipped: list[Skip]
+    bytes: int = 0
+    """Bytes planned for reading (the sizes found by the walk)."""
+    seconds: float = 0.0
+
+    @classmethod
+    def empty(cls, n: int, algorithms: tuple[str, ...]) -> Digests:
+        return cls(
+            columns={a: [None] * n for a in algorithms},
+            sizes=np.full(n, -1, dtype=np.int64),
+            mtimes=np.full(n, -1, dtype=np.int64),
+            vanished=np.zeros(n, dtype=bool),
+            skipped=[],
+        )
+
+    def summary(self) -> Hashing:
+        return Hashing(tuple(self.columns), len(self.sizes), self.bytes, self.seconds)
+
+    def put(self, rows: np.ndarray, result: TaskResult) -> None:
+        """Place a task's results at the positions the task was planned with."""
+        self.sizes[rows] = result.sizes
+        self.mtimes[rows] = result.mtimes
+        self.vanished[rows[result.vanished]] = True
+        for column, found in zip(self.columns.values(), result.digests, strict=True):
+            for row, digest in zip(rows.tolist(), found, strict=True):
+                column[row] = digest
+        self.skipped += result.skipped
+
+
+def digest_files(
+    root: str,
+    paths: Sequence[str],
+    sizes: Sequence[int] | np.ndarray,
+    algorithms: tuple[str, ...],
+    n_jobs: int,
+    progress: bool = False,
+) -> Digests:
+    """Read ``paths`` once each and compute ``algorithms``, on ``n_jobs`` workers.
+
+    Parameters
+    ----------
+    root : str
+        Absolute path of the indexed folder.
+    paths : sequence of str
+        File paths relative to ``root``.
+    sizes : sequence of int
+        Their sizes as the walk found them; the tasks are planned with these.
+    algorithms : tuple of str
+        Digests to compute (see :func:`resolve_algorithms`).
+    n_jobs : int
+        Number of workers: threads of this process, or worker processes when small files
+        dominate (see the module docstring).
+    progress : bool
+        Show the bytes read, the rate and the time left on stderr.
+
+    Returns
+    -------
+    Digests
+
+    Raises
+    ------
+    ScanFailed
+        A worker died.
+    """
+    start = time.perf_counter()
+    out = Digests.empty(len(paths), algorithms)
+    out.bytes = int(np.sum(sizes, dtype=np.int64))
+    if not paths or not algorithms:
+        return out
+    tasks = plan_tasks(sizes, n_jobs)
+    bar = ByteProgress(out.bytes, enabled=progress)
+    try:
+        # Threads, unless the per-file work under the GIL would outweigh a thread's share of
+        # the digesting (GIL-free): small files on average.
+        if n_jobs > 1 and len(paths) * FILE_COST * n_jobs > out.bytes:
+            _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
+        else:
+            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out)
+    finally:
+        bar.close()
+    out.seconds = time.perf_counter() - start
+    return out
+
+
+def _collect(
+    submit: Callable[[int, np.ndarray], Future[TaskResult]],
+    tasks: list[np.ndarray],
+    window: int,
+    bytes_read: Callable[[], int],
+    bar: ByteProgress,
+    out: Digests,
+) -> None:
+    """Run ``tasks``, at most ``window`` submitted at a time; show the bytes read meanwhile."""
+    todo = iter(enumerate(tasks))
+    running = {submit(slot, rows): rows for slot, rows in itertools.islice(todo, window)}
+    while running:
+        done, _ = wait(running, timeout=_POLL, return_when=FIRST_COMPLETED)
+        for future in done:
+            out.put(running.pop(future), future.result())
+        running.update(
+            {submit(slot, rows): rows for slot, rows in itertools.islice(todo, len(done))}
+        )
+        bar.update_to(bytes_read())
+
+
+def _run_in_threads(
+    root: str,
+    paths: Sequence[str],
+    tasks: list[np.ndarray],
+    algorithms: tuple[str, ...],
+    n_jobs: int,
+    bar: ByteProgress,
+    out: Digests,
+) -> None:
+    counts = [0] * len(tasks)
+    stop = threading.Event()
+    executor = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-hash")
+
+    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+        board = _MemoryBoard(counts, slot, stop)
+        return executor.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
+
+    try:
+        _collect(submit, tasks, len(tasks), lambda: sum(counts), bar, out)
+    finally:
+        stop.set()  # after an error or Ctrl-C, tasks still reading stop at their next block
+        executor.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_in_processes(
+    root: str,
+    paths: Sequence[str],
+    tasks: list[np.ndarray],
+    algorithms: tuple[str, ...],
+    n_jobs: int,
+    bar: ByteProgress,
+    out: Digests,
+) -> None:
+    # Imported here: most runs hash on threads. The arguments are the walk's, so loky hands
+    # back the walk's pool instead of starting another one.
+    from joblib.externals.loky import get_reusable_executor
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    fd, board = tempfile.mkstemp(prefix="alfcache-progress-")
+    try:
+        os.ftruncate(fd, 8 * len(tasks))
+        executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
+
+        def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+            task_paths = [paths[i] for i in rows]
+            return executor.submit(hash_task, root, task_paths, algorithms, FileBoard(board, slot))
+
+        def bytes_read() -> int:
+            return int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum())
+
+        try:
+            # A window of loky's call-queue size, as for the walk: a task waiting in loky's
+            # other queue would make its shutdown(kill_workers=True) fail with a traceback.
+            _collect(submit, tasks, executor.queue_size, bytes_read, bar, out)
+        except BaseException as exc:
+            executor.shutdown(wait=True, kill_workers=True)  # no worker may read on after this
+            if isinstance(exc, TerminatedWorkerError):
+                raise worker_died(exc, "hashing", "file") from exc
+            raise
+    finally:
+        os.close(fd)
+        os.unlink(board)

@@ -9,18 +9,16 @@ from __future__ import annotations
 import functools
 import itertools
 import os
-import re
 import time
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, wait
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import pyarrow.compute as pc
-
-from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, ScanFailed
+from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
+from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
 from alfcache._progress import Progress
 from alfcache._scan import (
     ScanResult,
@@ -35,6 +33,8 @@ from alfcache._store import one_metadata, prepare_out_dir, write_tables
 
 if TYPE_CHECKING:
     from joblib.externals.loky import ProcessPoolExecutor
+
+    from alfcache._update import Changes
 
 SHARDS_PER_JOB = 8
 """Deep shards planned per worker: enough that one large subtree does not idle the others."""
@@ -58,6 +58,10 @@ class IndexReport:
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
+    hashing: Hashing | None = None
+    """What reading the files did; None when nothing was hashed or updated."""
+    changes: Changes | None = None
+    """New, changed, unchanged and vanished files; None when not an update."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -72,6 +76,8 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
             "skipped": [s._asdict() for s in self.skipped],
+            "hashing": asdict(self.hashing) if self.hashing else None,
+            "update": asdict(self.changes) if self.changes else None,
         }
 
 
@@ -132,12 +138,10 @@ class _Scan:
         shards: Sequence[Shard],
         n_jobs: int,
         follow_symlinks: bool,
-        hash_files: bool,
     ) -> None:
         self.root = root
         self.n_jobs = n_jobs
         self.follow_symlinks = follow_symlinks
-        self.hash_files = hash_files
         self.skipped: list[Skip] = []
         """Links to folders not followed (``symlink_revisit``)."""
         self._indexed = {root: "the indexed folder"}
@@ -147,16 +151,18 @@ class _Scan:
     def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
         """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool."""
         n_jobs = min(self.n_jobs, len(tasks))
-        options = {"follow_symlinks": self.follow_symlinks, "hash_files": self.hash_files}
         if n_jobs <= 1:
-            return (scan_shards(self.root, task, **options) for task in tasks)
+            return (scan_shards(self.root, task, self.follow_symlinks) for task in tasks)
         # Imported here: a one-worker run does without joblib and its start-up cost.
         from joblib.externals.loky import get_reusable_executor
 
         executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
         self._executor = executor
-        submit = functools.partial(executor.submit, scan_shards, self.root, **options)
-        return _Window(submit, executor.queue_size, tasks)
+        submit = functools.partial(
+            executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
+        )
+        walk_here = functools.partial(scan_shards, self.root, follow_symlinks=self.follow_symlinks)
+        return _Window(submit, executor.queue_size, tasks, walk_here)
 
     def __iter__(self) -> Iterator[ScanResult]:
         while True:
@@ -182,6 +188,9 @@ class _Window:
     ``size`` is loky's call-queue size, so a submitted task is always running or in that queue
     and never waits in loky's queue of work ids, which its ``shutdown(kill_workers=True)`` does
     not drain: its manager thread would die with a KeyError traceback on Ctrl-C.
+
+    While no worker has a result (they take a second or more to start here), the main process
+    walks the next task itself with ``walk_here`` instead of waiting.
     """
 
     def __init__(
@@ -189,8 +198,10 @@ class _Window:
         submit: Callable[[list[Shard]], Future[ScanResult]],
         size: int,
         tasks: list[list[Shard]],
+        walk_here: Callable[[list[Shard]], ScanResult],
     ) -> None:
         self._submit = submit
+        self._walk_here = walk_here
         self._todo = iter(tasks)
         self._running: set[Future[ScanResult]] = {
             self._submit(task) for task in itertools.islice(self._todo, size)
@@ -209,15 +220,10 @@ class _Window:
                 self._running.update(map(self._submit, itertools.islice(self._todo, len(done))))
                 for future in done:
                     yield future.result()
+                if not done and (task := next(self._todo, None)) is not None:
+                    yield self._walk_here(task)
         except TerminatedWorkerError as exc:
-            # loky's message spans lines; keep its exit codes (e.g. {SIGKILL(-9)}) on one line.
-            codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
-            how = f" (exit codes {codes.group(1)})" if codes else ""
-            raise ScanFailed(
-                f"a scan worker died{how}: killed by a signal or out of memory; no table was "
-                "written, the previous tables are unchanged. Run again, or with --jobs 1 to "
-                "find the folder that kills it."
-            ) from exc
+            raise worker_died(exc, "scan", "folder") from exc
 
 
 def index(
@@ -226,10 +232,13 @@ def index(
     *,
     hash_ids: bool = True,
     hash_files: bool = False,
+    hash_algorithm: str | None = None,
     lab: str | None = None,
     n_jobs: int | None = None,
     follow_symlinks: bool = False,
     progress: bool = False,
+    update: bool = False,
+    keep_missing: bool = False,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
 
@@ -243,15 +252,27 @@ def index(
     jobs = resolve_n_jobs(n_jobs)
     if lab is not None and not isinstance(lab, str):
         raise BadArgument(f"lab={lab!r} is not a lab name; pass a string")
+    algorithms = resolve_algorithms(hash_files, hash_algorithm)
+    if keep_missing and not update:
+        raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
 
     shards = plan_shards(str(root), jobs, per_job=SHARDS_PER_JOB)
-    scan = _Scan(str(root), shards, jobs, follow_symlinks, hash_files)
+    scan = _Scan(str(root), shards, jobs, follow_symlinks)
+    from alfcache._assemble import assemble  # Polars loads while the workers walk
+
+    previous = None
+    if update or algorithms:
+        from alfcache._update import read_previous, refresh
+
+        previous = read_previous(out) if update else None  # the old tables too
+        if update and previous is None:
+            message = f"no tables in {out} to update; indexing every file"
+            warnings.warn(message, RuntimeWarning, stacklevel=3)
+
     bar = Progress(enabled=progress)
     results = []
     try:
-        from alfcache._assemble import assemble  # Polars loads while the workers walk
-
         for result in scan:
             results.append(result)
             bar.update(result.sessions.num_rows, result.datasets.num_rows)
@@ -262,11 +283,28 @@ def index(
         bar.close()
 
     tables = assemble(results, hash_ids=hash_ids, lab=lab)
+    hashing = changes = None
+    if update or algorithms:
+        tables, hashing, changes = refresh(
+            str(root),
+            tables,
+            previous,
+            algorithms,
+            hash_ids=hash_ids,
+            keep_missing=keep_missing,
+            out_dir=out,
+            n_jobs=jobs,
+            progress=progress,
+        )
     if tables.sessions.num_rows == 0:
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
     elif tables.datasets.num_rows == 0:
         warnings.warn("No datasets found", RuntimeWarning, stacklevel=3)
-    meta = one_metadata(str(root), alfcache_hash_ids="uuid3" if hash_ids else "path")
+    meta = one_metadata(
+        str(root),
+        alfcache_hash_ids="uuid3" if hash_ids else "path",
+        **{METADATA_KEY: list(hashing.algorithms if hashing else ())},
+    )
     fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
     return IndexReport(
         root=root,
@@ -274,13 +312,15 @@ def index(
         datasets_table=fn_dsets,
         sessions=tables.sessions.num_rows,
         datasets=tables.datasets.num_rows,
-        bytes=pc.sum(tables.datasets["file_size"]).as_py() or 0,
+        bytes=tables.bytes,
         n_jobs=jobs,
         shards=len(shards),
         seconds=time.perf_counter() - start,
         ignored=sum(r.ignored for r in results),
         # sorted, so that the report does not depend on which worker finished first
         skipped=sorted([*tables.skipped, *scan.skipped]),
+        hashing=hashing,
+        changes=changes,
     )
 
 
@@ -291,9 +331,12 @@ def make_parquet_db(
     hash_files: bool = False,
     lab: str | None = None,
     *,
+    hash_algorithm: str | None = None,
     n_jobs: int | None = None,
     follow_symlinks: bool = False,
     progress: bool = False,
+    update: bool = False,
+    keep_missing: bool = False,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
 
@@ -311,17 +354,28 @@ def make_parquet_db(
         and dataset ALF paths under a fixed namespace (the same tree always gives the same ids).
         If False, ids are the ALF paths themselves.
     hash_files : bool
-        If True, an MD5 hash is computed for each dataset and stored in the datasets table.
+        If True, an MD5 hash is computed for each dataset and stored in the datasets table
+        (``hash``, lower-case hex, as ``md5sum`` prints it).
     lab : str
         An optional lab name to associate with the data. If the folder structure contains
         'lab/Subjects', the lab name is taken from the folder name; a different lab there is an
         error.
+    hash_algorithm : {'md5', 'xxh3', 'both'}, optional
+        Digests to compute; giving one turns hashing on. MD5 goes into ``hash`` (ONE-api checks
+        it on every load), XXH3-128 into ``xxh3_128``. Hashed tables also hold ``mtime_ns``.
     n_jobs : int, optional
         Worker processes; None or -1 for all cores, 1 to scan in this process.
     follow_symlinks : bool
         Follow symbolic links to folders (never twice into the same folder).
     progress : bool
         Show progress on stderr.
+    update : bool
+        Update the tables already in ``out_dir``: read only files that are new or whose size or
+        modification time changed; the others keep their digests and ids. Without
+        ``hash_files`` or ``hash_algorithm``, the digests of the previous tables are computed.
+    keep_missing : bool
+        With ``update``: keep datasets whose files vanished, with ``exists=False``, instead of
+        dropping them.
 
     Returns
     -------
@@ -339,7 +393,8 @@ def make_parquet_db(
     BadOutDir, OutDirNotWritable
         ``out_dir`` is a file or cannot be written.
     BadArgument
-        ``n_jobs`` or ``lab`` is not usable.
+        ``n_jobs``, ``lab`` or ``hash_algorithm`` is not usable, ``keep_missing`` without
+        ``update``, or the tables to update cannot be read or use the other kind of id.
     LabConflict
         ``lab`` differs from the lab folders on disk.
     ScanFailed, WriteFailed
@@ -350,10 +405,13 @@ def make_parquet_db(
         out_dir,
         hash_ids=hash_ids,
         hash_files=hash_files,
+        hash_algorithm=hash_algorithm,
         lab=lab,
         n_jobs=n_jobs,
         follow_symlinks=follow_symlinks,
         progress=progress,
+        update=update,
+        keep_missing=keep_missing,
     )
     if report.skipped:
         shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])

@@ -54,3 +54,62 @@ class Progress:
         if self._bar is not None:
             self._bar.close()
             self._bar = None
+
+
+class ByteProgress:
+    """Bytes read while hashing, with the rate and an estimate of the time left.
+
+    Hashing is bounded by bytes, not files: one 50 GB recording takes as long as a million small
+    files, so the rate is in MB/s and the time left is estimated from the bytes still to read.
+    """
+
+    def __init__(
+        self, total: int, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
+    ) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = enabled
+        self.interval = interval
+        self.total = total
+        self.done = 0
+        self.start = time.perf_counter()
+        self._last_line = self.start
+        self._bar = None
+        if enabled and self.stream.isatty():
+            from tqdm import tqdm
+
+            self._bar = tqdm(
+                file=self.stream,
+                total=total,
+                unit="B",
+                unit_scale=True,
+                unit_divisor=1000,
+                desc="alfcache: hashing",
+                leave=False,
+            )
+
+    def update_to(self, done: int) -> None:
+        """Show that ``done`` bytes have been read so far."""
+        # A file read a second time (it changed while read) counts twice; never show more than all.
+        done = min(done, self.total)
+        step, self.done = done - self.done, done
+        if not self.enabled or step <= 0:
+            return
+        if self._bar is not None:
+            self._bar.update(step)
+            return
+        now = time.perf_counter()
+        if now - self._last_line >= self.interval:
+            self._last_line = now
+            rate = done / max(now - self.start, 1e-9)
+            left = (self.total - done) / rate if rate else float("inf")
+            print(
+                f"alfcache: hashed {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, "
+                f"{rate / 1e6:,.0f} MB/s, about {left:,.0f} s left",
+                file=self.stream,
+                flush=True,
+            )
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None

@@ -37,7 +37,6 @@ import pyarrow as pa
 
 from alfcache._arrow import numeric_array, string_array
 from alfcache._grammar import has_long_number, is_dataset_name, is_real_date, session_parts
-from alfcache._hash import md5_file
 
 SESSION_BATCH_SCHEMA = pa.schema(
     [
@@ -59,11 +58,10 @@ DATASET_BATCH_SCHEMA = pa.schema(
         ("rel_path", pa.large_string()),
         ("file_size", pa.uint64()),
         ("mtime_ns", pa.int64()),
-        ("hash", pa.large_string()),
     ]
 )
-"""One row per dataset file; ``rel_path`` is relative to the session folder, ``hash`` is the MD5
-or null."""
+"""One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
+hashed) in a later phase, see :mod:`alfcache._hash`."""
 
 
 class Shard(NamedTuple):
@@ -235,9 +233,8 @@ def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
 class _Walk:
     """The state of one worker's walk: columns being filled, skip records, visited folders."""
 
-    def __init__(self, root: str, follow_symlinks: bool, hash_files: bool) -> None:
+    def __init__(self, root: str, follow_symlinks: bool) -> None:
         self.root = root
-        self.hash_files = hash_files
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
         self.links: list[str] = []
@@ -247,7 +244,6 @@ class _Walk:
         self.ds_rel_path: list[str] = []
         self.ds_size: list[int] = []
         self.ds_mtime: list[int] = []
-        self.ds_hash: list[str | None] = []
         self.skipped: list[Skip] = []
         self.ignored = 0
 
@@ -359,7 +355,7 @@ class _Walk:
             elif entry.is_file(follow_symlinks=False):
                 if in_session:
                     if _is_dataset_name(name):
-                        self._add_file(entry, path, session, rel_dir)
+                        self._add_file(entry, session, rel_dir)
                     else:
                         self.ignored += 1
             elif entry.is_symlink():
@@ -390,9 +386,7 @@ class _Walk:
             )
         stack.append((child, names[-4:], inner))
 
-    def _add_file(
-        self, entry: os.DirEntry[str], path: str, session: _Session, rel_dir: str
-    ) -> None:
+    def _add_file(self, entry: os.DirEntry[str], session: _Session, rel_dir: str) -> None:
         try:
             st = entry.stat()
         except FileNotFoundError:
@@ -409,18 +403,6 @@ class _Walk:
         self.ds_rel_path.append(session.prefix + entry.name)
         self.ds_size.append(st.st_size)
         self.ds_mtime.append(st.st_mtime_ns)
-        if self.hash_files:
-            self.ds_hash.append(self._digest(f"{path}/{entry.name}", rel_dir))
-        else:
-            self.ds_hash.append(None)
-
-    def _digest(self, path: str, rel_dir: str) -> str | None:
-        try:
-            return md5_file(path)
-        except OSError as exc:
-            name = os.path.basename(path)
-            self.skip(_join(rel_dir, name), "unreadable", f"cannot read: {exc.strerror or exc}")
-            return None
 
     def _symlink(
         self, entry: os.DirEntry[str], path: str, rel_dir: str, session: _Session
@@ -434,7 +416,7 @@ class _Walk:
         if stat.S_ISREG(st.st_mode):
             if session is not _NO_SESSION:
                 if _is_dataset_name(entry.name):
-                    self._add_file(entry, path, session, rel_dir)
+                    self._add_file(entry, session, rel_dir)
                 else:
                     self.ignored += 1
         elif stat.S_ISDIR(st.st_mode):
@@ -474,16 +456,13 @@ class _Walk:
                 string_array(self.ds_rel_path),
                 numeric_array(self.ds_size, pa.uint64()),
                 numeric_array(self.ds_mtime, pa.int64()),
-                string_array(self.ds_hash),
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links)
 
 
-def scan_shards(
-    root: str, shards: Iterable[Shard], follow_symlinks: bool = False, hash_files: bool = False
-) -> ScanResult:
+def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = False) -> ScanResult:
     """Walk ``shards`` of the tree at ``root`` and return their rows (runs inside a worker).
 
     Parameters
@@ -495,14 +474,12 @@ def scan_shards(
     follow_symlinks : bool
         Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
         instead of as ``symlink_not_followed``.
-    hash_files : bool
-        Compute the MD5 of every dataset file.
 
     Returns
     -------
     ScanResult
     """
-    walk = _Walk(root, follow_symlinks, hash_files)
+    walk = _Walk(root, follow_symlinks)
     for shard in shards:
         walk.walk(shard)
     return walk.result()

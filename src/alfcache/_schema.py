@@ -35,7 +35,7 @@ DATASETS_SCHEMA = pa.schema(
         ("id", pa.string()),
         ("rel_path", pa.string()),
         ("file_size", pa.uint64()),
-        ("hash", pa.string()),
+        ("hash", pa.string()),  # pa.null() when no file was hashed: see _assemble
         ("exists", pa.bool_()),
         ("qc", QC_ARROW_TYPE),
     ]
@@ -50,6 +50,7 @@ _PANDAS_TYPES: dict[pa.DataType, tuple[str, str, dict[str, object] | None]] = {
     pa.uint64(): ("uint64", "UInt64", None),
     pa.int64(): ("int64", "int64", None),
     pa.bool_(): ("bool", "bool", None),
+    pa.null(): ("empty", "object", None),
     QC_ARROW_TYPE: ("categorical", "int8", {"num_categories": len(QC_LEVELS), "ordered": True}),
 }
 

@@ -1,0 +1,450 @@
+"""Cache maintenance: patch old tables, delete table files, prune files the tables do not list.
+
+``one.alf.cache`` ships these three helpers next to ``make_parquet_db``; a drop-in replacement
+must ship them too. They are pandas-facing (ONE-api hands them pandas frames), so this module is
+only imported on first use of :func:`patch_cache`, :func:`remove_cache_table_files` or
+:func:`remove_missing_datasets` (see ``alfcache.__getattr__``).
+
+Differences from ONE-api 3.0.0, all on the side of deleting less or being correct:
+
+* :func:`patch_cache` decodes integer UUID pairs with NumPy on the whole column at once and
+  never modifies the frame it is given; versions are compared without ``packaging``.
+* :func:`remove_missing_datasets` finds datasets at any depth below a session (the reference only
+  looks at the session folder's own files), checks a file against the ``rel_path`` *values* of
+  its session's rows (the reference tests the frame's index, so with UUID ids it flags every
+  file), treats a null lab as no lab, refuses to run when a table file is missing (the
+  reference would take the missing table as empty and flag the whole tree) and never removes
+  the cache folder itself.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import os
+import re
+from collections.abc import Iterable, Mapping
+from numbers import Integral
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from alfcache._exceptions import BadArgument
+from alfcache._frames import QC_TYPE
+from alfcache._scan import Shard, scan_shards
+from alfcache._store import DATASETS_FILE, SESSIONS_FILE
+
+__all__ = ["patch_cache", "remove_cache_table_files", "remove_missing_datasets"]
+
+_logger = logging.getLogger("alfcache")
+
+CACHE_INFO_FILE = "cache_info.json"
+"""ONE-api's cache metadata file, removed together with the tables."""
+
+# -------------------------------------------------------------------------------------------------
+# patch_cache
+# -------------------------------------------------------------------------------------------------
+
+# PEP 440 versions (the subset ONE-api tables carry): release, pre, post, dev and local parts.
+_VERSION = re.compile(
+    r"v?(?P<release>\d+(?:\.\d+)*)"
+    r"(?:[-_.]?(?P<pre>alpha|a|beta|b|preview|pre|rc|c)[-_.]?(?P<pre_n>\d*))?"
+    r"(?:-(?P<post_implicit>\d+)|[-_.]?(?P<post>post|rev|r)[-_.]?(?P<post_n>\d*))?"
+    r"(?:[-_.]?(?P<dev>dev)[-_.]?(?P<dev_n>\d*))?"
+    r"(?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?",
+    re.IGNORECASE,
+)
+_PRE_PHASES = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
+
+VersionKey = tuple[tuple[int, ...], tuple[int, int], int, tuple[int, int], int]
+
+_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
+# Offsets of the 32 hex digits in the 36-character canonical form (dashes at 8, 13, 18, 23).
+_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+
+
+def _version_key(text: str) -> VersionKey:
+    """A sort key for a PEP 440 version string, ordered as ``packaging.version`` orders them.
+
+    Release numbers compare numerically with trailing zeros ignored (``1.13`` equals
+    ``1.13.0``); ``dev`` < ``a`` < ``b`` < ``rc`` < the release < ``post``. Local labels
+    (``+abc``) sort after the plain version but are not compared with each other. Written here
+    because ``packaging`` is not a dependency of alfcache.
+
+    Raises
+    ------
+    BadArgument
+        ``text`` is not a version number.
+    """
+    match = _VERSION.fullmatch(text.strip())
+    if match is None:
+        raise BadArgument(f"min_api_version={text!r} is not a version number such as '2.7.0'")
+    release = tuple(int(part) for part in match["release"].split("."))
+    while len(release) > 1 and release[-1] == 0:
+        release = release[:-1]
+    is_post = match["post"] is not None or match["post_implicit"] is not None
+    if match["pre"]:
+        pre = (_PRE_PHASES[match["pre"].lower()], int(match["pre_n"] or 0))
+    elif match["dev"] and not is_post:
+        pre = (-1, 0)  # 1.0.dev0 comes before 1.0a0
+    else:
+        pre = (3, 0)
+    post = int(match["post_n"] or match["post_implicit"] or 0) if is_post else -1
+    dev = (0, int(match["dev_n"] or 0)) if match["dev"] else (1, 0)
+    return release, pre, post, dev, int(match["local"] is not None)
+
+
+def _uuid_strings(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Canonical UUID strings from the two int64 halves that old cache tables store.
+
+    The 16 UUID bytes are the little-endian bytes of ``low`` followed by those of ``high``,
+    exactly as ``iblutil.io.parquet.np2str`` reads them; all rows are converted at once.
+
+    Returns
+    -------
+    numpy.ndarray
+        An object array of lower-case ``8-4-4-4-12`` strings.
+    """
+    halves = np.column_stack([_as_int64(low), _as_int64(high)]).astype("<i8", copy=False)
+    n = len(halves)
+    raw = np.ascontiguousarray(halves).view(np.uint8).reshape(n, 16)
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _UUID_DIGITS] = _HEX_DIGITS[nibbles]
+    return text.view("S36").ravel().astype(str).astype(object)
+
+
+def _as_int64(values: np.ndarray | pd.Series) -> np.ndarray:
+    """The 64 bits of each value as int64 (unsigned values are reinterpreted, not converted)."""
+    array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8:
+        return array.view(np.int64)
+    if array.dtype.kind not in "iu" and array.dtype != object:
+        raise BadArgument(f"integer UUID column has dtype {array.dtype}; expected int64")
+    return array.astype(np.int64)
+
+
+def _int_ids_to_str(table: pd.DataFrame) -> pd.DataFrame:
+    """Replace integer UUID column pairs (``id_0``/``id_1``, ...) by string UUID columns.
+
+    As in ONE-api, this applies only to a table whose (multi-level) index holds such a pair;
+    every ``<name>_0``/``<name>_1`` pair of the table is converted and the converted names,
+    sorted, become the index (old datasets tables kept ``eid_0``/``eid_1`` as plain columns).
+    """
+    index_names = [n for n in table.index.names if isinstance(n, str)]
+    if table.index.nlevels < 2 or not any(n.endswith("_0") for n in index_names):
+        return table
+    table = table.reset_index()
+    columns = {c for c in table.columns if isinstance(c, str)}
+    names = sorted(c[:-2] for c in columns if c.endswith("_0") and f"{c[:-2]}_1" in columns)
+    converted = {name: _uuid_strings(table[f"{name}_0"], table[f"{name}_1"]) for name in names}
+    int_columns = [f"{name}_{half}" for name in names for half in (0, 1)]
+    return table.drop(columns=int_columns).assign(**converted).set_index(names)
+
+
+def patch_cache(
+    table: pd.DataFrame, min_api_version: str | None = None, name: str | None = None
+) -> pd.DataFrame:
+    """Reformat older cache tables to comply with this version of ONE.
+
+    Currently this function will 1. convert integer UUIDs to string UUIDs; 2. rename the
+    'project' column to 'projects'; 3. add QC column; 4. drop session_path column.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A cache table (from One._cache). It is not modified.
+    min_api_version : str, optional
+        The minimum API version supported by this cache table ('0.0.0' when None).
+    name : {'datasets', 'sessions'}, optional
+        The name of the table; the QC and session_path fixes apply to 'datasets' only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The patched table (``table`` itself when nothing needed patching).
+
+    Raises
+    ------
+    BadArgument
+        ``min_api_version`` is not a version number, or an integer id column is not integer.
+    """
+    version = _version_key(min_api_version or "0.0.0")
+    table = _int_ids_to_str(table)
+    if version < _version_key("1.13.0") and "project" in table.columns:
+        table = table.rename(columns={"project": "projects"})
+    if name == "datasets":
+        if version < _version_key("2.7.0") and "qc" not in table.columns:
+            codes = np.zeros(len(table.index), dtype=np.int8)  # NOT_SET
+            table = table.assign(qc=pd.Categorical.from_codes(codes, dtype=QC_TYPE))
+        if "session_path" in table.columns:
+            table = table.drop(columns="session_path")
+    return table
+
+
+# -------------------------------------------------------------------------------------------------
+# remove_cache_table_files
+# -------------------------------------------------------------------------------------------------
+
+
+def remove_cache_table_files(
+    folder: str | os.PathLike[str], tables: Iterable[str] = ("sessions", "datasets")
+) -> list[Path]:
+    """Delete cache tables on disk.
+
+    Parameters
+    ----------
+    folder : str, pathlib.Path
+        The directory path containing cache tables to remove.
+    tables : iterable of str
+        Table names to remove, e.g. ['sessions', 'datasets'].
+        NB: This will also delete the cache_info.json metadata file.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The removed files; a file that is not there is logged as a warning.
+    """
+    folder = Path(folder)
+    removed = []
+    for name in (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables)):
+        file = folder / name
+        try:
+            file.unlink()
+        except FileNotFoundError:
+            _logger.warning("%s not found", file)
+            continue
+        removed.append(file)
+    return removed
+
+
+# -------------------------------------------------------------------------------------------------
+# remove_missing_datasets
+# -------------------------------------------------------------------------------------------------
+
+
+def _min_api_version(file: Path) -> str | None:
+    """The ``min_api_version`` in a table's ``one_metadata``, if any."""
+    metadata = pq.read_schema(file).metadata or {}
+    try:
+        return json.loads(metadata[b"one_metadata"]).get("min_api_version")
+    except (KeyError, ValueError, AttributeError):
+        return None
+
+
+def _load_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
+    """Read ``sessions.pqt`` and ``datasets.pqt`` from ``cache_dir`` as ONE-api would index them.
+
+    A table written without pandas index metadata gets every column whose name contains 'id'
+    as its index, sorted by name, as in ``one.alf.cache.load_tables``; older tables are patched.
+
+    Raises
+    ------
+    FileNotFoundError
+        A table is missing: pruning against a missing table would flag the whole tree.
+    KeyError
+        A table without an index has no column whose name contains 'id'.
+    """
+    tables = {}
+    for name, file_name in (("sessions", SESSIONS_FILE), ("datasets", DATASETS_FILE)):
+        file = cache_dir / file_name
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file} not found; index the folder first or pass the tables explicitly"
+            )
+        table = pd.read_parquet(file)
+        if isinstance(table.index, pd.RangeIndex):
+            id_columns = sorted(c for c in table.columns if "id" in str(c))
+            if not id_columns:
+                raise KeyError(f"{file}: failed to set index (no column name contains 'id')")
+            table = table.set_index(id_columns)
+        tables[name] = patch_cache(table, _min_api_version(file), name)
+    return tables
+
+
+def _is_null(value: object) -> bool:
+    return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
+
+
+def _session_folder(lab: object, subject: object, date: object, number: object) -> str:
+    """A sessions-table record's folder relative to the cache folder, as ONE-api builds it.
+
+    ``lab/Subjects/subject/yyyy-mm-dd/NNN``, without ``lab/Subjects`` when the lab is empty
+    or null; the number is zero-padded to three digits.
+    """
+    if isinstance(date, datetime.datetime):
+        date = date.date()
+    if isinstance(number, Integral) or (isinstance(number, float) and number.is_integer()):
+        number = f"{int(number):03d}"
+    head = "" if _is_null(lab) or not lab else f"{lab}/Subjects/"
+    return f"{head}{subject}/{date}/{str(number).zfill(3)}"
+
+
+def _table_datasets(tables: Mapping[str, pd.DataFrame]) -> dict[str, set[str]]:
+    """Map each session folder in the tables to the ``rel_path`` values recorded for it.
+
+    Ids are compared as strings, so ``uuid.UUID`` and ``str`` indices match. When two
+    sessions records name the same folder their datasets are pooled (nothing of either is
+    deleted).
+    """
+    sessions = tables["sessions"]
+    folders: dict[str, list[str]] = {}
+    labs = sessions["lab"].tolist() if "lab" in sessions.columns else [""] * len(sessions)
+    columns = (sessions[c].tolist() for c in ("subject", "date", "number"))
+    for eid, *record in zip(sessions.index.tolist(), labs, *columns, strict=True):
+        folders.setdefault(_session_folder(*record), []).append(str(eid))
+
+    datasets = tables["datasets"]
+    if "eid" in datasets.index.names:
+        eids = datasets.index.get_level_values("eid")
+    elif "eid" in datasets.columns:
+        eids = datasets["eid"]
+    else:
+        eids = datasets.index.get_level_values(0)
+    rel_paths: dict[str, set[str]] = {}
+    for eid, rel_path in zip(map(str, eids), datasets["rel_path"].tolist(), strict=True):
+        rel_paths.setdefault(eid, set()).add(rel_path)
+    return {
+        folder: set().union(*(rel_paths.get(eid, set()) for eid in ids))
+        for folder, ids in folders.items()
+    }
+
+
+def _remove_empty_tree(folder: Path) -> bool:
+    """Remove ``folder`` when no file lies anywhere below it; return True if it was removed."""
+    for dirpath, dirnames, filenames in os.walk(folder):
+        # os.walk lists a link to a folder among the folders; it is content, like a file
+        if filenames or any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
+            return False
+    try:
+        for dirpath, _, _ in os.walk(folder, topdown=False):
+            os.rmdir(dirpath)  # fails, harmlessly, if a file appeared meanwhile
+    except OSError as exc:
+        _logger.debug("Keeping %s: %s", folder, exc)
+        return False
+    _logger.debug("Removed %s", folder)
+    return True
+
+
+def _remove_session_folder(folder: Path, cache_dir: Path) -> None:
+    """Remove an emptied session folder, then its parents while they are empty.
+
+    Nothing at or directly below ``cache_dir`` is removed.
+    """
+    if folder == cache_dir or folder.parent == cache_dir or not _remove_empty_tree(folder):
+        return
+    parent = folder.parent
+    while parent.parent != cache_dir and parent != cache_dir:
+        try:
+            parent.rmdir()
+        except OSError:  # not empty (or already gone): stop climbing
+            return
+        _logger.debug("Removed %s", parent)
+        parent = parent.parent
+
+
+def remove_missing_datasets(
+    cache_dir: str | os.PathLike[str],
+    tables: Mapping[str, pd.DataFrame] | None = None,
+    remove_empty_sessions: bool = True,
+    dry: bool = True,
+) -> list[Path]:
+    """Remove dataset files and session folders that are not in the provided cache.
+
+    NB: This *does not* remove entries from the cache tables that are missing on disk.
+    Non-ALF files are not removed. Empty sessions that exist in the sessions table are not
+    removed.
+
+    A session folder on disk is the table session with the same lab, subject, date and number
+    (as an integer), wherever it sits and however its number is padded: the tables alfcache
+    writes index a folder named ``1``, and its datasets must not be deleted. A dataset is any
+    ALF-named file at any depth below a session folder; it is in the cache when its path
+    relative to the session is a ``rel_path`` of that session's rows.
+
+    Parameters
+    ----------
+    cache_dir : str, pathlib.Path
+        The cache folder: the root of the data tree.
+    tables : dict[str, pandas.DataFrame], optional
+        A dict with keys ('sessions', 'datasets'), containing the cache tables as DataFrames.
+        When None, ``sessions.pqt`` and ``datasets.pqt`` are read from ``cache_dir``.
+    remove_empty_sessions : bool
+        Attempt to remove session folders that are empty and not in the sessions table.
+    dry : bool
+        If true, do not remove anything; print what would be removed.
+
+    Returns
+    -------
+    list of pathlib.Path
+        A sorted list of paths to be removed.
+
+    Raises
+    ------
+    FileNotFoundError
+        ``tables`` is None and a table file is missing from ``cache_dir``.
+    """
+    cache_dir = Path(cache_dir)
+    if tables is None:
+        tables = _load_tables(cache_dir)
+    in_cache = _table_datasets(tables)
+
+    scan = scan_shards(os.path.abspath(cache_dir), [Shard("", True)])
+    if scan.skipped:
+        _logger.warning(
+            "%d entries were not scanned and anything below them is left alone, e.g. %s: %s",
+            len(scan.skipped),
+            scan.skipped[0].path,
+            scan.skipped[0].message,
+        )
+    # A folder on disk is matched to the table by its parsed parts, not its spelling: a folder
+    # named ``1`` (or below extra folders) is the table's ``001`` session, and its indexed
+    # datasets must not be deleted just because ONE-api would look for them elsewhere.
+    on_disk = scan.sessions.to_pydict()
+    folder_of = {
+        session: _session_folder(lab, subject, date, num)
+        for session, lab, subject, date, num in zip(
+            on_disk["session"],
+            on_disk["lab"],
+            on_disk["subject"],
+            on_disk["date"],
+            on_disk["num"],
+            strict=True,
+        )
+    }
+    to_delete: set[Path] = set()
+    if remove_empty_sessions:
+        to_delete.update(
+            cache_dir / s for s, folder in folder_of.items() if s and folder not in in_cache
+        )
+    no_datasets: set[str] = set()
+    session_column = scan.datasets["session"].to_pylist()
+    rel_path_column = scan.datasets["rel_path"].to_pylist()
+    for session, rel_path in zip(session_column, rel_path_column, strict=True):
+        if rel_path not in in_cache.get(folder_of[session], no_datasets):
+            to_delete.add(cache_dir / session / rel_path)
+
+    if dry:
+        print("The following session and datasets would be removed:", end="\n\t")
+        print("\n\t".join(sorted(map(str, to_delete))))
+        return sorted(to_delete)
+
+    folders = []
+    for path in to_delete:
+        if path.is_dir() and not path.is_symlink():
+            folders.append(path)
+            continue
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            _logger.debug("Already gone: %s", path)
+        else:
+            _logger.debug("Removed %s", path)
+    # Deepest first, so a session nested in another is gone before its parent is looked at.
+    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+        _remove_session_folder(folder, cache_dir)
+    return sorted(to_delete)

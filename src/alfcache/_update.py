@@ -1,0 +1,470 @@
+"""Incremental updates: the rows of a fresh walk, matched with the tables of the previous run.
+
+An update walks the whole tree (only the walk finds new, changed and vanished files) but reads
+only the files that are new, whose size or modification time differ from the previous datasets
+table, or that have no digest there yet; every other row keeps its digests. Rows are matched as
+ONE-api identifies them: a session by (lab, subject, date, number), a dataset by its session and
+``rel_path``. A matched row keeps its ids and QC (a session its task protocol and projects), so
+tables made by another tool keep what they know; alfcache's own ids are deterministic, so an
+update gives the same tables as a full re-index of the same tree.
+
+A hashed index without ``update`` runs through the same code with no previous tables.
+
+Hashed tables carry each file's modification time as ``mtime_ns`` (int64 nanoseconds): ONE-api
+carries extra columns along as long as their names do not contain ``id``.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alfcache._assemble import Tables
+from alfcache._exceptions import BadArgument
+from alfcache._hash import COLUMNS, METADATA_KEY, Digests, Hashing, digest_files
+from alfcache._scan import Skip
+from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
+from alfcache._store import DATASETS_FILE, SESSIONS_FILE
+
+MTIME_COLUMN = "mtime_ns"
+
+SESSION_KEY = ["lab", "subject", "date", "number"]
+DATASET_KEY = ["eid", "rel_path"]
+_QC = pl.Enum(QC_LEVELS)
+_DIGESTS = [f"old_{a}" for a in COLUMNS]
+
+
+@dataclass
+class Previous:
+    """The tables found in the output folder, reduced to what an update uses."""
+
+    sessions: pl.DataFrame
+    """``id``, ``lab`` ('' for none), ``subject``, ``date``, ``number``, ``task_protocol``,
+    ``projects``."""
+    datasets: pl.DataFrame
+    """``eid``, ``id``, ``rel_path``, ``file_size``, ``exists``, ``qc`` (text), ``mtime_ns`` and a
+    column per digest; a column the table lacks is null."""
+    algorithms: tuple[str, ...]
+    """The digests the previous run computed."""
+
+
+@dataclass
+class Changes:
+    """How the tree compares with the previous tables (dataset files)."""
+
+    new: int
+    changed: int
+    """Size or modification time differ, or unknown before."""
+    unchanged: int
+    vanished: int
+    """In the previous table, no longer in the tree."""
+
+
+def _bad_table(path: Path, why: object) -> BadArgument:
+    return BadArgument(
+        f"cannot update {path}: {why}. Move the old tables away or index without --update."
+    )
+
+
+def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
+    try:
+        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
+        with pq.ParquetFile(path) as file:
+            table = file.read()
+    except (OSError, pa.ArrowException) as exc:
+        raise _bad_table(path, exc) from exc
+    missing = [c for c in required if c not in table.column_names]
+    if missing:
+        raise _bad_table(path, f"it has no column {', '.join(missing)}")
+    return table
+
+
+def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
+    """Column ``name`` of ``table`` as ``dtype``; all null when the table has none."""
+    if name not in table.column_names:
+        return pl.Series(name, [None] * table.num_rows, dtype=dtype)
+    return pl.Series(name, table[name]).cast(dtype)
+
+
+def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
+    """The digests recorded in ``one_metadata``; for tables of other tools, MD5 if any hash."""
+    meta = (table.schema.metadata or {}).get(b"one_metadata")
+    try:
+        recorded = json.loads(meta)[METADATA_KEY]
+    except (TypeError, KeyError, ValueError):
+        return ("md5",) if hashes.null_count() < len(hashes) else ()
+    return tuple(a for a in COLUMNS if a in recorded)
+
+
+def _sessions_frame(table: pa.Table) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            _column(table, "id", pl.String),
+            _column(table, "lab", pl.String).fill_null(""),
+            _column(table, "subject", pl.String),
+            _column(table, "date", pl.Date),
+            _column(table, "number", pl.Int64),
+            _column(table, "task_protocol", pl.String),
+            _column(table, "projects", pl.String),
+        ]
+    )
+
+
+def _datasets_frame(table: pa.Table) -> pl.DataFrame:
+    return pl.DataFrame(
+        [
+            _column(table, "eid", pl.String),
+            _column(table, "id", pl.String),
+            _column(table, "rel_path", pl.String),
+            _column(table, "file_size", pl.UInt64),
+            _column(table, "exists", pl.Boolean).fill_null(True),
+            _column(table, "qc", pl.String),
+            _column(table, MTIME_COLUMN, pl.Int64),
+            # ONE-api 3.0.0 writes '' for "not hashed".
+            *(
+                _column(table, c, pl.String).replace("", None).alias(f"old_{a}")
+                for a, c in COLUMNS.items()
+            ),
+        ]
+    )
+
+
+def read_previous(out_dir: Path) -> Previous | None:
+    """Read the cache tables in ``out_dir``; None when there are none.
+
+    Raises
+    ------
+    BadArgument
+        A table cannot be read or lacks a column an update needs.
+    """
+    ses_path, ds_path = out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
+    if not (ses_path.exists() or ds_path.exists()):
+        return None
+    ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
+    ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
+    try:
+        sessions = _sessions_frame(ses)
+    except pl.exceptions.PolarsError as exc:  # a column of a type that cannot be cast
+        raise _bad_table(ses_path, exc) from exc
+    try:
+        datasets = _datasets_frame(ds)
+    except pl.exceptions.PolarsError as exc:
+        raise _bad_table(ds_path, exc) from exc
+    return Previous(sessions, datasets, _recorded_algorithms(ds, datasets["old_md5"]))
+
+
+def _no_previous() -> Previous:
+    """What an index without previous tables matches against: nothing, with the columns."""
+    empty = pa.table({})
+    return Previous(_sessions_frame(empty), _datasets_frame(empty), ())
+
+
+def _is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except (TypeError, ValueError):  # TypeError: a null id
+        return False
+
+
+def _check_ids(previous: Previous, hash_ids: bool, out_dir: Path) -> None:
+    """Refuse to mix UUID ids with path ids: ONE-api cannot load such a table."""
+    if not previous.sessions.height:
+        return
+    old_uuids = _is_uuid(previous.sessions["id"][0])
+    if old_uuids != hash_ids:
+        have, want = ("UUID", "path") if old_uuids else ("path", "UUID")
+        fix = "without --no-hash-ids" if old_uuids else "with --no-hash-ids"
+        raise BadArgument(
+            f"the tables in {out_dir} have {have} ids and this run asks for {want} ids; "
+            f"update {fix}, or move the old tables away"
+        )
+
+
+@dataclass
+class Plan:
+    """Fresh rows matched with the previous tables: which files to read, how to finish."""
+
+    sessions: pa.Table
+    datasets: pl.DataFrame
+    """One row per dataset of the new table; ``read`` marks the files to read, ``path`` is the
+    file relative to the root (null for a missing file kept with ``exists=False``)."""
+    algorithms: tuple[str, ...]
+    changes: Changes
+    skipped: list[Skip]
+
+    def to_read(self) -> tuple[list[str], np.ndarray]:
+        """The files to read, relative to the root, and their sizes as the walk found them."""
+        files = self.datasets.filter(pl.col("read"))
+        return files["path"].to_list(), files["file_size"].to_numpy()
+
+    def finish(self, digests: Digests) -> Tables:
+        """The final tables, given what reading the files of :meth:`to_read` found."""
+        rows = self.datasets.filter(pl.col("read"))["row"]
+        found = pl.DataFrame(
+            [
+                rows,
+                pl.Series("r_size", digests.sizes),
+                pl.Series("r_mtime", digests.mtimes),
+                pl.Series("gone", digests.vanished),
+                *(pl.Series(f"r_{a}", d, dtype=pl.String) for a, d in digests.columns.items()),
+            ]
+        )
+        read_ok = pl.col("r_size") >= 0
+        datasets = (
+            self.datasets.join(found, on="row", how="left")
+            .filter(~pl.col("gone").fill_null(False))
+            .with_columns(
+                pl.when(read_ok)
+                .then(pl.col("r_size").cast(pl.UInt64))
+                .otherwise("file_size")
+                .alias("file_size"),
+                pl.when(read_ok).then("r_mtime").otherwise(MTIME_COLUMN).alias(MTIME_COLUMN),
+                # A file that could not be read keeps a digest only if it was carried over.
+                *(pl.coalesce(f"r_{a}", COLUMNS[a]).alias(COLUMNS[a]) for a in digests.columns),
+            )
+            .sort(["eid", "id"])
+        )
+        total = datasets.filter(pl.col("exists"))["file_size"].sum()
+        return Tables(
+            sessions=self.sessions,
+            datasets=_datasets_table(datasets, self.algorithms),
+            skipped=self.skipped + digests.skipped,
+            bytes=int(total or 0),
+            files=datasets.select("session", MTIME_COLUMN),
+        )
+
+
+def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
+    """The datasets table in ONE-api's schema, with ``mtime_ns`` and ``xxh3_128`` when hashed."""
+    fields = list(DATASETS_SCHEMA)
+    if algorithms:
+        fields.append(pa.field(MTIME_COLUMN, pa.int64()))
+    fields += [pa.field(COLUMNS[a], pa.string()) for a in algorithms if COLUMNS[a] != "hash"]
+    schema = pa.schema(fields)
+    # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
+    qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
+    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
+    if table["hash"].null_count == table.num_rows:
+        # As in alfcache._assemble: no MD5 at all is written as Arrow's null type, or pandas 3
+        # reads NaN and ONE-api MD5s every file it loads.
+        index = schema.get_field_index("hash")
+        table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))
+    return table
+
+
+def _match_sessions(
+    table: pa.Table, previous: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Match the walk's sessions with the previous ones by (lab, subject, date, number).
+
+    Returns
+    -------
+    polars.DataFrame
+        The walk's sessions.
+    polars.DataFrame
+        The new sessions table: previous ids, task protocols and projects where matched.
+    polars.DataFrame
+        ``eid`` (the walk's) to ``new`` (the id in the new table).
+    """
+    fresh = pl.from_arrow(table).with_columns(
+        pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64)
+    )
+    matched = fresh.join(
+        previous.unique(SESSION_KEY, keep="first", maintain_order=True).select(
+            *SESSION_KEY,
+            pl.col("id").alias("old_id"),
+            pl.col("task_protocol").alias("old_task_protocol"),
+            pl.col("projects").alias("old_projects"),
+        ),
+        on=SESSION_KEY,
+        how="left",
+    )
+    sessions = matched.select(
+        pl.coalesce("old_id", "id").alias("id"),
+        *SESSION_KEY,
+        pl.coalesce("old_task_protocol", "task_protocol").alias("task_protocol"),
+        pl.coalesce("old_projects", "projects").alias("projects"),
+    )
+    eids = matched.select(pl.col("id").alias("eid"), pl.coalesce("old_id", "id").alias("new"))
+    return fresh, sessions, eids
+
+
+def _match_datasets(
+    tables: Tables, eids: pl.DataFrame, previous: pl.DataFrame, algorithms: tuple[str, ...]
+) -> pl.DataFrame:
+    """Match the walk's datasets with the previous ones by session and ``rel_path``.
+
+    A file keeps a previous digest when its size and ``mtime_ns`` are unchanged; it is to be
+    ``read`` when it lacks one of ``algorithms``.
+    """
+    datasets = (
+        pl.from_arrow(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
+        .hstack(tables.files)
+        .join(eids, on="eid", how="left")
+        .with_columns(pl.col("new").alias("eid"))
+        .join(
+            previous.unique(DATASET_KEY, keep="first").select(
+                *DATASET_KEY,
+                pl.col("id").alias("old_id"),
+                pl.col("file_size").alias("old_size"),
+                pl.col(MTIME_COLUMN).alias("old_mtime"),
+                pl.col("qc").alias("old_qc"),
+                *_DIGESTS,
+                matched=pl.lit(True),
+            ),
+            on=DATASET_KEY,
+            how="left",
+        )
+    )
+    unchanged = (
+        (pl.col("old_size") == pl.col("file_size")) & (pl.col("old_mtime") == pl.col(MTIME_COLUMN))
+    ).fill_null(False)
+    session_dir = pl.col("session")
+    datasets = datasets.with_columns(
+        pl.coalesce("old_id", "id").alias("id"),
+        pl.lit(True).alias("exists"),
+        pl.coalesce("old_qc", pl.lit("NOT_SET")).alias("qc"),
+        pl.when(session_dir == "")
+        .then(pl.col("rel_path"))
+        .otherwise(session_dir + "/" + pl.col("rel_path"))
+        .alias("path"),
+        *(pl.when(unchanged).then(f"old_{a}").alias(COLUMNS[a]) for a in algorithms),
+        pl.col("matched").fill_null(False),
+        unchanged.alias("unchanged"),
+    ).with_columns(
+        pl.any_horizontal(pl.col(COLUMNS[a]).is_null() for a in algorithms).alias("read")
+        if algorithms
+        else pl.lit(False).alias("read")
+    )
+    if "md5" not in algorithms:
+        datasets = datasets.with_columns(pl.lit(None, pl.String).alias("hash"))
+    return datasets
+
+
+def reconcile(
+    tables: Tables,
+    previous: Previous | None,
+    algorithms: tuple[str, ...],
+    *,
+    hash_ids: bool,
+    keep_missing: bool,
+    out_dir: Path,
+) -> Plan:
+    """Match the assembled tables with ``previous`` and plan which files to read.
+
+    Parameters
+    ----------
+    tables : Tables
+        The assembled tables of this walk (ids, no digests).
+    previous : Previous, optional
+        The tables of the previous run; None for a plain (hashed) index.
+    algorithms : tuple of str
+        Digests to compute; empty in an update means the ones the previous run computed.
+    hash_ids : bool
+        Whether this run uses UUID ids (they must agree with the previous tables').
+    keep_missing : bool
+        Keep datasets that vanished, with ``exists=False``, and their sessions.
+    out_dir : pathlib.Path
+        Where the previous tables are, for messages.
+
+    Returns
+    -------
+    Plan
+
+    Raises
+    ------
+    BadArgument
+        The previous tables use the other kind of id.
+    """
+    if previous is None:
+        previous = _no_previous()
+    _check_ids(previous, hash_ids, out_dir)
+    algorithms = algorithms or previous.algorithms
+    fresh, sessions, eids = _match_sessions(tables.sessions, previous.sessions)
+    datasets = _match_datasets(tables, eids, previous.datasets, algorithms)
+
+    gone = previous.datasets.join(datasets.select(DATASET_KEY), on=DATASET_KEY, how="anti")
+    changes = Changes(
+        new=int((~datasets["matched"]).sum()),
+        changed=int((datasets["matched"] & ~datasets["unchanged"]).sum()),
+        unchanged=int(datasets["unchanged"].sum()),
+        vanished=gone.height,
+    )
+    columns = [
+        "eid",
+        "id",
+        "rel_path",
+        "file_size",
+        "exists",
+        "qc",
+        MTIME_COLUMN,
+        "session",
+        "path",
+        "read",
+        *dict.fromkeys(COLUMNS[a] for a in ("md5", *algorithms)),
+    ]
+    datasets = datasets.select(columns)
+    if keep_missing:
+        kept = gone.with_columns(
+            pl.lit(False).alias("exists"),
+            pl.lit(None, pl.String).alias("session"),
+            pl.lit(None, pl.String).alias("path"),
+            pl.lit(False).alias("read"),
+            *(pl.col(f"old_{a}").alias(COLUMNS[a]) for a in COLUMNS),
+        ).select(columns)
+        datasets = pl.concat([datasets, kept])
+        vanished_sessions = previous.sessions.join(fresh, on=SESSION_KEY, how="anti")
+        sessions = pl.concat([sessions, vanished_sessions.select(sessions.columns)])
+    return Plan(
+        sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
+        datasets=datasets.with_row_index("row"),
+        algorithms=algorithms,
+        changes=changes,
+        skipped=list(tables.skipped),
+    )
+
+
+def refresh(
+    root: str,
+    tables: Tables,
+    previous: Previous | None,
+    algorithms: tuple[str, ...],
+    *,
+    hash_ids: bool,
+    keep_missing: bool,
+    out_dir: Path,
+    n_jobs: int,
+    progress: bool,
+) -> tuple[Tables, Hashing, Changes | None]:
+    """Carry over what ``previous`` knows, read the other files, and finish the tables.
+
+    Parameters are those of :func:`reconcile`, plus the indexed folder ``root``, the number of
+    workers and whether to show progress.
+
+    Returns
+    -------
+    Tables
+        The final tables.
+    Hashing
+        What the reading phase did.
+    Changes or None
+        How the tree compares with ``previous``; None without previous tables.
+    """
+    plan = reconcile(
+        tables,
+        previous,
+        algorithms,
+        hash_ids=hash_ids,
+        keep_missing=keep_missing,
+        out_dir=out_dir,
+    )
+    paths, sizes = plan.to_read()
+    digests = digest_files(root, paths, sizes, plan.algorithms, n_jobs, progress)
+    return plan.finish(digests), digests.summary(), plan.changes if previous else None

@@ -1,0 +1,122 @@
+"""The public surface: what ``alfcache`` exports, and that it matches ``one.alf.cache``."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import one.alf.cache as reference
+import pandas as pd
+import pytest
+
+import alfcache
+
+MakeFiles = Callable[[Path, Iterable[str]], Path]
+
+PUBLIC = [
+    "DATASETS_COLUMNS",
+    "EMPTY_DATASETS_FRAME",
+    "EMPTY_SESSIONS_FRAME",
+    "NAMESPACE",
+    "QC_TYPE",
+    "SESSIONS_COLUMNS",
+    "AlfcacheError",
+    "BadArgument",
+    "BadOutDir",
+    "BadRoot",
+    "IndexReport",
+    "LabConflict",
+    "OutDirNotWritable",
+    "RootNotReadable",
+    "ScanFailed",
+    "WriteFailed",
+    "index",
+    "make_parquet_db",
+    "patch_cache",
+    "remove_cache_table_files",
+    "remove_missing_datasets",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert alfcache.__all__ == PUBLIC
+
+
+@pytest.mark.parametrize("name", PUBLIC)
+def test_every_public_name_resolves(name: str) -> None:
+    assert getattr(alfcache, name) is not None
+    assert name in dir(alfcache)
+
+
+def test_unknown_attribute_raises() -> None:
+    with pytest.raises(AttributeError, match="no_such_thing"):
+        alfcache.no_such_thing  # noqa: B018
+
+
+def test_qc_type_equals_reference() -> None:
+    assert alfcache.QC_TYPE == reference.QC_TYPE
+    assert alfcache.QC_TYPE.ordered
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (alfcache.SESSIONS_COLUMNS, reference.SESSIONS_COLUMNS),
+        (alfcache.DATASETS_COLUMNS, reference.DATASETS_COLUMNS),
+    ],
+)
+def test_column_maps_equal_reference(ours: dict[str, object], theirs: dict[str, object]) -> None:
+    assert list(ours) == list(theirs)
+    for column in ours:
+        assert pd.api.types.pandas_dtype(ours[column]) == pd.api.types.pandas_dtype(
+            theirs[column]
+        ), column
+
+
+@pytest.mark.parametrize(
+    ("ours", "theirs"),
+    [
+        (alfcache.EMPTY_SESSIONS_FRAME, reference.EMPTY_SESSIONS_FRAME),
+        (alfcache.EMPTY_DATASETS_FRAME, reference.EMPTY_DATASETS_FRAME),
+    ],
+)
+def test_empty_frames_equal_reference(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    pd.testing.assert_frame_equal(ours, theirs)
+    assert list(ours.index.names) == list(theirs.index.names)
+
+
+def test_exceptions_refine_builtins() -> None:
+    assert issubclass(alfcache.BadRoot, NotADirectoryError)
+    assert issubclass(alfcache.BadOutDir, NotADirectoryError)
+    assert issubclass(alfcache.OutDirNotWritable, PermissionError)
+    assert issubclass(alfcache.RootNotReadable, PermissionError)
+    assert issubclass(alfcache.BadArgument, ValueError)
+    assert issubclass(alfcache.LabConflict, ValueError)
+    assert issubclass(alfcache.ScanFailed, RuntimeError)
+    assert issubclass(alfcache.WriteFailed, OSError)
+    for name in PUBLIC:
+        value = getattr(alfcache, name)
+        if isinstance(value, type) and issubclass(value, Exception):
+            assert issubclass(value, alfcache.AlfcacheError)
+
+
+@pytest.mark.parametrize("module", ["alfcache._scan", "alfcache._cli", "alfcache._index"])
+def test_indexing_path_does_not_import_pandas_or_polars_early(module: str) -> None:
+    """Workers import only the scanner; pandas must never be needed to index."""
+    code = f"import sys, {module}; print('pandas' in sys.modules, 'polars' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_index_run_never_imports_pandas(tmp_path: Path, make_files: MakeFiles) -> None:
+    root = make_files(tmp_path / "data", ["lab/Subjects/s1/2021-01-01/001/alf/spikes.times.npy"])
+    code = (
+        "import sys, alfcache; alfcache.index(sys.argv[1], n_jobs=1); "
+        "print('pandas' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
