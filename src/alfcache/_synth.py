@@ -85,7 +85,7 @@ def make_tree(
     seed : int
         Seed of the random sizes and the layout.
     max_file_size : int
-        Files get a random size between 0 and this many bytes.
+        Files get a random size between 1 and this many bytes.
     empty_every : int
         Every n-th session has no files at all (0 for none).
     no_lab_every : int
@@ -117,7 +117,8 @@ def make_tree(
         for collection, name in files:
             folder = session / collection if collection else session
             folder.mkdir(parents=True, exist_ok=True)
-            size = rng.randrange(max_file_size + 1)
+            # Never 0 bytes: an empty dataset is an awkward entry, reported as such.
+            size = rng.randrange(1, max_file_size + 1)
             (folder / name).write_bytes(payload[:size])
             n_datasets += 1
             n_bytes += size
