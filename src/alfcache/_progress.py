@@ -8,27 +8,50 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import TextIO
+from typing import Any, TextIO
 
 
-class Progress:
-    """Counts sessions and files as shards finish and shows them."""
+class _Display:
+    """What both displays share: the stream, the clock of the timed lines, the optional bar."""
 
-    def __init__(
-        self, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
-    ) -> None:
+    def __init__(self, enabled: bool, stream: TextIO | None, interval: float, **bar: Any) -> None:
         self.stream = stream or sys.stderr
         self.enabled = enabled
         self.interval = interval
-        self.sessions = 0
-        self.files = 0
         self.start = time.perf_counter()
         self._last_line = self.start
         self._bar = None
         if enabled and self.stream.isatty():
             from tqdm import tqdm
 
-            self._bar = tqdm(file=self.stream, unit=" files", desc="alfcache", leave=False)
+            self._bar = tqdm(file=self.stream, leave=False, **bar)
+
+    def _line_due(self) -> float | None:
+        """Seconds since the start when a timed line is due now, else None."""
+        now = time.perf_counter()
+        if now - self._last_line < self.interval:
+            return None
+        self._last_line = now
+        return max(now - self.start, 1e-9)
+
+    def _print(self, text: str) -> None:
+        print(text, file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class Progress(_Display):
+    """Counts sessions and files as shards finish and shows them."""
+
+    def __init__(
+        self, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
+    ) -> None:
+        super().__init__(enabled, stream, interval, unit=" files", desc="alfcache")
+        self.sessions = 0
+        self.files = 0
 
     def update(self, sessions: int, files: int) -> None:
         """Add the counts of a finished shard."""
@@ -40,23 +63,14 @@ class Progress:
             self._bar.set_postfix_str(f"{self.sessions} sessions", refresh=False)
             self._bar.update(files)
             return
-        now = time.perf_counter()
-        if now - self._last_line >= self.interval:
-            self._last_line = now
-            rate = self.files / max(now - self.start, 1e-9)
-            print(
-                f"alfcache: {self.sessions} sessions, {self.files} files, {rate:,.0f} files/s",
-                file=self.stream,
-                flush=True,
+        if (elapsed := self._line_due()) is not None:
+            rate = self.files / elapsed
+            self._print(
+                f"alfcache: {self.sessions} sessions, {self.files} files, {rate:,.0f} files/s"
             )
 
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None
 
-
-class ByteProgress:
+class ByteProgress(_Display):
     """Bytes read while hashing, with the rate and an estimate of the time left.
 
     Hashing is bounded by bytes, not files: one 50 GB recording takes as long as a million small
@@ -66,26 +80,18 @@ class ByteProgress:
     def __init__(
         self, total: int, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
     ) -> None:
-        self.stream = stream or sys.stderr
-        self.enabled = enabled
-        self.interval = interval
+        super().__init__(
+            enabled,
+            stream,
+            interval,
+            total=total,
+            unit="B",
+            unit_scale=True,
+            unit_divisor=1000,
+            desc="alfcache: hashing",
+        )
         self.total = total
         self.done = 0
-        self.start = time.perf_counter()
-        self._last_line = self.start
-        self._bar = None
-        if enabled and self.stream.isatty():
-            from tqdm import tqdm
-
-            self._bar = tqdm(
-                file=self.stream,
-                total=total,
-                unit="B",
-                unit_scale=True,
-                unit_divisor=1000,
-                desc="alfcache: hashing",
-                leave=False,
-            )
 
     def update_to(self, done: int) -> None:
         """Show that ``done`` bytes have been read so far."""
@@ -97,19 +103,10 @@ class ByteProgress:
         if self._bar is not None:
             self._bar.update(step)
             return
-        now = time.perf_counter()
-        if now - self._last_line >= self.interval:
-            self._last_line = now
-            rate = done / max(now - self.start, 1e-9)
+        if (elapsed := self._line_due()) is not None:
+            rate = done / elapsed
             left = (self.total - done) / rate if rate else float("inf")
-            print(
+            self._print(
                 f"alfcache: hashed {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, "
-                f"{rate / 1e6:,.0f} MB/s, about {left:,.0f} s left",
-                file=self.stream,
-                flush=True,
+                f"{rate / 1e6:,.0f} MB/s, about {left:,.0f} s left"
             )
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
-            self._bar = None

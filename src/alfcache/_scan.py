@@ -310,19 +310,22 @@ class _Walk:
             # Listing through a folder descriptor makes every stat() below relative to it
             # (fstatat), instead of a lookup of the whole path per file.
             fd = os.open(path, _DIR_FLAGS)
-        except PermissionError as exc:
-            self.skip(rel_dir, "permission_denied", f"cannot list folder: {exc.strerror}")
-            return
-        except FileNotFoundError:
-            self.skip(rel_dir, "vanished", "folder disappeared during the scan")
-            return
         except OSError as exc:
-            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
+            self._unlistable(rel_dir, exc)
             return
         try:
             self._entries(fd, path, rel_dir, tail, session, stack, deep)
         finally:
             os.close(fd)
+
+    def _unlistable(self, rel_dir: str, exc: OSError) -> None:
+        """Report a folder that could not be opened or listed."""
+        if isinstance(exc, PermissionError):
+            self.skip(rel_dir, "permission_denied", f"cannot list folder: {exc.strerror}")
+        elif isinstance(exc, FileNotFoundError):
+            self.skip(rel_dir, "vanished", "folder disappeared during the scan")
+        else:
+            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
 
     def _entries(
         self,
@@ -337,7 +340,7 @@ class _Walk:
         try:
             entries = list(os.scandir(fd))
         except OSError as exc:
-            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
+            self._unlistable(rel_dir, exc)
             return
         in_session = session is not _NO_SESSION
         for entry in entries:
