@@ -34,6 +34,7 @@ from alfcache._store import one_metadata, prepare_out_dir, write_tables
 if TYPE_CHECKING:
     from joblib.externals.loky import ProcessPoolExecutor
 
+    from alfcache._assemble import Tables
     from alfcache._update import Changes
 
 SHARDS_PER_JOB = 8
@@ -226,6 +227,60 @@ class _Window:
             raise worker_died(exc, "scan", "folder") from exc
 
 
+@dataclass
+class Walked:
+    """The assembled tables of one walk, and what the walk left out of them."""
+
+    tables: Tables
+    shards: int
+    ignored: int
+    skipped: list[Skip]
+    """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
+
+
+class RunningWalk:
+    """A walk that has started: workers walk while the caller does other work.
+
+    :func:`start_walk` creates it; :meth:`finish` waits for the rows, shows progress and
+    assembles them. This is the one entry point to the walk for every verb that needs the
+    tree (``index``, ``verify``), so they share its speed and its fault handling.
+    """
+
+    def __init__(self, root: Path, n_jobs: int, follow_symlinks: bool) -> None:
+        self._shards = plan_shards(str(root), n_jobs, per_job=SHARDS_PER_JOB)
+        self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks)
+
+    def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
+        from alfcache._assemble import assemble
+
+        bar = Progress(enabled=progress)
+        results = []
+        try:
+            for result in self._scan:
+                results.append(result)
+                bar.update(result.sessions.num_rows, result.datasets.num_rows)
+        except BaseException:
+            self._scan.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive us
+            raise
+        finally:
+            bar.close()
+        tables = assemble(results, hash_ids=hash_ids, lab=lab)
+        return Walked(
+            tables=tables,
+            shards=len(self._shards),
+            ignored=sum(r.ignored for r in results),
+            skipped=self._scan.skipped,
+        )
+
+
+def start_walk(root: Path, n_jobs: int, follow_symlinks: bool) -> RunningWalk:
+    """Start walking ``root`` (resolved, readable) with ``n_jobs`` workers; see RunningWalk."""
+    walk = RunningWalk(root, n_jobs, follow_symlinks)
+    import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
+
+    return walk
+
+
 def index(
     root_dir: str | os.PathLike[str],
     out_dir: str | os.PathLike[str] | None = None,
@@ -257,10 +312,7 @@ def index(
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
 
-    shards = plan_shards(str(root), jobs, per_job=SHARDS_PER_JOB)
-    scan = _Scan(str(root), shards, jobs, follow_symlinks)
-    from alfcache._assemble import assemble  # Polars loads while the workers walk
-
+    walk = start_walk(root, jobs, follow_symlinks)
     previous = None
     if update or algorithms:
         from alfcache._update import read_previous, refresh
@@ -270,19 +322,8 @@ def index(
             message = f"no tables in {out} to update; indexing every file"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    bar = Progress(enabled=progress)
-    results = []
-    try:
-        for result in scan:
-            results.append(result)
-            bar.update(result.sessions.num_rows, result.datasets.num_rows)
-    except BaseException:
-        scan.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive this process
-        raise
-    finally:
-        bar.close()
-
-    tables = assemble(results, hash_ids=hash_ids, lab=lab)
+    walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress)
+    tables = walked.tables
     hashing = changes = None
     if update or algorithms:
         tables, hashing, changes = refresh(
@@ -314,11 +355,11 @@ def index(
         datasets=tables.datasets.num_rows,
         bytes=tables.bytes,
         n_jobs=jobs,
-        shards=len(shards),
+        shards=walked.shards,
         seconds=time.perf_counter() - start,
-        ignored=sum(r.ignored for r in results),
+        ignored=walked.ignored,
         # sorted, so that the report does not depend on which worker finished first
-        skipped=sorted([*tables.skipped, *scan.skipped]),
+        skipped=sorted([*tables.skipped, *walked.skipped]),
         hashing=hashing,
         changes=changes,
     )
