@@ -24,6 +24,7 @@ from alfcache._exceptions import (
     OutDirNotWritable,
     RootNotReadable,
 )
+from alfcache._lock import DEFAULT_TIMEOUT
 
 _BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable, RootNotReadable)
 _SHOWN_SKIPS = 5
@@ -48,6 +49,16 @@ def _jobs(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: use 0 or more")
     return value
 
 
@@ -96,6 +107,14 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="follow symbolic links to folders (each folder once)",
     )
+    idx.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="wait this long for another run writing into the output folder, then fail "
+        f"with exit code 1 (default: {DEFAULT_TIMEOUT:g})",
+    )
     idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     idx.add_argument(
@@ -131,6 +150,7 @@ def _index(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             update=args.update,
             keep_missing=args.keep_missing,
+            lock_timeout=args.lock_timeout,
         )
     if not args.quiet:
         for w in caught:

@@ -11,7 +11,8 @@ catch either::
     ├── BadArgument (ValueError)          n_jobs=0, unknown hash algorithm, ...
     ├── LabConflict (ValueError)          lab= disagrees with the lab folders on disk
     ├── ScanFailed (RuntimeError)         a worker died or the scan was interrupted
-    └── WriteFailed (OSError)             the tables could not be written (disk full, ...)
+    ├── WriteFailed (OSError)             the tables could not be written (disk full, ...)
+    └── OutDirLocked (TimeoutError)       another run kept the output folder locked too long
 
 Messages name the bad input and say what to do next.
 """
@@ -55,6 +56,10 @@ class ScanFailed(AlfcacheError, RuntimeError):
 
 class WriteFailed(AlfcacheError, OSError):
     """The cache tables could not be written; the previous tables are untouched."""
+
+
+class OutDirLocked(AlfcacheError, TimeoutError):
+    """Another run held the output folder's lock (it was writing there) past the timeout."""
 
 
 def worker_died(exc: BaseException, work: str, culprit: str) -> ScanFailed:

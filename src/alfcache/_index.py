@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
 from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
+from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._progress import Progress
 from alfcache._scan import (
     ScanResult,
@@ -294,6 +295,7 @@ def index(
     progress: bool = False,
     update: bool = False,
     keep_missing: bool = False,
+    lock_timeout: float = DEFAULT_TIMEOUT,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
 
@@ -310,6 +312,7 @@ def index(
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
+    check_timeout(lock_timeout)
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
 
     walk = start_walk(root, jobs, follow_symlinks)
@@ -317,7 +320,9 @@ def index(
     if update or algorithms:
         from alfcache._update import read_previous, refresh
 
-        previous = read_previous(out) if update else None  # the old tables too
+        if update:
+            with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
+                previous = read_previous(out)
         if update and previous is None:
             message = f"no tables in {out} to update; indexing every file"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -346,7 +351,8 @@ def index(
         alfcache_hash_ids="uuid3" if hash_ids else "path",
         **{METADATA_KEY: list(hashing.algorithms if hashing else ())},
     )
-    fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
+    with out_dir_lock(out, lock_timeout):  # two runs' renames must not interleave
+        fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
     return IndexReport(
         root=root,
         sessions_table=fn_ses,
@@ -378,6 +384,7 @@ def make_parquet_db(
     progress: bool = False,
     update: bool = False,
     keep_missing: bool = False,
+    lock_timeout: float = DEFAULT_TIMEOUT,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
 
@@ -417,6 +424,9 @@ def make_parquet_db(
     keep_missing : bool
         With ``update``: keep datasets whose files vanished, with ``exists=False``, instead of
         dropping them.
+    lock_timeout : float
+        Seconds to wait for another run that is writing into ``out_dir`` (see
+        :mod:`alfcache._lock`); then ``OutDirLocked`` is raised.
 
     Returns
     -------
@@ -440,6 +450,8 @@ def make_parquet_db(
         ``lab`` differs from the lab folders on disk.
     ScanFailed, WriteFailed
         The run failed; the previous tables are untouched.
+    OutDirLocked
+        Another run kept writing into ``out_dir`` for ``lock_timeout`` seconds.
     """
     report = index(
         root_dir,
@@ -453,6 +465,7 @@ def make_parquet_db(
         progress=progress,
         update=update,
         keep_missing=keep_missing,
+        lock_timeout=lock_timeout,
     )
     if report.skipped:
         shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
