@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
-from alfcache._exceptions import BadArgument, OutDirLocked
+from alfcache._exceptions import BadArgument, OutDirLocked, WriteFailed
 
 LOCK_FILE = ".alfcache.lock"
 DEFAULT_TIMEOUT = 60.0
@@ -109,7 +109,10 @@ def out_dir_lock(out_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Pa
             fd = _try_lock(path)
         except OSError as exc:
             if exc.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
-                raise
+                raise WriteFailed(
+                    f"cannot create the lock file {path}: {exc.strerror or exc}; the previous "
+                    "tables are unchanged. Free space or choose another --out-dir."
+                ) from exc
             # A file system without locks (Lustre mounted without -o flock, some NFS setups):
             # the lock cannot protect anything here, and refusing to write would make the
             # tool unusable on it. Said in the README's scale-out section.
@@ -133,8 +136,11 @@ def out_dir_lock(out_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Pa
     try:
         started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
         info = {"pid": os.getpid(), "host": socket.gethostname(), "started": started}
-        os.ftruncate(fd, 0)
-        os.write(fd, json.dumps(info).encode())
+        # Only for the message of a run that gives up: a full disk must not fail the write
+        # that it may yet fit (the previous tables are replaced, not added to).
+        with contextlib.suppress(OSError):
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(info).encode())
         yield path
     finally:
         with contextlib.suppress(FileNotFoundError):
