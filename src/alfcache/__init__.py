@@ -16,6 +16,7 @@ from alfcache._exceptions import (
     BadOutDir,
     BadRoot,
     LabConflict,
+    MergeFailed,
     OutDirLocked,
     OutDirNotWritable,
     RootNotReadable,
@@ -34,6 +35,7 @@ if TYPE_CHECKING:
     from alfcache._ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
     from alfcache._maintain import patch_cache, remove_cache_table_files, remove_missing_datasets
+    from alfcache._merge import merge_parts
 
 __version__ = "0.1.0"
 
@@ -50,6 +52,7 @@ __all__ = [
     "BadRoot",
     "IndexReport",
     "LabConflict",
+    "MergeFailed",
     "OutDirLocked",
     "OutDirNotWritable",
     "RootNotReadable",
@@ -57,6 +60,7 @@ __all__ = [
     "WriteFailed",
     "index",
     "make_parquet_db",
+    "merge_parts",
     "patch_cache",
     "remove_cache_table_files",
     "remove_missing_datasets",
@@ -72,6 +76,7 @@ _LAZY = {
     "IndexReport": "_index",
     "index": "_index",
     "make_parquet_db": "_index",
+    "merge_parts": "_merge",
     "patch_cache": "_maintain",
     "remove_cache_table_files": "_maintain",
     "remove_missing_datasets": "_maintain",

@@ -10,23 +10,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
+from alfcache import _cmd_merge
 from alfcache._exceptions import (
     AlfcacheError,
     BadArgument,
     BadOutDir,
     BadRoot,
     LabConflict,
+    MergeFailed,
     OutDirNotWritable,
     RootNotReadable,
 )
 from alfcache._lock import DEFAULT_TIMEOUT
+from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
-_BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable, RootNotReadable)
+_BAD_INPUT = (
+    BadArgument,
+    BadOutDir,
+    BadRoot,
+    LabConflict,
+    MergeFailed,
+    OutDirNotWritable,
+    RootNotReadable,
+)
 _SHOWN_SKIPS = 5
 
 
@@ -50,6 +62,13 @@ def _jobs(text: str) -> int:
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
     return value
+
+
+def _shard(text: str) -> ArrayShard:
+    try:
+        return parse_shard(text)
+    except BadArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _seconds(text: str) -> float:
@@ -108,6 +127,14 @@ def _parser() -> argparse.ArgumentParser:
         help="follow symbolic links to folders (each folder once)",
     )
     idx.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="index only shard K of N (K from 0) for one task of an array job; default in a "
+        "SLURM array: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT. "
+        "Join the parts with 'alfcache merge'",
+    )
+    idx.add_argument(
         "--lock-timeout",
         type=_seconds,
         default=DEFAULT_TIMEOUT,
@@ -121,6 +148,8 @@ def _parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
     idx.set_defaults(func=_index)
+
+    _cmd_merge.add_parser(commands)
 
     synth = commands.add_parser("synth", help="generate a synthetic ALF tree (demo, benchmarks)")
     synth.add_argument("root", help="folder to write the tree into")
@@ -136,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
 def _index(args: argparse.Namespace) -> int:
     from alfcache._index import index
 
+    shard = args.shard or shard_from_env(os.environ)
+    if shard and not args.shard and not args.quiet:
+        print(f"alfcache: indexing shard {shard} of a SLURM array job", file=sys.stderr)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = index(
@@ -151,6 +183,7 @@ def _index(args: argparse.Namespace) -> int:
             update=args.update,
             keep_missing=args.keep_missing,
             lock_timeout=args.lock_timeout,
+            shard=shard,
         )
     if not args.quiet:
         for w in caught:
@@ -181,7 +214,8 @@ def _index(args: argparse.Namespace) -> int:
         print(
             f"alfcache: {report.sessions} sessions, {report.datasets} datasets "
             f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:.2f} s with {report.n_jobs} "
-            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}",
+            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}"
+            f"{f' (shard {shard})' if shard else ''}",
             file=sys.stderr,
         )
     if args.json:

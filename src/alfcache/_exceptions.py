@@ -12,7 +12,8 @@ catch either::
     ├── LabConflict (ValueError)          lab= disagrees with the lab folders on disk
     ├── ScanFailed (RuntimeError)         a worker died or the scan was interrupted
     ├── WriteFailed (OSError)             the tables could not be written (disk full, ...)
-    └── OutDirLocked (TimeoutError)       another run kept the output folder locked too long
+    ├── OutDirLocked (TimeoutError)       another run kept the output folder locked too long
+    └── MergeFailed (ValueError)          the parts to merge are missing, doubled or mismatched
 
 Messages name the bad input and say what to do next.
 """
@@ -60,6 +61,10 @@ class WriteFailed(AlfcacheError, OSError):
 
 class OutDirLocked(AlfcacheError, TimeoutError):
     """Another run held the output folder's lock (it was writing there) past the timeout."""
+
+
+class MergeFailed(AlfcacheError, ValueError):
+    """The partial tables given to ``merge`` are not all shards of one run, once each."""
 
 
 def worker_died(exc: BaseException, work: str, culprit: str) -> ScanFailed:

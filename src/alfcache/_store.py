@@ -12,6 +12,7 @@ import datetime
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import pyarrow as pa
@@ -63,11 +64,17 @@ def one_metadata(origin: str, **extra: object) -> dict[str, object]:
     return {"date_created": now, "origin": origin, **extra}
 
 
-def _with_metadata(table: pa.Table, index: tuple[str, ...], meta: dict[str, object]) -> pa.Table:
+def _with_metadata(
+    table: pa.Table,
+    index: tuple[str, ...],
+    meta: dict[str, object],
+    extra: Mapping[str, object],
+) -> pa.Table:
     return table.replace_schema_metadata(
         {
             b"one_metadata": json.dumps(meta).encode(),
             b"pandas": pandas_metadata(table.schema, index),
+            **{key.encode(): json.dumps(value).encode() for key, value in extra.items()},
         }
     )
 
@@ -87,9 +94,17 @@ def _write_tmp(table: pa.Table, final: Path) -> Path:
 
 
 def write_tables(
-    sessions: pa.Table, datasets: pa.Table, out_dir: Path, meta: dict[str, object]
+    sessions: pa.Table,
+    datasets: pa.Table,
+    out_dir: Path,
+    meta: dict[str, object],
+    *,
+    extra: Mapping[str, object] | None = None,
 ) -> tuple[Path, Path]:
     """Write both tables into ``out_dir`` atomically (see the module docstring).
+
+    ``meta`` is the ``one_metadata`` JSON; ``extra`` maps further schema metadata keys (e.g.
+    ``alfcache_shard``) to JSON values.
 
     Returns
     -------
@@ -102,8 +117,8 @@ def write_tables(
         Writing failed (disk full, permissions); the previous tables are untouched.
     """
     plan = (
-        (_with_metadata(sessions, SESSIONS_INDEX, meta), out_dir / SESSIONS_FILE),
-        (_with_metadata(datasets, DATASETS_INDEX, meta), out_dir / DATASETS_FILE),
+        (_with_metadata(sessions, SESSIONS_INDEX, meta, extra or {}), out_dir / SESSIONS_FILE),
+        (_with_metadata(datasets, DATASETS_INDEX, meta, extra or {}), out_dir / DATASETS_FILE),
     )
     written: list[tuple[Path, Path]] = []
     try:
