@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
@@ -26,6 +27,7 @@ from alfcache._exceptions import (
     MergeFailed,
     OutDirNotWritable,
     RootNotReadable,
+    Terminated,
 )
 from alfcache._lock import DEFAULT_TIMEOUT
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
@@ -162,29 +164,42 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM is how a batch scheduler ends a job at its time limit: end like Ctrl-C, but say
+    # so, and let the hashing save its checkpoint on the way out (alfcache._checkpoint).
+    raise Terminated(
+        "terminated by SIGTERM (a job's time limit?); no table was written, the previous "
+        "tables are unchanged"
+    )
+
+
 def _index(args: argparse.Namespace) -> int:
     from alfcache._index import index
 
     shard = args.shard or shard_from_env(os.environ)
     if shard and not args.shard and not args.quiet:
         print(f"alfcache: indexing shard {shard} of a SLURM array job", file=sys.stderr)
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = index(
-            args.root,
-            args.out_dir,
-            hash_ids=not args.no_hash_ids,
-            hash_files=args.hash_files,
-            hash_algorithm=args.hash,
-            lab=args.lab,
-            n_jobs=args.jobs,
-            follow_symlinks=args.follow_symlinks,
-            progress=not args.quiet,
-            update=args.update,
-            keep_missing=args.keep_missing,
-            lock_timeout=args.lock_timeout,
-            shard=shard,
-        )
+        try:
+            report = index(
+                args.root,
+                args.out_dir,
+                hash_ids=not args.no_hash_ids,
+                hash_files=args.hash_files,
+                hash_algorithm=args.hash,
+                lab=args.lab,
+                n_jobs=args.jobs,
+                follow_symlinks=args.follow_symlinks,
+                progress=not args.quiet,
+                update=args.update,
+                keep_missing=args.keep_missing,
+                lock_timeout=args.lock_timeout,
+                shard=shard,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
     if not args.quiet:
         for w in caught:
             print(f"alfcache: warning: {w.message}", file=sys.stderr)

@@ -11,6 +11,7 @@ catch either::
     ├── BadArgument (ValueError)          n_jobs=0, unknown hash algorithm, ...
     ├── LabConflict (ValueError)          lab= disagrees with the lab folders on disk
     ├── ScanFailed (RuntimeError)         a worker died or the scan was interrupted
+    │   └── Terminated                    SIGTERM (a job's time limit) on the command line
     ├── WriteFailed (OSError)             the tables could not be written (disk full, ...)
     ├── OutDirLocked (TimeoutError)       another run kept the output folder locked too long
     └── MergeFailed (ValueError)          the parts to merge are missing, doubled or mismatched
@@ -53,6 +54,10 @@ class LabConflict(AlfcacheError, ValueError):
 
 class ScanFailed(AlfcacheError, RuntimeError):
     """The scan did not finish: a worker died or the run was interrupted."""
+
+
+class Terminated(ScanFailed):
+    """The command line got SIGTERM (a batch job's time limit); digests read are checkpointed."""
 
 
 class WriteFailed(AlfcacheError, OSError):

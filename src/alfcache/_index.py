@@ -389,6 +389,10 @@ def index(
         extra[SHARD_KEY] = shard_metadata(array_shard, str(root), options)
     with out_dir_lock(out, lock_timeout):  # two runs' renames must not interleave
         fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta, extra=extra)
+    if hashing:
+        from alfcache._checkpoint import remove_checkpoint
+
+        remove_checkpoint(out)  # its digests are in the tables now
     return IndexReport(
         root=root,
         sessions_table=fn_ses,
