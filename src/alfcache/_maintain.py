@@ -237,7 +237,7 @@ def _min_api_version(file: Path) -> str | None:
         return None
 
 
-def _load_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
+def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
     """Read ``sessions.pqt`` and ``datasets.pqt`` from ``cache_dir`` as ONE-api would index them.
 
     A table written without pandas index metadata gets every column whose name contains 'id'
@@ -390,7 +390,7 @@ def remove_missing_datasets(
     """
     cache_dir = Path(cache_dir)
     if tables is None:
-        tables = _load_tables(cache_dir)
+        tables = read_cache_tables(cache_dir)
     in_cache = _table_datasets(tables)
 
     scan = scan_shards(os.path.abspath(cache_dir), [Shard("", True)])
