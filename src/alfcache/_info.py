@@ -231,7 +231,8 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, object]:
         if "file_size" in datasets.column_names
         else pl.Series([0] * datasets.num_rows)
     )
-    dates = ses["date"].cast(pl.Date, strict=False).drop_nulls() if "date" in ses.columns else None
+    # A date column of another type is an error above; no range is made up from it.
+    dates = ses["date"].drop_nulls() if ses.schema.get("date") == pl.Date else None
     labs = sorted({lab for lab in ses["lab"].to_list() if lab}) if "lab" in ses.columns else []
     return {
         "tables": str(folder.resolve()),
