@@ -21,7 +21,9 @@ import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import test_faults
 import xxhash
+from test_faults import ENV, User
 
 import alfcache
 from alfcache._cli import main as cli_main
@@ -30,6 +32,10 @@ from alfcache._synth import DATASET_FILES, make_tree
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
 OTHER = "cortexlab/Subjects/SW0000/2024-01-01/002"
 FILE = f"{SESSION}/alf/licks.times.npy"
+
+# The permission fixtures of test_faults: a user without root's powers, a folder it can reach.
+unprivileged = test_faults.unprivileged
+public_tmp = test_faults.public_tmp
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
@@ -275,3 +281,26 @@ def test_command_line_exit_codes(tree: Path) -> None:
     done = run("--quiet", "--json")
     assert done.returncode == 1 and done.stderr == ""
     assert [d["path"] for d in json.loads(done.stdout)["differences"]] == [FILE]
+
+
+def test_unreadable_file_with_hashes(unprivileged: User, public_tmp: Path) -> None:
+    """As a user who may not read one file: reported as unreadable, the run goes on."""
+    root = public_tmp / "data"
+    make_tree(root, 2, empty_every=0, no_lab_every=0, max_file_size=256)
+    _index(root, hash_files=True)
+    for table in ("sessions.pqt", "datasets.pqt"):
+        (root / table).chmod(0o644)
+    (root / FILE).chmod(0o000)
+    verify = ["verify", str(root), "--hashes", "--jobs", "1", "--json", "--quiet"]
+    done = subprocess.run(
+        [*unprivileged.prefix, sys.executable, "-m", "alfcache", *verify],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    report = json.loads(done.stdout)
+    assert [(d["path"], d["kind"]) for d in report["differences"]] == [(FILE, "unreadable")]
+    assert "Permission denied" in report["differences"][0]["found"]
+    assert report["digests_checked"] == report["datasets"]

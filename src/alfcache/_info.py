@@ -60,7 +60,11 @@ def _read(path: Path) -> pa.Table:
         # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
         with pq.ParquetFile(path) as file:
             return file.read()
-    except (OSError, pa.ArrowException) as exc:
+    except OSError as exc:  # before ArrowException: pyarrow's IOError is both
+        raise BadArgument(
+            f"cannot read table {path}: {exc.strerror or exc}; check its permissions"
+        ) from exc
+    except pa.ArrowException as exc:
         raise BadArgument(f"cannot read table {path}: {exc}; is it a parquet file?") from exc
 
 
