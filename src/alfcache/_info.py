@@ -51,10 +51,18 @@ _NEEDS: dict[str, dict[str, tuple[str, object]]] = {
 _INDEX = {"sessions": ["id"], "datasets": ["eid", "id"]}
 
 
-def _read(path: Path) -> pa.Table:
+def read_table(path: Path) -> pa.Table:
+    """A cache table as Arrow, without pandas.
+
+    Raises
+    ------
+    BadArgument
+        The file is missing, cannot be opened or is not parquet.
+    """
     if not path.is_file():
         raise BadArgument(
-            f"no table {path}; pass the folder that holds sessions.pqt and datasets.pqt"
+            f"no table {path}; index the folder first, or pass the folder that holds "
+            "sessions.pqt and datasets.pqt"
         )
     try:
         # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
@@ -177,7 +185,8 @@ def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
     return errors, warnings
 
 
-def _held_digests(datasets: pa.Table) -> list[str]:
+def held_digests(datasets: pa.Table) -> list[str]:
+    """The digests a datasets table holds: a digest column with a value ('' is none)."""
     held = []
     for algorithm, column in COLUMNS.items():
         if column in datasets.column_names:
@@ -208,7 +217,7 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, object]:
     if not folder.is_dir():
         raise BadArgument(f"{folder} is not a folder; pass the folder that holds the tables")
     ses_path, ds_path = folder / SESSIONS_FILE, folder / DATASETS_FILE
-    sessions, datasets = _read(ses_path), _read(ds_path)
+    sessions, datasets = read_table(ses_path), read_table(ds_path)
     errors, warnings = [], []
     for name, table, path in (("sessions", sessions, ses_path), ("datasets", datasets, ds_path)):
         e, w = _check_table(name, table, path)
@@ -251,7 +260,7 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, object]:
         "created": created[0] if created else None,
         "origin": metas[0].get("origin", metas[1].get("origin")),
         "id_kind": id_kind,
-        "digests": record.get("digests", _held_digests(datasets)),
+        "digests": record.get("digests", held_digests(datasets)),
         "alfcache_version": record.get("version"),
         "options": record.get("options"),
         "one_api": {"ok": not errors, "errors": errors, "warnings": warnings},

@@ -30,11 +30,11 @@ from pathlib import Path
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadArgument
 from alfcache._hash import COLUMNS, digest_files
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
+from alfcache._info import held_digests, read_table
 from alfcache._scan import Skip
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
@@ -92,24 +92,6 @@ class VerifyReport:
             "differences": [d.as_dict() for d in self.differences],
             "skipped": [s._asdict() for s in self.skipped],
         }
-
-
-def _read(path: Path) -> pa.Table:
-    if not path.is_file():
-        raise BadArgument(
-            f"no table {path}; index the folder first, or pass the folder of the tables "
-            "with --tables"
-        )
-    try:
-        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
-        with pq.ParquetFile(path) as file:
-            return file.read()
-    except OSError as exc:  # before ArrowException: pyarrow's IOError is both
-        raise BadArgument(
-            f"cannot read table {path}: {exc.strerror or exc}; check its permissions"
-        ) from exc
-    except pa.ArrowException as exc:
-        raise BadArgument(f"cannot read table {path}: {exc}; is it a parquet file?") from exc
 
 
 def _column(table: pa.Table, name: str, dtype: pl.DataType, path: Path) -> pl.Series:
@@ -189,17 +171,6 @@ def _keyed_datasets(datasets: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFr
     ).unique(list(DATASET_KEY), keep="first")
 
 
-def _held_digests(datasets: pa.Table) -> tuple[str, ...]:
-    """The digests a datasets table holds: a digest column with at least one value."""
-    held = []
-    for algorithm, column in COLUMNS.items():
-        if column in datasets.column_names:
-            values = pl.Series(datasets[column]).cast(pl.String, strict=False).replace("", None)
-            if values.null_count() < len(values):
-                held.append(algorithm)
-    return tuple(held)
-
-
 def _records(frame: pl.DataFrame, kind: str, expected: str | None, found: str | None) -> list:
     """One Difference per row: ``path`` and the named columns (None: a null)."""
     rows = frame.select(
@@ -260,8 +231,8 @@ def verify(
     walk = start_walk(root, jobs, follow_symlinks)
 
     ses_path, ds_path = tables / SESSIONS_FILE, tables / DATASETS_FILE
-    ses_table, ds_table = _read(ses_path), _read(ds_path)
-    algorithms = _held_digests(ds_table) if hashes else ()
+    ses_table, ds_table = read_table(ses_path), read_table(ds_path)
+    algorithms = tuple(held_digests(ds_table)) if hashes else ()
     options = read_provenance(ds_table.schema.metadata).get("options", {})
     if lab is None and isinstance(options, dict) and isinstance(options.get("lab"), str):
         lab = options["lab"]
