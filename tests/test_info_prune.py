@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -156,11 +157,6 @@ def _no_pandas_metadata_and(column: str) -> Callable[[pa.Table], pa.Table]:
             _set("id", lambda t: pa.array(["a/b/2020-01-01/1", *t["id"].to_pylist()[1:]])),
             "mix UUIDs and other strings",
         ),
-        (
-            "datasets",
-            _set("hash", lambda t: pa.array(["ABC"] * t.num_rows, pa.string())),
-            "not lower-case MD5 hex",
-        ),
     ],
 )
 def test_info_finds_what_one_api_cannot_use(
@@ -178,6 +174,20 @@ def test_info_finds_what_one_api_cannot_use(
     assert len(errors) == 1 and message in errors[0], out
     assert "ONE-api   CANNOT use these tables" in out
     assert err.startswith("alfcache: the tables in") and len(err.splitlines()) == 1
+
+
+def test_info_warns_about_digests_one_api_rejects(
+    tree: TreeSummary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _index(tree.root)
+    hashes = ["D41D8CD98F00B204E9800998ECF8427E", "", *[None] * (tree.datasets - 2)]
+    _rewrite(tree.root / "datasets.pqt", _set("hash", lambda t: pa.array(hashes, pa.string())))
+    code, out, _ = _cli(capsys, "info", str(tree.root), "--json")
+    one_api = json.loads(out)["one_api"]
+    assert code == 0 and one_api["ok"] and one_api["errors"] == []
+    assert len(one_api["warnings"]) == 2
+    assert "1 hash value(s) are '' instead of null" in one_api["warnings"][0]
+    assert "1 hash value(s) are not lower-case MD5 hex" in one_api["warnings"][1]
 
 
 def test_info_bad_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -253,3 +263,15 @@ def test_version() -> None:
         [sys.executable, "-m", "alfcache", "--version"], capture_output=True, text=True, check=True
     )
     assert done.stdout == f"alfcache {alfcache.__version__}\n"
+
+
+def test_info_version_5_ids(tree: TreeSummary, capsys: pytest.CaptureFixture[str]) -> None:
+    _index(tree.root)
+    ids = pa.array([str(uuid.uuid5(uuid.NAMESPACE_URL, str(i))) for i in range(tree.sessions)])
+    _rewrite(tree.root / "sessions.pqt", _set("id", lambda t: ids))
+    code, out, _ = _cli(capsys, "info", str(tree.root), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["id_kind"] == "uuid5"
+    assert summary["one_api"]["warnings"] == [
+        "UUID version 5 session ids load, but ONE-api's eid2path rejects them"
+    ]

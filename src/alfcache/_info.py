@@ -167,13 +167,18 @@ def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
         hashes = pl.Series(table["hash"]).drop_nulls()
         empty = int((hashes == "").sum())
         other = int((~hashes.str.contains(f"^{_MD5.pattern}$")).sum()) - empty
+        # Both load; ONE-api then computes the MD5 of each such file it loads and logs a
+        # mismatch, so they cost a read of every file, not a failure.
         if empty:
             warnings.append(
                 f"{path.name}: {empty} hash value(s) are '' instead of null: ONE-api computes "
                 "the MD5 of each such file it loads and logs a mismatch"
             )
         if other:
-            errors.append(f"{path.name}: {other} hash value(s) are not lower-case MD5 hex")
+            warnings.append(
+                f"{path.name}: {other} hash value(s) are not lower-case MD5 hex: ONE-api logs "
+                "a mismatch for each such file it loads"
+            )
     if "qc" in table.column_names and pa.types.is_dictionary(table.schema.field("qc").type):
         qc = table["qc"]
         levels = {tuple(chunk.dictionary.to_pylist()) for chunk in qc.chunks}
