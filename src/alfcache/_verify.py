@@ -228,8 +228,7 @@ def verify(
     root = resolve_root(root_dir)
     jobs = resolve_n_jobs(n_jobs)
     tables = Path(tables_dir).expanduser() if tables_dir is not None else root
-    walk = start_walk(root, jobs, follow_symlinks)
-
+    # Read before the walk starts: a bad table fails at once, with no worker left walking.
     ses_path, ds_path = tables / SESSIONS_FILE, tables / DATASETS_FILE
     ses_table, ds_table = read_table(ses_path), read_table(ds_path)
     algorithms = tuple(held_digests(ds_table)) if hashes else ()
@@ -239,7 +238,9 @@ def verify(
     want_ses = _keyed_sessions(_session_frame(ses_table, ses_path))
     want_all = _dataset_frame(ds_table, ds_path, algorithms)
 
-    walked = walk.finish(hash_ids=True, lab=lab, progress=progress)
+    walked = start_walk(root, jobs, follow_symlinks).finish(
+        hash_ids=True, lab=lab, progress=progress
+    )
     disk = walked.tables
     have_ses = _keyed_sessions(
         pl.from_arrow(disk.sessions)
