@@ -6,6 +6,7 @@ Exit 0 when the tables meet what ONE-api needs, 1 when they do not, 2 on bad inp
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from alfcache._cmd_common import add_output, print_json, say
 
@@ -19,7 +20,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _human(summary: dict) -> list[str]:
+def _human(summary: dict[str, Any]) -> list[str]:
     dates = (
         f"{summary['first_date']} to {summary['last_date']}" if summary["first_date"] else "none"
     )

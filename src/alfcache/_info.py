@@ -15,8 +15,9 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pyarrow as pa
@@ -30,7 +31,7 @@ from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
 # Column -> (what ONE-api needs, whether an Arrow type meets it), per alf-layout.md.
-_NEEDS: dict[str, dict[str, tuple[str, object]]] = {
+_NEEDS: dict[str, dict[str, tuple[str, Callable[[pa.DataType], bool]]]] = {
     "sessions": {
         "id": ("string", pa.types.is_string),
         "lab": ("string", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
@@ -110,7 +111,8 @@ def _id_kind(ids: list[str | None]) -> tuple[str, list[str], list[str]]:
             versions.add(parsed.version)
         else:
             versions.add(parsed.version)
-    errors, warnings = [], []
+    errors: list[str] = []
+    warnings: list[str] = []
     if bad_uuid:
         errors.append(
             f"{bad_uuid} session id(s) are upper-case or of a UUID version other than 3, 4 or 5: "
@@ -146,7 +148,7 @@ def _check_table(name: str, table: pa.Table, path: Path) -> tuple[list[str], lis
     for column, (need, meets) in _NEEDS[name].items():
         if column not in table.column_names:
             errors.append(f"{path.name} has no column {column!r} ({need})")
-        elif not meets(table.schema.field(column).type):  # type: ignore[operator]
+        elif not meets(table.schema.field(column).type):
             errors.append(
                 f"{path.name}: column {column!r} is {table.schema.field(column).type}, "
                 f"ONE-api needs {need}"
@@ -159,7 +161,8 @@ def _check_table(name: str, table: pa.Table, path: Path) -> tuple[list[str], lis
 
 
 def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
-    errors, warnings = [], []
+    errors: list[str] = []
+    warnings: list[str] = []
     for column in ("rel_path", "file_size"):
         if column in table.column_names and table[column].null_count:
             errors.append(f"{path.name}: {table[column].null_count} null {column} value(s)")
@@ -201,7 +204,7 @@ def held_digests(datasets: pa.Table) -> list[str]:
     return held
 
 
-def info(tables_dir: str | os.PathLike[str]) -> dict[str, object]:
+def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """Describe the cache tables in ``tables_dir``.
 
     Returns
@@ -223,7 +226,8 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, object]:
         raise BadArgument(f"{folder} is not a folder; pass the folder that holds the tables")
     ses_path, ds_path = folder / SESSIONS_FILE, folder / DATASETS_FILE
     sessions, datasets = read_table(ses_path), read_table(ds_path)
-    errors, warnings = [], []
+    errors: list[str] = []
+    warnings: list[str] = []
     for name, table, path in (("sessions", sessions, ses_path), ("datasets", datasets, ds_path)):
         e, w = _check_table(name, table, path)
         errors += e

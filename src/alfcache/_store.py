@@ -14,6 +14,7 @@ import os
 import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -71,7 +72,9 @@ def one_metadata(origin: str) -> dict[str, str]:
     return {"date_created": now, "origin": origin}
 
 
-def provenance(id_kind: str, digests: Sequence[str], options: Mapping[str, object]) -> dict:
+def provenance(
+    id_kind: str, digests: Sequence[str], options: Mapping[str, object]
+) -> dict[str, object]:
     """alfcache's own record of a run, stored under :data:`PROVENANCE_KEY`.
 
     Parameters
@@ -93,7 +96,7 @@ def provenance(id_kind: str, digests: Sequence[str], options: Mapping[str, objec
     }
 
 
-def read_provenance(metadata: Mapping[bytes, bytes] | None) -> dict:
+def read_provenance(metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
     """The provenance in a table's schema metadata; ``{}`` for tables of other tools.
 
     Tables of alfcache 0.1.0 kept ``alfcache_hash`` (digests) and ``alfcache_hash_ids`` (id
@@ -121,7 +124,10 @@ def read_provenance(metadata: Mapping[bytes, bytes] | None) -> dict:
 
 
 def _with_metadata(
-    table: pa.Table, index: tuple[str, ...], meta: dict[str, str], record: dict | None
+    table: pa.Table,
+    index: tuple[str, ...],
+    meta: dict[str, str],
+    record: dict[str, object] | None,
 ) -> pa.Table:
     metadata = {
         b"one_metadata": json.dumps(meta).encode(),
@@ -151,7 +157,7 @@ def write_tables(
     datasets: pa.Table,
     out_dir: Path,
     meta: dict[str, str],
-    record: dict | None = None,
+    record: dict[str, object] | None = None,
 ) -> tuple[Path, Path]:
     """Write both tables into ``out_dir`` atomically (see the module docstring).
 

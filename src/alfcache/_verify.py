@@ -171,7 +171,9 @@ def _keyed_datasets(datasets: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFr
     ).unique(list(DATASET_KEY), keep="first")
 
 
-def _records(frame: pl.DataFrame, kind: str, expected: str | None, found: str | None) -> list:
+def _records(
+    frame: pl.DataFrame, kind: str, expected: str | None, found: str | None
+) -> list[Difference]:
     """One Difference per row: ``path`` and the named columns (None: a null)."""
     rows = frame.select(
         "path",
