@@ -304,3 +304,20 @@ def test_unreadable_file_with_hashes(unprivileged: User, public_tmp: Path) -> No
     assert [(d["path"], d["kind"]) for d in report["differences"]] == [(FILE, "unreadable")]
     assert "Permission denied" in report["differences"][0]["found"]
     assert report["digests_checked"] == report["datasets"]
+
+
+def test_links_followed_as_indexed(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tables indexed with --follow-symlinks verify clean: the walk follows links as recorded."""
+    root, archive = tmp_path / "data", tmp_path / "archive"
+    make_tree(root, 2, empty_every=0, no_lab_every=0, max_file_size=64)
+    (archive / "alf").mkdir(parents=True)
+    (archive / "alf/linked.thing.npy").write_bytes(b"abc")
+    (root / "cortexlab/Subjects/LINKED/2024-01-01").mkdir(parents=True)
+    (root / "cortexlab/Subjects/LINKED/2024-01-01/001").symlink_to(archive)
+    _index(root, follow_symlinks=True)
+    code, report, _ = _verify(capsys, root)
+    assert (code, report["differences"]) == (0, [])
+    _index(root)
+    code, report, _ = _verify(capsys, root, "--follow-symlinks")
+    assert code == 1
+    assert {d["kind"] for d in report["differences"]} == {"extra_session", "extra_file"}

@@ -30,7 +30,10 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--lab", help="lab of sessions whose folders carry none (default: as indexed)"
     )
     parser.add_argument(
-        "--follow-symlinks", action="store_true", help="follow links to folders, as index does"
+        "--follow-symlinks",
+        action="store_const",
+        const=True,
+        help="follow links to folders, as index does (default: as indexed)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     add_output(parser, "print every difference as JSON on stdout")

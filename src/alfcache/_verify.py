@@ -190,7 +190,7 @@ def verify(
     hashes: bool = False,
     lab: str | None = None,
     n_jobs: int | None = None,
-    follow_symlinks: bool = False,
+    follow_symlinks: bool | None = None,
     progress: bool = False,
 ) -> VerifyReport:
     """Compare the cache tables in ``tables_dir`` with the ALF tree in ``root_dir``.
@@ -209,8 +209,9 @@ def verify(
         recorded in the tables by alfcache, if any.
     n_jobs : int, optional
         Worker processes for the walk and the reading; None or -1 for all cores.
-    follow_symlinks : bool
-        Follow symbolic links to folders, as ``index`` does with the same option.
+    follow_symlinks : bool, optional
+        Follow symbolic links to folders, as ``index`` does with the same option; by default
+        as recorded in the tables by alfcache (else not).
     progress : bool
         Show progress on stderr.
 
@@ -234,9 +235,13 @@ def verify(
     ses_path, ds_path = tables / SESSIONS_FILE, tables / DATASETS_FILE
     ses_table, ds_table = read_table(ses_path), read_table(ds_path)
     algorithms = tuple(held_digests(ds_table)) if hashes else ()
-    options = read_provenance(ds_table.schema.metadata).get("options", {})
-    if lab is None and isinstance(options, dict) and isinstance(options.get("lab"), str):
+    # The tree is walked as it was indexed, or sessions and links would differ for nothing.
+    options = read_provenance(ds_table.schema.metadata).get("options")
+    options = options if isinstance(options, dict) else {}
+    if lab is None and isinstance(options.get("lab"), str):
         lab = options["lab"]
+    if follow_symlinks is None:
+        follow_symlinks = options.get("follow_symlinks") is True
     want_ses = _keyed_sessions(_session_frame(ses_table, ses_path))
     want_all = _dataset_frame(ds_table, ds_path, algorithms)
 
