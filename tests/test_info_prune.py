@@ -234,6 +234,17 @@ def test_prune_is_dry_by_default(tree: TreeSummary, capsys: pytest.CaptureFixtur
     }
 
 
+def test_prune_can_keep_session_folders(
+    tree: TreeSummary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _index(tree.root)
+    files = [rel for rel in _litter(tree.root) if not rel.endswith("/001")]
+    code, out, _ = _cli(capsys, "prune", str(tree.root), "--keep-empty-sessions", "--apply")
+    assert code == 0 and out.splitlines() == files
+    assert (tree.root / "cortexlab/Subjects/SW0000/2025-01-01/001/alf").is_dir()
+    assert not any((tree.root / rel).exists() for rel in files)
+
+
 def test_prune_apply_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     root, tables = tmp_path / "data", tmp_path / "tables"
     make_tree(root, 4, empty_every=0, max_file_size=64)
