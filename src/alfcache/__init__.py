@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from alfcache._index import IndexReport, index, make_parquet_db
     from alfcache._maintain import patch_cache, remove_cache_table_files, remove_missing_datasets
     from alfcache._merge import merge_parts
+    from alfcache._tables import load_tables, merge_tables
 
 __version__ = "0.1.0"
 
@@ -59,8 +60,10 @@ __all__ = [
     "ScanFailed",
     "WriteFailed",
     "index",
+    "load_tables",
     "make_parquet_db",
     "merge_parts",
+    "merge_tables",
     "patch_cache",
     "remove_cache_table_files",
     "remove_missing_datasets",
@@ -77,6 +80,8 @@ _LAZY = {
     "index": "_index",
     "make_parquet_db": "_index",
     "merge_parts": "_merge",
+    "load_tables": "_tables",
+    "merge_tables": "_tables",
     "patch_cache": "_maintain",
     "remove_cache_table_files": "_maintain",
     "remove_missing_datasets": "_maintain",

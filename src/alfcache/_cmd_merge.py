@@ -7,10 +7,9 @@ and maps its errors (a missing, doubled or mismatched part is bad input: exit co
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from typing import Any
 
+from alfcache._cmd_common import add_output, print_json, say
 from alfcache._lock import DEFAULT_TIMEOUT
 
 
@@ -33,10 +32,7 @@ def add_parser(subparsers: Any) -> None:
         f"(default: {DEFAULT_TIMEOUT:g})",
     )
     merge.add_argument("--quiet", "-q", action="store_true", help="no summary")
-    merge.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    merge.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
-    )
+    add_output(merge, "print a JSON summary on stdout")
     merge.set_defaults(func=run)
 
 
@@ -46,11 +42,10 @@ def run(args: argparse.Namespace) -> int:
 
     report = merge_parts(args.parts, args.out_dir, lock_timeout=args.lock_timeout)
     if not args.quiet:
-        print(
-            f"alfcache: merged {report.shards} shards of {report.origin}: {report.sessions} "
-            f"sessions, {report.datasets} datasets -> {report.sessions_table.parent}",
-            file=sys.stderr,
+        say(
+            f"merged {report.shards} shards of {report.origin}: {report.sessions} sessions, "
+            f"{report.datasets} datasets -> {report.sessions_table.parent}"
         )
     if args.json:
-        print(json.dumps(report.as_dict(), indent=2))
+        print_json(report.as_dict())
     return 0

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
-from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
+from alfcache._hash import Hashing, resolve_algorithms
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._progress import Progress
 from alfcache._scan import (
@@ -32,7 +32,7 @@ from alfcache._scan import (
 )
 from alfcache._sharding import METADATA_KEY as SHARD_KEY
 from alfcache._sharding import ArrayShard, check_shard
-from alfcache._store import one_metadata, prepare_out_dir, write_tables
+from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
 
 if TYPE_CHECKING:
     from joblib.externals.loky import ProcessPoolExecutor
@@ -370,9 +370,18 @@ def index(
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
     elif tables.datasets.num_rows == 0:
         warnings.warn("No datasets found", RuntimeWarning, stacklevel=3)
-    digests = list(hashing.algorithms if hashing else ())
-    meta = one_metadata(
-        str(root), alfcache_hash_ids="uuid3" if hash_ids else "path", **{METADATA_KEY: digests}
+    record = provenance(
+        "uuid3" if hash_ids else "path",
+        hashing.algorithms if hashing else (),
+        {
+            "hash_ids": hash_ids,
+            "hash_algorithm": hash_algorithm,
+            "hash_files": hash_files,
+            "lab": lab,
+            "follow_symlinks": follow_symlinks,
+            "update": update,
+            "keep_missing": keep_missing,
+        },
     )
     extra: dict[str, object] = {}
     if array_shard:
@@ -380,15 +389,18 @@ def index(
 
         # Every option that shapes the rows: merge accepts only parts that agree on them.
         options = {
-            "hash_ids": meta["alfcache_hash_ids"],
+            "hash_ids": record["id_kind"],
             "lab": lab,
-            "hash": digests,
+            "hash": record["digests"],
             "follow_symlinks": follow_symlinks,
             "keep_missing": keep_missing,
         }
         extra[SHARD_KEY] = shard_metadata(array_shard, str(root), options)
+    meta = one_metadata(str(root))
     with out_dir_lock(out, lock_timeout):  # two runs' renames must not interleave
-        fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta, extra=extra)
+        fn_ses, fn_dsets = write_tables(
+            tables.sessions, tables.datasets, out, meta, record, extra=extra
+        )
     if hashing:
         from alfcache._checkpoint import remove_checkpoint
 

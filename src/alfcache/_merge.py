@@ -35,6 +35,7 @@ from alfcache._store import (
     SESSIONS_FILE,
     one_metadata,
     prepare_out_dir,
+    read_provenance,
     write_tables,
 )
 
@@ -102,7 +103,8 @@ def check_update_shard(out_dir: Path, shard: ArrayShard, origin: str) -> None:
 class _Part:
     folder: Path
     info: dict[str, object]
-    one_metadata: dict[str, object]
+    record: dict[str, object]
+    """alfcache's provenance of the part (``alfcache`` key), which the merged tables carry."""
 
     @property
     def run(self) -> tuple[object, object, str]:
@@ -136,8 +138,7 @@ def _read_part(folder: Path) -> _Part:
             f"{folder} holds the {SESSIONS_FILE} of one run and the {DATASETS_FILE} of "
             "another; index that shard again"
         )
-    meta = _schema_json(ses, "one_metadata") or {}
-    return _Part(folder, infos[0], meta)
+    return _Part(folder, infos[0], read_provenance(pq.read_schema(ses).metadata))
 
 
 def _check_complete(parts: Sequence[_Part]) -> int:
@@ -256,8 +257,9 @@ def merge_parts(
     datasets = tables[DATASETS_FILE].sort_by([("eid", "ascending"), ("id", "ascending")])
     sessions, datasets = sessions.combine_chunks(), datasets.unify_dictionaries().combine_chunks()
     origin = str(read[0].info.get("origin"))
-    # one_metadata as the full run writes it; only date_created is new.
-    kept = {k: v for k, v in read[0].one_metadata.items() if k not in ("date_created", "origin")}
+    # The metadata a full run writes: only date_created is new; the provenance is the parts'
+    # (they agree on the options that shape the rows, checked above).
+    record = read[0].record or None
     with out_dir_lock(out, lock_timeout):
-        fn_ses, fn_ds = write_tables(sessions, datasets, out, one_metadata(origin, **kept))
+        fn_ses, fn_ds = write_tables(sessions, datasets, out, one_metadata(origin), record)
     return MergeReport(fn_ses, fn_ds, sessions.num_rows, datasets.num_rows, n, origin)
