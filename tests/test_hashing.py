@@ -503,7 +503,7 @@ def test_file_gone_before_it_is_read_is_dropped(
         (root / files[0]).unlink()  # after the walk, before the read
         return real_digest_files(*args, **kwargs)
 
-    monkeypatch.setattr("alfcache._update.digest_files", delete_then_digest)
+    monkeypatch.setattr("alfcache._checkpoint.digest_files", delete_then_digest)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]

@@ -16,6 +16,8 @@ from alfcache._exceptions import (
     BadOutDir,
     BadRoot,
     LabConflict,
+    MergeFailed,
+    OutDirLocked,
     OutDirNotWritable,
     RootNotReadable,
     ScanFailed,
@@ -33,6 +35,7 @@ if TYPE_CHECKING:
     from alfcache._ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
     from alfcache._maintain import patch_cache, remove_cache_table_files, remove_missing_datasets
+    from alfcache._merge import merge_parts
     from alfcache._tables import load_tables, merge_tables
 
 __version__ = "0.1.0"
@@ -50,6 +53,8 @@ __all__ = [
     "BadRoot",
     "IndexReport",
     "LabConflict",
+    "MergeFailed",
+    "OutDirLocked",
     "OutDirNotWritable",
     "RootNotReadable",
     "ScanFailed",
@@ -57,6 +62,7 @@ __all__ = [
     "index",
     "load_tables",
     "make_parquet_db",
+    "merge_parts",
     "merge_tables",
     "patch_cache",
     "remove_cache_table_files",
@@ -73,6 +79,7 @@ _LAZY = {
     "IndexReport": "_index",
     "index": "_index",
     "make_parquet_db": "_index",
+    "merge_parts": "_merge",
     "load_tables": "_tables",
     "merge_tables": "_tables",
     "patch_cache": "_maintain",

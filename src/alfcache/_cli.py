@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
 from typing import NoReturn
 
-from alfcache import __version__, _cmd_info, _cmd_prune, _cmd_verify
+from alfcache import __version__, _cmd_info, _cmd_merge, _cmd_prune, _cmd_verify
 from alfcache._cmd_common import jobs as _jobs
 from alfcache._exceptions import (
     AlfcacheError,
@@ -23,11 +25,23 @@ from alfcache._exceptions import (
     BadOutDir,
     BadRoot,
     LabConflict,
+    MergeFailed,
+    OutDirNotWritable,
+    RootNotReadable,
+    Terminated,
+)
+from alfcache._lock import DEFAULT_TIMEOUT
+from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
+
+_BAD_INPUT = (
+    BadArgument,
+    BadOutDir,
+    BadRoot,
+    LabConflict,
+    MergeFailed,
     OutDirNotWritable,
     RootNotReadable,
 )
-
-_BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable, RootNotReadable)
 _SHOWN_SKIPS = 5
 
 
@@ -41,6 +55,23 @@ class _Parser(argparse.ArgumentParser):
 def _one_line(exc: BaseException) -> str:
     """The exception's message on one line (OS and library messages may span several)."""
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
+def _shard(text: str) -> ArrayShard:
+    try:
+        return parse_shard(text)
+    except BadArgument as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: use 0 or more")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -89,6 +120,22 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="follow symbolic links to folders (each folder once)",
     )
+    idx.add_argument(
+        "--shard",
+        type=_shard,
+        metavar="K/N",
+        help="index only shard K of N (K from 0) for one task of an array job; default in a "
+        "SLURM array: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT. "
+        "Join the parts with 'alfcache merge'",
+    )
+    idx.add_argument(
+        "--lock-timeout",
+        type=_seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help="wait this long for another run writing into the output folder, then fail "
+        f"with exit code 1 (default: {DEFAULT_TIMEOUT:g})",
+    )
     idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     idx.add_argument(
@@ -104,29 +151,47 @@ def _parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
     synth.set_defaults(func=_synth)
-    for verb in (_cmd_verify, _cmd_info, _cmd_prune):
+    for verb in (_cmd_merge, _cmd_verify, _cmd_info, _cmd_prune):
         verb.add_parser(commands)
     return parser
+
+
+def _terminate(signum: int, frame: object) -> None:
+    # SIGTERM is how a batch scheduler ends a job at its time limit: end like Ctrl-C, but say
+    # so, and let the hashing save its checkpoint on the way out (alfcache._checkpoint).
+    raise Terminated(
+        "terminated by SIGTERM (a job's time limit?); no table was written, the previous "
+        "tables are unchanged"
+    )
 
 
 def _index(args: argparse.Namespace) -> int:
     from alfcache._index import index
 
+    shard = args.shard or shard_from_env(os.environ)
+    if shard and not args.shard and not args.quiet:
+        print(f"alfcache: indexing shard {shard} of a SLURM array job", file=sys.stderr)
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        report = index(
-            args.root,
-            args.out_dir,
-            hash_ids=not args.no_hash_ids,
-            hash_files=args.hash_files,
-            hash_algorithm=args.hash,
-            lab=args.lab,
-            n_jobs=args.jobs,
-            follow_symlinks=args.follow_symlinks,
-            progress=not args.quiet,
-            update=args.update,
-            keep_missing=args.keep_missing,
-        )
+        try:
+            report = index(
+                args.root,
+                args.out_dir,
+                hash_ids=not args.no_hash_ids,
+                hash_files=args.hash_files,
+                hash_algorithm=args.hash,
+                lab=args.lab,
+                n_jobs=args.jobs,
+                follow_symlinks=args.follow_symlinks,
+                progress=not args.quiet,
+                update=args.update,
+                keep_missing=args.keep_missing,
+                lock_timeout=args.lock_timeout,
+                shard=shard,
+            )
+        finally:
+            signal.signal(signal.SIGTERM, previous_handler)
     if not args.quiet:
         for w in caught:
             print(f"alfcache: warning: {w.message}", file=sys.stderr)
@@ -156,7 +221,8 @@ def _index(args: argparse.Namespace) -> int:
         print(
             f"alfcache: {report.sessions} sessions, {report.datasets} datasets "
             f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:.2f} s with {report.n_jobs} "
-            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}",
+            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}"
+            f"{f' (shard {shard})' if shard else ''}",
             file=sys.stderr,
         )
     if args.json:

@@ -11,7 +11,10 @@ catch either::
     ├── BadArgument (ValueError)          n_jobs=0, unknown hash algorithm, ...
     ├── LabConflict (ValueError)          lab= disagrees with the lab folders on disk
     ├── ScanFailed (RuntimeError)         a worker died or the scan was interrupted
-    └── WriteFailed (OSError)             the tables could not be written (disk full, ...)
+    │   └── Terminated                    SIGTERM (a job's time limit) on the command line
+    ├── WriteFailed (OSError)             the tables could not be written (disk full, ...)
+    ├── OutDirLocked (TimeoutError)       another run kept the output folder locked too long
+    └── MergeFailed (ValueError)          the parts to merge are missing, doubled or mismatched
 
 Messages name the bad input and say what to do next.
 """
@@ -53,8 +56,20 @@ class ScanFailed(AlfcacheError, RuntimeError):
     """The scan did not finish: a worker died or the run was interrupted."""
 
 
+class Terminated(ScanFailed):
+    """The command line got SIGTERM (a batch job's time limit); digests read are checkpointed."""
+
+
 class WriteFailed(AlfcacheError, OSError):
     """The cache tables could not be written; the previous tables are untouched."""
+
+
+class OutDirLocked(AlfcacheError, TimeoutError):
+    """Another run held the output folder's lock (it was writing there) past the timeout."""
+
+
+class MergeFailed(AlfcacheError, ValueError):
+    """The partial tables given to ``merge`` are not all shards of one run, once each."""
 
 
 def worker_died(exc: BaseException, work: str, culprit: str) -> ScanFailed:

@@ -327,6 +327,8 @@ class Digests:
     bytes: int = 0
     """Bytes planned for reading (the sizes found by the walk)."""
     seconds: float = 0.0
+    on_task: Callable[[np.ndarray, TaskResult], None] | None = None
+    """Called with each finished task's rows and result (the checkpoint's hook)."""
 
     @classmethod
     def empty(cls, n: int, algorithms: tuple[str, ...]) -> Digests:
@@ -350,6 +352,8 @@ class Digests:
             for row, digest in zip(rows.tolist(), found, strict=True):
                 column[row] = digest
         self.skipped += result.skipped
+        if self.on_task is not None:
+            self.on_task(rows, result)
 
 
 def digest_files(
@@ -359,6 +363,8 @@ def digest_files(
     algorithms: tuple[str, ...],
     n_jobs: int,
     progress: bool = False,
+    *,
+    on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
 ) -> Digests:
     """Read ``paths`` once each and compute ``algorithms``, on ``n_jobs`` workers.
 
@@ -377,6 +383,8 @@ def digest_files(
         dominate (see the module docstring).
     progress : bool
         Show the bytes read, the rate and the time left on stderr.
+    on_task : callable, optional
+        Called in this thread with the positions and result of every finished task.
 
     Returns
     -------
@@ -390,6 +398,7 @@ def digest_files(
     start = time.perf_counter()
     out = Digests.empty(len(paths), algorithms)
     out.bytes = int(np.sum(sizes, dtype=np.int64))
+    out.on_task = on_task
     if not paths or not algorithms:
         return out
     tasks = plan_tasks(sizes, n_jobs)

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
 from alfcache._hash import Hashing, resolve_algorithms
+from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._progress import Progress
 from alfcache._scan import (
     ScanResult,
@@ -29,6 +30,8 @@ from alfcache._scan import (
     plan_shards,
     scan_shards,
 )
+from alfcache._sharding import METADATA_KEY as SHARD_KEY
+from alfcache._sharding import ArrayShard, check_shard
 from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
 
 if TYPE_CHECKING:
@@ -63,6 +66,8 @@ class IndexReport:
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
     """New, changed, unchanged and vanished files; None when not an update."""
+    shard: ArrayShard | None = None
+    """The array shard indexed (``--shard K/N``); None for the whole tree."""
 
     def as_dict(self) -> dict[str, object]:
         return {
@@ -79,6 +84,7 @@ class IndexReport:
             "skipped": [s._asdict() for s in self.skipped],
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
+            "shard": str(self.shard) if self.shard else None,
         }
 
 
@@ -139,10 +145,12 @@ class _Scan:
         shards: Sequence[Shard],
         n_jobs: int,
         follow_symlinks: bool,
+        array_shard: ArrayShard | None,
     ) -> None:
         self.root = root
         self.n_jobs = n_jobs
         self.follow_symlinks = follow_symlinks
+        self.array_shard = array_shard
         self.skipped: list[Skip] = []
         """Links to folders not followed (``symlink_revisit``)."""
         self._indexed = {root: "the indexed folder"}
@@ -152,17 +160,17 @@ class _Scan:
     def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
         """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool."""
         n_jobs = min(self.n_jobs, len(tasks))
+        # Plain arguments, as workers get them; the array shard prunes the walk itself.
+        options = {"follow_symlinks": self.follow_symlinks, "array_shard": self.array_shard}
         if n_jobs <= 1:
-            return (scan_shards(self.root, task, self.follow_symlinks) for task in tasks)
+            return (scan_shards(self.root, task, **options) for task in tasks)
         # Imported here: a one-worker run does without joblib and its start-up cost.
         from joblib.externals.loky import get_reusable_executor
 
         executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
         self._executor = executor
-        submit = functools.partial(
-            executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
-        )
-        walk_here = functools.partial(scan_shards, self.root, follow_symlinks=self.follow_symlinks)
+        submit = functools.partial(executor.submit, scan_shards, self.root, **options)
+        walk_here = functools.partial(scan_shards, self.root, **options)
         return _Window(submit, executor.queue_size, tasks, walk_here)
 
     def __iter__(self) -> Iterator[ScanResult]:
@@ -246,9 +254,15 @@ class RunningWalk:
     tree (``index``, ``verify``), so they share its speed and its fault handling.
     """
 
-    def __init__(self, root: Path, n_jobs: int, follow_symlinks: bool) -> None:
+    def __init__(
+        self,
+        root: Path,
+        n_jobs: int,
+        follow_symlinks: bool,
+        array_shard: ArrayShard | None = None,
+    ) -> None:
         self._shards = plan_shards(str(root), n_jobs, per_job=SHARDS_PER_JOB)
-        self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks)
+        self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks, array_shard)
 
     def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
         from alfcache._assemble import assemble
@@ -273,9 +287,14 @@ class RunningWalk:
         )
 
 
-def start_walk(root: Path, n_jobs: int, follow_symlinks: bool) -> RunningWalk:
-    """Start walking ``root`` (resolved, readable) with ``n_jobs`` workers; see RunningWalk."""
-    walk = RunningWalk(root, n_jobs, follow_symlinks)
+def start_walk(
+    root: Path, n_jobs: int, follow_symlinks: bool, *, array_shard: ArrayShard | None = None
+) -> RunningWalk:
+    """Start walking ``root`` (resolved, readable) with ``n_jobs`` workers; see RunningWalk.
+
+    With ``array_shard``, only the sessions of that shard are walked (``--shard K/N``).
+    """
+    walk = RunningWalk(root, n_jobs, follow_symlinks, array_shard)
     import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
 
     return walk
@@ -294,6 +313,8 @@ def index(
     progress: bool = False,
     update: bool = False,
     keep_missing: bool = False,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    shard: tuple[int, int] | None = None,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
 
@@ -310,14 +331,22 @@ def index(
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
+    check_timeout(lock_timeout)
+    array_shard = check_shard(shard)
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
+    if update and array_shard:
+        from alfcache._merge import check_update_shard
 
-    walk = start_walk(root, jobs, follow_symlinks)
+        check_update_shard(out, array_shard, str(root))
+
+    walk = start_walk(root, jobs, follow_symlinks, array_shard=array_shard)
     previous = None
     if update or algorithms:
         from alfcache._update import read_previous, refresh
 
-        previous = read_previous(out) if update else None  # the old tables too
+        if update:
+            with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
+                previous = read_previous(out)
         if update and previous is None:
             message = f"no tables in {out} to update; indexing every file"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -354,9 +383,28 @@ def index(
             "keep_missing": keep_missing,
         },
     )
-    fn_ses, fn_dsets = write_tables(
-        tables.sessions, tables.datasets, out, one_metadata(str(root)), record
-    )
+    extra: dict[str, object] = {}
+    if array_shard:
+        from alfcache._merge import shard_metadata
+
+        # Every option that shapes the rows: merge accepts only parts that agree on them.
+        options = {
+            "hash_ids": record["id_kind"],
+            "lab": lab,
+            "hash": record["digests"],
+            "follow_symlinks": follow_symlinks,
+            "keep_missing": keep_missing,
+        }
+        extra[SHARD_KEY] = shard_metadata(array_shard, str(root), options)
+    meta = one_metadata(str(root))
+    with out_dir_lock(out, lock_timeout):  # two runs' renames must not interleave
+        fn_ses, fn_dsets = write_tables(
+            tables.sessions, tables.datasets, out, meta, record, extra=extra
+        )
+    if hashing:
+        from alfcache._checkpoint import remove_checkpoint
+
+        remove_checkpoint(out)  # its digests are in the tables now
     return IndexReport(
         root=root,
         sessions_table=fn_ses,
@@ -372,6 +420,7 @@ def index(
         skipped=sorted([*tables.skipped, *walked.skipped]),
         hashing=hashing,
         changes=changes,
+        shard=array_shard,
     )
 
 
@@ -388,6 +437,8 @@ def make_parquet_db(
     progress: bool = False,
     update: bool = False,
     keep_missing: bool = False,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+    shard: tuple[int, int] | None = None,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
 
@@ -427,6 +478,13 @@ def make_parquet_db(
     keep_missing : bool
         With ``update``: keep datasets whose files vanished, with ``exists=False``, instead of
         dropping them.
+    lock_timeout : float
+        Seconds to wait for another run that is writing into ``out_dir`` (see
+        :mod:`alfcache._lock`); then ``OutDirLocked`` is raised.
+    shard : (int, int), optional
+        ``(k, n)``: index only shard ``k`` of ``n`` (``0 <= k < n``), for one task of an array
+        job; the partial tables record it, and ``alfcache merge`` joins all ``n`` of them into
+        the tables of one full run (see :mod:`alfcache._sharding`).
 
     Returns
     -------
@@ -450,6 +508,8 @@ def make_parquet_db(
         ``lab`` differs from the lab folders on disk.
     ScanFailed, WriteFailed
         The run failed; the previous tables are untouched.
+    OutDirLocked
+        Another run kept writing into ``out_dir`` for ``lock_timeout`` seconds.
     """
     report = index(
         root_dir,
@@ -463,6 +523,8 @@ def make_parquet_db(
         progress=progress,
         update=update,
         keep_missing=keep_missing,
+        lock_timeout=lock_timeout,
+        shard=shard,
     )
     if report.skipped:
         shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])

@@ -19,7 +19,10 @@ Rules (documented in docs/rules.md, with the reason code of every report):
 * symbolic links to files are indexed (size of the target); symbolic links to folders are not
   followed unless ``follow_symlinks``; then the workers only report them and the main process
   chooses (:func:`plan_links`) so that no real folder is indexed twice, whatever the sharding;
-* FIFOs, sockets and device nodes are never opened, only reported.
+* FIFOs, sockets and device nodes are never opened, only reported;
+* with an array shard (``--shard K/N``, :mod:`alfcache._sharding`) a session folder of another
+  shard is not entered, nor anything below it; a session inside a session goes with the outer
+  one, whose walk finds it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ import pyarrow as pa
 
 from alfcache._arrow import numeric_array, string_array
 from alfcache._grammar import has_long_number, is_dataset_name, is_real_date, session_parts
+from alfcache._sharding import ArrayShard
 
 SESSION_BATCH_SCHEMA = pa.schema(
     [
@@ -99,6 +103,8 @@ class _Session(NamedTuple):
 
 
 _NO_SESSION = _Session("", "")
+_OTHER_SHARD = _Session("<a session of another array shard>", "")
+"""What :meth:`_Walk.enter_session` returns for a session another array task indexes."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # The same few hundred names recur in every session; caching the verdict takes the regular
@@ -233,10 +239,13 @@ def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
 class _Walk:
     """The state of one worker's walk: columns being filled, skip records, visited folders."""
 
-    def __init__(self, root: str, follow_symlinks: bool) -> None:
+    def __init__(
+        self, root: str, follow_symlinks: bool, array_shard: ArrayShard | None = None
+    ) -> None:
         self.root = root
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
+        self.array_shard = array_shard
         self.links: list[str] = []
         self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names[:-1]}
         self.ses_num: list[int] = []
@@ -256,6 +265,7 @@ class _Walk:
         """Register ``rel_dir`` as a session when it is one; report the near misses.
 
         ``outer`` is the session ``rel_dir`` lies in, if any: a session inside it is reported.
+        Returns ``_OTHER_SHARD`` for an outermost session of another array shard.
         """
         parts = session_parts(names)
         if parts is None:
@@ -269,6 +279,12 @@ class _Walk:
         if not is_real_date(parts.date):
             self.skip(rel_dir, "invalid_date", f"{parts.date} is not a calendar date")
             return None
+        # The array-shard hook: decided on the folder's own names, so no task needs a global
+        # listing; sessions nested in a session go with it (they are only found by its walk).
+        shard = self.array_shard
+        owned = shard is None or shard.owns(parts.subject, parts.date, parts.number)
+        if outer is _NO_SESSION and not owned:
+            return _OTHER_SHARD
         if outer is not _NO_SESSION:
             self.skip(
                 rel_dir,
@@ -280,7 +296,19 @@ class _Walk:
         self.ses_num.append(int(parts.number))
         return _Session(rel_dir, "")
 
+    def _in_array_shard(self, rel_dir: str) -> bool:
+        """Whether the outermost session at or above ``rel_dir`` (if any) is this task's."""
+        rel_names = tuple(rel_dir.split("/")) if rel_dir else ()
+        for depth in range(len(rel_names) + 1):
+            parts = session_parts(self.root_names + rel_names[:depth])
+            if parts is not None and is_real_date(parts.date):
+                shard = self.array_shard
+                return shard is None or shard.owns(parts.subject, parts.date, parts.number)
+        return True
+
     def walk(self, shard: Shard) -> None:
+        if not self._in_array_shard(shard.rel_dir):
+            return  # a planner's shard inside, or at, a session another array task indexes
         rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
         names = self.root_names + rel_names
         # Whoever walks a folder emits its session row; a shard may also start inside a session.
@@ -381,6 +409,8 @@ class _Walk:
         child = _join(rel_dir, name)
         names = (*tail, name)
         inner = self.enter_session(child, names, session)
+        if inner is _OTHER_SHARD:
+            return
         if inner is None:
             inner = (
                 session
@@ -465,7 +495,12 @@ class _Walk:
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links)
 
 
-def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = False) -> ScanResult:
+def scan_shards(
+    root: str,
+    shards: Iterable[Shard],
+    follow_symlinks: bool = False,
+    array_shard: ArrayShard | None = None,
+) -> ScanResult:
     """Walk ``shards`` of the tree at ``root`` and return their rows (runs inside a worker).
 
     Parameters
@@ -477,12 +512,14 @@ def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = Fals
     follow_symlinks : bool
         Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
         instead of as ``symlink_not_followed``.
+    array_shard : ArrayShard, optional
+        Walk only the sessions of this shard of an array job (``--shard K/N``).
 
     Returns
     -------
     ScanResult
     """
-    walk = _Walk(root, follow_symlinks)
+    walk = _Walk(root, follow_symlinks, array_shard)
     for shard in shards:
         walk.walk(shard)
     return walk.result()

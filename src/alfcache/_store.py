@@ -128,6 +128,7 @@ def _with_metadata(
     index: tuple[str, ...],
     meta: dict[str, str],
     record: dict[str, object] | None,
+    extra: Mapping[str, object],
 ) -> pa.Table:
     metadata = {
         b"one_metadata": json.dumps(meta).encode(),
@@ -135,6 +136,7 @@ def _with_metadata(
     }
     if record is not None:
         metadata[PROVENANCE_KEY] = json.dumps(record).encode()
+    metadata.update({key.encode(): json.dumps(value).encode() for key, value in extra.items()})
     return table.replace_schema_metadata(metadata)
 
 
@@ -158,11 +160,14 @@ def write_tables(
     out_dir: Path,
     meta: dict[str, str],
     record: dict[str, object] | None = None,
+    *,
+    extra: Mapping[str, object] | None = None,
 ) -> tuple[Path, Path]:
     """Write both tables into ``out_dir`` atomically (see the module docstring).
 
     ``meta`` goes under ``one_metadata``, ``record`` (see :func:`provenance`) under
-    :data:`PROVENANCE_KEY`.
+    :data:`PROVENANCE_KEY`; ``extra`` maps further schema metadata keys (e.g.
+    ``alfcache_shard``) to JSON values.
 
     Returns
     -------
@@ -174,9 +179,10 @@ def write_tables(
     WriteFailed
         Writing failed (disk full, permissions); the previous tables are untouched.
     """
+    more = extra or {}
     plan = (
-        (_with_metadata(sessions, SESSIONS_INDEX, meta, record), out_dir / SESSIONS_FILE),
-        (_with_metadata(datasets, DATASETS_INDEX, meta, record), out_dir / DATASETS_FILE),
+        (_with_metadata(sessions, SESSIONS_INDEX, meta, record, more), out_dir / SESSIONS_FILE),
+        (_with_metadata(datasets, DATASETS_INDEX, meta, record, more), out_dir / DATASETS_FILE),
     )
     written: list[tuple[Path, Path]] = []
     try:

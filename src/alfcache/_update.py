@@ -26,8 +26,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alfcache._assemble import Tables
+from alfcache._checkpoint import digest_with_checkpoint
 from alfcache._exceptions import BadArgument
-from alfcache._hash import COLUMNS, Digests, Hashing, digest_files
+from alfcache._hash import COLUMNS, Digests, Hashing
 from alfcache._scan import Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
@@ -464,5 +465,15 @@ def refresh(
         out_dir=out_dir,
     )
     paths, sizes = plan.to_read()
-    digests = digest_files(root, paths, sizes, plan.algorithms, n_jobs, progress)
-    return plan.finish(digests), digests.summary(), plan.changes if previous else None
+    mtimes = plan.datasets.filter(pl.col("read"))[MTIME_COLUMN].to_numpy()
+    digests, hashing = digest_with_checkpoint(
+        root,
+        paths,
+        sizes,
+        mtimes,
+        plan.algorithms,
+        out_dir=out_dir,
+        n_jobs=n_jobs,
+        progress=progress,
+    )
+    return plan.finish(digests), hashing, plan.changes if previous else None

@@ -1,0 +1,178 @@
+"""Checkpoints of digests: a hashing run cut short by a time limit keeps what it read.
+
+At a job's time limit SLURM sends SIGTERM (then SIGKILL after ``KillWait``), and MD5 at disk
+speed reads about 1 TB an hour, so a hashing run of a large tree may never finish within one
+job. While files are read, the digests of every finished reading task are kept in memory and
+written every :data:`SAVE_EVERY` seconds, and when the run fails or is terminated, to
+``.alfcache-digests.checkpoint`` beside the tables (a parquet file whose name does not end in
+``.pqt``, so ONE-api never loads it). The next run of the same origin and digests takes a
+file's digests from it when the file's path, size and modification time are unchanged, and
+reads only the others. The checkpoint is removed once the tables are written; the previous
+tables are never touched by a run that did not complete.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alfcache._arrow import numeric_array, string_array
+from alfcache._exceptions import Terminated
+from alfcache._hash import Digests, Hashing, TaskResult, digest_files
+
+CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
+SAVE_EVERY = 300.0
+"""Seconds between two checkpoints while files are read: a SIGKILL loses at most this much."""
+
+_META = b"alfcache_checkpoint"
+
+
+class _Saver:
+    """Digests of finished tasks, written to the checkpoint from time to time."""
+
+    def __init__(
+        self, path: Path, meta: bytes, algorithms: tuple[str, ...], paths: Sequence[str]
+    ) -> None:
+        self.path = path
+        self.meta = meta
+        self.paths = paths
+        """The files being read, in the order the reading's task rows refer to."""
+        self.columns: dict[str, list[object]] = {
+            "path": [],
+            "size": [],
+            "mtime": [],
+            **{a: [] for a in algorithms},
+        }
+        self.saved_at = time.monotonic()
+
+    def on_task(self, rows: np.ndarray, result: TaskResult) -> None:
+        """The reading's callback: keep a finished task's digests, save now and then."""
+        for i, row in enumerate(rows.tolist()):
+            if result.sizes[i] >= 0:  # files that could not be hashed are read again
+                values = (self.paths[row], result.sizes[i], result.mtimes[i])
+                values += tuple(found[i] for found in result.digests)
+                for column, value in zip(self.columns.values(), values, strict=True):
+                    column.append(value)
+        if time.monotonic() - self.saved_at >= SAVE_EVERY:
+            self.save()
+
+    @property
+    def files(self) -> int:
+        return len(self.columns["path"])
+
+    def save(self) -> None:
+        """Write the checkpoint under a temporary name, then rename it over the last one."""
+        # Built from buffers: pa.array on lists imports pandas (see alfcache._arrow).
+        arrays = [
+            numeric_array(v, pa.int64()) if k in ("size", "mtime") else string_array(v)
+            for k, v in self.columns.items()
+        ]
+        table = pa.Table.from_arrays(arrays, names=list(self.columns))
+        table = table.replace_schema_metadata({_META: self.meta})
+        tmp = self.path.with_name(f"{self.path.name}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, self.path)
+        self.saved_at = time.monotonic()
+
+
+def _load(path: Path, meta: bytes) -> pa.Table | None:
+    """The checkpoint's rows, or None when there is none of this origin and these digests."""
+    if not path.exists():  # asked first: pq.read_table of a missing file imports pandas
+        return None
+    try:
+        table = pq.read_table(path)
+    except (OSError, pa.ArrowInvalid):
+        return None  # none, or cut short by a SIGKILL mid-write: read everything again
+    return table if (table.schema.metadata or {}).get(_META) == meta else None
+
+
+def _reuse(
+    table: pa.Table | None, paths: Sequence[str], sizes: np.ndarray, mtimes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions in ``paths`` of files the checkpoint holds unchanged, and their rows in it."""
+    if table is None or not table.num_rows:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    saved = {p: i for i, p in enumerate(table.column("path").to_pylist())}
+    at = np.array([saved.get(p, -1) for p in paths], dtype=np.int64)
+    hit = at >= 0
+    size, mtime = table.column("size").to_numpy(), table.column("mtime").to_numpy()
+    hit[hit] = (size[at[hit]] == sizes[hit]) & (mtime[at[hit]] == mtimes[hit])
+    return np.flatnonzero(hit), at[hit]
+
+
+def digest_with_checkpoint(
+    root: str,
+    paths: Sequence[str],
+    sizes: np.ndarray,
+    mtimes: np.ndarray,
+    algorithms: tuple[str, ...],
+    *,
+    out_dir: Path,
+    n_jobs: int,
+    progress: bool,
+) -> tuple[Digests, Hashing]:
+    """:func:`alfcache._hash.digest_files`, resuming from and saving to a checkpoint.
+
+    ``mtimes`` are the modification times the walk found, aligned with ``paths``.
+
+    Returns
+    -------
+    Digests
+        What an uninterrupted :func:`digest_files` of ``paths`` returns.
+    Hashing
+        What this run read (not the files taken from the checkpoint).
+
+    Raises
+    ------
+    Terminated
+        SIGTERM while reading; the message says how many digests were saved and how to resume.
+    """
+    path = out_dir / CHECKPOINT_FILE
+    meta = json.dumps({"origin": root, "algorithms": list(algorithms)}).encode()
+    table = _load(path, meta) if algorithms else None
+    reused, at = _reuse(table, paths, sizes, mtimes)
+    rest = np.setdiff1d(np.arange(len(paths)), reused)
+    rest_paths = [paths[i] for i in rest]
+    saver = _Saver(path, meta, algorithms, rest_paths)
+    found = Digests.empty(len(paths), algorithms)
+    if table is not None and len(reused):
+        kept = table.take(numeric_array(at, pa.int64()))
+        found.sizes[reused] = kept.column("size").to_numpy()
+        found.mtimes[reused] = kept.column("mtime").to_numpy()
+        for key in saver.columns:
+            saver.columns[key] += kept.column(key).to_pylist()
+        for a in algorithms:
+            for row, digest in zip(reused.tolist(), kept.column(a).to_pylist(), strict=True):
+                found.columns[a][row] = digest
+    try:
+        digests = digest_files(
+            root, rest_paths, sizes[rest], algorithms, n_jobs, progress, on_task=saver.on_task
+        )
+    except BaseException as exc:
+        if saver.files:
+            saver.save()  # Ctrl-C, a dead worker or SIGTERM: the next run reads only the rest
+        if isinstance(exc, Terminated):
+            raise Terminated(
+                f"{exc}; the digests of {saver.files} of {len(paths)} files are saved in "
+                f"{path}: run the same command again to read only the others"
+            ) from exc
+        raise
+    found.sizes[rest], found.mtimes[rest] = digests.sizes, digests.mtimes
+    found.vanished[rest] = digests.vanished
+    for a in algorithms:
+        for row, digest in zip(rest.tolist(), digests.columns[a], strict=True):
+            found.columns[a][row] = digest
+    found.skipped, found.bytes, found.seconds = digests.skipped, digests.bytes, digests.seconds
+    return found, Hashing(algorithms, len(rest_paths), digests.bytes, digests.seconds)
+
+
+def remove_checkpoint(out_dir: Path) -> None:
+    """Drop the checkpoint once the tables it was for are written."""
+    (out_dir / CHECKPOINT_FILE).unlink(missing_ok=True)

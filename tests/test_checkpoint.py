@@ -1,0 +1,188 @@
+"""Runs that survive time limits: digests are checkpointed, and the next run reads the rest.
+
+The command line runs as a subprocess; a ``sitecustomize`` on its ``PYTHONPATH`` slows the
+reading of every file and logs each file read, so that a SIGTERM (what SLURM sends at a job's
+time limit) or a SIGKILL lands mid-hash at a known point, and the rerun's log shows which files
+it read again. The files are sparse, 8 MiB each: every one is a reading task of its own.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+import pytest
+
+from alfcache._checkpoint import CHECKPOINT_FILE
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
+BIG = 8 << 20
+N_BIG = 6
+TABLES = ("sessions.pqt", "datasets.pqt")
+
+# READ_LOG=FILE: sleep READ_DELAY s before each file is read, append its path after.
+# KILL_AT=N: SIGKILL this process as the N-th file is about to be read. SAVE_EVERY: the
+# checkpoint interval, in seconds.
+HOOKS = """
+import os, pathlib, signal, time
+_log = os.environ.get("READ_LOG")
+if _log:
+    import alfcache._checkpoint, alfcache._hash
+    if os.environ.get("SAVE_EVERY"):
+        alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
+    _kill_at = int(os.environ.get("KILL_AT", "0"))
+    _real = alfcache._hash._read
+    def _logged_read(path, *args):
+        # The sleep first: the main thread then has saved the last task's checkpoint.
+        time.sleep(float(os.environ.get("READ_DELAY", "0.4")))
+        log = pathlib.Path(_log)
+        done = log.read_text().count("\\n") if log.exists() else 0
+        if _kill_at and done + 1 >= _kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = _real(path, *args)
+        with open(log, "a") as f:
+            f.write(path + "\\n")
+        return result
+    alfcache._hash._read = _logged_read
+"""
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    for i in range(N_BIG):
+        path = root / f"mouse/2021-01-0{1 + i % 3}/00{1 + i // 3}/alf/big{i}.times.npy"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "wb") as f:
+            f.truncate(BIG)  # sparse: no disk space, still 8 MiB to read
+    (root / "mouse/2021-01-01/001/alf/small.times.npy").write_bytes(b"small")
+    return root
+
+
+def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(HOOKS)
+    return subprocess.Popen(
+        [sys.executable, "-m", "alfcache", "index", *map(str, args)],
+        env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _read_log(log: Path) -> list[str]:
+    """The files read, relative to the tree (the hook logs absolute paths)."""
+    lines = log.read_text().splitlines() if log.exists() else []
+    return [line.split("/data/", 1)[1] for line in lines]
+
+
+def _wait_for_reads(log: Path, n: int, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + DEADLINE
+    while len(_read_log(log)) < n:
+        if proc.poll() is not None:
+            pytest.fail(f"run ended after {len(_read_log(log))} files: {proc.communicate()}")
+        if time.monotonic() > deadline:
+            proc.kill()
+            pytest.fail(f"{n} files were never read")
+        time.sleep(0.05)
+
+
+def _checkpointed(out: Path) -> set[str]:
+    return set(pq.read_table(out / CHECKPOINT_FILE).column("path").to_pylist())
+
+
+def _assert_same_tables(expected: Path, actual: Path) -> None:
+    for name in TABLES:
+        want, got = pq.read_table(expected / name), pq.read_table(actual / name)
+        assert got.equals(want) and got.schema.equals(want.schema), name
+        want_meta, got_meta = (
+            json.loads(pq.read_schema(d / name).metadata[b"one_metadata"])
+            for d in (expected, actual)
+        )
+        assert {**want_meta, "date_created": None} == {**got_meta, "date_created": None}
+
+
+def _rerun(tmp_path: Path, tree: Path, out: Path, log: Path) -> dict[str, Any]:
+    log.unlink(missing_ok=True)
+    proc = _start(
+        tmp_path,
+        [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q", "--json"],
+        READ_LOG=str(log),
+        READ_DELAY="0",
+    )
+    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, stderr
+    return json.loads(stdout)
+
+
+def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    first = _start(tmp_path, [tree, "--out-dir", out, "-j", "1", "-q"])  # the previous tables
+    assert first.wait(DEADLINE) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log))
+    _wait_for_reads(log, 2, proc)  # the two largest files' tasks are done
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+
+    assert proc.returncode == 1, stderr
+    [line] = stderr.splitlines()
+    assert line.startswith("alfcache: error: terminated by SIGTERM"), line
+    saved = _checkpointed(out)
+    assert len(saved) >= 2 and f"of {N_BIG + 1} files are saved in {out / CHECKPOINT_FILE}" in line
+    assert "run the same command again" in line
+    assert saved <= set(_read_log(log))
+    after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != CHECKPOINT_FILE}
+    assert after == before  # the previous tables untouched, no temporary file left
+
+    summary = _rerun(tmp_path, tree, out, log)
+    reread = set(_read_log(log))
+    assert not reread & saved
+    assert summary["hashing"]["files"] == N_BIG + 1 - len(saved) == len(reread)
+    assert not (out / CHECKPOINT_FILE).exists()
+    whole = _start(
+        tmp_path, [tree, "--out-dir", tmp_path / "whole", "--hash", "md5", "-j", "1", "-q"]
+    )
+    assert whole.wait(DEADLINE) == 0
+    _assert_same_tables(tmp_path / "whole", out)
+
+
+def test_killed_run_resumes_from_the_last_periodic_checkpoint(tree: Path, tmp_path: Path) -> None:
+    # SIGKILL (SLURM's after KillWait, or the OOM killer) leaves no time to save: only the
+    # periodic checkpoint (every task here, SAVE_EVERY=0) is there for the rerun.
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
+    proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == -signal.SIGKILL
+    saved = _checkpointed(out)
+    assert saved == set(_read_log(log)) and len(saved) == 3
+    assert not (out / "sessions.pqt").exists()
+
+    summary = _rerun(tmp_path, tree, out, log)
+    assert summary["hashing"]["files"] == N_BIG + 1 - 3
+    assert not set(_read_log(log)) & saved
+
+
+def test_checkpoint_of_other_digests_is_not_used(tree: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "xxh3", "-j", "1", "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="3")
+    proc.communicate(timeout=DEADLINE)
+    assert len(_checkpointed(out)) == 2
+    summary = _rerun(tmp_path, tree, out, log)  # asks for MD5: the XXH3 digests do not help
+    assert summary["hashing"]["files"] == N_BIG + 1
