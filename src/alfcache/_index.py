@@ -59,6 +59,8 @@ class IndexReport:
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
+    listed: dict[str, int] = field(default_factory=dict)
+    """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -76,6 +78,7 @@ class IndexReport:
             "shards": self.shards,
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
+            "listed": dict(self.listed),
             "skipped": [s._asdict() for s in self.skipped],
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
@@ -145,15 +148,20 @@ class _Scan:
         self.follow_symlinks = follow_symlinks
         self.skipped: list[Skip] = []
         """Links to folders not followed (``symlink_revisit``)."""
+        self.listed = {"main": 0, "workers": 0}
+        """Folders listed so far, by where they were listed (see IndexReport.listed)."""
         self._indexed = {root: "the indexed folder"}
         self._executor: ProcessPoolExecutor | None = None
         self._pending = self._submit(_tasks(shards))
 
-    def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
-        """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool."""
+    def _submit(self, tasks: list[list[Shard]]) -> Iterable[tuple[str, ScanResult]]:
+        """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool.
+
+        Each result comes with where it was walked: ``"main"`` or ``"workers"``.
+        """
         n_jobs = min(self.n_jobs, len(tasks))
         if n_jobs <= 1:
-            return (scan_shards(self.root, task, self.follow_symlinks) for task in tasks)
+            return (("main", scan_shards(self.root, task, self.follow_symlinks)) for task in tasks)
         # Imported here: a one-worker run does without joblib and its start-up cost.
         from joblib.externals.loky import get_reusable_executor
 
@@ -168,8 +176,9 @@ class _Scan:
     def __iter__(self) -> Iterator[ScanResult]:
         while True:
             links: list[str] = []
-            for result in self._pending:
+            for where, result in self._pending:
                 links += result.links
+                self.listed[where] += result.listed
                 yield result
             shards, skipped = plan_links(self.root, links, self._indexed)
             self.skipped += skipped
@@ -208,7 +217,7 @@ class _Window:
             self._submit(task) for task in itertools.islice(self._todo, size)
         }
 
-    def __iter__(self) -> Iterator[ScanResult]:
+    def __iter__(self) -> Iterator[tuple[str, ScanResult]]:
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 
         try:
@@ -220,9 +229,9 @@ class _Window:
                 )
                 self._running.update(map(self._submit, itertools.islice(self._todo, len(done))))
                 for future in done:
-                    yield future.result()
+                    yield "workers", future.result()
                 if not done and (task := next(self._todo, None)) is not None:
-                    yield self._walk_here(task)
+                    yield "main", self._walk_here(task)
         except TerminatedWorkerError as exc:
             raise worker_died(exc, "scan", "folder") from exc
 
@@ -236,6 +245,8 @@ class Walked:
     ignored: int
     skipped: list[Skip]
     """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
+    listed: dict[str, int]
+    """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
 
 
 class RunningWalk:
@@ -270,6 +281,7 @@ class RunningWalk:
             shards=len(self._shards),
             ignored=sum(r.ignored for r in results),
             skipped=self._scan.skipped,
+            listed=dict(self._scan.listed),
         )
 
 
@@ -360,6 +372,7 @@ def index(
         ignored=walked.ignored,
         # sorted, so that the report does not depend on which worker finished first
         skipped=sorted([*tables.skipped, *walked.skipped]),
+        listed=walked.listed,
         hashing=hashing,
         changes=changes,
     )

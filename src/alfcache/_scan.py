@@ -90,6 +90,8 @@ class ScanResult:
     """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
     links: list[str] = field(default_factory=list)
     """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
+    listed: int = 0
+    """Folders this walk listed: lets the report show where the walking was done."""
 
 
 class _Session(NamedTuple):
@@ -246,6 +248,7 @@ class _Walk:
         self.ds_mtime: list[int] = []
         self.skipped: list[Skip] = []
         self.ignored = 0
+        self.listed = 0
 
     def skip(self, rel: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(rel or ".", reason, message))
@@ -342,6 +345,7 @@ class _Walk:
         except OSError as exc:
             self._unlistable(rel_dir, exc)
             return
+        self.listed += 1
         in_session = session is not _NO_SESSION
         for entry in entries:
             name = entry.name
@@ -462,7 +466,9 @@ class _Walk:
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
-        return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links)
+        return ScanResult(
+            sessions, datasets, self.skipped, self.ignored, self.links, self.listed
+        )
 
 
 def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = False) -> ScanResult:
