@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import NoReturn
 
 from alfcache._exceptions import (
@@ -185,8 +187,26 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_interrupts() -> list[int]:
+    """Record each SIGINT (then raise KeyboardInterrupt as Python does); the list of them.
+
+    Some imports turn a KeyboardInterrupt into another error (NumPy's C extension raises an
+    ImportError): with the record, that error is still reported as the interruption it is.
+    """
+    received: list[int] = []
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+    return received
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
+    interrupts = _note_interrupts()
     args = _parser().parse_args(argv)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
@@ -194,21 +214,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(
-            "alfcache: interrupted; no table was written, the previous tables are unchanged",
-            file=sys.stderr,
-        )
-        return 130
-    except AlfcacheError as exc:
+        return _interrupted()
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, _BAD_INPUT) else 1
-    except OSError as exc:
-        if args.debug:
-            raise
-        print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        if interrupts:  # the KeyboardInterrupt was turned into this error on its way up
+            return _interrupted()
+        if isinstance(exc, AlfcacheError):
+            print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+            return 2 if isinstance(exc, _BAD_INPUT) else 1
+        if isinstance(exc, OSError):
+            print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _interrupted() -> int:
+    print(
+        "alfcache: interrupted; no table was written, the previous tables are unchanged",
+        file=sys.stderr,
+    )
+    return 130
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from alfcache._scan import (
     plan_links,
     plan_shards,
     scan_shards,
+    sigint_blocked,
 )
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
 
@@ -152,7 +153,11 @@ class _Scan:
         """Folders listed so far, by where they were listed (see IndexReport.listed)."""
         self._indexed = {root: "the indexed folder"}
         self._executor: ProcessPoolExecutor | None = None
-        self._pending = self._submit(_tasks(shards))
+        try:
+            self._pending = self._submit(_tasks(shards))
+        except BaseException:
+            self.abort()  # a Ctrl-C held back while the pool started comes here
+            raise
 
     def _submit(self, tasks: list[list[Shard]]) -> Iterable[tuple[str, ScanResult]]:
         """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool.
@@ -165,13 +170,14 @@ class _Scan:
         # Imported here: a one-worker run does without joblib and its start-up cost.
         from joblib.externals.loky import get_reusable_executor
 
-        executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
-        self._executor = executor
-        submit = functools.partial(
-            executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
-        )
         walk_here = functools.partial(scan_shards, self.root, follow_symlinks=self.follow_symlinks)
-        return _Window(submit, executor.queue_size, tasks, walk_here)
+        with sigint_blocked():  # the workers start with the first tasks
+            executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
+            self._executor = executor
+            submit = functools.partial(
+                executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
+            )
+            return _Window(submit, executor.queue_size, tasks, walk_here)
 
     def __iter__(self) -> Iterator[ScanResult]:
         while True:
@@ -261,6 +267,10 @@ class RunningWalk:
         self._shards = plan_shards(str(root), n_jobs, per_job=SHARDS_PER_JOB)
         self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks)
 
+    def abort(self) -> None:
+        """Kill the workers; for a caller that gives up (Ctrl-C) before :meth:`finish`."""
+        self._scan.abort()
+
     def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
         from alfcache._assemble import assemble
 
@@ -288,8 +298,11 @@ class RunningWalk:
 def start_walk(root: Path, n_jobs: int, follow_symlinks: bool) -> RunningWalk:
     """Start walking ``root`` (resolved, readable) with ``n_jobs`` workers; see RunningWalk."""
     walk = RunningWalk(root, n_jobs, follow_symlinks)
-    import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
-
+    try:
+        import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
+    except BaseException:
+        walk.abort()  # Ctrl-C while Polars loads: the workers must not outlive us
+        raise
     return walk
 
 
@@ -326,13 +339,17 @@ def index(
 
     walk = start_walk(root, jobs, follow_symlinks)
     previous = None
-    if update or algorithms:
-        from alfcache._update import read_previous, refresh
+    try:
+        if update or algorithms:
+            from alfcache._update import read_previous, refresh
 
-        previous = read_previous(out) if update else None  # the old tables too
-        if update and previous is None:
-            message = f"no tables in {out} to update; indexing every file"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            previous = read_previous(out) if update else None  # the old tables too
+            if update and previous is None:
+                message = f"no tables in {out} to update; indexing every file"
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+    except BaseException:
+        walk.abort()  # an error or Ctrl-C here must not leave the workers walking
+        raise
 
     walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress)
     tables = walked.tables

@@ -24,12 +24,13 @@ Rules (documented in docs/rules.md, with the reason code of every report):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import signal
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -501,3 +502,25 @@ def ignore_interrupts() -> None:
     interrupt into a "worker died" error, or print loky's traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+
+
+@contextlib.contextmanager
+def sigint_blocked() -> Iterator[None]:
+    """Start worker processes and the pool's threads with SIGINT blocked (they inherit it).
+
+    A worker interrupted while it imports, before :func:`ignore_interrupts` runs, prints a
+    traceback; a pool half set up when the KeyboardInterrupt comes keeps the process from
+    exiting. A Ctrl-C meanwhile is delivered when the block ends.
+    """
+    # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing
+    # restores no signal mask), which loky would otherwise do while it starts the workers.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)
