@@ -207,7 +207,10 @@ def _note_interrupts() -> list[int]:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
     interrupts = _note_interrupts()
-    args = _parser().parse_args(argv)
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)

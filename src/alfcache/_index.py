@@ -28,7 +28,7 @@ from alfcache._scan import (
     plan_links,
     plan_shards,
     scan_shards,
-    sigint_blocked,
+    sigint_deferred,
 )
 from alfcache._store import one_metadata, prepare_out_dir, write_tables
 
@@ -171,11 +171,15 @@ class _Scan:
         from joblib.externals.loky import get_reusable_executor
 
         walk_here = functools.partial(scan_shards, self.root, follow_symlinks=self.follow_symlinks)
-        with sigint_blocked():  # the workers start with the first tasks
+        with sigint_deferred():  # the workers start with the first tasks
             executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
             self._executor = executor
             submit = functools.partial(
-                executor.submit, scan_shards, self.root, follow_symlinks=self.follow_symlinks
+                _submit_whole,
+                executor,
+                scan_shards,
+                self.root,
+                follow_symlinks=self.follow_symlinks,
             )
             return _Window(submit, executor.queue_size, tasks, walk_here)
 
@@ -196,6 +200,14 @@ class _Scan:
         """Kill the workers and drop the tasks not started (nothing to do with one worker)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, kill_workers=True)
+
+
+def _submit_whole(
+    executor: ProcessPoolExecutor, fn: Callable[..., ScanResult], *args: object, **kwargs: object
+) -> Future[ScanResult]:
+    """``executor.submit``, never cut short by a Ctrl-C (see :func:`sigint_deferred`)."""
+    with sigint_deferred():
+        return executor.submit(fn, *args, **kwargs)
 
 
 class _Window:

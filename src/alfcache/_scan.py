@@ -30,6 +30,7 @@ import functools
 import os
 import signal
 import stat
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -506,21 +507,33 @@ def ignore_interrupts() -> None:
 
 
 
-@contextlib.contextmanager
-def sigint_blocked() -> Iterator[None]:
-    """Start worker processes and the pool's threads with SIGINT blocked (they inherit it).
 
-    A worker interrupted while it imports, before :func:`ignore_interrupts` runs, prints a
-    traceback; a pool half set up when the KeyboardInterrupt comes keeps the process from
-    exiting. A Ctrl-C meanwhile is delivered when the block ends.
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, where it raises KeyboardInterrupt as usual.
+
+    For the steps that a KeyboardInterrupt must not cut in two: starting the workers and the
+    pool's threads (they inherit the blocked signal: a worker interrupted while it imports,
+    before :func:`ignore_interrupts` runs, prints a traceback) and handing a task to loky (an
+    interrupted ``submit`` leaves a work id that loky's manager thread dies on, with a
+    KeyError traceback, when the pool is killed). Outside the main thread, which gets no
+    KeyboardInterrupt, it only blocks the signal.
     """
     # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing
     # restores no signal mask), which loky would otherwise do while it starts the workers.
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    received: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    # A thread started before the block may still take the signal: then it is recorded.
+    old_handler = signal.signal(signal.SIGINT, lambda n, _: received.append(n)) if main else None
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        if main:
+            signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending one is delivered now
+        if received:
+            signal.raise_signal(signal.SIGINT)
