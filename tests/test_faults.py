@@ -621,10 +621,6 @@ def test_bad_command_lines_one_line(
 
 
 def test_unknown_hash_algorithm(tmp_path: Path, make_files: Any) -> None:
-    import inspect
-
-    if "hash_algorithm" not in inspect.signature(alfcache.index).parameters:
-        pytest.skip("hash_algorithm is not on this branch (issue 4 adds it)")
     root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
     with pytest.raises(alfcache.BadArgument, match="no-such-digest"):
         alfcache.index(root, tmp_path / "out", n_jobs=1, hash_algorithm="no-such-digest")

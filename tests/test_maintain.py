@@ -17,17 +17,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import one.alf.cache as C
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from iblutil.io import parquet
+from packaging import version
 
 import alfcache
 from alfcache._maintain import _load_tables, _uuid_strings, _version_key
 from alfcache._synth import TreeSummary, make_tree
-
-C = pytest.importorskip("one.alf.cache")
-parquet = pytest.importorskip("iblutil.io.parquet")
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 
@@ -200,7 +200,6 @@ VERSIONS = [
 
 
 def test_version_key_orders_like_packaging() -> None:
-    version = pytest.importorskip("packaging.version")
     for a in VERSIONS:
         for b in VERSIONS:
             va, vb = version.parse(a), version.parse(b)
