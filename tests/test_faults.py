@@ -18,7 +18,6 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import socket
@@ -34,6 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
+from _procs import without_loky_tracker_noise
 
 import alfcache
 import alfcache._store
@@ -92,20 +92,9 @@ def _run(args: Sequence[str | Path], user: User | None = None) -> tuple[int, str
     return _finish(_start(args, user))
 
 
-# loky's resource tracker, a helper process that shares the command line's stderr, may warn
-# after an interrupted parallel run that a semaphore "leaked", then that it is already gone
-# (FileNotFoundError): a race in loky's own exit, between a queue thread's clean-up and the
-# process's end. Seen about once in 40 Ctrl-Cs on a loaded machine; nothing is left behind.
-_LOKY_TRACKER_NOISE = re.compile(
-    r"^\S*loky/backend/resource_tracker\.py:\d+: UserWarning: resource_tracker: .*\n"
-    r"(?:[ \t]+warnings\.warn\(.*\n)?",
-    re.MULTILINE,
-)
-
-
 def _one_error_line(stderr: str, *fragments: str) -> str:
     assert "Traceback" not in stderr, stderr
-    lines = _LOKY_TRACKER_NOISE.sub("", stderr + "\n").strip().splitlines()
+    lines = without_loky_tracker_noise(stderr).splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("alfcache: "), stderr
     for fragment in fragments:

@@ -1,0 +1,170 @@
+"""Documented rules that no other test held: each test here failed a deliberate bug.
+
+Checked against independent oracles where the code under test could share a bug with itself:
+digests from ``hashlib`` of the files, rows from a plain (not updated) index.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+import shutil
+import tempfile
+import warnings
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+import alfcache
+
+SPIKES = "alf/spikes.times.npy"
+
+
+def _write(root: Path, rel: str, content: bytes) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def _rows(out: Path) -> list[tuple[str, str, int, str | None]]:
+    """(session id, rel_path, file_size, hash) of every dataset, sorted."""
+    table = pq.read_table(out / "datasets.pqt").to_pydict()
+    hashes = table.get("hash", [None] * len(table["rel_path"]))
+    return sorted(zip(table["eid"], table["rel_path"], table["file_size"], hashes, strict=True))
+
+
+def test_update_reads_a_file_whose_size_changed_with_the_same_mtime(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    path = _write(root, f"s1/2021-01-01/001/{SPIKES}", b"before")
+    _write(root, "s1/2021-01-01/001/alf/spikes.amps.npy", b"kept")
+    out = tmp_path / "out"
+    alfcache.index(root, out, n_jobs=1, hash_files=True)
+    mtime_ns = path.stat().st_mtime_ns
+    path.write_bytes(b"after, and longer")
+    os.utime(path, ns=(mtime_ns, mtime_ns))  # a copy that kept the time stamp
+    alfcache.index(root, out, n_jobs=1, update=True, hash_files=True)
+    got = {rel: (size, md5) for _, rel, size, md5 in _rows(out)}
+    assert got[SPIKES] == (17, hashlib.md5(b"after, and longer").hexdigest())
+    assert got["alf/spikes.amps.npy"] == (4, hashlib.md5(b"kept").hexdigest())
+
+
+def test_update_matches_sessions_by_lab_too(tmp_path: Path) -> None:
+    # The same subject/date/number with and without a lab: two sessions, not one.
+    root = tmp_path / "data"
+    for session in ("lab1/Subjects/m1/2024-01-01/001", "m1/2024-01-01/001"):
+        _write(root, f"{session}/{SPIKES}", session.encode())
+    alfcache.index(root, tmp_path / "plain", n_jobs=1, hash_files=True)
+    out = tmp_path / "out"
+    alfcache.index(root, out, n_jobs=1, hash_files=True)
+    _write(root, "m1/2024-01-01/001/alf/spikes.amps.npy", b"new")
+    _write(root, "lab1/Subjects/m1/2024-01-01/001/alf/spikes.amps.npy", b"new, with a lab")
+    alfcache.index(root, out, n_jobs=1, update=True)
+    alfcache.index(root, tmp_path / "plain", n_jobs=1, hash_files=True)
+    assert _rows(out) == _rows(tmp_path / "plain")
+    assert len(_rows(out)) == 4
+    assert pq.read_table(out / "sessions.pqt").num_rows == 2
+
+
+def test_update_digests_match_hashlib(tmp_path: Path) -> None:
+    """A hashed update checked against the files themselves, not against another run."""
+    root = tmp_path / "data"
+    files = {
+        f"s{i}/2021-01-01/001/alf/x{j}.times.npy": bytes([i, j]) * 3
+        for i in range(3)
+        for j in range(3)
+    }
+    for rel, content in files.items():
+        _write(root, rel, content)
+    out = tmp_path / "out"
+    alfcache.index(root, out, n_jobs=1, hash_files=True)
+    changed = "s1/2021-01-01/001/alf/x1.times.npy"
+    _write(root, changed, b"other bytes")
+    files[changed] = b"other bytes"
+    alfcache.index(root, out, n_jobs=2, update=True, hash_files=True)
+    table = pq.read_table(out / "datasets.pqt").to_pydict()
+    sessions = pq.read_table(out / "sessions.pqt").to_pydict()
+    folder = {
+        eid: f"{subject}/{date}/{number:03d}"
+        for eid, subject, date, number in zip(
+            sessions["id"], sessions["subject"], sessions["date"], sessions["number"], strict=True
+        )
+    }
+    got = {
+        f"{folder[eid]}/{rel}": md5
+        for eid, rel, md5 in zip(table["eid"], table["rel_path"], table["hash"], strict=True)
+    }
+    assert got == {rel: hashlib.md5(content).hexdigest() for rel, content in files.items()}
+
+
+def test_warning_names_the_first_five_and_counts_the_rest(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
+    for day in range(30, 37):  # seven impossible dates, each reported
+        (root / f"s2/2021-02-{day:02d}/001").mkdir(parents=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        alfcache.make_parquet_db(root, tmp_path / "out", n_jobs=1)
+    [message] = [str(w.message) for w in caught if "skipped" in str(w.message)]
+    assert message.startswith("7 entries skipped: ")
+    assert message.endswith(" (and 2 more)")
+    assert message.count("invalid_date") == 5
+    assert "s2/2021-02-30/001: invalid_date" in message
+    assert "s2/2021-02-36/001" not in message
+
+
+def test_root_inside_a_sessions_alf_folder_indexes_nothing(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    _write(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
+    with pytest.warns(RuntimeWarning, match="No sessions found"):
+        report = alfcache.index(root / "s1/2021-01-01/001/alf", tmp_path / "out", n_jobs=1)
+    assert (report.sessions, report.datasets) == (0, 0)
+
+
+def test_session_clash_below_two_parents_keeps_the_first(tmp_path: Path) -> None:
+    # lab1/Subjects/m1/... and lab1/Subjects/m1/... below two other folders: one ALF path
+    root = tmp_path / "data"
+    for parent in ("b_copy", "a_orig"):
+        _write(root, f"{parent}/lab1/Subjects/m1/2024-01-01/001/{SPIKES}", parent.encode())
+    report = alfcache.index(root, tmp_path / "out", n_jobs=2)
+    assert report.sessions == 1
+    assert [(s.path, s.reason) for s in report.skipped] == [
+        ("b_copy/lab1/Subjects/m1/2024-01-01/001", "session_clash")
+    ]
+
+
+def test_library_raises_root_not_readable() -> None:
+    """As 'nobody' in a forked child (root may read everything), through the library."""
+    public = Path(tempfile.mkdtemp(prefix="alfcache-test-"))  # tmp_path is private to root
+    public.chmod(0o755)
+    root = public / "data"
+    _write(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
+    root.chmod(0o000)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: drop to nobody, call the library, send back what it raised
+        os.close(read)
+        outcome: object = None
+        try:
+            if os.geteuid() == 0:
+                os.setgroups([])
+                os.setgid(65534)
+                os.setuid(65534)
+            alfcache.index(root, "/nonexistent-out", n_jobs=1)
+        except BaseException as exc:
+            outcome = (type(exc).__name__, isinstance(exc, PermissionError), str(exc))
+        with os.fdopen(write, "wb") as f:
+            pickle.dump(outcome, f)
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as f:
+        outcome = pickle.load(f)
+    os.waitpid(pid, 0)
+    root.chmod(0o755)
+    shutil.rmtree(public)
+    assert outcome is not None, "the library raised nothing"
+    name, is_permission_error, message = outcome
+    assert (name, is_permission_error) == ("RootNotReadable", True)
+    assert str(root) in message
