@@ -18,6 +18,8 @@ import pyarrow.parquet as pq
 import pytest
 
 import alfcache
+import alfcache._index
+from alfcache._scan import plan_shards
 
 SPIKES = "alf/spikes.times.npy"
 
@@ -168,3 +170,26 @@ def test_library_raises_root_not_readable() -> None:
     name, is_permission_error, message = outcome
     assert (name, is_permission_error) == ("RootNotReadable", True)
     assert str(root) in message
+
+
+def test_shard_that_starts_inside_a_session(tmp_path: Path) -> None:
+    # An outer session whose folders hold 16 sessions: with two workers the planner's
+    # frontier reaches them, so each inner session is a shard that starts inside the outer one.
+    root = tmp_path / "data"
+    outer = "m1/2021-01-01/001"
+    _write(root, f"{outer}/{SPIKES}", b"outer")
+    inner = [f"{outer}/x{i}/2021-01-02/{j:03d}" for i in range(4) for j in range(1, 5)]
+    for session in inner:
+        _write(root, f"{session}/{SPIKES}", session.encode())
+    shards = plan_shards(str(root.resolve()), 2, per_job=alfcache._index.SHARDS_PER_JOB)
+    assert {s.rel_dir for s in shards if s.deep} == set(inner)
+    one = alfcache.index(root, tmp_path / "out1", n_jobs=1)
+    two = alfcache.index(root, tmp_path / "out2", n_jobs=2)
+    expected = [(session, "nested_session") for session in inner]
+    assert [(s.path, s.reason) for s in one.skipped] == expected
+    assert [(s.path, s.reason) for s in two.skipped] == expected
+    assert two.listed["workers"] > 0
+    for name in ("sessions.pqt", "datasets.pqt"):
+        assert pq.read_table(tmp_path / "out1" / name).equals(
+            pq.read_table(tmp_path / "out2" / name)
+        )
