@@ -6,6 +6,7 @@ digests from ``hashlib`` of the files, rows from a plain (not updated) index.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import pickle
@@ -13,12 +14,14 @@ import shutil
 import tempfile
 import warnings
 from pathlib import Path
+from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
 
 import alfcache
 import alfcache._index
+import alfcache._scan
 from alfcache._scan import plan_shards
 
 SPIKES = "alf/spikes.times.npy"
@@ -193,3 +196,84 @@ def test_shard_that_starts_inside_a_session(tmp_path: Path) -> None:
         assert pq.read_table(tmp_path / "out1" / name).equals(
             pq.read_table(tmp_path / "out2" / name)
         )
+
+
+class _FailingEntry:
+    """A ``os.DirEntry`` whose ``stat`` fails with an I/O error (as on a failing disk)."""
+
+    def __init__(self, entry: os.DirEntry[str]) -> None:
+        self._entry = entry
+        self.name = entry.name
+
+    def is_dir(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_dir(follow_symlinks=follow_symlinks)
+
+    def is_file(self, *, follow_symlinks: bool = True) -> bool:
+        return self._entry.is_file(follow_symlinks=follow_symlinks)
+
+    def is_symlink(self) -> bool:
+        return self._entry.is_symlink()
+
+    def stat(self, *, follow_symlinks: bool = True) -> os.stat_result:
+        raise OSError(errno.EIO, os.strerror(errno.EIO), self.name)
+
+
+def test_walk_reports_other_errors_as_unreadable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A failed listing, stat or link resolution that is not 'gone' or 'denied' is unreadable."""
+    root = tmp_path / "data"
+    session = "s1/2021-01-01/001"
+    _write(root, f"{session}/{SPIKES}", b"ok")
+    _write(root, f"{session}/alf/bad.times.npy", b"x")
+    _write(root, f"{session}/raw/spikes.times.npy", b"x")
+    (root / session / "alf" / "link.times.npy").symlink_to(root / session / SPIKES)
+    scandir = os.scandir
+
+    def failing_scandir(fd: int) -> list[Any]:
+        entries = list(scandir(fd))
+        if any(e.name == "spikes.times.npy" for e in entries) and any(
+            e.name == "bad.times.npy" for e in entries
+        ):
+            return [
+                _FailingEntry(e) if e.name in ("bad.times.npy", "link.times.npy") else e
+                for e in entries
+            ]
+        if [e.name for e in entries] == ["spikes.times.npy"] and os.readlink(
+            f"/proc/self/fd/{fd}"
+        ).endswith("/raw"):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return entries
+
+    monkeypatch.setattr(alfcache._scan.os, "scandir", failing_scandir)
+    report = alfcache.index(root, tmp_path / "out", n_jobs=1)
+    assert [(s.path, s.reason) for s in report.skipped] == [
+        (f"{session}/alf/bad.times.npy", "unreadable"),
+        (f"{session}/alf/link.times.npy", "unreadable"),
+        (f"{session}/raw", "unreadable"),
+    ]
+    assert all("Input/output error" in s.message for s in report.skipped)
+    assert report.datasets == 1
+
+
+def test_path_longer_than_the_system_allows_is_unreadable(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    session = root / "s1/2021-01-01/001"
+    _write(session, SPIKES, b"ok")
+    # Built by descending into each folder: the whole path is never given to the system.
+    fd = os.open(session, os.O_RDONLY | os.O_DIRECTORY)
+    depth = 0
+    try:
+        while len(str(session)) + depth * 201 < 4200:
+            os.mkdir("d" * 200, dir_fd=fd)
+            child = os.open("d" * 200, os.O_RDONLY | os.O_DIRECTORY, dir_fd=fd)
+            os.close(fd)
+            fd = child
+            depth += 1
+    finally:
+        os.close(fd)
+    report = alfcache.index(root, tmp_path / "out", n_jobs=1)
+    [skip] = report.skipped
+    assert skip.reason == "unreadable"
+    assert "File name too long" in skip.message
+    assert report.datasets == 1
