@@ -18,13 +18,13 @@ from __future__ import annotations
 import json
 import os
 import pwd
-import re
 import shutil
 import signal
 import socket
 import stat
 import subprocess
 import sys
+import sysconfig
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
+from _procs import without_loky_tracker_noise
 
 import alfcache
 import alfcache._store
@@ -59,12 +60,15 @@ def _restore_sigint() -> None:
 
 
 def _start(
-    args: Sequence[str | Path], prefix: Sequence[str] = (), cli: Sequence[str] = ("-m", "alfcache")
+    args: Sequence[str | Path],
+    user: User | None = None,
+    cli: Sequence[str] = ("-m", "alfcache"),
 ) -> subprocess.Popen[str]:
-    """Start ``alfcache index ARGS`` in its own process group."""
+    """Start ``alfcache index ARGS`` (as ``user``, else as ourselves) in its own process group."""
+    python, env = (user.python, user.env) if user else ([sys.executable], ENV)
     return subprocess.Popen(
-        [*prefix, sys.executable, *cli, "index", *map(str, args)],
-        env=ENV,
+        [*python, *cli, "index", *map(str, args)],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -84,24 +88,13 @@ def _finish(proc: subprocess.Popen[str]) -> tuple[int, str, str]:
     return proc.returncode, out, err
 
 
-def _run(args: Sequence[str | Path], prefix: Sequence[str] = ()) -> tuple[int, str, str]:
-    return _finish(_start(args, prefix))
-
-
-# loky's resource tracker, a helper process that shares the command line's stderr, may warn
-# after an interrupted parallel run that a semaphore "leaked", then that it is already gone
-# (FileNotFoundError): a race in loky's own exit, between a queue thread's clean-up and the
-# process's end. Seen about once in 40 Ctrl-Cs on a loaded machine; nothing is left behind.
-_LOKY_TRACKER_NOISE = re.compile(
-    r"^\S*loky/backend/resource_tracker\.py:\d+: UserWarning: resource_tracker: .*\n"
-    r"(?:[ \t]+warnings\.warn\(.*\n)?",
-    re.MULTILINE,
-)
+def _run(args: Sequence[str | Path], user: User | None = None) -> tuple[int, str, str]:
+    return _finish(_start(args, user))
 
 
 def _one_error_line(stderr: str, *fragments: str) -> str:
     assert "Traceback" not in stderr, stderr
-    lines = _LOKY_TRACKER_NOISE.sub("", stderr + "\n").strip().splitlines()
+    lines = without_loky_tracker_noise(stderr).splitlines()
     assert len(lines) == 1, stderr
     assert lines[0].startswith("alfcache: "), stderr
     for fragment in fragments:
@@ -415,51 +408,63 @@ def test_full_disk_cli_message(
 
 
 class User(NamedTuple):
-    prefix: list[str]
-    """Prepended to a command to run it as this user (empty: the current user)."""
+    python: list[str]
+    """The command that runs Python as this user: a privilege drop, if any, then a Python."""
+    env: dict[str, str]
+    """The environment that Python needs (PYTHONPATH)."""
     uid: int
-    spawns: str
-    """Why this user cannot start loky workers, or '' when it can."""
+
+
+def _system_python() -> str | None:
+    """The system's Python of our version, which 'nobody' may run (ours may be under /root)."""
+    for folder in ("/usr/bin", "/usr/local/bin"):
+        path = f"{folder}/python{sys.version_info.major}.{sys.version_info.minor}"
+        if os.access(path, os.X_OK) and os.path.realpath(path) != os.path.realpath(sys.executable):
+            return path
+    return None
 
 
 @pytest.fixture(scope="module")
 def unprivileged() -> User:
-    """A user without root's powers: 'nobody' when we are root, else the current user."""
+    """A user without root's powers: 'nobody' when we are root, else the current user.
+
+    As root, the run is started through setpriv (or runuser) with this Python or, when
+    'nobody' may not run it (a venv made from ~root/.pyenv: loky starts its workers with
+    ``sys.executable``), with the system's Python of the same version on this environment's
+    packages.
+    """
     if os.geteuid() != 0:
-        return User([], os.geteuid(), "")
+        return User([sys.executable], ENV, os.geteuid())
     nobody = pwd.getpwnam("nobody")
     if shutil.which("setpriv"):
-        prefix = [
+        drop = [
             "setpriv",
             f"--reuid={nobody.pw_uid}",
             f"--regid={nobody.pw_gid}",
             "--clear-groups",
         ]
     elif shutil.which("runuser"):
-        prefix = ["runuser", "-u", "nobody", "--"]
+        drop = ["runuser", "-u", "nobody", "--"]
     else:
-        pytest.skip("running as root, and neither setpriv nor runuser can drop to 'nobody'")
-    done = subprocess.run(
-        [*prefix, sys.executable, "-c", "import alfcache._cli"],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=False,
+        pytest.fail("running as root, and neither setpriv nor runuser can drop to 'nobody'")
+    packages = sysconfig.get_paths()["purelib"]
+    candidates = [(sys.executable, ENV)]
+    if (system := _system_python()) is not None:
+        candidates.append((system, {**ENV, "PYTHONPATH": f"{SRC}{os.pathsep}{packages}"}))
+    # The Python must start worker processes with its own sys.executable, as loky does.
+    check = (
+        "import subprocess, sys, alfcache._cli; "
+        "subprocess.run([sys.executable, '-c', ''], check=True)"
     )
-    if done.returncode:
-        pytest.skip(f"'nobody' cannot run this Python and checkout: {done.stderr.strip()}")
-    # loky starts workers with sys.executable: an interpreter below a folder 'nobody' may not
-    # enter (a venv made from ~root/.pyenv) starts through setpriv but not from inside.
-    spawn = "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], check=True)"
-    done = subprocess.run(
-        [*prefix, sys.executable, "-c", spawn],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    spawns = "" if done.returncode == 0 else done.stderr.strip().splitlines()[-1]
-    return User(prefix, nobody.pw_uid, spawns)
+    errors = []
+    for python, env in candidates:
+        done = subprocess.run(
+            [*drop, python, "-c", check], env=env, capture_output=True, text=True, check=False
+        )
+        if done.returncode == 0:
+            return User([*drop, python], env, nobody.pw_uid)
+        errors.append(f"{python}: {done.stderr.strip().splitlines()[-1:]}")
+    pytest.fail(f"'nobody' can run no Python that starts worker processes here: {errors}")
 
 
 @pytest.fixture
@@ -483,17 +488,10 @@ def _owned_by(path: Path, uid: int) -> Path:
     return path
 
 
-def _jobs_as(user: User, jobs: str) -> list[str]:
-    if jobs != "1" and user.spawns:
-        pytest.skip(f"'nobody' cannot start worker processes here: {user.spawns}")
-    return user.prefix
-
-
 @pytest.mark.parametrize("jobs", ["1", "2"])
 def test_unreadable_folder_and_file(
     public_tmp: Path, make_files: Any, unprivileged: User, jobs: str
 ) -> None:
-    prefix = _jobs_as(unprivileged, jobs)
     root = make_files(
         public_tmp / "data",
         [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(20)]
@@ -503,7 +501,7 @@ def test_unreadable_folder_and_file(
     (root / "s01/2021-01-01/001/raw").chmod(0o000)
     out = _owned_by(public_tmp / "out", unprivileged.uid)
     code, stdout, stderr = _run(
-        [root, "--out-dir", out, "--jobs", jobs, "--hash-files", "--json"], prefix
+        [root, "--out-dir", out, "--jobs", jobs, "--hash-files", "--json"], unprivileged
     )
     assert code == 0, stderr
     assert "Traceback" not in stderr
@@ -526,22 +524,21 @@ def test_unreadable_root(public_tmp: Path, make_files: Any, unprivileged: User) 
     out = _owned_by(public_tmp / "out", unprivileged.uid)
     before = _previous_tables(root, out)
     root.chmod(0o000)
-    code, _, stderr = _run([root, "--out-dir", out, "--jobs", "1"], unprivileged.prefix)
+    code, _, stderr = _run([root, "--out-dir", out, "--jobs", "1"], unprivileged)
     assert code == 2
     _one_error_line(stderr, "alfcache: error: cannot read root folder", str(root))
     assert _snapshot(out) == before  # not overwritten by empty tables
 
 
 def test_output_folder_not_writable(public_tmp: Path, make_files: Any, unprivileged: User) -> None:
-    prefix = unprivileged.prefix
     root = make_files(public_tmp / "data", [f"s1/2021-01-01/001/{SPIKES}"])
     out = public_tmp / "out"  # the test's user may read it, not write it
     before = _previous_tables(root, out)
-    if not prefix:
+    if os.geteuid() != 0:
         out.chmod(0o555)
     make_files(root, [f"s2/2021-01-01/001/{SPIKES}"])
     # two workers: the output folder is checked before any worker starts
-    code, _, stderr = _run([root, "--out-dir", out, "--jobs", "2"], prefix)
+    code, _, stderr = _run([root, "--out-dir", out, "--jobs", "2"], unprivileged)
     assert code == 2
     _one_error_line(stderr, "alfcache: error: cannot write in output folder", str(out))
     assert _snapshot(out) == before
@@ -613,10 +610,6 @@ def test_bad_command_lines_one_line(
 
 
 def test_unknown_hash_algorithm(tmp_path: Path, make_files: Any) -> None:
-    import inspect
-
-    if "hash_algorithm" not in inspect.signature(alfcache.index).parameters:
-        pytest.skip("hash_algorithm is not on this branch (issue 4 adds it)")
     root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
     with pytest.raises(alfcache.BadArgument, match="no-such-digest"):
         alfcache.index(root, tmp_path / "out", n_jobs=1, hash_algorithm="no-such-digest")

@@ -17,18 +17,17 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
+import one.alf.cache as C
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from iblutil.io import parquet
 from packaging.version import Version
 
 import alfcache
 from alfcache._maintain import _uuid_strings, read_cache_tables
 from alfcache._synth import TreeSummary, make_tree
-
-C = pytest.importorskip("one.alf.cache")
-parquet = pytest.importorskip("iblutil.io.parquet")
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 

@@ -293,8 +293,8 @@ def test_unreadable_file_with_hashes(unprivileged: User, public_tmp: Path) -> No
     (root / FILE).chmod(0o000)
     verify = ["verify", str(root), "--hashes", "--jobs", "1", "--json", "--quiet"]
     done = subprocess.run(
-        [*unprivileged.prefix, sys.executable, "-m", "alfcache", *verify],
-        env=ENV,
+        [*unprivileged.python, "-m", "alfcache", *verify],
+        env={**ENV, **unprivileged.env},
         capture_output=True,
         text=True,
         check=False,

@@ -15,6 +15,7 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import NoReturn
 
 from alfcache import __version__, _cmd_info, _cmd_merge, _cmd_prune, _cmd_verify
@@ -246,30 +247,57 @@ def _synth(args: argparse.Namespace) -> int:
     return 0
 
 
+def _note_interrupts() -> list[int]:
+    """Record each SIGINT (then raise KeyboardInterrupt as Python does); the list of them.
+
+    Some imports turn a KeyboardInterrupt into another error (NumPy's C extension raises an
+    ImportError): with the record, that error is still reported as the interruption it is.
+    """
+    received: list[int] = []
+
+    def on_sigint(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
+        signal.default_int_handler(signum, frame)
+
+    if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+        signal.signal(signal.SIGINT, on_sigint)
+    return received
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    args = _parser().parse_args(argv)
+    interrupts = _note_interrupts()
+    try:
+        args = _parser().parse_args(argv)
+    except KeyboardInterrupt:
+        return _interrupted()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except KeyboardInterrupt:
         if args.debug:
             raise
-        print(
-            "alfcache: interrupted; no table was written, the previous tables are unchanged",
-            file=sys.stderr,
-        )
-        return 130
-    except AlfcacheError as exc:
+        return _interrupted()
+    except Exception as exc:
         if args.debug:
             raise
-        print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
-        return 2 if isinstance(exc, _BAD_INPUT) else 1
-    except OSError as exc:
-        if args.debug:
-            raise
-        print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
-        return 1
+        if interrupts:  # the KeyboardInterrupt was turned into this error on its way up
+            return _interrupted()
+        if isinstance(exc, AlfcacheError):
+            print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+            return 2 if isinstance(exc, _BAD_INPUT) else 1
+        if isinstance(exc, OSError):
+            print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+            return 1
+        raise
+
+
+def _interrupted() -> int:
+    print(
+        "alfcache: interrupted; no table was written, the previous tables are unchanged",
+        file=sys.stderr,
+    )
+    return 130
 
 
 if __name__ == "__main__":

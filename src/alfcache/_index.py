@@ -29,6 +29,7 @@ from alfcache._scan import (
     plan_links,
     plan_shards,
     scan_shards,
+    sigint_deferred,
 )
 from alfcache._sharding import METADATA_KEY as SHARD_KEY
 from alfcache._sharding import ArrayShard, check_shard
@@ -62,6 +63,8 @@ class IndexReport:
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
+    listed: dict[str, int] = field(default_factory=dict)
+    """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -81,6 +84,7 @@ class IndexReport:
             "shards": self.shards,
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
+            "listed": dict(self.listed),
             "skipped": [s._asdict() for s in self.skipped],
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
@@ -153,31 +157,42 @@ class _Scan:
         self.array_shard = array_shard
         self.skipped: list[Skip] = []
         """Links to folders not followed (``symlink_revisit``)."""
+        self.listed = {"main": 0, "workers": 0}
+        """Folders listed so far, by where they were listed (see IndexReport.listed)."""
         self._indexed = {root: "the indexed folder"}
         self._executor: ProcessPoolExecutor | None = None
-        self._pending = self._submit(_tasks(shards))
+        try:
+            self._pending = self._submit(_tasks(shards))
+        except BaseException:
+            self.abort()  # a Ctrl-C held back while the pool started comes here
+            raise
 
-    def _submit(self, tasks: list[list[Shard]]) -> Iterable[ScanResult]:
-        """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool."""
+    def _submit(self, tasks: list[list[Shard]]) -> Iterable[tuple[str, ScanResult]]:
+        """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool.
+
+        Each result comes with where it was walked: ``"main"`` or ``"workers"``.
+        """
         n_jobs = min(self.n_jobs, len(tasks))
         # Plain arguments, as workers get them; the array shard prunes the walk itself.
         options = {"follow_symlinks": self.follow_symlinks, "array_shard": self.array_shard}
         if n_jobs <= 1:
-            return (scan_shards(self.root, task, **options) for task in tasks)
+            return (("main", scan_shards(self.root, task, **options)) for task in tasks)
         # Imported here: a one-worker run does without joblib and its start-up cost.
         from joblib.externals.loky import get_reusable_executor
 
-        executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
-        self._executor = executor
-        submit = functools.partial(executor.submit, scan_shards, self.root, **options)
         walk_here = functools.partial(scan_shards, self.root, **options)
-        return _Window(submit, executor.queue_size, tasks, walk_here)
+        with sigint_deferred():  # the workers start with the first tasks
+            executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
+            self._executor = executor
+            submit = functools.partial(_submit_whole, executor, scan_shards, self.root, **options)
+            return _Window(submit, executor.queue_size, tasks, walk_here)
 
     def __iter__(self) -> Iterator[ScanResult]:
         while True:
             links: list[str] = []
-            for result in self._pending:
+            for where, result in self._pending:
                 links += result.links
+                self.listed[where] += result.listed
                 yield result
             shards, skipped = plan_links(self.root, links, self._indexed)
             self.skipped += skipped
@@ -189,6 +204,14 @@ class _Scan:
         """Kill the workers and drop the tasks not started (nothing to do with one worker)."""
         if self._executor is not None:
             self._executor.shutdown(wait=True, kill_workers=True)
+
+
+def _submit_whole(
+    executor: ProcessPoolExecutor, fn: Callable[..., ScanResult], *args: object, **kwargs: object
+) -> Future[ScanResult]:
+    """``executor.submit``, never cut short by a Ctrl-C (see :func:`sigint_deferred`)."""
+    with sigint_deferred():
+        return executor.submit(fn, *args, **kwargs)
 
 
 class _Window:
@@ -216,7 +239,7 @@ class _Window:
             self._submit(task) for task in itertools.islice(self._todo, size)
         }
 
-    def __iter__(self) -> Iterator[ScanResult]:
+    def __iter__(self) -> Iterator[tuple[str, ScanResult]]:
         from joblib.externals.loky.process_executor import TerminatedWorkerError
 
         try:
@@ -228,9 +251,9 @@ class _Window:
                 )
                 self._running.update(map(self._submit, itertools.islice(self._todo, len(done))))
                 for future in done:
-                    yield future.result()
+                    yield "workers", future.result()
                 if not done and (task := next(self._todo, None)) is not None:
-                    yield self._walk_here(task)
+                    yield "main", self._walk_here(task)
         except TerminatedWorkerError as exc:
             raise worker_died(exc, "scan", "folder") from exc
 
@@ -244,6 +267,8 @@ class Walked:
     ignored: int
     skipped: list[Skip]
     """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
+    listed: dict[str, int]
+    """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
 
 
 class RunningWalk:
@@ -263,6 +288,10 @@ class RunningWalk:
     ) -> None:
         self._shards = plan_shards(str(root), n_jobs, per_job=SHARDS_PER_JOB)
         self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks, array_shard)
+
+    def abort(self) -> None:
+        """Kill the workers; for a caller that gives up (Ctrl-C) before :meth:`finish`."""
+        self._scan.abort()
 
     def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
         from alfcache._assemble import assemble
@@ -284,6 +313,7 @@ class RunningWalk:
             shards=len(self._shards),
             ignored=sum(r.ignored for r in results),
             skipped=self._scan.skipped,
+            listed=dict(self._scan.listed),
         )
 
 
@@ -295,8 +325,11 @@ def start_walk(
     With ``array_shard``, only the sessions of that shard are walked (``--shard K/N``).
     """
     walk = RunningWalk(root, n_jobs, follow_symlinks, array_shard)
-    import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
-
+    try:
+        import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
+    except BaseException:
+        walk.abort()  # Ctrl-C while Polars loads: the workers must not outlive us
+        raise
     return walk
 
 
@@ -341,15 +374,19 @@ def index(
 
     walk = start_walk(root, jobs, follow_symlinks, array_shard=array_shard)
     previous = None
-    if update or algorithms:
-        from alfcache._update import read_previous, refresh
+    try:
+        if update or algorithms:
+            from alfcache._update import read_previous, refresh
 
-        if update:
-            with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
-                previous = read_previous(out)
-        if update and previous is None:
-            message = f"no tables in {out} to update; indexing every file"
-            warnings.warn(message, RuntimeWarning, stacklevel=3)
+            if update:
+                with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
+                    previous = read_previous(out)
+            if update and previous is None:
+                message = f"no tables in {out} to update; indexing every file"
+                warnings.warn(message, RuntimeWarning, stacklevel=3)
+    except BaseException:
+        walk.abort()  # an error or Ctrl-C here must not leave the workers walking
+        raise
 
     walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress)
     tables = walked.tables
@@ -418,6 +455,7 @@ def index(
         ignored=walked.ignored,
         # sorted, so that the report does not depend on which worker finished first
         skipped=sorted([*tables.skipped, *walked.skipped]),
+        listed=walked.listed,
         hashing=hashing,
         changes=changes,
         shard=array_shard,

@@ -27,12 +27,14 @@ Rules (documented in docs/rules.md, with the reason code of every report):
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import functools
 import os
 import signal
 import stat
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -94,6 +96,8 @@ class ScanResult:
     """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
     links: list[str] = field(default_factory=list)
     """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
+    listed: int = 0
+    """Folders this walk listed: lets the report show where the walking was done."""
 
 
 class _Session(NamedTuple):
@@ -255,6 +259,7 @@ class _Walk:
         self.ds_mtime: list[int] = []
         self.skipped: list[Skip] = []
         self.ignored = 0
+        self.listed = 0
 
     def skip(self, rel: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(rel or ".", reason, message))
@@ -370,6 +375,7 @@ class _Walk:
         except OSError as exc:
             self._unlistable(rel_dir, exc)
             return
+        self.listed += 1
         in_session = session is not _NO_SESSION
         for entry in entries:
             name = entry.name
@@ -492,7 +498,9 @@ class _Walk:
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
-        return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links)
+        return ScanResult(
+            sessions, datasets, self.skipped, self.ignored, self.links, self.listed
+        )
 
 
 def scan_shards(
@@ -532,3 +540,37 @@ def ignore_interrupts() -> None:
     interrupt into a "worker died" error, or print loky's traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, where it raises KeyboardInterrupt as usual.
+
+    For the steps that a KeyboardInterrupt must not cut in two: starting the workers and the
+    pool's threads (they inherit the blocked signal: a worker interrupted while it imports,
+    before :func:`ignore_interrupts` runs, prints a traceback) and handing a task to loky (an
+    interrupted ``submit`` leaves a work id that loky's manager thread dies on, with a
+    KeyError traceback, when the pool is killed). Outside the main thread, which gets no
+    KeyboardInterrupt, it only blocks the signal.
+    """
+    # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing
+    # restores no signal mask), which loky would otherwise do while it starts the workers.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    received: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    # A thread started before the block may still take the signal: then it is recorded.
+    old_handler = signal.signal(signal.SIGINT, lambda n, _: received.append(n)) if main else None
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending one is delivered now
+        if received:
+            signal.raise_signal(signal.SIGINT)

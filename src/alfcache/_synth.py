@@ -99,7 +99,6 @@ def make_tree(
     root = Path(root)
     root.mkdir(parents=True, exist_ok=True)
     files = DATASET_FILES[: max(0, min(files_per_session, len(DATASET_FILES)))]
-    payload = rng.randbytes(max(max_file_size, 1))
     n_datasets = n_non_alf = n_bytes = 0
     for i in range(n_sessions):
         subject_no, session_no = divmod(i, 12)
@@ -119,7 +118,10 @@ def make_tree(
             folder.mkdir(parents=True, exist_ok=True)
             # Never 0 bytes: an empty dataset is an awkward entry, reported as such.
             size = rng.randrange(1, max_file_size + 1)
-            (folder / name).write_bytes(payload[:size])
+            # Each file its own bytes, from a generator of its own path: two digests swapped
+            # between files of equal size must show.
+            own = random.Random(f"{seed}/{session.relative_to(root)}/{collection}/{name}")
+            (folder / name).write_bytes(own.randbytes(size))
             n_datasets += 1
             n_bytes += size
         for rel in NON_ALF_FILES:

@@ -1,0 +1,80 @@
+"""Processes of a run, read from /proc: what a test needs to prove that none outlived it."""
+
+from __future__ import annotations
+
+import os
+import re
+import time
+
+
+def _stat_fields(pid: int | str) -> list[str]:
+    """``/proc/PID/stat`` after the command name: state, ppid, pgrp, ... ([] when gone)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return []
+
+
+def descendants(pid: int) -> list[int]:
+    """Processes below ``pid`` (children, grandchildren, ...)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and len(fields := _stat_fields(entry)) > 1:
+            children.setdefault(int(fields[1]), []).append(int(entry))
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def group_members(pgid: int) -> list[int]:
+    """Live (not zombie) processes of process group ``pgid``: a child that left the run's tree
+    (its parent died) is still found here."""
+    return [
+        int(entry)
+        for entry in os.listdir("/proc")
+        if entry.isdigit()
+        and len(fields := _stat_fields(entry)) > 2
+        and fields[0] != "Z"
+        and int(fields[2]) == pgid
+    ]
+
+
+def alive(pid: int) -> bool:
+    fields = _stat_fields(pid)
+    return bool(fields) and fields[0] != "Z"
+
+
+def cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def wait_all_gone(pids: list[int], timeout: float) -> list[int]:
+    """Wait until none of ``pids`` is alive; the ones still alive after ``timeout`` seconds."""
+    end = time.monotonic() + timeout
+    while any(map(alive, pids)) and time.monotonic() < end:
+        time.sleep(0.05)
+    return [p for p in pids if alive(p)]
+
+
+# loky's resource tracker, a helper process that shares the command line's stderr, may warn
+# after an interrupted parallel run that a semaphore "leaked", then that it is already gone
+# (FileNotFoundError): a race in loky's own exit, between a queue thread's clean-up and the
+# process's end. Seen about once in 40 Ctrl-Cs on a loaded machine; nothing is left behind.
+_LOKY_TRACKER_NOISE = re.compile(
+    r"^\S*loky/backend/resource_tracker\.py:\d+: UserWarning: resource_tracker: .*\n"
+    r"(?:[ \t]+warnings\.warn\(.*\n)?",
+    re.MULTILINE,
+)
+
+
+def without_loky_tracker_noise(stderr: str) -> str:
+    """``stderr`` without those warnings, stripped."""
+    return _LOKY_TRACKER_NOISE.sub("", stderr + "\n").strip()

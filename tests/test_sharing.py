@@ -1,0 +1,119 @@
+"""Every way of sharing the walk gives the tables of a one-worker walk.
+
+With two or more workers the main process walks tasks itself while no worker has a result. On
+a warm machine a worker always answers first, so these tests make the listings slow and the
+workers late (a ``sitecustomize`` on the subprocess's ``PYTHONPATH``), and check
+``listed`` in ``--json`` to know that both the main process and the workers really walked:
+a test where only one of them did could pass by luck.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+
+import alfcache
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+SPIKES = "alf/spikes.times.npy"
+DEADLINE = 120.0
+
+# Loaded by every Python process of the run (PYTHONPATH): each folder listing sleeps, and a
+# loky worker (its command line names loky's popen module) starts late, so that the main
+# process walks several tasks before any worker answers.
+SLOW_LISTINGS = """
+import os, time
+if os.environ.get("ALFCACHE_TEST_SLOW_LISTINGS"):
+    with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
+        if b"popen_loky" in f.read():
+            time.sleep(1.5)
+    _scandir = os.scandir
+    def _slow_scandir(*args, **kwargs):
+        time.sleep(0.05)
+        return _scandir(*args, **kwargs)
+    os.scandir = _slow_scandir
+"""
+
+
+def _slow_run(tmp_path: Path, root: Path, out: Path, *options: str) -> dict[str, Any]:
+    """``alfcache index ROOT --jobs 2 --json`` with slow listings and late workers."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
+    env = {
+        **os.environ,
+        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
+        "ALFCACHE_TEST_SLOW_LISTINGS": "1",
+    }
+    cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
+    done = subprocess.run(
+        [*cmd, "--jobs", "2", "--json", "--quiet", *options],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def _assert_same_tables(out1: Path, out2: Path) -> None:
+    for name in ("sessions.pqt", "datasets.pqt"):
+        one, two = pq.read_table(out1 / name), pq.read_table(out2 / name)
+        assert one.num_rows > 0
+        assert one.equals(two), name
+
+
+def _assert_both_walked(summary: dict[str, Any]) -> None:
+    # Without this, a run where the workers answered first (or the main process did all the
+    # walking) would pass without testing the other path.
+    listed = summary["listed"]
+    assert listed["main"] > 0, listed
+    assert listed["workers"] > 0, listed
+
+
+def _sessions(root: Path, n: int) -> Path:
+    for i in range(n):
+        path = root / f"s{i:02d}/2021-01-01/001/{SPIKES}"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(f"{i}".encode())
+    return root
+
+
+def test_main_process_walks_while_workers_start(tmp_path: Path) -> None:
+    root = _sessions(tmp_path / "data", 24)
+    one = alfcache.index(root, tmp_path / "out1", n_jobs=1)
+    assert one.listed == {"main": 24 * 4 + 1, "workers": 0}
+    two = _slow_run(tmp_path, root, tmp_path / "out2")
+    _assert_both_walked(two)
+    assert sum(two["listed"].values()) == sum(one.listed.values())
+    assert two["sessions"] == 24
+    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+
+
+def test_main_process_follows_links_while_workers_start(tmp_path: Path) -> None:
+    # Every subject holds a link to a session outside the root, so whichever tasks the main
+    # process walks meet links, and the round of links that follows has tasks for both.
+    root = _sessions(tmp_path / "data", 16)
+    for i in range(16):
+        target = _sessions(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
+        (root / f"s{i:02d}/2021-01-01/002").symlink_to(target, target_is_directory=True)
+    one = alfcache.index(root, tmp_path / "out1", n_jobs=1, follow_symlinks=True)
+    assert one.sessions == 32
+    two = _slow_run(tmp_path, root, tmp_path / "out2", "--follow-symlinks")
+    _assert_both_walked(two)
+    assert two["skipped"] == [s._asdict() for s in one.skipped]
+    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+
+
+def test_listed_in_the_report(tmp_path: Path) -> None:
+    root = _sessions(tmp_path / "data", 3)
+    report = alfcache.index(root, tmp_path / "out", n_jobs=1)
+    assert report.as_dict()["listed"] == {"main": 3 * 4 + 1, "workers": 0}
