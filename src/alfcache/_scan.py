@@ -1,13 +1,11 @@
 """The walk: where a row is born.
 
-The main process plans *shards* (:func:`plan_shards`): it lists the top of the tree breadth first
-until there are enough independent subtrees to keep every worker busy. A folder the planner
-opened becomes a *flat* shard (its own files only); every folder on the frontier becomes a *deep*
-shard (its whole subtree). Every file therefore belongs to exactly one shard.
-
-A worker (:func:`scan_shards`) walks its shards with ``os.scandir`` and an explicit stack (no
-recursion limit) and returns plain Arrow record batches and skip records; it never imports
-Polars or pandas, so worker start-up stays cheap.
+A :class:`_Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
+entry; who lists which folder, on how many threads and processes, is decided in
+:mod:`alfcache._engine`. A walk's work is a stack of plain :data:`Task` values, so a folder can
+be handed to another thread or process as it is found. :func:`scan_shards` walks given folders
+in one thread (the pure function: plain arguments in, Arrow out). Workers never import Polars
+or pandas, so that they stay cheap.
 
 Rules (documented in docs/rules.md, with the reason code of every report):
 
@@ -29,6 +27,7 @@ import functools
 import os
 import signal
 import stat
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -90,6 +89,8 @@ class ScanResult:
     """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
     links: list[str] = field(default_factory=list)
     """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
+    listed: int = 0
+    """Folders this walk listed: lets the report show where the walking was done."""
 
 
 class _Session(NamedTuple):
@@ -97,8 +98,23 @@ class _Session(NamedTuple):
     prefix: str
     """Path of the folder being walked relative to the session, '' or ending in '/'."""
 
+    def __reduce__(self) -> tuple[object, tuple[str, str, bool]]:
+        # Tasks travel between processes, and the walk tells "no session" by identity (a root
+        # that is a session is _Session("", "") too).
+        return _session, (self.rel_dir, self.prefix, self is _NO_SESSION)
+
+
+def _session(rel_dir: str, prefix: str, none: bool) -> _Session:
+    return _NO_SESSION if none else _Session(rel_dir, prefix)
+
 
 _NO_SESSION = _Session("", "")
+
+Task = tuple[str, tuple[str, ...], _Session]
+"""A folder to list: its path relative to the root, its last four names and its session.
+Plain values, so a task can go to another thread or process as it is."""
+
+Stack = deque[Task]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # The same few hundred names recur in every session; caching the verdict takes the regular
@@ -119,55 +135,6 @@ def _is_utf8(name: str) -> bool:
 
 def _join(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
-
-
-def plan_shards(root: str, n_jobs: int, per_job: int = 4, max_depth: int = 8) -> list[Shard]:
-    """Split the tree below ``root`` into shards for ``n_jobs`` workers.
-
-    Parameters
-    ----------
-    root : str
-        Absolute path of the folder to index.
-    n_jobs : int
-        Number of workers; one worker gets a single deep shard of the root.
-    per_job : int
-        Aim for at least this many deep shards per worker so a large subtree does not leave the
-        other workers idle.
-    max_depth : int
-        Stop opening folders below this depth even if there are still too few shards.
-
-    Returns
-    -------
-    list of Shard
-        Deep shards, then the flat shards of the folders the planner opened.
-    """
-    if n_jobs <= 1:
-        return [Shard("", True)]
-    target = n_jobs * per_job
-    frontier = [""]
-    flat: list[Shard] = []
-    deep: list[str] = []
-    for _ in range(max_depth):
-        if len(frontier) >= target:
-            break
-        children: list[str] = []
-        for rel_dir in frontier:
-            try:
-                with os.scandir(os.path.join(root, rel_dir)) as entries:
-                    # An undecodable name is left to the worker that lists this folder, which
-                    # reports it; as a shard it would put unencodable paths into the rows.
-                    subdirs = sorted(
-                        e.name
-                        for e in entries
-                        if e.is_dir(follow_symlinks=False) and _is_utf8(e.name)
-                    )
-            except OSError:
-                deep.append(rel_dir)  # a worker meets it again and reports why
-                continue
-            flat.append(Shard(rel_dir, False))
-            children.extend(_join(rel_dir, name) for name in subdirs)
-        frontier = children
-    return [Shard(rel_dir, True) for rel_dir in deep + frontier] + flat
 
 
 def plan_links(
@@ -237,6 +204,9 @@ class _Walk:
         self.root = root
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
+        self._reset()
+
+    def _reset(self) -> None:
         self.links: list[str] = []
         self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names[:-1]}
         self.ses_num: list[int] = []
@@ -246,6 +216,7 @@ class _Walk:
         self.ds_mtime: list[int] = []
         self.skipped: list[Skip] = []
         self.ignored = 0
+        self.listed = 0
 
     def skip(self, rel: str, reason: str, message: str) -> None:
         self.skipped.append(Skip(rel or ".", reason, message))
@@ -281,6 +252,12 @@ class _Walk:
         return _Session(rel_dir, "")
 
     def walk(self, shard: Shard) -> None:
+        stack = deque([self.start(shard)])
+        while stack:
+            self._list(*stack.pop(), stack, shard.deep)
+
+    def start(self, shard: Shard) -> Task:
+        """The first task of ``shard``; emits the row of its folder when that is a session."""
         rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
         names = self.root_names + rel_names
         # Whoever walks a folder emits its session row; a shard may also start inside a session.
@@ -292,17 +269,18 @@ class _Walk:
         session = self.enter_session(shard.rel_dir, names, outer) or _session_of(
             self.root_names, shard.rel_dir
         )
-        stack = [(shard.rel_dir, names[-4:], session)]
-        while stack:
-            rel_dir, tail, session = stack.pop()
-            self._list(rel_dir, tail, session, stack, shard.deep)
+        return shard.rel_dir, names[-4:], session
+
+    def list_folder(self, task: Task, stack: Stack) -> None:
+        """List one folder of a deep walk; its subfolders go on ``stack``."""
+        self._list(*task, stack, True)
 
     def _list(
         self,
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
+        stack: Stack,
         deep: bool,
     ) -> None:
         path = f"{self.root}/{rel_dir}" if rel_dir else self.root
@@ -334,7 +312,7 @@ class _Walk:
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
+        stack: Stack,
         deep: bool,
     ) -> None:
         try:
@@ -342,6 +320,7 @@ class _Walk:
         except OSError as exc:
             self._unlistable(rel_dir, exc)
             return
+        self.listed += 1
         in_session = session is not _NO_SESSION
         for entry in entries:
             name = entry.name
@@ -375,7 +354,7 @@ class _Walk:
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
+        stack: Stack,
         name: str,
     ) -> None:
         child = _join(rel_dir, name)
@@ -445,6 +424,16 @@ class _Walk:
             return
         self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
 
+    @property
+    def rows(self) -> int:
+        return len(self.ds_session) + len(self.ses_num)
+
+    def flush(self) -> ScanResult:
+        """What was found since the last flush, as one ScanResult; the walk starts afresh."""
+        result = self.result()
+        self._reset()
+        return result
+
     def result(self) -> ScanResult:
         sessions = pa.RecordBatch.from_arrays(
             [
@@ -462,7 +451,9 @@ class _Walk:
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
-        return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links)
+        return ScanResult(
+            sessions, datasets, self.skipped, self.ignored, self.links, self.listed
+        )
 
 
 def scan_shards(root: str, shards: Iterable[Shard], follow_symlinks: bool = False) -> ScanResult:
