@@ -7,12 +7,14 @@
   subtree it knows) to the pool while the pool holds fewer tasks than there are threads free to
   take them. ``os.scandir`` and ``stat`` release the GIL, so on storage that makes every call
   wait, many listings are in flight at once even in a single process.
-* How many threads may list at once adapts to the storage: every ``ADAPT_SECONDS`` the process's
-  CPU time is compared with the wall time. A process that mostly waits (network storage, a cold
-  disk) gets more threads, up to its share of ``io_depth``; one that is CPU-bound (a warm local
-  disk) is brought back towards one thread, because more threads then only queue for the GIL.
-  The per-thread ratio (``thread_time`` against wall time) would count the wait for the GIL as
-  waiting on storage and so add threads exactly when they hurt; the process's CPU does not.
+* How many threads may list at once adapts to the storage by trying (:class:`Depth`): the
+  process measures its listings per second, doubles the number of threads and keeps the new
+  number only if the rate rose by ``GAIN``; otherwise it goes back and tries again later, the
+  other way. On network storage, where every call waits, the rate doubles with the threads up
+  to the process's share of ``io_depth``; on a warm local disk more threads only queue for the
+  GIL and the walk stays at one or two per process. Ratios of CPU to wall time were tried
+  first and misled: both the wait for the GIL and, on a loaded machine, the wait for a core
+  look like waiting on storage, and they added threads exactly when threads hurt.
 * Between processes, tasks go through one shared queue: a thread hands the bottom of its stack
   to the queue only while the queue is short, since a message per folder would cost more than
   listing it. A process takes from the queue when its own threads run dry.
@@ -41,16 +43,19 @@ BATCH_ROWS = 50_000
 """Rows after which a thread sends what it found: memory stays flat, messages stay few."""
 
 ADAPT_SECONDS = 0.05
-"""How often a process compares its CPU time with the wall time to choose its depth."""
+"""The shortest time over which a process measures its listing rate..."""
 
-WAITING = 0.5
-"""CPU per wall second below which a process mostly waits: more listings in flight help."""
+ADAPT_LISTINGS = 8
+"""...and the fewest listings (unless ``MAX_ADAPT_SECONDS`` passed): a rate needs a sample."""
 
-IDLE = 0.1
-"""CPU per wall second below which a process waits almost all the time: use the whole depth."""
+MAX_ADAPT_SECONDS = 0.5
 
-BUSY = 0.85
-"""CPU per wall second above which more threads only queue for the GIL: use fewer."""
+GAIN = 1.2
+"""Doubling the threads must raise the rate this much to be kept; halving them may lower it
+by as much (1 / GAIN) and is still kept, since fewer threads cost less."""
+
+HOLD = 10
+"""Measurements to wait after a try that did not pay before the next try."""
 
 POLL_SECONDS = 0.05
 """How long a wait lasts before it looks again at errors, stops and Ctrl-C."""
@@ -67,6 +72,52 @@ class Counter(Protocol):
 def add(counter: Counter, n: int) -> None:
     with counter.get_lock():
         counter.value += n
+
+
+class Depth:
+    """How many listing threads a process allows: a hill climb on the measured listing rate.
+
+    Each :meth:`observe` reports the rate at the current depth. A try (double or halve) is
+    judged by the next rate: kept when it paid (see ``GAIN``), and then tried again in the same
+    direction; otherwise undone, and after ``HOLD`` measurements the other direction is tried.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.value = 1
+        self._trial: tuple[int, float] | None = None
+        """The depth and rate before the try being judged."""
+        self._up = True
+        self._hold = 0
+
+    def observe(self, rate: float) -> int:
+        """The depth to use next, given the listings per second at the current depth."""
+        if self._trial is not None:
+            before, before_rate = self._trial
+            self._trial = None
+            grew = self.value > before
+            paid = rate >= before_rate * GAIN if grew else rate * GAIN >= before_rate
+            if not paid:
+                self.value = before
+                self._up = not grew
+                self._hold = HOLD
+                return self.value
+            if not self._movable(self._up):  # it paid up to the end: stay there a while
+                self._up = not self._up
+                self._hold = HOLD
+                return self.value
+        elif self._hold:
+            self._hold -= 1
+            return self.value
+        up = self._up if self._movable(self._up) else not self._up
+        if self._movable(up):
+            self._up = up
+            self._trial = (self.value, rate)
+            self.value = min(self.cap, self.value * 2) if up else max(1, self.value // 2)
+        return self.value
+
+    def _movable(self, up: bool) -> bool:
+        return self.value < self.cap if up else self.value > 1
 
 
 class Lister:
@@ -86,8 +137,8 @@ class Lister:
         Called with the number of tasks taken by :meth:`add` since the last call, once the
         process has no task left and every result has been emitted.
     share : callable, optional
-        Offered a thread's stack when it holds more than one task; may take tasks from its
-        bottom for other processes.
+        Offered a thread's stack when it holds more than one task; may take a task from its
+        bottom for other processes, and then returns True.
     """
 
     def __init__(
@@ -97,24 +148,27 @@ class Lister:
         cap: int,
         emit: Callable[[ScanResult], None],
         on_idle: Callable[[int], None],
-        share: Callable[[Stack], None] | None = None,
+        share: Callable[[Stack], bool] | None = None,
     ) -> None:
         self.root = root
         self.follow_symlinks = follow_symlinks
-        self.cap = max(1, cap)
         self._emit = emit
         self._on_idle = on_idle
         self._share = share
         self._cond = threading.Condition()
+        self._drained = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        """Notified when the last busy thread runs dry (see :meth:`hungry`)."""
         self._pool: deque[Task] = deque()
         self._busy = 0
         self._taken = 0
         self._idle = True
         self._stopped = False
+        self._depth = Depth(cap)
         self._target = 1
+        self._listings = 0
         self._threads: list[threading.Thread] = []
         self._walks: list[_Walk] = []
-        self._clock = (time.perf_counter(), time.process_time())
+        self._since = time.perf_counter()
         self.peak = 0
         """The most threads that were allowed to list at once."""
         self.error: BaseException | None = None
@@ -124,7 +178,8 @@ class Lister:
         """Hand ``tasks`` to the threads; ``taken`` of them count for :meth:`on_idle`."""
         with self._cond:
             if self._idle:  # time spent idle says nothing about the storage
-                self._clock = (time.perf_counter(), time.process_time())
+                self._since = time.perf_counter()
+                self._listings = 0
             self._pool.extend(tasks)
             self._taken += taken
             self._idle = False
@@ -132,12 +187,16 @@ class Lister:
             self._cond.notify_all()
 
     def hungry(self) -> bool:
-        """True when a thread free to list has nothing to list."""
-        return not self._pool and self._busy < self._target
+        """True when no thread has anything to list: time to take work from another process.
+
+        Not while some threads still list: their stacks feed the others, and a task taken
+        from the shared queue then would be one another process could have started at once.
+        """
+        return not self._pool and self._busy == 0
 
     def wait_hungry(self, timeout: float) -> None:
         with self._cond:
-            self._cond.wait_for(lambda: self.hungry() or self._stopped, timeout)
+            self._drained.wait_for(lambda: self.hungry() or self._stopped, timeout)
 
     def wait_idle(self, timeout: float) -> None:
         """Wait until every task is walked, a thread failed, or ``timeout`` passed."""
@@ -149,6 +208,7 @@ class Lister:
         with self._cond:
             self._stopped = True
             self._cond.notify_all()
+            self._drained.notify_all()
         # A listing on slow storage may take a while: an abort does not hang on it (the threads
         # are daemons and drop their work).
         end = time.monotonic() + timeout
@@ -197,6 +257,8 @@ class Lister:
                 stack.clear()
                 self._cond.notify_all()
             self._busy -= 1
+            if self._busy == 0 and not self._pool:
+                self._drained.notify_all()
             while not self._stopped:
                 if self._pool and index < self._target:
                     self._busy += 1
@@ -220,34 +282,31 @@ class Lister:
         self._on_idle(taken)
 
     def _give(self, stack: Stack) -> None:
-        # Unlocked reads: a stale count only moves one task more or less.
+        # Another process that runs dry first: it brings a core, another thread here only
+        # brings listings in flight. Unlocked reads: a stale count moves one task more or less.
+        if self._share is not None and self._share(stack):
+            return
         if len(self._pool) < self._target - self._busy:
             with self._cond:
                 self._pool.append(stack.popleft())
                 self._cond.notify_all()
-        elif self._share is not None:
-            self._share(stack)
 
     def _adapt(self) -> None:
-        """Choose how many threads may list, from this process's CPU per wall second."""
+        """Count a listing; now and then let :class:`Depth` choose the number of threads."""
+        self._listings += 1  # unlocked: a count lost to a race does not change a verdict
         now = time.perf_counter()
-        if now - self._clock[0] < ADAPT_SECONDS:
+        elapsed = now - self._since
+        if elapsed < ADAPT_SECONDS or (
+            self._listings < ADAPT_LISTINGS and elapsed < MAX_ADAPT_SECONDS
+        ):
             return
         with self._cond:
-            start, cpu_start = self._clock
-            if now - start < ADAPT_SECONDS:
-                return
-            cpu = time.process_time()
-            use = (cpu - cpu_start) / (now - start)
-            self._clock = (now, cpu)
-            if use < IDLE:
-                target = self.cap
-            elif use < WAITING:
-                target = min(self.cap, self._target * 2)
-            elif use > BUSY:
-                target = max(1, self._target // 2)
-            else:
-                return
+            elapsed = now - self._since
+            if elapsed < ADAPT_SECONDS:
+                return  # another thread measured meanwhile
+            rate = self._listings / elapsed
+            self._since, self._listings = now, 0
+            target = self._depth.observe(rate)
             if target != self._target:
                 self._target = target
                 self._start_threads()
@@ -255,36 +314,46 @@ class Lister:
 
 
 class Sharer:
-    """Hands tasks to the other processes while the shared queue is short."""
+    """Hands tasks to the other processes while fewer wait in the queue than processes wait."""
 
-    def __init__(self, tasks: Queue[Task | None], queued: Counter, outstanding: Counter, low: int):
+    def __init__(
+        self, tasks: Queue[Task | None], queued: Counter, waiting: Counter, outstanding: Counter
+    ):
         self._tasks = tasks
         self._queued = queued
+        self._waiting = waiting
         self._outstanding = outstanding
-        self._low = low
         self.enabled = True
         self.shared = 0
         """Tasks this process put on the queue."""
 
-    def __call__(self, stack: Stack) -> None:
-        if self.enabled and self._queued.value < self._low and len(stack) > 1:
-            task = stack.popleft()
-            add(self._outstanding, 1)  # before the put: the count never reaches 0 too early
-            add(self._queued, 1)
-            self._tasks.put(task)
-            self.shared += 1
+    def __call__(self, stack: Stack) -> bool:
+        if not (self.enabled and len(stack) > 1 and self._queued.value < self._waiting.value):
+            return False
+        task = stack.popleft()
+        add(self._outstanding, 1)  # before the put: the count never reaches 0 too early
+        add(self._queued, 1)
+        self._tasks.put(task)
+        self.shared += 1
+        return True
 
 
-def serve(lister: Lister, tasks: Queue[Task | None], queued: Counter) -> None:
-    """Feed ``lister`` from the shared queue whenever it runs dry; return at the sentinel."""
+def serve(lister: Lister, tasks: Queue[Task | None], queued: Counter, waiting: Counter) -> None:
+    """Feed ``lister`` from the shared queue whenever it runs dry; return at the sentinel.
+
+    While it waits, the process counts in ``waiting``: the other processes share tasks then.
+    """
     while lister.error is None:
         if not lister.hungry():
             lister.wait_hungry(POLL_SECONDS)
             continue
+        add(waiting, 1)
         try:
             task = tasks.get(timeout=POLL_SECONDS)
         except queue.Empty:
             continue
+        finally:
+            add(waiting, -1)
         if task is None:
             return
         add(queued, -1)
@@ -297,8 +366,8 @@ def work(
     cap: int,
     tasks: Queue[Task | None],
     queued: Counter,
+    waiting: Counter,
     outstanding: Counter,
-    low: int,
     conn: Connection,
 ) -> None:
     """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
@@ -319,9 +388,9 @@ def work(
         cap,
         emit=lambda result: send(("rows", result)),
         on_idle=lambda n: send(("idle", n)),
-        share=Sharer(tasks, queued, outstanding, low),
+        share=Sharer(tasks, queued, waiting, outstanding),
     )
-    serve(lister, tasks, queued)
+    serve(lister, tasks, queued, waiting)
     lister.stop()
     if lister.error is not None:
         send(("error", f"{type(lister.error).__name__}: {lister.error}"))

@@ -170,8 +170,9 @@ class RunningWalk:
         self._tasks: Queue[Task | None] = self._ctx.Queue()
         self._tasks.cancel_join_thread()  # at exit after an abort, tasks left do not matter
         self._queued: Counter = self._ctx.Value("q", 0)
+        self._waiting: Counter = self._ctx.Value("q", 0)
         self._outstanding: Counter = self._ctx.Value("q", 0)
-        self._sharer = Sharer(self._tasks, self._queued, self._outstanding, low=n_jobs)
+        self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
         self._sharer.enabled = False
         self._main_results: deque[ScanResult] = deque()
         if self._n_workers and (
@@ -192,7 +193,7 @@ class RunningWalk:
         if self._n_workers:
             self._serve = threading.Thread(
                 target=serve,
-                args=(self._lister, self._tasks, self._queued),
+                args=(self._lister, self._tasks, self._queued, self._waiting),
                 name="alfcache-serve",
                 daemon=True,
             )
@@ -207,8 +208,8 @@ class RunningWalk:
                 self._cap,
                 self._tasks,
                 self._queued,
+                self._waiting,
                 self._outstanding,
-                self._n_workers + 1,
                 send,
             )
             proc = self._procs.start(self._ctx, work, args)
