@@ -169,8 +169,8 @@ class Lister:
         self._threads: list[threading.Thread] = []
         self._walks: list[_Walk] = []
         self._since = time.perf_counter()
-        self.peak = 0
-        """The most threads that were allowed to list at once."""
+        self.used = 0
+        """Threads that listed at least one folder."""
         self.error: BaseException | None = None
         """What stopped a listing thread, if anything did."""
 
@@ -218,7 +218,6 @@ class Lister:
 
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
-        self.peak = max(self.peak, self._target)
         while len(self._threads) < self._target:
             walk = _Walk(self.root, self.follow_symlinks)
             thread = threading.Thread(
@@ -235,13 +234,17 @@ class Lister:
     def _run(self, index: int, walk: _Walk) -> None:
         stack: Stack = deque()
         try:
-            while (task := self._next(index, stack)) is not None:
+            if (task := self._next(index, stack)) is not None:
+                with self._cond:
+                    self.used += 1
+            while task is not None:
                 walk.list_folder(task, stack)
                 if len(stack) > 1:
                     self._give(stack)
                 if walk.rows >= BATCH_ROWS:
                     self._emit(walk.flush())
                 self._adapt()
+                task = self._next(index, stack)
         except BaseException as exc:  # reported by whoever waits for this process
             self.error = exc
             with self._cond:
@@ -373,7 +376,7 @@ def work(
     """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
 
     Messages, in order: ``("rows", ScanResult)``, ``("idle", n)`` once the ``n`` tasks taken
-    since the last report are walked, and at the end ``("end", peak threads)`` or
+    since the last report are walked, and at the end ``("end", threads that listed)`` or
     ``("error", message)``.
     """
     lock = threading.Lock()
@@ -395,4 +398,4 @@ def work(
     if lister.error is not None:
         send(("error", f"{type(lister.error).__name__}: {lister.error}"))
         return
-    send(("end", lister.peak))
+    send(("end", lister.used))

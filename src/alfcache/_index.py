@@ -51,7 +51,7 @@ class IndexReport:
     listed: dict[str, int] = field(default_factory=dict)
     """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     threads: int = 0
-    """The most listing threads the walk's processes allowed at once, summed over them."""
+    """Listing threads that listed at least one folder, summed over the walk's processes."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -131,7 +131,7 @@ class Walked:
     listed: dict[str, int]
     """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
     threads: int
-    """The most listing threads the processes of the walk allowed at once, summed."""
+    """Listing threads that listed at least one folder, summed over the processes."""
 
 
 class _Worker:
@@ -269,7 +269,7 @@ class RunningWalk:
             ignored=sum(r.ignored for r in results),
             skipped=skipped,
             listed=listed,
-            threads=self._lister.peak + sum(w.threads for w in self._workers),
+            threads=self._lister.used + sum(w.threads for w in self._workers),
         )
 
     def _collect(self, take: Callable[[str, ScanResult], None]) -> None:
