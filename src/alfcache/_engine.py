@@ -42,7 +42,7 @@ from alfcache._scan import ScanResult, Stack, Task, _Walk
 BATCH_ROWS = 50_000
 """Rows after which a thread sends what it found: memory stays flat, messages stay few."""
 
-ADAPT_SECONDS = 0.05
+ADAPT_SECONDS = 0.1
 """The shortest time over which a process measures its listing rate..."""
 
 ADAPT_LISTINGS = 8
@@ -50,7 +50,7 @@ ADAPT_LISTINGS = 8
 
 MAX_ADAPT_SECONDS = 0.5
 
-GAIN = 1.2
+GAIN = 1.5
 """Doubling the threads must raise the rate this much to be kept; halving them may lower it
 by as much (1 / GAIN) and is still kept, since fewer threads cost less."""
 
@@ -283,6 +283,7 @@ class Lister:
                 self._emit(walk.flush())
         taken, self._taken = self._taken, 0
         self._on_idle(taken)
+        self._cond.notify_all()  # wait_idle
 
     def _give(self, stack: Stack) -> None:
         # Another process that runs dry first: it brings a core, another thread here only
