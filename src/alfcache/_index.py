@@ -262,11 +262,12 @@ class RunningWalk:
             raise
         finally:
             bar.close()
+        ignored = sum(r.ignored for r in results)
         tables = assemble(results, hash_ids=hash_ids, lab=lab)
         return Walked(
             tables=tables,
             shards=self._shards + self._sharer.shared,
-            ignored=sum(r.ignored for r in results),
+            ignored=ignored,
             skipped=skipped,
             listed=listed,
             threads=self._lister.used + sum(w.threads for w in self._workers),
