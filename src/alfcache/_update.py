@@ -16,7 +16,6 @@ carries extra columns along as long as their names do not contain ``id``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,10 +27,10 @@ import pyarrow.parquet as pq
 
 from alfcache._assemble import Tables
 from alfcache._exceptions import BadArgument
-from alfcache._hash import COLUMNS, METADATA_KEY, Digests, Hashing, digest_files
+from alfcache._hash import COLUMNS, Digests, Hashing, digest_files
 from alfcache._scan import Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._store import DATASETS_FILE, SESSIONS_FILE
+from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
 MTIME_COLUMN = "mtime_ns"
 
@@ -94,11 +93,10 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
 
 
 def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
-    """The digests recorded in ``one_metadata``; for tables of other tools, MD5 if any hash."""
-    meta = (table.schema.metadata or {}).get(b"one_metadata")
-    try:
-        recorded = json.loads(meta)[METADATA_KEY]
-    except (TypeError, KeyError, ValueError):
+    """The digests alfcache recorded (see ``read_provenance``); for other tools' tables, MD5 if
+    any hash."""
+    recorded = read_provenance(table.schema.metadata).get("digests")
+    if not isinstance(recorded, list):
         return ("md5",) if hashes.null_count() < len(hashes) else ()
     return tuple(a for a in COLUMNS if a in recorded)
 
