@@ -157,7 +157,7 @@ class Lister:
         self._share = share
         self._cond = threading.Condition()
         self._drained = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
-        """Notified when the last busy thread runs dry (see :meth:`hungry`)."""
+        """Notified when a thread runs dry (see :meth:`hungry`)."""
         self._pool: deque[Task] = deque()
         self._busy = 0
         self._taken = 0
@@ -166,6 +166,9 @@ class Lister:
         self._depth = Depth(cap)
         self._target = 1
         self._listings = 0
+        self._settled = True
+        """False for the first measurement after a change: new threads have not yet finished a
+        listing (on slow storage one can take 30 ms), so it would undercount their gain."""
         self._threads: list[threading.Thread] = []
         self._walks: list[_Walk] = []
         self._since = time.perf_counter()
@@ -187,12 +190,8 @@ class Lister:
             self._cond.notify_all()
 
     def hungry(self) -> bool:
-        """True when no thread has anything to list: time to take work from another process.
-
-        Not while some threads still list: their stacks feed the others, and a task taken
-        from the shared queue then would be one another process could have started at once.
-        """
-        return not self._pool and self._busy == 0
+        """True when a thread free to list has nothing to list: time to take shared work."""
+        return not self._pool and self._busy < self._target
 
     def wait_hungry(self, timeout: float) -> None:
         with self._cond:
@@ -260,7 +259,7 @@ class Lister:
                 stack.clear()
                 self._cond.notify_all()
             self._busy -= 1
-            if self._busy == 0 and not self._pool:
+            if not self._pool:
                 self._drained.notify_all()
             while not self._stopped:
                 if self._pool and index < self._target:
@@ -286,14 +285,15 @@ class Lister:
         self._cond.notify_all()  # wait_idle
 
     def _give(self, stack: Stack) -> None:
-        # Another process that runs dry first: it brings a core, another thread here only
-        # brings listings in flight. Unlocked reads: a stale count moves one task more or less.
-        if self._share is not None and self._share(stack):
-            return
+        # Threads of this process first (no message), then processes that wait: a process
+        # waits only when it has a thread free and nothing for it. Unlocked reads: a stale
+        # count moves one task more or less.
         if len(self._pool) < self._target - self._busy:
             with self._cond:
                 self._pool.append(stack.popleft())
                 self._cond.notify_all()
+        elif self._share is not None:
+            self._share(stack)
 
     def _adapt(self) -> None:
         """Count a listing; now and then let :class:`Depth` choose the number of threads."""
@@ -310,9 +310,13 @@ class Lister:
                 return  # another thread measured meanwhile
             rate = self._listings / elapsed
             self._since, self._listings = now, 0
+            if not self._settled:
+                self._settled = True
+                return
             target = self._depth.observe(rate)
             if target != self._target:
                 self._target = target
+                self._settled = False
                 self._start_threads()
                 self._cond.notify_all()
 
