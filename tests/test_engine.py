@@ -299,3 +299,27 @@ def test_depth_keeps_a_doubling_only_when_it_pays() -> None:
 
 def test_depth_of_one_never_moves() -> None:
     assert set(_climb(lambda depth: 100.0 * depth, cap=1, steps=30)) == {1}
+
+
+def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) -> None:
+    # Polars loaded first: the workers come from a fork server, which by default re-runs the
+    # caller's script in each of them; without a main guard that script would index again.
+    root = _sessions(tmp_path / "data", 8)
+    script = tmp_path / "index_it.py"
+    script.write_text(
+        "import sys, polars, alfcache, alfcache._index\n"
+        "alfcache._index.LATE_START_SECONDS = 0.0\n"
+        "report = alfcache.index(sys.argv[1], sys.argv[2], n_jobs=2)\n"
+        "print(report.sessions)\n"
+    )
+    done = subprocess.run(
+        [sys.executable, str(script), str(root), str(tmp_path / "out")],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=DEADLINE,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "8\n"
+    assert "Traceback" not in done.stderr

@@ -16,12 +16,13 @@ so that tools and tests can tell it apart. :meth:`Processes.kill` sends SIGKILL 
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
 from typing import Any
@@ -63,6 +64,27 @@ def become_worker() -> None:
         pass
 
 
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Keep a fork server's worker from importing the caller's ``__main__``.
+
+    multiprocessing re-runs the main script (or module) in such a worker, to find functions
+    defined there; a worker runs alfcache's code only, and a script that calls ``index()``
+    without an ``if __name__ == "__main__"`` guard would index again in it, then fail.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        if "__file__" in saved:
+            del main.__file__  # type: ignore[union-attr]
+        if "__spec__" in saved:
+            main.__spec__ = None  # type: ignore[union-attr]
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
 def _worker(target: Callable[..., None], args: tuple[Any, ...]) -> None:
     become_worker()
     target(*args)
@@ -79,7 +101,11 @@ class Processes:
     ) -> BaseProcess:
         """Start one worker that runs ``target(*args)``."""
         proc = ctx.Process(target=_worker, args=(target, args), daemon=True)
-        proc.start()
+        if ctx.get_start_method() == "fork":
+            proc.start()
+        else:
+            with _main_hidden():
+                proc.start()
         self.procs.append(proc)
         return proc
 
