@@ -3,8 +3,9 @@
 The rules and reason codes are listed in docs/rules.md. Every test names the entry, runs the
 indexer in this process, and checks three things: the tables (what was indexed), the report
 (path and reason code in ``IndexReport.skipped``) and that the rest of the tree was indexed.
-Tests run with one worker and with two; with two, ``SHARDS_PER_JOB`` is lowered so that even
-these small trees are cut into several shards and walked by loky workers.
+Tests run with one process and with two; with two, the worker process starts at once (not
+only once the walk has lasted ``LATE_START_SECONDS``) so that it can take part even in these
+small walks.
 
 Entries that need another user (a folder the indexer may not read) or a subprocess (FIFOs,
 which would block a wrong implementation forever) are in test_faults.py.
@@ -28,7 +29,6 @@ import pytest
 import alfcache
 import alfcache._index
 from alfcache._cli import main as cli_main
-from alfcache._scan import Shard, plan_shards
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 SPIKES = "alf/spikes.times.npy"
@@ -36,9 +36,9 @@ SPIKES = "alf/spikes.times.npy"
 
 @pytest.fixture(params=[1, 2], ids=["1job", "2jobs"])
 def n_jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
-    """1 or 2 workers; with 2, small trees are cut into several shards (target 2 shards)."""
+    """1 or 2 processes; with 2, the worker starts at once."""
     if request.param > 1:
-        monkeypatch.setattr(alfcache._index, "SHARDS_PER_JOB", 1)
+        monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
     return request.param
 
 
@@ -277,24 +277,25 @@ def _walk_bottom_up(top: Path) -> Iterator[tuple[str, list[str], list[str]]]:
     return reversed(order)
 
 
-def test_planner_leaves_an_unlistable_folder_to_a_worker(
+def test_unlistable_folder_on_a_listing_thread(
     tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # As root nothing is unreadable: fake it for the planner (the worker's side, run as an
-    # unprivileged user, is in test_faults.py).
-    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(3)])
-    real_scandir = os.scandir
+    # As root nothing is unreadable: fake it for the listing threads of this process (a worker
+    # process's side, run as an unprivileged user, is in test_faults.py). Several threads list
+    # at once, so the report must not depend on which one met the folder.
+    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(8)])
+    real_open = os.open
 
-    def scandir(path: Any = ".") -> Any:
+    def fake_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
         if isinstance(path, str) and path.endswith("/s1"):
             raise PermissionError(13, "Permission denied", path)
-        return real_scandir(path)
+        return real_open(path, flags, *args, **kwargs)
 
-    monkeypatch.setattr(os, "scandir", scandir)
-    shards = plan_shards(str(root), 2, per_job=4)
-    assert Shard("s1", True) in shards
-    assert not [s for s in shards if s.rel_dir.startswith("s1/")]
-    assert Shard("s0", False) in shards  # the readable folders were opened further
+    monkeypatch.setattr(os, "open", fake_open)
+    report, sessions, _ = _index(root, tmp_path / "out", n_jobs=1, io_depth=8)
+    monkeypatch.undo()
+    assert _reported(report) == [("s1", "permission_denied")]
+    assert sorted(sessions["subject"].to_pylist()) == [f"s{i}" for i in range(8) if i != 1]
 
 
 # --------------------------------------------------------------------------------------------

@@ -38,6 +38,7 @@ from _procs import without_loky_tracker_noise
 import alfcache
 import alfcache._store
 from alfcache._cli import main as cli_main
+from alfcache._executor import WORKER_NAME
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -175,6 +176,15 @@ def _wait_until_hashing(proc: subprocess.Popen[str], in_worker: bool) -> int:
     pytest.fail(f"the run never started hashing; stderr: {proc.communicate()[1]}")
 
 
+def _comm(pid: int) -> str:
+    """A process's name (a walk worker names itself alfcache-walk)."""
+    try:
+        with open(f"/proc/{pid}/comm") as f:
+            return f.read().strip()
+    except OSError:
+        return ""
+
+
 def _cmdline(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as f:
@@ -231,14 +241,14 @@ def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
     _assert_all_gone(run)
 
 
-# Loaded by every Python process of a run through PYTHONPATH: in the walk's worker processes
-# (children of the command line) each folder listing sleeps, so their tasks last seconds and a
-# walk worker can be killed mid-walk, without a test hook in alfcache itself.
+# Loaded by every Python process of a run through PYTHONPATH: in the command line (and so in
+# the walk's worker processes, forked from it) each folder listing sleeps, so that the walk
+# lasts seconds and a walk worker can be killed mid-walk, without a test hook in alfcache.
 SLOW_WALK = """
 import os, time
-with open(f"/proc/{os.getppid()}/cmdline", "rb") as f:
-    parent = f.read()
-if b"alfcache" in parent and b"index" in parent:
+with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
+    command = f.read()
+if b"alfcache" in command and b"index" in command:
     _scandir = os.scandir
     def _slow_scandir(*args):
         time.sleep(0.3)
@@ -256,7 +266,8 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     (hooks / "sitecustomize.py").write_text(SLOW_WALK)
     cmd = [sys.executable, "-m", "alfcache", "index", root, "--out-dir", out, "--jobs", "2"]
     proc = subprocess.Popen(
-        [*map(str, cmd), "--quiet"],
+        # 4 listings in flight: about 250 listings of 0.3 s last 20 s, the kill comes at 1 s
+        [*map(str, cmd), "--io-depth", "4", "--quiet"],
         env={**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}"},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -266,10 +277,10 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     end = time.monotonic() + DEADLINE
     workers: list[int] = []
     while not workers and time.monotonic() < end and proc.poll() is None:
-        workers = [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
+        workers = [p for p in _descendants(proc.pid) if _comm(p) == WORKER_NAME]
         time.sleep(0.05)
     assert workers, "the run started no worker process"
-    time.sleep(1.0)  # let them walk: each of their tasks lists folders for a second or more
+    time.sleep(1.0)  # let them walk: the walk lasts many seconds
     run = _descendants(proc.pid)
     os.kill(workers[0], signal.SIGKILL)
     code, stdout, stderr = _finish(proc)

@@ -68,6 +68,14 @@ if os.getppid() == int(os.environ["ALFCACHE_TEST_PARENT"]):
 """
 
 
+def _is_walk_worker(pid: int) -> bool:
+    """The walk's worker processes name themselves (see alfcache._executor)."""
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip() == "alfcache-walk"
+    except OSError:
+        return b"popen_loky" in cmdline(pid)
+
+
 def _restore_sigint() -> None:
     # A shell that starts jobs in the background hands them SIGINT ignored, and Python then
     # never raises KeyboardInterrupt: give the command line the default, as a terminal does.
@@ -110,7 +118,10 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
         whole_group = rng.random() < 0.5  # a terminal's Ctrl-C, or kill -INT of the process
         what = f"run {run}: SIGINT to the {'group' if whole_group else 'process'} at {delay:.2f} s"
         proc = subprocess.Popen(
-            [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)],
+            # Two listings in flight at most: the sleeps below are to keep the run going, not
+            # to look like slow storage to the engine, which would add threads and finish early.
+            [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out),
+             "--io-depth", "2"],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -141,7 +152,7 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             failures.append(f"{what}: exit code {proc.returncode}; stderr: {stderr}")
         if "Traceback" in stderr or without_loky_tracker_noise(stderr) != INTERRUPTED:
             failures.append(f"{what}: stderr is not the one-line message: {stderr}")
-        workers = [p for p in {*run_pids, *group_members(proc.pid)} if b"popen_loky" in cmdline(p)]
+        workers = [p for p in {*run_pids, *group_members(proc.pid)} if _is_walk_worker(p)]
         if left := wait_all_gone(workers, WORKERS_GONE_SECONDS):
             failures.append(f"{what}: workers {left} were still walking after the run exited")
         if left := wait_all_gone([*run_pids, *group_members(proc.pid)], EXIT_SECONDS):

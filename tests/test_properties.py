@@ -197,9 +197,8 @@ def test_one_and_two_workers_give_identical_tables(
         base = Path(tmp)
         root = _make_tree(base, entries, links)
         one = _index(root, base / "out1", 1, follow_symlinks)
-        # two shards per... one shard per worker target: even these small trees are cut into
-        # several shards, walked by loky workers
-        mp.setattr(alfcache._index, "SHARDS_PER_JOB", 1)
+        # the worker process starts at once, so that it may take part even in these small walks
+        mp.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
         two = _index(root, base / "out2", 2, follow_symlinks)
     sessions1, datasets1, skipped1, counts1 = one
     sessions2, datasets2, skipped2, counts2 = two

@@ -12,6 +12,7 @@ import os
 import pickle
 import shutil
 import tempfile
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,6 @@ import pytest
 import alfcache
 import alfcache._index
 import alfcache._scan
-from alfcache._scan import plan_shards
 
 SPIKES = "alf/spikes.times.npy"
 
@@ -175,27 +175,40 @@ def test_library_raises_root_not_readable() -> None:
     assert str(root) in message
 
 
-def test_shard_that_starts_inside_a_session(tmp_path: Path) -> None:
-    # An outer session whose folders hold 16 sessions: with two workers the planner's
-    # frontier reaches them, so each inner session is a shard that starts inside the outer one.
+def test_shared_task_that_starts_inside_a_session(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An outer session whose folders hold 16 sessions. Listings in this process are slow, so
+    # the walk adds threads and hands folders to them and to the worker process: those tasks
+    # start inside the outer session and must carry it (its nested sessions are reported, its
+    # own file stays its own).
     root = tmp_path / "data"
     outer = "m1/2021-01-01/001"
     _write(root, f"{outer}/{SPIKES}", b"outer")
     inner = [f"{outer}/x{i}/2021-01-02/{j:03d}" for i in range(4) for j in range(1, 5)]
     for session in inner:
         _write(root, f"{session}/{SPIKES}", session.encode())
-    shards = plan_shards(str(root.resolve()), 2, per_job=alfcache._index.SHARDS_PER_JOB)
-    assert {s.rel_dir for s in shards if s.deep} == set(inner)
-    one = alfcache.index(root, tmp_path / "out1", n_jobs=1)
-    two = alfcache.index(root, tmp_path / "out2", n_jobs=2)
+    one = alfcache.index(root, tmp_path / "out1", n_jobs=1, io_depth=1)
+    real = os.scandir
+
+    def slow_scandir(*args: Any) -> Any:
+        time.sleep(0.02)
+        return real(*args)
+
+    monkeypatch.setattr(os, "scandir", slow_scandir)
+    monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+    threads = alfcache.index(root, tmp_path / "out2", n_jobs=1, io_depth=16)
+    two = alfcache.index(root, tmp_path / "out3", n_jobs=2, io_depth=16)
     expected = [(session, "nested_session") for session in inner]
-    assert [(s.path, s.reason) for s in one.skipped] == expected
-    assert [(s.path, s.reason) for s in two.skipped] == expected
-    assert two.listed["workers"] > 0
-    for name in ("sessions.pqt", "datasets.pqt"):
-        assert pq.read_table(tmp_path / "out1" / name).equals(
-            pq.read_table(tmp_path / "out2" / name)
-        )
+    assert threads.threads > 1, threads  # folders inside the session went to other threads
+    assert two.listed["workers"] > 0, two.listed  # ... and to the other process
+    for report in (one, threads, two):
+        assert [(s.path, s.reason) for s in report.skipped] == expected
+    for out in ("out2", "out3"):
+        for name in ("sessions.pqt", "datasets.pqt"):
+            assert pq.read_table(tmp_path / "out1" / name).equals(
+                pq.read_table(tmp_path / out / name)
+            )
 
 
 class _FailingEntry:

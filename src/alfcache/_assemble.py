@@ -143,18 +143,31 @@ def assemble(
         datasets = datasets.join(
             sessions.select("session", pl.col("id").alias("eid")), on="session", how="left"
         )
-        datasets = datasets.with_columns(
-            id=pl.Series(uuid3_strings(datasets["ds_path"].to_list()))
-        )
+        datasets = datasets.with_columns(id=_uuid3_column(datasets["ds_path"]))
     else:
         sessions = sessions.with_columns(id=pl.col("path_id"))
         datasets = datasets.with_columns(eid=pl.col("path_id"), id=pl.col("ds_path"))
+    # The peak memory of a run is here: drop the path columns as soon as the ids are made.
+    datasets = datasets.drop("alf_path", "path_id", "ds_path")
 
     sessions = sessions.sort("id")
     datasets = datasets.sort(["eid", "id"])
     total = int(datasets["file_size"].sum())
     files = datasets.select("session", "mtime_ns")
     return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total, files)
+
+
+_ID_CHUNK = 1 << 16
+
+
+def _uuid3_column(names: pl.Series) -> pl.Series:
+    """uuid3 ids of ``names``, a slice at a time: a list of a million Python strings costs
+    about 100 MiB at once."""
+    chunks = [
+        uuid3_strings(names.slice(start, _ID_CHUNK).to_list())
+        for start in range(0, len(names), _ID_CHUNK)
+    ]
+    return pl.Series("id", pa.chunked_array(chunks, pa.string()))
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:

@@ -58,6 +58,16 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
+def _depth(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of listings") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} listings in flight: use a positive number")
+    return value
+
+
 def _shard(text: str) -> ArrayShard:
     try:
         return parse_shard(text)
@@ -92,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         type=_jobs,
         default=-1,
         help="worker processes (default: all cores; 1 scans in this process)",
+    )
+    idx.add_argument(
+        "--io-depth",
+        type=_depth,
+        help="folder listings in flight at most, over all processes (default: adapts to the "
+        "storage, up to 64)",
     )
     idx.add_argument("--lab", help="lab name for sessions whose folders carry none")
     idx.add_argument(
@@ -184,6 +200,7 @@ def _index(args: argparse.Namespace) -> int:
                 hash_algorithm=args.hash,
                 lab=args.lab,
                 n_jobs=args.jobs,
+                io_depth=args.io_depth,
                 follow_symlinks=args.follow_symlinks,
                 progress=not args.quiet,
                 update=args.update,

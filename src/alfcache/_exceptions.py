@@ -80,7 +80,12 @@ def worker_died(exc: BaseException, work: str, culprit: str) -> ScanFailed:
     """
     # loky's message spans lines; keep its exit codes (e.g. {SIGKILL(-9)}) on one line.
     codes = re.search(r"exit codes of the workers are (\{.*?\})", str(exc))
-    how = f" (exit codes {codes.group(1)})" if codes else ""
+    return workers_died(codes.group(1) if codes else None, work, culprit)
+
+
+def workers_died(codes: str | None, work: str, culprit: str) -> ScanFailed:
+    """The error for worker processes that died with exit ``codes`` (e.g. ``{SIGKILL(-9)}``)."""
+    how = f" (exit codes {codes})" if codes else ""
     return ScanFailed(
         f"a {work} worker died{how}: killed by a signal or out of memory; no table was written, "
         f"the previous tables are unchanged. Run again, or with --jobs 1 to find the {culprit} "

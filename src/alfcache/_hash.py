@@ -470,8 +470,7 @@ def _run_in_processes(
     bar: ByteProgress,
     out: Digests,
 ) -> None:
-    # Imported here: most runs hash on threads. The arguments are the walk's, so loky hands
-    # back the walk's pool instead of starting another one.
+    # Imported here: most runs hash on threads.
     from joblib.externals.loky import get_reusable_executor
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 

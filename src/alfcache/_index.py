@@ -6,46 +6,34 @@ This module wires the pipeline together; each step lives in its own module:
 
 from __future__ import annotations
 
-import functools
-import itertools
+import multiprocessing
 import os
+import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, wait
+from collections import deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from multiprocessing.connection import Connection, wait
+from multiprocessing.process import BaseProcess
+from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
+from alfcache import _executor as executor
+from alfcache._engine import POLL_SECONDS, Counter, Lister, Sharer, add, serve, work
+from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, ScanFailed, workers_died
 from alfcache._hash import Hashing, resolve_algorithms
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._progress import Progress
-from alfcache._scan import (
-    ScanResult,
-    Shard,
-    Skip,
-    ignore_interrupts,
-    plan_links,
-    plan_shards,
-    scan_shards,
-    sigint_deferred,
-)
+from alfcache._scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
 from alfcache._sharding import METADATA_KEY as SHARD_KEY
 from alfcache._sharding import ArrayShard, check_shard
 from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
 
 if TYPE_CHECKING:
-    from joblib.externals.loky import ProcessPoolExecutor
-
     from alfcache._assemble import Tables
     from alfcache._update import Changes
-
-SHARDS_PER_JOB = 8
-"""Deep shards planned per worker: enough that one large subtree does not idle the others."""
-
-POLL_SECONDS = 0.25
-"""How long the main process waits for a worker before it looks at signals (Ctrl-C) again."""
 
 
 @dataclass
@@ -65,6 +53,8 @@ class IndexReport:
     skipped: list[Skip] = field(default_factory=list)
     listed: dict[str, int] = field(default_factory=dict)
     """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
+    threads: int = 0
+    """Listing threads that listed at least one folder, summed over the walk's processes."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -85,6 +75,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
             "listed": dict(self.listed),
+            "threads": self.threads,
             "skipped": [s._asdict() for s in self.skipped],
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
@@ -126,136 +117,11 @@ def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
     return root.resolve()
 
 
-def _tasks(shards: Sequence[Shard]) -> list[list[Shard]]:
-    """One task per deep shard; the planner's flat shards are cheap and travel together."""
-    deep = [[s] for s in shards if s.deep]
-    flat = [s for s in shards if not s.deep]
-    return [*deep, flat] if flat else deep
+DEFAULT_IO_DEPTH = 64
+"""Listings in flight at most, over all processes, when the depth adapts (``io_depth=None``)."""
 
-
-class _Scan:
-    """The walk of one run: the planned shards, then rounds of links to folders to follow.
-
-    Creating it hands the first tasks to the workers, so they walk while the caller goes on
-    (it imports Polars meanwhile); iterating yields results as they finish. After each round
-    the links the workers met go through :func:`plan_links`, and the chosen ones are walked in
-    the next round. :meth:`abort` must be called when the caller gives up (an error, Ctrl-C):
-    the workers are killed instead of walking on after the process has decided to exit.
-    """
-
-    def __init__(
-        self,
-        root: str,
-        shards: Sequence[Shard],
-        n_jobs: int,
-        follow_symlinks: bool,
-        array_shard: ArrayShard | None,
-    ) -> None:
-        self.root = root
-        self.n_jobs = n_jobs
-        self.follow_symlinks = follow_symlinks
-        self.array_shard = array_shard
-        self.skipped: list[Skip] = []
-        """Links to folders not followed (``symlink_revisit``)."""
-        self.listed = {"main": 0, "workers": 0}
-        """Folders listed so far, by where they were listed (see IndexReport.listed)."""
-        self._indexed = {root: "the indexed folder"}
-        self._executor: ProcessPoolExecutor | None = None
-        try:
-            self._pending = self._submit(_tasks(shards))
-        except BaseException:
-            self.abort()  # a Ctrl-C held back while the pool started comes here
-            raise
-
-    def _submit(self, tasks: list[list[Shard]]) -> Iterable[tuple[str, ScanResult]]:
-        """Start ``tasks``: in this process, lazily, with one worker; else in the loky pool.
-
-        Each result comes with where it was walked: ``"main"`` or ``"workers"``.
-        """
-        n_jobs = min(self.n_jobs, len(tasks))
-        # Plain arguments, as workers get them; the array shard prunes the walk itself.
-        options = {"follow_symlinks": self.follow_symlinks, "array_shard": self.array_shard}
-        if n_jobs <= 1:
-            return (("main", scan_shards(self.root, task, **options)) for task in tasks)
-        # Imported here: a one-worker run does without joblib and its start-up cost.
-        from joblib.externals.loky import get_reusable_executor
-
-        walk_here = functools.partial(scan_shards, self.root, **options)
-        with sigint_deferred():  # the workers start with the first tasks
-            executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
-            self._executor = executor
-            submit = functools.partial(_submit_whole, executor, scan_shards, self.root, **options)
-            return _Window(submit, executor.queue_size, tasks, walk_here)
-
-    def __iter__(self) -> Iterator[ScanResult]:
-        while True:
-            links: list[str] = []
-            for where, result in self._pending:
-                links += result.links
-                self.listed[where] += result.listed
-                yield result
-            shards, skipped = plan_links(self.root, links, self._indexed)
-            self.skipped += skipped
-            if not shards:
-                return
-            self._pending = self._submit(_tasks(shards))
-
-    def abort(self) -> None:
-        """Kill the workers and drop the tasks not started (nothing to do with one worker)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True, kill_workers=True)
-
-
-def _submit_whole(
-    executor: ProcessPoolExecutor, fn: Callable[..., ScanResult], *args: object, **kwargs: object
-) -> Future[ScanResult]:
-    """``executor.submit``, never cut short by a Ctrl-C (see :func:`sigint_deferred`)."""
-    with sigint_deferred():
-        return executor.submit(fn, *args, **kwargs)
-
-
-class _Window:
-    """Tasks in the loky pool: the first ``size`` submitted now, the others as these finish.
-
-    ``size`` is loky's call-queue size, so a submitted task is always running or in that queue
-    and never waits in loky's queue of work ids, which its ``shutdown(kill_workers=True)`` does
-    not drain: its manager thread would die with a KeyError traceback on Ctrl-C.
-
-    While no worker has a result (they take a second or more to start here), the main process
-    walks the next task itself with ``walk_here`` instead of waiting.
-    """
-
-    def __init__(
-        self,
-        submit: Callable[[list[Shard]], Future[ScanResult]],
-        size: int,
-        tasks: list[list[Shard]],
-        walk_here: Callable[[list[Shard]], ScanResult],
-    ) -> None:
-        self._submit = submit
-        self._walk_here = walk_here
-        self._todo = iter(tasks)
-        self._running: set[Future[ScanResult]] = {
-            self._submit(task) for task in itertools.islice(self._todo, size)
-        }
-
-    def __iter__(self) -> Iterator[tuple[str, ScanResult]]:
-        from joblib.externals.loky.process_executor import TerminatedWorkerError
-
-        try:
-            while self._running:
-                # Timed: an untimed wait blocks the main thread in a lock that a Ctrl-C handled
-                # by one of loky's threads never releases, so KeyboardInterrupt never comes.
-                done, self._running = wait(
-                    self._running, timeout=POLL_SECONDS, return_when=FIRST_COMPLETED
-                )
-                self._running.update(map(self._submit, itertools.islice(self._todo, len(done))))
-                for future in done:
-                    yield "workers", future.result()
-                if not done and (task := next(self._todo, None)) is not None:
-                    yield "main", self._walk_here(task)
-        except TerminatedWorkerError as exc:
-            raise worker_died(exc, "scan", "folder") from exc
+LATE_START_SECONDS = 0.2
+"""Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""
 
 
 @dataclass
@@ -264,19 +130,36 @@ class Walked:
 
     tables: Tables
     shards: int
+    """Folder tasks handed between processes, plus the root and the links followed."""
     ignored: int
     skipped: list[Skip]
     """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
     listed: dict[str, int]
     """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
+    threads: int
+    """Listing threads that listed at least one folder, summed over the processes."""
+
+
+class _Worker:
+    """A worker process as the main process sees it: its pipe and whether it said goodbye."""
+
+    def __init__(self, proc: BaseProcess, conn: Connection) -> None:
+        self.proc = proc
+        self.conn = conn
+        self.threads = 0
+        self.ended = False
 
 
 class RunningWalk:
-    """A walk that has started: workers walk while the caller does other work.
+    """A walk that has started: it lists folders while the caller does other work.
 
-    :func:`start_walk` creates it; :meth:`finish` waits for the rows, shows progress and
-    assembles them. This is the one entry point to the walk for every verb that needs the
-    tree (``index``, ``verify``), so they share its speed and its fault handling.
+    :func:`start_walk` creates it; :meth:`finish` collects the rows, shows progress, follows
+    links round after round and assembles. This is the one entry point to the walk for every
+    verb that needs the tree (``index``, ``verify``), so they share its speed and its fault
+    handling. The main process starts walking at once on its own listing threads; ``n_jobs - 1``
+    worker processes take subtrees from the shared queue (see :mod:`alfcache._engine`). They are
+    forked at once when that is safe, else started from a fork server once the walk has lasted
+    ``LATE_START_SECONDS``. :meth:`abort` kills them.
     """
 
     def __init__(
@@ -284,49 +167,200 @@ class RunningWalk:
         root: Path,
         n_jobs: int,
         follow_symlinks: bool,
+        io_depth: int | None = None,
         array_shard: ArrayShard | None = None,
     ) -> None:
-        self._shards = plan_shards(str(root), n_jobs, per_job=SHARDS_PER_JOB)
-        self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks, array_shard)
+        self._root = str(root)
+        self._follow_symlinks = follow_symlinks
+        self._array_shard = array_shard
+        self._start = time.perf_counter()
+        self._n_workers = n_jobs - 1
+        self._cap = -(-(io_depth or DEFAULT_IO_DEPTH) // n_jobs)  # this process's share
+        self._ctx = executor.context() if self._n_workers else multiprocessing.get_context()
+        self._procs = executor.Processes()
+        self._workers: list[_Worker] = []
+        self._tasks: Queue[Task | None] = self._ctx.Queue()
+        self._tasks.cancel_join_thread()  # at exit after an abort, tasks left do not matter
+        self._queued: Counter = self._ctx.Value("q", 0)
+        self._waiting: Counter = self._ctx.Value("q", 0)
+        self._outstanding: Counter = self._ctx.Value("q", 0)
+        self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
+        self._sharer.enabled = False
+        self._main_results: deque[ScanResult] = deque()
+        if self._n_workers and (
+            self._ctx.get_start_method() == "fork" or LATE_START_SECONDS <= 0
+        ):
+            self._start_workers()  # now: before any thread starts, before Polars loads
+        self._lister = Lister(
+            self._root,
+            follow_symlinks,
+            self._cap,
+            array_shard=array_shard,
+            emit=self._main_results.append,
+            on_idle=lambda n: add(self._outstanding, -n),
+            share=self._sharer if self._n_workers else None,
+        )
+        self._shards = 0
+        self._walk_shards([Shard("", True)])
+        self._serve: threading.Thread | None = None
+        if self._n_workers:
+            self._serve = threading.Thread(
+                target=serve,
+                args=(self._lister, self._tasks, self._queued, self._waiting),
+                name="alfcache-serve",
+                daemon=True,
+            )
+            self._serve.start()
 
-    def abort(self) -> None:
-        """Kill the workers; for a caller that gives up (Ctrl-C) before :meth:`finish`."""
-        self._scan.abort()
+    def _start_workers(self) -> None:
+        for _ in range(self._n_workers):
+            receive, send = self._ctx.Pipe(duplex=False)
+            args = (
+                self._root,
+                self._follow_symlinks,
+                self._array_shard,
+                self._cap,
+                self._tasks,
+                self._queued,
+                self._waiting,
+                self._outstanding,
+                send,
+            )
+            proc = self._procs.start(self._ctx, work, args)
+            send.close()  # the worker holds the only write end: its death is an EOF here
+            self._workers.append(_Worker(proc, receive))
+        self._sharer.enabled = True
+
+    def _walk_shards(self, shards: list[Shard]) -> None:
+        """Start walking ``shards`` in this process (their own session rows are emitted here)."""
+        walk = _Walk(self._root, self._follow_symlinks, self._array_shard)
+        tasks = [walk.start(shard) for shard in shards]
+        self._main_results.append(walk.flush())
+        self._shards += len(tasks)
+        add(self._outstanding, len(tasks))
+        self._lister.add(tasks, taken=len(tasks))
 
     def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
         from alfcache._assemble import assemble
 
         bar = Progress(enabled=progress)
-        results = []
+        results: list[ScanResult] = []
+        listed = {"main": 0, "workers": 0}
+        links: list[str] = []
+        indexed = {self._root: "the indexed folder"}
+        skipped: list[Skip] = []
+
+        def take(where: str, result: ScanResult) -> None:
+            results.append(result)
+            listed[where] += result.listed
+            links.extend(result.links)
+            bar.update(result.sessions.num_rows, result.datasets.num_rows)
+
         try:
-            for result in self._scan:
-                results.append(result)
-                bar.update(result.sessions.num_rows, result.datasets.num_rows)
+            while True:
+                self._collect(take)
+                if self._outstanding.value:
+                    continue
+                # Every folder of this round is listed and every row has arrived.
+                while self._main_results:
+                    take("main", self._main_results.popleft())
+                shards, revisits = plan_links(self._root, links, indexed)
+                links.clear()
+                skipped += revisits
+                if not shards:
+                    break
+                self._walk_shards(shards)
+            self._close(take)
         except BaseException:
-            self._scan.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive us
+            self.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive us
             raise
         finally:
             bar.close()
+        ignored = sum(r.ignored for r in results)
         tables = assemble(results, hash_ids=hash_ids, lab=lab)
         return Walked(
             tables=tables,
-            shards=len(self._shards),
-            ignored=sum(r.ignored for r in results),
-            skipped=self._scan.skipped,
-            listed=dict(self._scan.listed),
+            shards=self._shards + self._sharer.shared,
+            ignored=ignored,
+            skipped=skipped,
+            listed=listed,
+            threads=self._lister.used + sum(w.threads for w in self._workers),
         )
+
+    def _collect(self, take: Callable[[str, ScanResult], None]) -> None:
+        """Take what arrived within ``POLL_SECONDS``; raise if a process of the walk failed."""
+        while self._main_results:
+            take("main", self._main_results.popleft())
+        if self._lister.error is not None:
+            raise self._lister.error
+        if not self._workers:
+            if self._n_workers and time.perf_counter() - self._start > LATE_START_SECONDS:
+                self._start_workers()  # the walk proved long enough to pay for them
+            self._lister.wait_idle(POLL_SECONDS)
+            return
+        conns = [w.conn for w in self._workers if not w.ended]
+        for conn in wait(conns, timeout=POLL_SECONDS) if conns else ():
+            worker = next(w for w in self._workers if w.conn is conn)
+            self._receive(worker, take)
+        if codes := self._procs.dead():
+            raise workers_died(executor.describe_exit_codes(codes), "scan", "folder")
+
+    def _receive(self, worker: _Worker, take: Callable[[str, ScanResult], None]) -> None:
+        try:
+            kind, value = worker.conn.recv()
+        except (EOFError, OSError):
+            # Its pipe closed before it said goodbye: it died. Reap it to learn how.
+            worker.proc.join(timeout=5.0)
+            code = worker.proc.exitcode
+            codes = executor.describe_exit_codes([code]) if code is not None else None
+            raise workers_died(codes, "scan", "folder") from None
+        if kind == "rows":
+            take("workers", value)
+        elif kind == "idle":
+            add(self._outstanding, -value)
+        elif kind == "end":
+            worker.threads = value
+            worker.ended = True
+        else:
+            raise ScanFailed(
+                f"a scan worker failed: {value}; no table was written. Run with --jobs 1 "
+                "--debug to see where"
+            )
+
+    def _close(self, take: Callable[[str, ScanResult], None]) -> None:
+        """End the workers and the main process's threads once the walk is complete."""
+        for _ in range(self._n_workers + 1):
+            self._tasks.put(None)
+        while not all(w.ended for w in self._workers):
+            self._collect(take)
+        self._procs.join()
+        self._lister.stop()
+        if self._serve is not None:
+            self._serve.join()
+
+    def abort(self) -> None:
+        """Kill the workers and stop the listing threads (after an error or Ctrl-C)."""
+        self._procs.kill()
+        self._lister.stop()
 
 
 def start_walk(
-    root: Path, n_jobs: int, follow_symlinks: bool, *, array_shard: ArrayShard | None = None
+    root: Path,
+    n_jobs: int,
+    follow_symlinks: bool,
+    io_depth: int | None = None,
+    *,
+    array_shard: ArrayShard | None = None,
 ) -> RunningWalk:
-    """Start walking ``root`` (resolved, readable) with ``n_jobs`` workers; see RunningWalk.
+    """Start walking ``root`` (resolved, readable) with ``n_jobs`` processes; see RunningWalk.
 
-    With ``array_shard``, only the sessions of that shard are walked (``--shard K/N``).
+    ``io_depth`` is the most folder listings in flight over all processes; None adapts it to
+    the storage (up to ``DEFAULT_IO_DEPTH``). With ``array_shard``, only the sessions of that
+    shard are walked (``--shard K/N``).
     """
-    walk = RunningWalk(root, n_jobs, follow_symlinks, array_shard)
+    walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard)
     try:
-        import alfcache._assemble  # noqa: F401  Polars loads while the workers walk
+        import alfcache._assemble  # noqa: F401  Polars loads while the walk runs
     except BaseException:
         walk.abort()  # Ctrl-C while Polars loads: the workers must not outlive us
         raise
@@ -342,6 +376,7 @@ def index(
     hash_algorithm: str | None = None,
     lab: str | None = None,
     n_jobs: int | None = None,
+    io_depth: int | None = None,
     follow_symlinks: bool = False,
     progress: bool = False,
     update: bool = False,
@@ -359,6 +394,13 @@ def index(
     start = time.perf_counter()
     root = resolve_root(root_dir)
     jobs = resolve_n_jobs(n_jobs)
+    if io_depth is not None and (
+        isinstance(io_depth, bool) or not isinstance(io_depth, int) or io_depth < 1
+    ):
+        raise BadArgument(
+            f"io_depth={io_depth!r} is not a number of listings; use a positive integer, or "
+            "None to adapt it to the storage"
+        )
     if lab is not None and not isinstance(lab, str):
         raise BadArgument(f"lab={lab!r} is not a lab name; pass a string")
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
@@ -372,7 +414,7 @@ def index(
 
         check_update_shard(out, array_shard, str(root))
 
-    walk = start_walk(root, jobs, follow_symlinks, array_shard=array_shard)
+    walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
     previous = None
     try:
         if update or algorithms:
@@ -387,7 +429,6 @@ def index(
     except BaseException:
         walk.abort()  # an error or Ctrl-C here must not leave the workers walking
         raise
-
     walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress)
     tables = walked.tables
     hashing = changes = None
@@ -456,6 +497,7 @@ def index(
         # sorted, so that the report does not depend on which worker finished first
         skipped=sorted([*tables.skipped, *walked.skipped]),
         listed=walked.listed,
+        threads=walked.threads,
         hashing=hashing,
         changes=changes,
         shard=array_shard,
@@ -471,6 +513,7 @@ def make_parquet_db(
     *,
     hash_algorithm: str | None = None,
     n_jobs: int | None = None,
+    io_depth: int | None = None,
     follow_symlinks: bool = False,
     progress: bool = False,
     update: bool = False,
@@ -504,7 +547,13 @@ def make_parquet_db(
         Digests to compute; giving one turns hashing on. MD5 goes into ``hash`` (ONE-api checks
         it on every load), XXH3-128 into ``xxh3_128``. Hashed tables also hold ``mtime_ns``.
     n_jobs : int, optional
-        Worker processes; None or -1 for all cores, 1 to scan in this process.
+        Processes that walk (the main process is one of them); None or -1 for all cores, 1 to
+        walk in this process only.
+    io_depth : int, optional
+        The most folder listings in flight at once, over all processes (threads list folders,
+        so this is independent of ``n_jobs``). None adapts it to the storage: up to 64 while
+        listings mostly wait (network storage), one or two per process while they are
+        CPU-bound (a warm local disk).
     follow_symlinks : bool
         Follow symbolic links to folders (never twice into the same folder).
     progress : bool
@@ -557,6 +606,7 @@ def make_parquet_db(
         hash_algorithm=hash_algorithm,
         lab=lab,
         n_jobs=n_jobs,
+        io_depth=io_depth,
         follow_symlinks=follow_symlinks,
         progress=progress,
         update=update,

@@ -1,13 +1,11 @@
 """The walk: where a row is born.
 
-The main process plans *shards* (:func:`plan_shards`): it lists the top of the tree breadth first
-until there are enough independent subtrees to keep every worker busy. A folder the planner
-opened becomes a *flat* shard (its own files only); every folder on the frontier becomes a *deep*
-shard (its whole subtree). Every file therefore belongs to exactly one shard.
-
-A worker (:func:`scan_shards`) walks its shards with ``os.scandir`` and an explicit stack (no
-recursion limit) and returns plain Arrow record batches and skip records; it never imports
-Polars or pandas, so worker start-up stays cheap.
+A :class:`_Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
+entry; who lists which folder, on how many threads and processes, is decided in
+:mod:`alfcache._engine`. A walk's work is a stack of plain :data:`Task` values, so a folder can
+be handed to another thread or process as it is found. :func:`scan_shards` walks given folders
+in one thread (the pure function: plain arguments in, Arrow out). Workers never import Polars
+or pandas, so that they stay cheap.
 
 Rules (documented in docs/rules.md, with the reason code of every report):
 
@@ -34,6 +32,7 @@ import os
 import signal
 import stat
 import threading
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -105,10 +104,26 @@ class _Session(NamedTuple):
     prefix: str
     """Path of the folder being walked relative to the session, '' or ending in '/'."""
 
+    def __reduce__(self) -> tuple[object, tuple[str, str, int]]:
+        # Tasks travel between processes, and the walk tells "no session" and "another array
+        # shard's session" by identity (a root that is a session is _Session("", "") too).
+        marker = 1 if self is _NO_SESSION else 2 if self is _OTHER_SHARD else 0
+        return _session, (self.rel_dir, self.prefix, marker)
+
+
+def _session(rel_dir: str, prefix: str, marker: int) -> _Session:
+    return (_Session(rel_dir, prefix), _NO_SESSION, _OTHER_SHARD)[marker]
+
 
 _NO_SESSION = _Session("", "")
 _OTHER_SHARD = _Session("<a session of another array shard>", "")
 """What :meth:`_Walk.enter_session` returns for a session another array task indexes."""
+
+Task = tuple[str, tuple[str, ...], _Session]
+"""A folder to list: its path relative to the root, its last four names and its session.
+Plain values, so a task can go to another thread or process as it is."""
+
+Stack = deque[Task]
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # The same few hundred names recur in every session; caching the verdict takes the regular
@@ -129,55 +144,6 @@ def _is_utf8(name: str) -> bool:
 
 def _join(rel_dir: str, name: str) -> str:
     return f"{rel_dir}/{name}" if rel_dir else name
-
-
-def plan_shards(root: str, n_jobs: int, per_job: int = 4, max_depth: int = 8) -> list[Shard]:
-    """Split the tree below ``root`` into shards for ``n_jobs`` workers.
-
-    Parameters
-    ----------
-    root : str
-        Absolute path of the folder to index.
-    n_jobs : int
-        Number of workers; one worker gets a single deep shard of the root.
-    per_job : int
-        Aim for at least this many deep shards per worker so a large subtree does not leave the
-        other workers idle.
-    max_depth : int
-        Stop opening folders below this depth even if there are still too few shards.
-
-    Returns
-    -------
-    list of Shard
-        Deep shards, then the flat shards of the folders the planner opened.
-    """
-    if n_jobs <= 1:
-        return [Shard("", True)]
-    target = n_jobs * per_job
-    frontier = [""]
-    flat: list[Shard] = []
-    deep: list[str] = []
-    for _ in range(max_depth):
-        if len(frontier) >= target:
-            break
-        children: list[str] = []
-        for rel_dir in frontier:
-            try:
-                with os.scandir(os.path.join(root, rel_dir)) as entries:
-                    # An undecodable name is left to the worker that lists this folder, which
-                    # reports it; as a shard it would put unencodable paths into the rows.
-                    subdirs = sorted(
-                        e.name
-                        for e in entries
-                        if e.is_dir(follow_symlinks=False) and _is_utf8(e.name)
-                    )
-            except OSError:
-                deep.append(rel_dir)  # a worker meets it again and reports why
-                continue
-            flat.append(Shard(rel_dir, False))
-            children.extend(_join(rel_dir, name) for name in subdirs)
-        frontier = children
-    return [Shard(rel_dir, True) for rel_dir in deep + frontier] + flat
 
 
 def plan_links(
@@ -250,6 +216,9 @@ class _Walk:
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
         self.array_shard = array_shard
+        self._reset()
+
+    def _reset(self) -> None:
         self.links: list[str] = []
         self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names[:-1]}
         self.ses_num: list[int] = []
@@ -312,8 +281,12 @@ class _Walk:
         return True
 
     def walk(self, shard: Shard) -> None:
-        if not self._in_array_shard(shard.rel_dir):
-            return  # a planner's shard inside, or at, a session another array task indexes
+        stack = deque([self.start(shard)])
+        while stack:
+            self._list(*stack.pop(), stack, shard.deep)
+
+    def start(self, shard: Shard) -> Task:
+        """The first task of ``shard``; emits the row of its folder when that is a session."""
         rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
         names = self.root_names + rel_names
         # Whoever walks a folder emits its session row; a shard may also start inside a session.
@@ -322,22 +295,28 @@ class _Walk:
             if shard.rel_dir
             else _NO_SESSION
         )
+        if not self._in_array_shard(shard.rel_dir):
+            # A start inside, or at, a session another array task indexes: nothing to list.
+            return shard.rel_dir, names[-4:], _OTHER_SHARD
         session = self.enter_session(shard.rel_dir, names, outer) or _session_of(
             self.root_names, shard.rel_dir
         )
-        stack = [(shard.rel_dir, names[-4:], session)]
-        while stack:
-            rel_dir, tail, session = stack.pop()
-            self._list(rel_dir, tail, session, stack, shard.deep)
+        return shard.rel_dir, names[-4:], session
+
+    def list_folder(self, task: Task, stack: Stack) -> None:
+        """List one folder of a deep walk; its subfolders go on ``stack``."""
+        self._list(*task, stack, True)
 
     def _list(
         self,
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
+        stack: Stack,
         deep: bool,
     ) -> None:
+        if session is _OTHER_SHARD:
+            return
         path = f"{self.root}/{rel_dir}" if rel_dir else self.root
         try:
             # Listing through a folder descriptor makes every stat() below relative to it
@@ -367,7 +346,7 @@ class _Walk:
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
+        stack: Stack,
         deep: bool,
     ) -> None:
         try:
@@ -409,7 +388,7 @@ class _Walk:
         rel_dir: str,
         tail: tuple[str, ...],
         session: _Session,
-        stack: list[tuple[str, tuple[str, ...], _Session]],
+        stack: Stack,
         name: str,
     ) -> None:
         child = _join(rel_dir, name)
@@ -480,6 +459,16 @@ class _Walk:
             self.skip(rel, "vanished", "link disappeared during the scan")
             return
         self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
+
+    @property
+    def rows(self) -> int:
+        return len(self.ds_session) + len(self.ses_num)
+
+    def flush(self) -> ScanResult:
+        """What was found since the last flush, as one ScanResult; the walk starts afresh."""
+        result = self.result()
+        self._reset()
+        return result
 
     def result(self) -> ScanResult:
         sessions = pa.RecordBatch.from_arrays(

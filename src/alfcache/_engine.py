@@ -1,0 +1,413 @@
+"""Scheduling of the walk: many listings in flight per process, work shared as it is found.
+
+:mod:`alfcache._scan` decides what an entry is; this module decides who lists which folder.
+
+* In every process a :class:`Lister` runs listing threads over a pool of folder tasks. Each
+  thread walks depth first on its own stack and moves the bottom of its stack (the largest
+  subtree it knows) to the pool while the pool holds fewer tasks than there are threads free to
+  take them. ``os.scandir`` and ``stat`` release the GIL, so on storage that makes every call
+  wait, many listings are in flight at once even in a single process.
+* How many threads may list at once adapts to the storage by trying (:class:`Depth`): the
+  process measures its listings per second, doubles the number of threads and keeps the new
+  number only if the rate rose by ``GAIN``; otherwise it goes back and tries again later, the
+  other way. On network storage, where every call waits, the rate doubles with the threads up
+  to the process's share of ``io_depth``; on a warm local disk more threads only queue for the
+  GIL and the walk stays at one or two per process. Ratios of CPU to wall time were tried
+  first and misled: both the wait for the GIL and, on a loaded machine, the wait for a core
+  look like waiting on storage, and they added threads exactly when threads hurt.
+* Between processes, tasks go through one shared queue: a thread hands the bottom of its stack
+  to the queue only while the queue is short, since a message per folder would cost more than
+  listing it. A process takes from the queue when its own threads run dry.
+* Termination is counted: ``outstanding`` holds the shared tasks not yet walked (the root
+  counts as one). A process reports how many it took once it is idle, after its rows; the
+  main process subtracts them and, at zero, knows that every folder has been listed.
+
+Rows leave each thread as Arrow record batches every ``BATCH_ROWS`` rows and whenever its
+process falls idle, so neither workers nor the main process hold Python lists of the whole tree.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from multiprocessing.connection import Connection
+from multiprocessing.queues import Queue
+from typing import Any, Protocol
+
+from alfcache._scan import ScanResult, Stack, Task, _Walk
+from alfcache._sharding import ArrayShard
+
+BATCH_ROWS = 50_000
+"""Rows after which a thread sends what it found: memory stays flat, messages stay few."""
+
+ADAPT_SECONDS = 0.1
+"""The shortest time over which a process measures its listing rate..."""
+
+ADAPT_LISTINGS = 8
+"""...and the fewest listings (unless ``MAX_ADAPT_SECONDS`` passed): a rate needs a sample."""
+
+MAX_ADAPT_SECONDS = 0.5
+
+GAIN = 1.5
+"""Doubling the threads must raise the rate this much to be kept; halving them may lower it
+by as much (1 / GAIN) and is still kept, since fewer threads cost less."""
+
+HOLD = 10
+"""Measurements to wait after a try that did not pay before the next try."""
+
+POLL_SECONDS = 0.05
+"""How long a wait lasts before it looks again at errors, stops and Ctrl-C."""
+
+
+class Counter(Protocol):
+    """A ``multiprocessing.Value``: an integer shared by the processes of a run."""
+
+    value: int
+
+    def get_lock(self) -> Any: ...
+
+
+def add(counter: Counter, n: int) -> None:
+    with counter.get_lock():
+        counter.value += n
+
+
+class Depth:
+    """How many listing threads a process allows: a hill climb on the measured listing rate.
+
+    Each :meth:`observe` reports the rate at the current depth. A try (double or halve) is
+    judged by the next rate: kept when it paid (see ``GAIN``), and then tried again in the same
+    direction; otherwise undone, and after ``HOLD`` measurements the other direction is tried.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = max(1, cap)
+        self.value = 1
+        self._trial: tuple[int, float] | None = None
+        """The depth and rate before the try being judged."""
+        self._up = True
+        self._hold = 0
+
+    def observe(self, rate: float) -> int:
+        """The depth to use next, given the listings per second at the current depth."""
+        if self._trial is not None:
+            before, before_rate = self._trial
+            self._trial = None
+            grew = self.value > before
+            paid = rate >= before_rate * GAIN if grew else rate * GAIN >= before_rate
+            if not paid:
+                self.value = before
+                self._up = not grew
+                self._hold = HOLD
+                return self.value
+            if not self._movable(self._up):  # it paid up to the end: stay there a while
+                self._up = not self._up
+                self._hold = HOLD
+                return self.value
+        elif self._hold:
+            self._hold -= 1
+            return self.value
+        up = self._up if self._movable(self._up) else not self._up
+        if self._movable(up):
+            self._up = up
+            self._trial = (self.value, rate)
+            self.value = min(self.cap, self.value * 2) if up else max(1, self.value // 2)
+        return self.value
+
+    def _movable(self, up: bool) -> bool:
+        return self.value < self.cap if up else self.value > 1
+
+
+class Lister:
+    """The listing threads of one process and their pool of folder tasks.
+
+    Parameters
+    ----------
+    root : str
+        Absolute path of the indexed folder.
+    follow_symlinks : bool
+        See :func:`alfcache._scan.scan_shards`.
+    cap : int
+        The most threads that may list at once in this process.
+    array_shard : ArrayShard, optional
+        Walk only the sessions of this shard of an array job (``--shard K/N``).
+    emit : callable
+        Receives each :class:`ScanResult` as it is flushed (from any thread).
+    on_idle : callable
+        Called with the number of tasks taken by :meth:`add` since the last call, once the
+        process has no task left and every result has been emitted.
+    share : callable, optional
+        Offered a thread's stack when it holds more than one task; may take a task from its
+        bottom for other processes, and then returns True.
+    """
+
+    def __init__(
+        self,
+        root: str,
+        follow_symlinks: bool,
+        cap: int,
+        emit: Callable[[ScanResult], None],
+        on_idle: Callable[[int], None],
+        share: Callable[[Stack], bool] | None = None,
+        array_shard: ArrayShard | None = None,
+    ) -> None:
+        self.root = root
+        self.follow_symlinks = follow_symlinks
+        self.array_shard = array_shard
+        self._emit = emit
+        self._on_idle = on_idle
+        self._share = share
+        self._cond = threading.Condition()
+        self._drained = threading.Condition(self._cond._lock)  # type: ignore[attr-defined]
+        """Notified when a thread runs dry (see :meth:`hungry`)."""
+        self._pool: deque[Task] = deque()
+        self._busy = 0
+        self._taken = 0
+        self._idle = True
+        self._stopped = False
+        self._depth = Depth(cap)
+        self._target = 1
+        self._listings = 0
+        self._settled = True
+        """False for the first measurement after a change: new threads have not yet finished a
+        listing (on slow storage one can take 30 ms), so it would undercount their gain."""
+        self._threads: list[threading.Thread] = []
+        self._walks: list[_Walk] = []
+        self._since = time.perf_counter()
+        self.used = 0
+        """Threads that listed at least one folder."""
+        self.error: BaseException | None = None
+        """What stopped a listing thread, if anything did."""
+
+    def add(self, tasks: list[Task], taken: int) -> None:
+        """Hand ``tasks`` to the threads; ``taken`` of them count for :meth:`on_idle`."""
+        with self._cond:
+            if self._idle:  # time spent idle says nothing about the storage
+                self._since = time.perf_counter()
+                self._listings = 0
+            self._pool.extend(tasks)
+            self._taken += taken
+            self._idle = False
+            self._start_threads()
+            self._cond.notify_all()
+
+    def hungry(self) -> bool:
+        """True when a thread free to list has nothing to list: time to take shared work."""
+        return not self._pool and self._busy < self._target
+
+    def wait_hungry(self, timeout: float) -> None:
+        with self._cond:
+            self._drained.wait_for(lambda: self.hungry() or self._stopped, timeout)
+
+    def wait_idle(self, timeout: float) -> None:
+        """Wait until every task is walked, a thread failed, or ``timeout`` passed."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._idle or self._stopped, timeout)
+
+    def stop(self, timeout: float = 1.0) -> None:
+        """Stop every thread after its current listing; wait up to ``timeout`` for them."""
+        with self._cond:
+            self._stopped = True
+            self._cond.notify_all()
+            self._drained.notify_all()
+        # A listing on slow storage may take a while: an abort does not hang on it (the threads
+        # are daemons and drop their work).
+        end = time.monotonic() + timeout
+        for thread in self._threads:
+            if thread is not threading.current_thread():
+                thread.join(timeout=max(0.0, end - time.monotonic()))
+
+    def _start_threads(self) -> None:
+        """Start threads up to the target (called with the lock held)."""
+        while len(self._threads) < self._target:
+            walk = _Walk(self.root, self.follow_symlinks, self.array_shard)
+            thread = threading.Thread(
+                target=self._run,
+                args=(len(self._threads), walk),
+                name=f"alfcache-list-{len(self._threads)}",
+                daemon=True,
+            )
+            self._walks.append(walk)
+            self._threads.append(thread)
+            self._busy += 1  # until its first _next
+            thread.start()
+
+    def _run(self, index: int, walk: _Walk) -> None:
+        stack: Stack = deque()
+        try:
+            if (task := self._next(index, stack)) is not None:
+                with self._cond:
+                    self.used += 1
+            while task is not None:
+                walk.list_folder(task, stack)
+                if len(stack) > 1:
+                    self._give(stack)
+                if walk.rows >= BATCH_ROWS:
+                    self._emit(walk.flush())
+                self._adapt()
+                task = self._next(index, stack)
+        except BaseException as exc:  # reported by whoever waits for this process
+            self.error = exc
+            with self._cond:
+                self._stopped = True
+                self._cond.notify_all()
+
+    def _next(self, index: int, stack: Stack) -> Task | None:
+        if stack and index < self._target and not self._stopped:
+            return stack.pop()
+        with self._cond:
+            if stack:  # this thread is beyond the target now: its work goes to the others
+                self._pool.extend(stack)
+                stack.clear()
+                self._cond.notify_all()
+            self._busy -= 1
+            if not self._pool:
+                self._drained.notify_all()
+            while not self._stopped:
+                if self._pool and index < self._target:
+                    self._busy += 1
+                    return self._pool.popleft()
+                if not self._idle and self._busy == 0 and not self._pool:
+                    self._become_idle()
+                self._cond.wait()
+            return None
+
+    def _become_idle(self) -> None:
+        """Emit every thread's rows, then report the tasks done (called with the lock held).
+
+        Every other thread waits for the lock, so no walk is touched meanwhile; the order
+        matters, since the main process takes the report as the promise that the rows came.
+        """
+        self._idle = True
+        for walk in self._walks:
+            if walk.rows or walk.skipped or walk.links or walk.ignored or walk.listed:
+                self._emit(walk.flush())
+        taken, self._taken = self._taken, 0
+        self._on_idle(taken)
+        self._cond.notify_all()  # wait_idle
+
+    def _give(self, stack: Stack) -> None:
+        # Threads of this process first (no message), then processes that wait: a process
+        # waits only when it has a thread free and nothing for it. Unlocked reads: a stale
+        # count moves one task more or less.
+        if len(self._pool) < self._target - self._busy:
+            with self._cond:
+                self._pool.append(stack.popleft())
+                self._cond.notify_all()
+        elif self._share is not None:
+            self._share(stack)
+
+    def _adapt(self) -> None:
+        """Count a listing; now and then let :class:`Depth` choose the number of threads."""
+        self._listings += 1  # unlocked: a count lost to a race does not change a verdict
+        now = time.perf_counter()
+        elapsed = now - self._since
+        if elapsed < ADAPT_SECONDS or (
+            self._listings < ADAPT_LISTINGS and elapsed < MAX_ADAPT_SECONDS
+        ):
+            return
+        with self._cond:
+            elapsed = now - self._since
+            if elapsed < ADAPT_SECONDS:
+                return  # another thread measured meanwhile
+            rate = self._listings / elapsed
+            self._since, self._listings = now, 0
+            if not self._settled:
+                self._settled = True
+                return
+            target = self._depth.observe(rate)
+            if target != self._target:
+                self._target = target
+                self._settled = False
+                self._start_threads()
+                self._cond.notify_all()
+
+
+class Sharer:
+    """Hands tasks to the other processes while fewer wait in the queue than processes wait."""
+
+    def __init__(
+        self, tasks: Queue[Task | None], queued: Counter, waiting: Counter, outstanding: Counter
+    ):
+        self._tasks = tasks
+        self._queued = queued
+        self._waiting = waiting
+        self._outstanding = outstanding
+        self.enabled = True
+        self.shared = 0
+        """Tasks this process put on the queue."""
+
+    def __call__(self, stack: Stack) -> bool:
+        if not (self.enabled and len(stack) > 1 and self._queued.value < self._waiting.value):
+            return False
+        task = stack.popleft()
+        add(self._outstanding, 1)  # before the put: the count never reaches 0 too early
+        add(self._queued, 1)
+        self._tasks.put(task)
+        self.shared += 1
+        return True
+
+
+def serve(lister: Lister, tasks: Queue[Task | None], queued: Counter, waiting: Counter) -> None:
+    """Feed ``lister`` from the shared queue whenever it runs dry; return at the sentinel.
+
+    While it waits, the process counts in ``waiting``: the other processes share tasks then.
+    """
+    while lister.error is None:
+        if not lister.hungry():
+            lister.wait_hungry(POLL_SECONDS)
+            continue
+        add(waiting, 1)
+        try:
+            task = tasks.get(timeout=POLL_SECONDS)
+        except queue.Empty:
+            continue
+        finally:
+            add(waiting, -1)
+        if task is None:
+            return
+        add(queued, -1)
+        lister.add([task], taken=1)
+
+
+def work(
+    root: str,
+    follow_symlinks: bool,
+    array_shard: ArrayShard | None,
+    cap: int,
+    tasks: Queue[Task | None],
+    queued: Counter,
+    waiting: Counter,
+    outstanding: Counter,
+    conn: Connection,
+) -> None:
+    """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
+
+    Messages, in order: ``("rows", ScanResult)``, ``("idle", n)`` once the ``n`` tasks taken
+    since the last report are walked, and at the end ``("end", threads that listed)`` or
+    ``("error", message)``.
+    """
+    lock = threading.Lock()
+
+    def send(message: tuple[str, Any]) -> None:
+        with lock:
+            conn.send(message)
+
+    lister = Lister(
+        root,
+        follow_symlinks,
+        cap,
+        emit=lambda result: send(("rows", result)),
+        on_idle=lambda n: send(("idle", n)),
+        share=Sharer(tasks, queued, waiting, outstanding),
+        array_shard=array_shard,
+    )
+    serve(lister, tasks, queued, waiting)
+    lister.stop()
+    if lister.error is not None:
+        send(("error", f"{type(lister.error).__name__}: {lister.error}"))
+        return
+    send(("end", lister.used))

@@ -1,0 +1,136 @@
+"""The room for a run's worker processes: how they start, what they ignore, how they end.
+
+Worker processes are *forked* when that is safe, because a forked worker costs a few
+milliseconds and no imports, where a fresh interpreter (spawn, loky) costs 0.4-2 s and about
+70 MiB. Forking is safe only while the main process runs a single thread and has not imported
+Polars: fork copies the calling thread alone, so Polars's thread pool would be dead in the
+child and the first Polars call there would hang. The walk therefore forks its workers first,
+before it starts its listing threads and before the main process imports Polars. When a caller has
+loaded Polars already (a notebook, a test suite), workers come from a fork server instead: one
+fresh interpreter, started once per process, that forks the workers from a clean state.
+
+Every worker ignores SIGINT (Ctrl-C belongs to the main process, which kills the workers),
+dies with its parent (``PR_SET_PDEATHSIG``), and is named ``alfcache-walk`` in ``/proc/PID/comm``
+so that tools and tests can tell it apart. :meth:`Processes.kill` sends SIGKILL and reaps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import multiprocessing
+import signal
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from multiprocessing.context import BaseContext
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+WORKER_NAME = "alfcache-walk"
+"""The name of a worker process in ``/proc/PID/comm``."""
+
+_PR_SET_PDEATHSIG = 1
+_PR_SET_NAME = 15
+
+
+def fork_is_safe() -> bool:
+    """True when a forked child would inherit a usable state: one thread, no Polars."""
+    return (
+        sys.platform == "linux"
+        and "polars" not in sys.modules
+        and threading.active_count() == 1
+    )
+
+
+def context() -> BaseContext:
+    """The cheapest start method that is safe now (see the module's docstring)."""
+    if fork_is_safe():
+        return multiprocessing.get_context("fork")
+    ctx = multiprocessing.get_context("forkserver")
+    # The fork server imports the scanner once; every worker it forks then starts warm.
+    ctx.set_forkserver_preload(["alfcache._scan"])
+    return ctx
+
+
+def become_worker() -> None:
+    """First thing in a worker: ignore Ctrl-C, die with the parent, carry the worker's name."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        libc.prctl(_PR_SET_NAME, WORKER_NAME.encode(), 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the main process still kills us on abort
+        pass
+
+
+@contextlib.contextmanager
+def _main_hidden() -> Iterator[None]:
+    """Keep a fork server's worker from importing the caller's ``__main__``.
+
+    multiprocessing re-runs the main script (or module) in such a worker, to find functions
+    defined there; a worker runs alfcache's code only, and a script that calls ``index()``
+    without an ``if __name__ == "__main__"`` guard would index again in it, then fail.
+    """
+    main = sys.modules.get("__main__")
+    saved = {k: main.__dict__[k] for k in ("__file__", "__spec__") if main and k in main.__dict__}
+    try:
+        if "__file__" in saved:
+            del main.__file__  # type: ignore[union-attr]
+        if "__spec__" in saved:
+            main.__spec__ = None  # type: ignore[union-attr]
+        yield
+    finally:
+        for key, value in saved.items():
+            setattr(main, key, value)
+
+
+def _worker(target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    become_worker()
+    target(*args)
+
+
+class Processes:
+    """The worker processes of one run."""
+
+    def __init__(self) -> None:
+        self.procs: list[BaseProcess] = []
+
+    def start(
+        self, ctx: BaseContext, target: Callable[..., None], args: tuple[Any, ...]
+    ) -> BaseProcess:
+        """Start one worker that runs ``target(*args)``."""
+        proc = ctx.Process(target=_worker, args=(target, args), daemon=True)
+        if ctx.get_start_method() == "fork":
+            proc.start()
+        else:
+            with _main_hidden():
+                proc.start()
+        self.procs.append(proc)
+        return proc
+
+    def dead(self) -> list[int]:
+        """Exit codes of workers that ended with an error or a signal (negative codes)."""
+        return [p.exitcode for p in self.procs if p.exitcode not in (None, 0)]
+
+    def join(self) -> None:
+        for proc in self.procs:
+            proc.join()
+
+    def kill(self) -> None:
+        """SIGKILL every worker still running, then reap them all: none may outlive the run."""
+        for proc in self.procs:
+            if proc.exitcode is None:
+                proc.kill()
+        self.join()
+
+
+def describe_exit_codes(codes: list[int]) -> str:
+    """``{SIGKILL(-9)}`` for a worker killed by SIGKILL, as loky writes it; ``{1}`` for an exit."""
+    shown = []
+    for code in codes:
+        try:
+            shown.append(f"{signal.Signals(-code).name}({code})" if code < 0 else str(code))
+        except ValueError:
+            shown.append(str(code))
+    return "{" + ", ".join(shown) + "}"
