@@ -73,6 +73,13 @@ def _by_path(out: Path, column: str) -> dict[str, Any]:
     return {f"{folders[r['eid']]}/{r['rel_path']}": r[column] for r in rows}
 
 
+def _opened(path: Any, dir_fd: int | None) -> str:
+    """The full path ``os.open(path, dir_fd=dir_fd)`` opens (files are opened in their folder)."""
+    if dir_fd is None:
+        return str(path)
+    return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
+
+
 def _md5sum(root: Path, rel_paths: list[str]) -> dict[str, str]:
     """Digests printed by the real ``md5sum`` binary."""
     proc = subprocess.run(
@@ -143,10 +150,11 @@ def test_both_digests_from_one_read(
     opened: list[str] = []
     real_open = os.open
 
-    def counting_open(path: Any, *args: Any, **kwargs: Any) -> int:
-        if isinstance(path, str) and os.path.isfile(path):
-            opened.append(path)
-        return real_open(path, *args, **kwargs)
+    def counting_open(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        full = _opened(path, dir_fd)
+        if os.path.isfile(full):
+            opened.append(full)
+        return real_open(path, *args, dir_fd=dir_fd, **kwargs)
 
     monkeypatch.setattr(alfcache._hash.os, "open", counting_open)
     out = tmp_path / "out"
@@ -474,10 +482,10 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
     locked = str(root / files[0])
     real_open = os.open
 
-    def refusing_open(path: Any, *args: Any, **kwargs: Any) -> int:
-        if path == locked:
+    def refusing_open(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        if _opened(path, dir_fd) == locked:
             raise PermissionError(13, "Permission denied", path)
-        return real_open(path, *args, **kwargs)
+        return real_open(path, *args, dir_fd=dir_fd, **kwargs)
 
     monkeypatch.setattr(alfcache._hash.os, "open", refusing_open)
     out = tmp_path / "out"

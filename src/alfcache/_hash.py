@@ -14,6 +14,15 @@ the GIL) would serialise the threads, do the tasks go to the walk's worker proce
 whose size or modification time changes while it is read is read once more; if it changes
 again, or cannot be read, it is reported and left without a digest, and the run goes on.
 
+On threads, large files and small ones are read by two sets of threads. A large file is read
+by one of ``n_jobs`` readers, one per core: reading is digesting there, and more readers would
+only compete for the cores and the disk. Small files cost a round trip to open rather than
+time to digest; on network storage that round trip is a millisecond, so up to
+:data:`MAX_DEPTH` threads keep that many opens in flight. Small files are packed into tasks
+folder by folder, and a task opens each folder once and its files relative to it
+(``os.open(name, dir_fd=...)``): a full path would cost a lookup per path component on storage
+that caches none.
+
 Tasks report the bytes they have read on a *board* of one counter per task, which the main
 thread sums a few times a second; worker processes write theirs into a small file with
 ``pwrite``. Progress counted per finished task would stand still for minutes while a 50 GB
@@ -69,7 +78,18 @@ TASKS_PER_JOB = 16
 """Tasks planned per worker: the last task to finish is then a small part of the whole."""
 
 MIN_TASK_COST = 4 << 20
-"""Below this, a task costs more to hand to a worker than to do."""
+"""Below this, a task costs more to hand to a worker process than to do."""
+
+THREAD_TASK_COST = 1 << 19
+"""The same for a thread (tens of microseconds to hand over): about 30 small files."""
+
+LARGE_FILE = 1 << 20
+"""Files at least this large are read by the ``n_jobs`` readers, one file per task."""
+
+MAX_DEPTH = 64
+"""Threads reading small files at most: opens in flight on storage where each is a round trip."""
+
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 _REPORT_EVERY = 16 << 20  # bytes a worker reads between two writes to the progress board
 _POLL = 0.25  # seconds between two looks at the progress board
@@ -121,7 +141,12 @@ def resolve_algorithms(hash_files: bool, hash_algorithm: str | None) -> tuple[st
     return ALGORITHMS[hash_algorithm]
 
 
-def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarray]:
+def plan_tasks(
+    sizes: Sequence[int] | np.ndarray,
+    n_jobs: int,
+    folders: np.ndarray | None = None,
+    min_cost: int = MIN_TASK_COST,
+) -> list[np.ndarray]:
     """Cut the files into tasks of similar cost, the costliest first.
 
     Parameters
@@ -130,6 +155,11 @@ def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarra
         File sizes in bytes.
     n_jobs : int
         Number of workers.
+    folders : numpy.ndarray of int, optional
+        A code per file, equal for files of the same folder: the files packed together are
+        then taken folder by folder, so that a task opens each folder once.
+    min_cost : int
+        The smallest share worth a task of its own.
 
     Returns
     -------
@@ -138,14 +168,60 @@ def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarra
         is a task of its own.
     """
     cost = np.asarray(sizes, dtype=np.int64) + FILE_COST
-    order = np.argsort(-cost, kind="stable")
-    share = max(int(cost.sum()) // (n_jobs * TASKS_PER_JOB), MIN_TASK_COST)
-    # A task is every file whose cumulative start falls in the same window of `share` bytes.
-    # Costs decrease along `order`, so a file costing a whole share or more starts a window of
-    # its own and fills it: it is alone in its task.
-    ordered = cost[order]
+    share = max(int(cost.sum()) // (n_jobs * TASKS_PER_JOB), min_cost)
+    alone = np.flatnonzero(cost >= share)
+    alone = alone[np.argsort(-cost[alone], kind="stable")]
+    packed = np.flatnonzero(cost < share)
+    if folders is None:
+        packed = packed[np.argsort(-cost[packed], kind="stable")]
+    else:
+        packed = packed[np.argsort(folders[packed], kind="stable")]
+    # A task is every packed file whose cumulative start falls in the same window of `share`
+    # bytes; each costs less than a share, so a task holds less than two.
+    ordered = cost[packed]
     window = (np.cumsum(ordered) - ordered) // share
-    return np.split(order, np.flatnonzero(np.diff(window)) + 1)
+    tasks = [alone[i : i + 1] for i in range(len(alone))]
+    if len(packed):
+        tasks += np.split(packed, np.flatnonzero(np.diff(window)) + 1)
+    return tasks
+
+
+def plan_thread_tasks(
+    sizes: Sequence[int] | np.ndarray, n_jobs: int, folders: np.ndarray, depth: int
+) -> tuple[list[np.ndarray], int]:
+    """Tasks for threads: each large file alone, the largest first, then the small files.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        File sizes in bytes.
+    n_jobs : int
+        Threads reading large files (one per core).
+    folders : numpy.ndarray of int
+        A code per file, equal for the files of one folder (:func:`folder_codes`).
+    depth : int
+        Threads reading small files; their files are packed folder by folder into tasks
+        for that many threads.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Positions in ``sizes``, one array per task.
+    int
+        How many of the tasks, at the start of the list, are large files.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    large = np.flatnonzero(sizes >= LARGE_FILE)
+    large = large[np.argsort(-sizes[large], kind="stable")]
+    small = np.flatnonzero(sizes < LARGE_FILE)
+    packed = plan_tasks(sizes[small], depth, folders[small], THREAD_TASK_COST)
+    return [large[i : i + 1] for i in range(len(large))] + [small[t] for t in packed], len(large)
+
+
+def folder_codes(paths: Sequence[str]) -> np.ndarray:
+    """A code per path, equal for the paths of files in the same folder."""
+    folders = np.array([p.rpartition("/")[0] for p in paths], dtype=object)
+    return np.unique(folders, return_inverse=True)[1] if len(paths) else np.zeros(0, np.int64)
 
 
 class _Board(Protocol):
@@ -219,9 +295,16 @@ class TaskResult(NamedTuple):
 
 
 def _read(
-    path: str, algorithms: tuple[str, ...], view: memoryview, board: _Board
+    folder: int, name: str, algorithms: tuple[str, ...], view: memoryview, board: _Board
 ) -> tuple[int, int, list[str]] | None:
     """Digest a file, reading it again if it changed while it was read; None if it changed twice.
+
+    Parameters
+    ----------
+    folder : int
+        Descriptor of the file's folder.
+    name : str
+        The file's name in that folder.
 
     Returns
     -------
@@ -230,11 +313,11 @@ def _read(
     """
     for _ in range(2):
         # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the worker.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
         with open(fd, "rb", buffering=0) as f:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
-                raise OSError(f"{path} is no longer a regular file")
+                raise OSError(f"{name} is no longer a regular file")
             hashers = [_NEW[a]() for a in algorithms]
             n_read = 0
             while n := f.readinto(view):
@@ -262,7 +345,8 @@ def hash_task(
     root : str
         Absolute path of the indexed folder.
     paths : sequence of str
-        File paths relative to ``root``.
+        File paths relative to ``root``; files of one folder next to each other, so that the
+        folder is opened once for all of them.
     algorithms : tuple of str
         Digests to compute, e.g. ``('md5', 'xxh3')``.
     board : FileBoard or _MemoryBoard
@@ -274,11 +358,13 @@ def hash_task(
     """
     view = memoryview(bytearray(BLOCK_SIZE))
     out = TaskResult([], [], [[] for _ in algorithms], [], [])
+    folders = _Folders(root)
     try:
         for i, rel in enumerate(paths):
             read = None
+            parent, _, name = rel.rpartition("/")
             try:
-                read = _read(f"{root}/{rel}", algorithms, view, board)
+                read = _read(folders.open(parent), name, algorithms, view, board)
             except FileNotFoundError:
                 out.vanished.append(i)
                 out.skipped.append(Skip(rel, "vanished", _VANISHED))
@@ -294,8 +380,44 @@ def hash_task(
             for column, digest in zip(out.digests, digests, strict=True):
                 column.append(digest)
     finally:
+        folders.close()
         board.close()
     return out
+
+
+class _Folders:
+    """The folder of the file being read, kept open while the next files are in it too."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.name: str | None = None
+        self.fd = -1
+        self.error: OSError | None = None
+
+    def open(self, name: str) -> int:
+        """A descriptor of folder ``name`` (relative to the root, '' for the root itself).
+
+        Raises
+        ------
+        OSError
+            The folder cannot be opened: the same error for each of its files, so a folder
+            gone is each file ``vanished`` and one locked is each file ``unreadable``.
+        """
+        if name != self.name:
+            self.close()
+            self.name = name
+            try:
+                self.fd = os.open(f"{self.root}/{name}" if name else self.root, _DIR_FLAGS)
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None:
+            raise self.error
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.error = -1, None
 
 
 @dataclass
@@ -362,6 +484,7 @@ def digest_files(
     algorithms: tuple[str, ...],
     n_jobs: int,
     progress: bool = False,
+    depth: int = MAX_DEPTH,
 ) -> Digests:
     """Read ``paths`` once each and compute ``algorithms``, on ``n_jobs`` workers.
 
@@ -380,6 +503,8 @@ def digest_files(
         dominate (see the module docstring).
     progress : bool
         Show the bytes read, the rate and the time left on stderr.
+    depth : int
+        On threads, how many read small files (see the module docstring).
 
     Returns
     -------
@@ -395,19 +520,28 @@ def digest_files(
     out.bytes = int(np.sum(sizes, dtype=np.int64))
     if not paths or not algorithms:
         return out
-    tasks = plan_tasks(sizes, n_jobs)
+    folders = folder_codes(paths)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
-        # Threads, unless the per-file work under the GIL would outweigh a thread's share of
-        # the digesting (GIL-free): small files on average.
-        if n_jobs > 1 and len(paths) * FILE_COST * n_jobs > out.bytes:
+        if use_processes(len(paths), out.bytes, n_jobs):
+            tasks = plan_tasks(sizes, n_jobs, folders)
             _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
-            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out)
+            tasks, large = plan_thread_tasks(sizes, n_jobs, folders, depth)
+            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, depth)
     finally:
         bar.close()
     out.seconds = time.perf_counter() - start
     return out
+
+
+def use_processes(files: int, total: int, n_jobs: int) -> bool:
+    """Whether to read on the walk's worker processes rather than on threads of this one.
+
+    Threads, unless the per-file work under the GIL would outweigh a thread's share of the
+    digesting (GIL-free): small files on average.
+    """
+    return n_jobs > 1 and files * FILE_COST * n_jobs > total
 
 
 def _collect(
@@ -439,20 +573,27 @@ def _run_in_threads(
     n_jobs: int,
     bar: ByteProgress,
     out: Digests,
+    large: int,
+    depth: int,
 ) -> None:
+    """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads."""
     counts = [0] * len(tasks)
     stop = threading.Event()
-    executor = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-hash")
+    # Both pools start a thread per task submitted until they are full: small trees start few.
+    readers = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-read")
+    openers = ThreadPoolExecutor(depth, thread_name_prefix="alfcache-open")
 
     def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
         board = _MemoryBoard(counts, slot, stop)
-        return executor.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
+        pool = readers if slot < large else openers
+        return pool.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
 
     try:
         _collect(submit, tasks, len(tasks), lambda: sum(counts), bar, out)
     finally:
         stop.set()  # after an error or Ctrl-C, tasks still reading stop at their next block
-        executor.shutdown(wait=True, cancel_futures=True)
+        for pool in (readers, openers):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_in_processes(
