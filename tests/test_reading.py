@@ -15,6 +15,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,6 +103,35 @@ def test_large_files_read_one_per_job(tmp_path: Path, monkeypatch: pytest.Monkey
     small = {readers[p.rpartition("/")[2]] for p in paths[6:]}
     assert 1 <= len(large) <= 2 and all(t.startswith("alfcache-read") for t in large)
     assert all(t.startswith("alfcache-open") for t in small)
+
+
+@pytest.mark.parametrize(("delay", "runner"), [(0.0, "processes"), (0.002, "threads")])
+def test_small_files_on_slow_storage_are_read_on_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delay: float, runner: str
+) -> None:
+    """Small files go to the worker processes on local disk, but to the many threads when
+    opening a file waits (here: every open of this process sleeps ``delay``)."""
+    paths = _small_files(tmp_path, folders=4, per_folder=25)
+    real_open = os.open
+
+    def waiting_open(*args: Any, **kwargs: Any) -> int:
+        time.sleep(delay)
+        return real_open(*args, **kwargs)
+
+    used = []
+    for name in ("processes", "threads"):
+        real = getattr(alfcache._hash, f"_run_in_{name}")
+
+        def spy(*args: Any, real: Any = real, name: str = name) -> None:
+            used.append(name)
+            real(*args)
+
+        monkeypatch.setattr(alfcache._hash, f"_run_in_{name}", spy)
+    monkeypatch.setattr(alfcache._hash.os, "open", waiting_open)
+    found = _digest(tmp_path, paths, n_jobs=2)
+    assert used == [runner]
+    assert found.columns["md5"] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
+                                    for p in paths]
 
 
 def test_thread_plan_packs_small_files_folder_by_folder() -> None:

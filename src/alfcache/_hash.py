@@ -10,7 +10,9 @@ A task (:func:`hash_task`) reads a file in blocks and feeds every requested dige
 block; ``hashlib`` and ``xxhash`` digest a block without holding the GIL. So when the files are
 large on average, the workers are threads of this process: they digest in parallel and start at
 once. Only when small files dominate, and opening them and the per-file bookkeeping (which hold
-the GIL) would serialise the threads, do the tasks go to the walk's worker processes. A file
+the GIL) would serialise the threads, do the tasks go to the walk's worker processes, and only
+on storage that opens a file at once: a few files are opened first, and if that takes longer
+than :data:`SLOW_OPEN` (a network round trip) the threads read, many at a time. A file
 whose size or modification time changes while it is read is read once more; if it changes
 again, or cannot be read, it is reported and left without a digest, and the run goes on.
 
@@ -36,6 +38,7 @@ import hashlib
 import itertools
 import os
 import stat
+import statistics
 import struct
 import tempfile
 import threading
@@ -89,6 +92,11 @@ LARGE_FILE = 1 << 20
 MAX_DEPTH = 64
 """Threads reading small files at most: opens in flight on storage where each is a round trip."""
 
+SLOW_OPEN = 250e-6
+"""Opening a file slower than this (seconds) means storage that answers over a network: a
+local open takes a few microseconds, one on NFS or SMB a round trip (0.1-10 ms)."""
+
+_PROBES = 8  # files opened to measure the latency of opening one
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 _REPORT_EVERY = 16 << 20  # bytes a worker reads between two writes to the progress board
@@ -523,7 +531,7 @@ def digest_files(
     folders = folder_codes(paths)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
-        if use_processes(len(paths), out.bytes, n_jobs):
+        if use_processes(root, paths, out.bytes, n_jobs):
             tasks = plan_tasks(sizes, n_jobs, folders)
             _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
@@ -535,13 +543,29 @@ def digest_files(
     return out
 
 
-def use_processes(files: int, total: int, n_jobs: int) -> bool:
+def use_processes(root: str, paths: Sequence[str], total: int, n_jobs: int) -> bool:
     """Whether to read on the walk's worker processes rather than on threads of this one.
 
     Threads, unless the per-file work under the GIL would outweigh a thread's share of the
-    digesting (GIL-free): small files on average.
+    digesting (GIL-free): small files on average, on storage that opens them at once. Where an
+    open waits for a server, threads win by far: they keep :data:`MAX_DEPTH` opens in flight,
+    processes one each (measured at 1 ms per call: see ``benchmarks/bench_network.py``).
     """
-    return n_jobs > 1 and files * FILE_COST * n_jobs > total
+    small = n_jobs > 1 and len(paths) * FILE_COST * n_jobs > total
+    return small and open_latency(root, paths) < SLOW_OPEN
+
+
+def open_latency(root: str, paths: Sequence[str]) -> float:
+    """Median seconds to open and close a few of ``paths`` (0 when none can be opened)."""
+    times = []
+    for rel in paths[:: max(1, len(paths) // _PROBES)][:_PROBES]:
+        start = time.perf_counter()
+        try:
+            os.close(os.open(f"{root}/{rel}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError:
+            continue  # reported when the file is read
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) if times else 0.0
 
 
 def _collect(
