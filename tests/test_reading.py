@@ -44,6 +44,17 @@ def _small_files(root: Path, folders: int, per_folder: int) -> list[str]:
     return paths
 
 
+def _slow_opens(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
+    """Make every open of this process wait ``delay`` seconds, as on network storage."""
+    real_open = os.open
+
+    def waiting_open(*args: Any, **kwargs: Any) -> int:
+        time.sleep(delay)
+        return real_open(*args, **kwargs)
+
+    monkeypatch.setattr(alfcache._hash.os, "open", waiting_open)
+
+
 def _digest(root: Path, paths: list[str], **kwargs: Any) -> alfcache._hash.Digests:
     sizes = [(root / p).stat().st_size for p in paths]
     return digest_files(str(root), paths, sizes, ("md5",), **kwargs)
@@ -52,10 +63,11 @@ def _digest(root: Path, paths: list[str], **kwargs: Any) -> alfcache._hash.Diges
 def test_many_small_files_read_by_several_threads_at_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Small files are read by up to ``depth`` threads even with one job: on network storage
-    the opens in flight decide the speed. The first four reads wait for each other, so the
-    run fails unless four files are being read at the same time."""
+    """Where opening waits, small files are read by up to ``depth`` threads even with one
+    job: the opens in flight decide the speed. The first four reads wait for each other, so
+    the run fails unless four files are being read at the same time."""
     paths = _small_files(tmp_path, folders=20, per_folder=40)
+    _slow_opens(monkeypatch, 0.001)
     real_md5 = alfcache._hash._NEW["md5"]
     together = threading.Barrier(4, timeout=30)
     started = []
@@ -105,31 +117,33 @@ def test_large_files_read_one_per_job(tmp_path: Path, monkeypatch: pytest.Monkey
     assert all(t.startswith("alfcache-open") for t in small)
 
 
-@pytest.mark.parametrize(("delay", "runner"), [(0.0, "processes"), (0.002, "threads")])
-def test_small_files_on_slow_storage_are_read_on_threads(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, delay: float, runner: str
+@pytest.mark.parametrize(
+    ("delay", "n_jobs", "runner", "threads"),
+    [(0.0, 2, "processes", None), (0.0, 1, "threads", 1), (0.002, 2, "threads", 16)],
+)
+def test_readers_follow_how_long_an_open_takes(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    delay: float,
+    n_jobs: int,
+    runner: str,
+    threads: int | None,
 ) -> None:
-    """Small files go to the worker processes on local disk, but to the many threads when
-    opening a file waits (here: every open of this process sleeps ``delay``)."""
+    """Small files go to the worker processes on local disk (one job: one thread), but to
+    ``depth`` threads when opening a file waits (every open of this process sleeps)."""
     paths = _small_files(tmp_path, folders=4, per_folder=25)
-    real_open = os.open
-
-    def waiting_open(*args: Any, **kwargs: Any) -> int:
-        time.sleep(delay)
-        return real_open(*args, **kwargs)
-
-    used = []
+    used: list[tuple[str, int | None]] = []
     for name in ("processes", "threads"):
         real = getattr(alfcache._hash, f"_run_in_{name}")
 
         def spy(*args: Any, real: Any = real, name: str = name) -> None:
-            used.append(name)
+            used.append((name, args[8] if name == "threads" else None))
             real(*args)
 
         monkeypatch.setattr(alfcache._hash, f"_run_in_{name}", spy)
-    monkeypatch.setattr(alfcache._hash.os, "open", waiting_open)
-    found = _digest(tmp_path, paths, n_jobs=2)
-    assert used == [runner]
+    _slow_opens(monkeypatch, delay)
+    found = _digest(tmp_path, paths, n_jobs=n_jobs, depth=16)
+    assert used == [(runner, threads)]
     assert found.columns["md5"] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
                                     for p in paths]
 

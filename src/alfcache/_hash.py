@@ -12,15 +12,16 @@ large on average, the workers are threads of this process: they digest in parall
 once. Only when small files dominate, and opening them and the per-file bookkeeping (which hold
 the GIL) would serialise the threads, do the tasks go to the walk's worker processes, and only
 on storage that opens a file at once: a few files are opened first, and if that takes longer
-than :data:`SLOW_OPEN` (a network round trip) the threads read, many at a time. A file
+than :data:`SLOW_OPEN` (a network round trip) threads read, many at a time. A file
 whose size or modification time changes while it is read is read once more; if it changes
 again, or cannot be read, it is reported and left without a digest, and the run goes on.
 
 On threads, large files and small ones are read by two sets of threads. A large file is read
 by one of ``n_jobs`` readers, one per core: reading is digesting there, and more readers would
 only compete for the cores and the disk. Small files cost a round trip to open rather than
-time to digest; on network storage that round trip is a millisecond, so up to
-:data:`MAX_DEPTH` threads keep that many opens in flight. Small files are packed into tasks
+time to digest; on network storage that round trip is a millisecond, so there up to
+:data:`MAX_DEPTH` threads keep that many opens in flight (on local disk, one per core: more
+would only queue for the GIL). Small files are packed into tasks
 folder by folder, and a task opens each folder once and its files relative to it
 (``os.open(name, dir_fd=...)``): a full path would cost a lookup per path component on storage
 that caches none.
@@ -512,7 +513,8 @@ def digest_files(
     progress : bool
         Show the bytes read, the rate and the time left on stderr.
     depth : int
-        On threads, how many read small files (see the module docstring).
+        Threads reading small files at most, used where opening a file waits (see the
+        module docstring).
 
     Returns
     -------
@@ -531,28 +533,36 @@ def digest_files(
     folders = folder_codes(paths)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
-        if use_processes(root, paths, out.bytes, n_jobs):
+        threads = small_file_threads(root, paths, out.bytes, n_jobs, depth)
+        if threads == 0:
             tasks = plan_tasks(sizes, n_jobs, folders)
             _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
-            tasks, large = plan_thread_tasks(sizes, n_jobs, folders, depth)
-            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, depth)
+            tasks, large = plan_thread_tasks(sizes, n_jobs, folders, threads)
+            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, threads)
     finally:
         bar.close()
     out.seconds = time.perf_counter() - start
     return out
 
 
-def use_processes(root: str, paths: Sequence[str], total: int, n_jobs: int) -> bool:
-    """Whether to read on the walk's worker processes rather than on threads of this one.
+def small_file_threads(
+    root: str, paths: Sequence[str], total: int, n_jobs: int, depth: int
+) -> int:
+    """How many threads read the small files; 0 to read on the walk's worker processes.
 
-    Threads, unless the per-file work under the GIL would outweigh a thread's share of the
-    digesting (GIL-free): small files on average, on storage that opens them at once. Where an
-    open waits for a server, threads win by far: they keep :data:`MAX_DEPTH` opens in flight,
-    processes one each (measured at 1 ms per call: see ``benchmarks/bench_network.py``).
+    Where opening a file waits for a server, ``depth`` threads: they keep that many opens in
+    flight, a process one (at 1 ms per call, see ``benchmarks/bench_network.py``). Where it
+    does not, more threads than cores only queue for the GIL (144,000 small files, 2 cores:
+    2.4-2.9 s on 2 threads, 3.0-3.2 s on 64), and when small files dominate the per-file work
+    under the GIL would outweigh a thread's share of the digesting: the worker processes,
+    already started by the walk, read them (2.2-2.3 s).
     """
-    small = n_jobs > 1 and len(paths) * FILE_COST * n_jobs > total
-    return small and open_latency(root, paths) < SLOW_OPEN
+    if open_latency(root, paths) >= SLOW_OPEN:
+        return depth
+    if n_jobs > 1 and len(paths) * FILE_COST * n_jobs > total:
+        return 0
+    return min(depth, n_jobs)
 
 
 def open_latency(root: str, paths: Sequence[str]) -> float:
