@@ -14,10 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -519,15 +518,6 @@ def test_file_gone_before_it_is_read_is_dropped(
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]
     assert _datasets(out)["rel_path"].to_pylist() == ["alf/spikes.amps.npy"]
     assert report.datasets == 1
-
-
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A folder another user can walk (pytest's own tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="alfcache-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @pytest.mark.skipif(

@@ -13,10 +13,8 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -92,7 +90,8 @@ def test_many_small_files_read_by_several_threads_at_once(
 
 
 def test_large_files_read_one_per_job(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Large files go to the ``n_jobs`` readers, never to the many threads of small files."""
+    """Large files go to the ``n_jobs`` readers, never to the many threads that open small
+    files where opening waits."""
     paths = []
     for i in range(6):
         rel = f"{SESSION}/raw_ephys_data/_spikeglx_ephysData_g0_t{i}.imec0.ap.cbin"
@@ -108,6 +107,7 @@ def test_large_files_read_one_per_job(tmp_path: Path, monkeypatch: pytest.Monkey
         return real_read(folder, name, *args)
 
     monkeypatch.setattr(alfcache._hash, "_read", recording)
+    _slow_opens(monkeypatch, 0.001)
     found = _digest(tmp_path, paths, n_jobs=2, depth=16)
     assert found.columns["md5"] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
                                     for p in paths]
@@ -209,15 +209,6 @@ def test_folder_gone_or_replaced_before_reading(tmp_path: Path) -> None:
     assert all("Not a directory" in s.message for s in found.skipped if s.reason == "unreadable")
     assert dict(zip(paths[4:], found.columns["md5"][4:], strict=True)) == kept
     assert found.columns["md5"][:4] == [None] * 4
-
-
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A folder another user can walk (pytest's own tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="alfcache-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 READ_AS_OTHER_USER = """

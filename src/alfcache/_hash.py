@@ -613,9 +613,15 @@ def _run_in_threads(
     """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads."""
     counts = [0] * len(tasks)
     stop = threading.Event()
-    # Both pools start a thread per task submitted until they are full: small trees start few.
+    # A pool starts a thread per task submitted until it is full: small trees start few. With
+    # no more small-file threads than cores (local disk), one pool reads all, large files
+    # first: more threads than cores would only take turns.
     readers = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-read")
-    openers = ThreadPoolExecutor(depth, thread_name_prefix="alfcache-open")
+    openers = (
+        ThreadPoolExecutor(depth, thread_name_prefix="alfcache-open")
+        if depth > n_jobs
+        else readers
+    )
 
     def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
         board = _MemoryBoard(counts, slot, stop)
