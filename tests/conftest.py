@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import shutil
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
@@ -37,3 +39,12 @@ def small_tree(tmp_path: Path) -> TreeSummary:
 def parity_tree(tmp_path_factory: pytest.TempPathFactory) -> TreeSummary:
     """A 240-session tree shared by the (read-only) reference-parity tests."""
     return make_tree(tmp_path_factory.mktemp("parity") / "data", 240, empty_every=0)
+
+
+@pytest.fixture
+def world_readable_dir() -> Iterator[Path]:
+    """A folder another user can walk (pytest's own tmp_path is private to root)."""
+    path = Path(tempfile.mkdtemp(prefix="alfcache-test-"))
+    path.chmod(0o755)
+    yield path
+    shutil.rmtree(path)

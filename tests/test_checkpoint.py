@@ -40,14 +40,16 @@ if _log:
         alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
     _kill_at = int(os.environ.get("KILL_AT", "0"))
     _real = alfcache._hash._read
-    def _logged_read(path, *args):
+    def _logged_read(folder, name, *args):
+        # Files are opened relative to their open folder: log the whole path.
+        path = os.readlink(f"/proc/self/fd/{folder}") + "/" + name
         # The sleep first: the main thread then has saved the last task's checkpoint.
         time.sleep(float(os.environ.get("READ_DELAY", "0.4")))
         log = pathlib.Path(_log)
         done = log.read_text().count("\\n") if log.exists() else 0
         if _kill_at and done + 1 >= _kill_at:
             os.kill(os.getpid(), signal.SIGKILL)
-        result = _real(path, *args)
+        result = _real(folder, name, *args)
         with open(log, "a") as f:
             f.write(path + "\\n")
         return result

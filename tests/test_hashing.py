@@ -14,10 +14,9 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +70,13 @@ def _by_path(out: Path, column: str) -> dict[str, Any]:
     }
     rows = _datasets(out).to_pylist()
     return {f"{folders[r['eid']]}/{r['rel_path']}": r[column] for r in rows}
+
+
+def _opened(path: Any, dir_fd: int | None) -> str:
+    """The full path ``os.open(path, dir_fd=dir_fd)`` opens (files are opened in their folder)."""
+    if dir_fd is None:
+        return str(path)
+    return os.path.join(os.readlink(f"/proc/self/fd/{dir_fd}"), path)
 
 
 def _md5sum(root: Path, rel_paths: list[str]) -> dict[str, str]:
@@ -143,10 +149,13 @@ def test_both_digests_from_one_read(
     opened: list[str] = []
     real_open = os.open
 
-    def counting_open(path: Any, *args: Any, **kwargs: Any) -> int:
-        if isinstance(path, str) and os.path.isfile(path):
-            opened.append(path)
-        return real_open(path, *args, **kwargs)
+    def counting_open(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        full = _opened(path, dir_fd)
+        # Files are read opened in their folder; a few are opened by full path first, not
+        # read, to time an open (local disk or network storage).
+        if dir_fd is not None and os.path.isfile(full):
+            opened.append(full)
+        return real_open(path, *args, dir_fd=dir_fd, **kwargs)
 
     monkeypatch.setattr(alfcache._hash.os, "open", counting_open)
     out = tmp_path / "out"
@@ -474,10 +483,10 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
     locked = str(root / files[0])
     real_open = os.open
 
-    def refusing_open(path: Any, *args: Any, **kwargs: Any) -> int:
-        if path == locked:
+    def refusing_open(path: Any, *args: Any, dir_fd: int | None = None, **kwargs: Any) -> int:
+        if _opened(path, dir_fd) == locked:
             raise PermissionError(13, "Permission denied", path)
-        return real_open(path, *args, **kwargs)
+        return real_open(path, *args, dir_fd=dir_fd, **kwargs)
 
     monkeypatch.setattr(alfcache._hash.os, "open", refusing_open)
     out = tmp_path / "out"
@@ -509,15 +518,6 @@ def test_file_gone_before_it_is_read_is_dropped(
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]
     assert _datasets(out)["rel_path"].to_pylist() == ["alf/spikes.amps.npy"]
     assert report.datasets == 1
-
-
-@pytest.fixture
-def world_readable_dir() -> Iterator[Path]:
-    """A folder another user can walk (pytest's own tmp_path is private to root)."""
-    path = Path(tempfile.mkdtemp(prefix="alfcache-test-"))
-    path.chmod(0o755)
-    yield path
-    shutil.rmtree(path)
 
 
 @pytest.mark.skipif(

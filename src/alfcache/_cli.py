@@ -290,7 +290,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _interrupted()
     func: Callable[[argparse.Namespace], int] = args.func
     try:
-        return func(args)
+        code = func(args)
+        # The work is done and reported: a Ctrl-C now would only print a traceback from the
+        # interpreter's shutdown (joining threads, atexit hooks).
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        return code
     except KeyboardInterrupt:
         if args.debug:
             raise

@@ -10,9 +10,21 @@ A task (:func:`hash_task`) reads a file in blocks and feeds every requested dige
 block; ``hashlib`` and ``xxhash`` digest a block without holding the GIL. So when the files are
 large on average, the workers are threads of this process: they digest in parallel and start at
 once. Only when small files dominate, and opening them and the per-file bookkeeping (which hold
-the GIL) would serialise the threads, do the tasks go to the walk's worker processes. A file
+the GIL) would serialise the threads, do the tasks go to the walk's worker processes, and only
+on storage that opens a file at once: a few files are opened first, and if that takes longer
+than :data:`SLOW_OPEN` (a network round trip) threads read, many at a time. A file
 whose size or modification time changes while it is read is read once more; if it changes
 again, or cannot be read, it is reported and left without a digest, and the run goes on.
+
+On threads, large files and small ones are read by two sets of threads. A large file is read
+by one of ``n_jobs`` readers, one per core: reading is digesting there, and more readers would
+only compete for the cores and the disk. Small files cost a round trip to open rather than
+time to digest; on network storage that round trip is a millisecond, so there up to
+:data:`MAX_DEPTH` threads keep that many opens in flight (on local disk, one per core: more
+would only queue for the GIL). Small files are packed into tasks
+folder by folder, and a task opens each folder once and its files relative to it
+(``os.open(name, dir_fd=...)``): a full path would cost a lookup per path component on storage
+that caches none.
 
 Tasks report the bytes they have read on a *board* of one counter per task, which the main
 thread sums a few times a second; worker processes write theirs into a small file with
@@ -27,6 +39,7 @@ import hashlib
 import itertools
 import os
 import stat
+import statistics
 import struct
 import tempfile
 import threading
@@ -66,7 +79,23 @@ TASKS_PER_JOB = 16
 """Tasks planned per worker: the last task to finish is then a small part of the whole."""
 
 MIN_TASK_COST = 4 << 20
-"""Below this, a task costs more to hand to a worker than to do."""
+"""Below this, a task costs more to hand to a worker process than to do."""
+
+THREAD_TASK_COST = 1 << 19
+"""The same for a thread (tens of microseconds to hand over): about 30 small files."""
+
+LARGE_FILE = 1 << 20
+"""Files at least this large are read by the ``n_jobs`` readers, one file per task."""
+
+MAX_DEPTH = 64
+"""Threads reading small files at most: opens in flight on storage where each is a round trip."""
+
+SLOW_OPEN = 250e-6
+"""Opening a file slower than this (seconds) means storage that answers over a network: a
+local open takes a few microseconds, one on NFS or SMB a round trip (0.1-10 ms)."""
+
+_PROBES = 8  # files opened to measure the latency of opening one
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 _REPORT_EVERY = 16 << 20  # bytes a worker reads between two writes to the progress board
 _POLL = 0.25  # seconds between two looks at the progress board
@@ -118,7 +147,12 @@ def resolve_algorithms(hash_files: bool, hash_algorithm: str | None) -> tuple[st
     return ALGORITHMS[hash_algorithm]
 
 
-def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarray]:
+def plan_tasks(
+    sizes: Sequence[int] | np.ndarray,
+    n_jobs: int,
+    folders: np.ndarray | None = None,
+    min_cost: int = MIN_TASK_COST,
+) -> list[np.ndarray]:
     """Cut the files into tasks of similar cost, the costliest first.
 
     Parameters
@@ -127,6 +161,11 @@ def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarra
         File sizes in bytes.
     n_jobs : int
         Number of workers.
+    folders : numpy.ndarray of int, optional
+        A code per file, equal for files of the same folder: the files packed together are
+        then taken folder by folder, so that a task opens each folder once.
+    min_cost : int
+        The smallest share worth a task of its own.
 
     Returns
     -------
@@ -135,14 +174,60 @@ def plan_tasks(sizes: Sequence[int] | np.ndarray, n_jobs: int) -> list[np.ndarra
         is a task of its own.
     """
     cost = np.asarray(sizes, dtype=np.int64) + FILE_COST
-    order = np.argsort(-cost, kind="stable")
-    share = max(int(cost.sum()) // (n_jobs * TASKS_PER_JOB), MIN_TASK_COST)
-    # A task is every file whose cumulative start falls in the same window of `share` bytes.
-    # Costs decrease along `order`, so a file costing a whole share or more starts a window of
-    # its own and fills it: it is alone in its task.
-    ordered = cost[order]
+    share = max(int(cost.sum()) // (n_jobs * TASKS_PER_JOB), min_cost)
+    alone = np.flatnonzero(cost >= share)
+    alone = alone[np.argsort(-cost[alone], kind="stable")]
+    packed = np.flatnonzero(cost < share)
+    if folders is None:
+        packed = packed[np.argsort(-cost[packed], kind="stable")]
+    else:
+        packed = packed[np.argsort(folders[packed], kind="stable")]
+    # A task is every packed file whose cumulative start falls in the same window of `share`
+    # bytes; each costs less than a share, so a task holds less than two.
+    ordered = cost[packed]
     window = (np.cumsum(ordered) - ordered) // share
-    return np.split(order, np.flatnonzero(np.diff(window)) + 1)
+    tasks = [alone[i : i + 1] for i in range(len(alone))]
+    if len(packed):
+        tasks += np.split(packed, np.flatnonzero(np.diff(window)) + 1)
+    return tasks
+
+
+def plan_thread_tasks(
+    sizes: Sequence[int] | np.ndarray, n_jobs: int, folders: np.ndarray, depth: int
+) -> tuple[list[np.ndarray], int]:
+    """Tasks for threads: each large file alone, the largest first, then the small files.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        File sizes in bytes.
+    n_jobs : int
+        Threads reading large files (one per core).
+    folders : numpy.ndarray of int
+        A code per file, equal for the files of one folder (:func:`folder_codes`).
+    depth : int
+        Threads reading small files; their files are packed folder by folder into tasks
+        for that many threads.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        Positions in ``sizes``, one array per task.
+    int
+        How many of the tasks, at the start of the list, are large files.
+    """
+    sizes = np.asarray(sizes, dtype=np.int64)
+    large = np.flatnonzero(sizes >= LARGE_FILE)
+    large = large[np.argsort(-sizes[large], kind="stable")]
+    small = np.flatnonzero(sizes < LARGE_FILE)
+    packed = plan_tasks(sizes[small], depth, folders[small], THREAD_TASK_COST)
+    return [large[i : i + 1] for i in range(len(large))] + [small[t] for t in packed], len(large)
+
+
+def folder_codes(paths: Sequence[str]) -> np.ndarray:
+    """A code per path, equal for the paths of files in the same folder."""
+    folders = np.array([p.rpartition("/")[0] for p in paths], dtype=object)
+    return np.unique(folders, return_inverse=True)[1] if len(paths) else np.zeros(0, np.int64)
 
 
 class _Board(Protocol):
@@ -216,9 +301,16 @@ class TaskResult(NamedTuple):
 
 
 def _read(
-    path: str, algorithms: tuple[str, ...], view: memoryview, board: _Board
+    folder: int, name: str, algorithms: tuple[str, ...], view: memoryview, board: _Board
 ) -> tuple[int, int, list[str]] | None:
     """Digest a file, reading it again if it changed while it was read; None if it changed twice.
+
+    Parameters
+    ----------
+    folder : int
+        Descriptor of the file's folder.
+    name : str
+        The file's name in that folder.
 
     Returns
     -------
@@ -227,11 +319,11 @@ def _read(
     """
     for _ in range(2):
         # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the worker.
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
         with open(fd, "rb", buffering=0) as f:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
-                raise OSError(f"{path} is no longer a regular file")
+                raise OSError(f"{name} is no longer a regular file")
             hashers = [_NEW[a]() for a in algorithms]
             n_read = 0
             while n := f.readinto(view):
@@ -259,7 +351,8 @@ def hash_task(
     root : str
         Absolute path of the indexed folder.
     paths : sequence of str
-        File paths relative to ``root``.
+        File paths relative to ``root``; files of one folder next to each other, so that the
+        folder is opened once for all of them.
     algorithms : tuple of str
         Digests to compute, e.g. ``('md5', 'xxh3')``.
     board : FileBoard or _MemoryBoard
@@ -271,11 +364,13 @@ def hash_task(
     """
     view = memoryview(bytearray(BLOCK_SIZE))
     out = TaskResult([], [], [[] for _ in algorithms], [], [])
+    folders = _Folders(root)
     try:
         for i, rel in enumerate(paths):
             read = None
+            parent, _, name = rel.rpartition("/")
             try:
-                read = _read(f"{root}/{rel}", algorithms, view, board)
+                read = _read(folders.open(parent), name, algorithms, view, board)
             except FileNotFoundError:
                 out.vanished.append(i)
                 out.skipped.append(Skip(rel, "vanished", _VANISHED))
@@ -291,8 +386,44 @@ def hash_task(
             for column, digest in zip(out.digests, digests, strict=True):
                 column.append(digest)
     finally:
+        folders.close()
         board.close()
     return out
+
+
+class _Folders:
+    """The folder of the file being read, kept open while the next files are in it too."""
+
+    def __init__(self, root: str) -> None:
+        self.root = root
+        self.name: str | None = None
+        self.fd = -1
+        self.error: OSError | None = None
+
+    def open(self, name: str) -> int:
+        """A descriptor of folder ``name`` (relative to the root, '' for the root itself).
+
+        Raises
+        ------
+        OSError
+            The folder cannot be opened: the same error for each of its files, so a folder
+            gone is each file ``vanished`` and one locked is each file ``unreadable``.
+        """
+        if name != self.name:
+            self.close()
+            self.name = name
+            try:
+                self.fd = os.open(f"{self.root}/{name}" if name else self.root, _DIR_FLAGS)
+            except OSError as exc:
+                self.error = exc
+        if self.error is not None:
+            raise self.error
+        return self.fd
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd, self.error = -1, None
 
 
 @dataclass
@@ -363,6 +494,7 @@ def digest_files(
     algorithms: tuple[str, ...],
     n_jobs: int,
     progress: bool = False,
+    depth: int = MAX_DEPTH,
     *,
     on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
 ) -> Digests:
@@ -383,6 +515,9 @@ def digest_files(
         dominate (see the module docstring).
     progress : bool
         Show the bytes read, the rate and the time left on stderr.
+    depth : int
+        Threads reading small files at most, used where opening a file waits (see the
+        module docstring).
     on_task : callable, optional
         Called in this thread with the positions and result of every finished task.
 
@@ -401,19 +536,52 @@ def digest_files(
     out.on_task = on_task
     if not paths or not algorithms:
         return out
-    tasks = plan_tasks(sizes, n_jobs)
+    folders = folder_codes(paths)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
-        # Threads, unless the per-file work under the GIL would outweigh a thread's share of
-        # the digesting (GIL-free): small files on average.
-        if n_jobs > 1 and len(paths) * FILE_COST * n_jobs > out.bytes:
+        threads = small_file_threads(root, paths, out.bytes, n_jobs, depth)
+        if threads == 0:
+            tasks = plan_tasks(sizes, n_jobs, folders)
             _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
-            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out)
+            tasks, large = plan_thread_tasks(sizes, n_jobs, folders, threads)
+            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, threads)
     finally:
         bar.close()
     out.seconds = time.perf_counter() - start
     return out
+
+
+def small_file_threads(
+    root: str, paths: Sequence[str], total: int, n_jobs: int, depth: int
+) -> int:
+    """How many threads read the small files; 0 to read on the walk's worker processes.
+
+    Where opening a file waits for a server, ``depth`` threads: they keep that many opens in
+    flight, a process one (at 1 ms per call, see ``benchmarks/bench_network.py``). Where it
+    does not, more threads than cores only queue for the GIL (144,000 small files, 2 cores:
+    2.4-2.9 s on 2 threads, 3.0-3.2 s on 64), and when small files dominate the per-file work
+    under the GIL would outweigh a thread's share of the digesting: the worker processes,
+    already started by the walk, read them (2.2-2.3 s).
+    """
+    if open_latency(root, paths) >= SLOW_OPEN:
+        return depth
+    if n_jobs > 1 and len(paths) * FILE_COST * n_jobs > total:
+        return 0
+    return min(depth, n_jobs)
+
+
+def open_latency(root: str, paths: Sequence[str]) -> float:
+    """Median seconds to open and close a few of ``paths`` (0 when none can be opened)."""
+    times = []
+    for rel in paths[:: max(1, len(paths) // _PROBES)][:_PROBES]:
+        start = time.perf_counter()
+        try:
+            os.close(os.open(f"{root}/{rel}", os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC))
+        except OSError:
+            continue  # reported when the file is read
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) if times else 0.0
 
 
 def _collect(
@@ -445,20 +613,33 @@ def _run_in_threads(
     n_jobs: int,
     bar: ByteProgress,
     out: Digests,
+    large: int,
+    depth: int,
 ) -> None:
+    """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads."""
     counts = [0] * len(tasks)
     stop = threading.Event()
-    executor = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-hash")
+    # A pool starts a thread per task submitted until it is full: small trees start few. With
+    # no more small-file threads than cores (local disk), one pool reads all, large files
+    # first: more threads than cores would only take turns.
+    readers = ThreadPoolExecutor(n_jobs, thread_name_prefix="alfcache-read")
+    openers = (
+        ThreadPoolExecutor(depth, thread_name_prefix="alfcache-open")
+        if depth > n_jobs
+        else readers
+    )
 
     def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
         board = _MemoryBoard(counts, slot, stop)
-        return executor.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
+        pool = readers if slot < large else openers
+        return pool.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
 
     try:
         _collect(submit, tasks, len(tasks), lambda: sum(counts), bar, out)
     finally:
         stop.set()  # after an error or Ctrl-C, tasks still reading stop at their next block
-        executor.shutdown(wait=True, cancel_futures=True)
+        for pool in (readers, openers):
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _run_in_processes(
