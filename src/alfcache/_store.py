@@ -4,13 +4,21 @@ Writing is all-or-nothing per run: both tables go to temporary names that do not
 ``.pqt`` (ONE-api loads every ``*.pqt`` in the folder), are flushed to disk, and only then
 renamed over the previous tables. A failure before the renames leaves the previous tables
 untouched and removes the temporary files.
+
+Permissions are those a user expects of a file written in place: a new table gets the mode the
+umask allows (``0644`` under umask 022, as ONE-api's tables), and a table that replaces another
+keeps the mode, group and (when run as root) owner of the one it replaces, so a nightly
+re-index does not lock lab members out or undo what an admin set. ``mkstemp`` creates ``0600``
+files and a rename keeps the mode, hence the explicit ``fchmod``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -72,11 +80,33 @@ def _with_metadata(table: pa.Table, index: tuple[str, ...], meta: dict[str, obje
     )
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; the write runs in the main thread.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _take_permissions(fd: int, final: Path) -> None:
+    """Give the open temporary file the permissions ``final`` has, or a new file would get."""
+    try:
+        st = final.stat()
+    except FileNotFoundError:
+        os.fchmod(fd, 0o666 & ~_umask())
+        return
+    # Only root may give a file away; anyone may pass it to a group they belong to, else the
+    # new table gets this user's group.
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
 def _write_tmp(table: pa.Table, final: Path) -> Path:
     fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=_TMP_SUFFIX)
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
+            _take_permissions(f.fileno(), final)
             pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())
