@@ -82,3 +82,91 @@ def test_reindex_keeps_the_mode_and_group_of_the_tables_it_replaces(
         st = (root / name).stat()
         assert (stat.S_IMODE(st.st_mode), st.st_gid) == (0o640, group)
     assert pq.read_table(root / TABLES[0]).num_rows == 2
+
+
+# --------------------------------------------------------------------------------------------
+# item 2: an update never drops what it could not see
+# --------------------------------------------------------------------------------------------
+
+LAB_TREE = [
+    *(f"cortexlab/Subjects/KS00{i}/2024-01-0{d}/001/{SPIKES}" for i in (1, 2) for d in (1, 2)),
+    *(f"mainenlab/Subjects/ZM{i}/2024-01-01/001/{SPIKES}" for i in (1, 2, 3)),
+    "mainenlab/Subjects/ZM1/2024-01-01/001/alf/spikes.clusters.npy",
+    f"NL001/2024-01-01/001/{SPIKES}",
+]
+
+
+def _rows(out: Path) -> list[tuple[Any, ...]]:
+    columns = ("rel_path", "exists", "hash")
+    ses = {s["id"]: s for s in pq.read_table(out / "sessions.pqt").to_pylist()}
+    return sorted(
+        (*(ses[d["eid"]][c] for c in ("lab", "subject", "date")), *(d[c] for c in columns))
+        for d in pq.read_table(out / "datasets.pqt").to_pylist()
+    )
+
+
+def _cli_as(user: User, *args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*user.prefix, sys.executable, "-m", "alfcache", "index", *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_update_carries_over_folders_it_could_not_list(
+    public_tmp: Path,  # noqa: F811
+    make_files: Any,
+    unprivileged: User,  # noqa: F811
+) -> None:
+    import json
+
+    root = make_files(public_tmp / "data", LAB_TREE)
+    out = public_tmp / "out"
+    out.mkdir()
+    if unprivileged.prefix:
+        os.chown(out, unprivileged.uid, -1)
+    first = _cli_as(unprivileged, root, "--out-dir", out, "--jobs", "1", "--hash-files", "-q")
+    assert first.returncode == 0, first.stderr
+    before = _rows(out)
+    (root / "mainenlab").chmod(0o700)
+    (root / "cortexlab/Subjects/KS002").chmod(0o700)
+    # and a dataset that really went, in a folder that was listed
+    (root / "cortexlab/Subjects/KS001/2024-01-02/001" / SPIKES).unlink()
+    done = _cli_as(unprivileged, root, "--out-dir", out, "--jobs", "1", "--update", "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert sorted((s["path"], s["reason"]) for s in summary["skipped"]) == [
+        ("cortexlab/Subjects/KS002", "permission_denied"),
+        ("mainenlab", "permission_denied"),
+    ]
+    # 'mainenlab' is a plain folder to the walk: it may hold any session, so nothing is
+    # dropped while it cannot be listed, not even the file that really went
+    assert (summary["update"]["vanished"], summary["update"]["carried_over"]) == (0, 7)
+    assert "0 vanished (dropped), 7 carried over" in done.stderr
+    assert _rows(out) == before and summary["sessions"] == 8
+    # once the lab can be read again, only the subject folder's rows are carried over
+    (root / "mainenlab").chmod(0o755)
+    done = _cli_as(unprivileged, root, "--out-dir", out, "--jobs", "1", "--update", "--json")
+    summary = json.loads(done.stdout)
+    assert (summary["update"]["vanished"], summary["update"]["carried_over"]) == (1, 2)
+    gone = [r for r in before if r[1] == "KS001" and str(r[2]) == "2024-01-02"]
+    assert _rows(out) == [r for r in before if r not in gone] and len(gone) == 1
+    assert summary["sessions"] == 8
+
+
+def test_update_carries_over_a_link_not_followed(tmp_path: Path, make_files: Any) -> None:
+    root = make_files(tmp_path / "data", LAB_TREE)
+    out = tmp_path / "out"
+    alfcache.make_parquet_db(root, out, n_jobs=1)
+    before = _rows(out)
+    # the lab moved to another disk and a link stands in its place; without --follow-symlinks
+    # the update does not see it, and must not drop it
+    (root / "mainenlab").rename(tmp_path / "mainenlab")
+    (root / "mainenlab").symlink_to(tmp_path / "mainenlab")
+    report = alfcache.index(root, out, n_jobs=1, update=True)
+    assert [(s.path, s.reason) for s in report.skipped] == [("mainenlab", "symlink_not_followed")]
+    assert report.changes is not None
+    assert (report.changes.vanished, report.changes.carried_over) == (0, 4)
+    assert _rows(out) == before

@@ -148,7 +148,8 @@ def _index(args: argparse.Namespace) -> int:
             fate = "kept with exists=False" if args.keep_missing else "dropped"
             print(
                 f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged, "
-                f"{c.vanished} vanished ({fate})",
+                f"{c.vanished} vanished ({fate}), {c.carried_over} carried over "
+                "(below entries not indexed: see skipped)",
                 file=sys.stderr,
             )
         if report.hashing and report.hashing.files:

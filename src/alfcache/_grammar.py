@@ -115,3 +115,37 @@ def is_real_date(date: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def left_out_prefixes(names: tuple[str, ...] | list[str]) -> frozenset[str] | None:
+    """The ALF paths an entry the walk left out could hold, for carrying its rows over.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The absolute path of a folder or file the walk could not list or did not follow.
+
+    Returns
+    -------
+    frozenset of str or None
+        Every tail of the path, its session number zero-padded as in a table's ALF path
+        (``lab/Subjects/subject/date/NNN/collection/...``): a row whose ALF path, with or
+        without ``lab/Subjects``, starts with one of them may lie below the entry. None when the
+        entry is a plain folder (not at a lab, subject, date or session level, nor inside a
+        session): it may hold any session, so no row is ruled out.
+    """
+    names = list(names)
+    for i in range(2, len(names)):
+        if _NUMBER.fullmatch(names[i]) and _DATE.fullmatch(names[i - 1]):
+            names[i] = names[i].zfill(3)
+    inside_session = any(session_parts(names[:end]) for end in range(3, len(names) + 1))
+    structural = (
+        inside_session
+        or names[-1:] == ["Subjects"]
+        or names[-2:-1] == ["Subjects"]
+        or (bool(names) and _DATE.fullmatch(names[-1]) is not None)
+        or (bool(names) and is_dataset_name(names[-1]))
+    )
+    if not structural:
+        return None
+    return frozenset("/".join(names[start:]) for start in range(len(names)))

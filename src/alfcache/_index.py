@@ -336,6 +336,7 @@ def index(
             out_dir=out,
             n_jobs=jobs,
             progress=progress,
+            left_out=[*tables.skipped, *walked.skipped],
         )
     if tables.sessions.num_rows == 0:
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)

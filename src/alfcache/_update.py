@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +29,7 @@ import pyarrow.parquet as pq
 
 from alfcache._assemble import Tables
 from alfcache._exceptions import BadArgument
+from alfcache._grammar import left_out_prefixes
 from alfcache._hash import COLUMNS, METADATA_KEY, Digests, Hashing, digest_files
 from alfcache._scan import Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
@@ -65,6 +67,9 @@ class Changes:
     unchanged: int
     vanished: int
     """In the previous table, no longer in the tree."""
+    carried_over: int = 0
+    """In the previous table, not seen because they lie below an entry the walk left out (a
+    folder it could not list, a link it did not follow): kept unchanged."""
 
 
 def _bad_table(path: Path, why: object) -> BadArgument:
@@ -348,6 +353,40 @@ def _match_datasets(
     return datasets
 
 
+def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]:
+    """Each row's ALF path, with and without ``lab/Subjects``; none for a row without session."""
+    paths: list[tuple[str, ...]] = []
+    columns = [rows[c].to_list() for c in ("lab", "subject", "date", "number")]
+    rel_paths = rows["rel_path"].to_list() if with_rel_path else [None] * rows.height
+    for lab, subject, date, number, rel_path in zip(*columns, rel_paths, strict=True):
+        if subject is None or number is None:  # a dataset whose session is not in the table
+            paths.append(())
+            continue
+        tail = "/".join([subject, str(date), f"{number:03d}", *([rel_path] if rel_path else [])])
+        paths.append((f"{lab}/Subjects/{tail}", tail) if lab else (tail,))
+    return paths
+
+
+def _below_left_out(
+    rows: pl.DataFrame, root: str, left_out: list[Skip], with_rel_path: bool
+) -> pl.Series:
+    """Which previous rows may lie below an entry the walk left out (see left_out_prefixes)."""
+    root_names = [n for n in root.split("/") if n]
+    prefixes: set[str] = set()
+    for skip in left_out:
+        found = left_out_prefixes([*root_names, *Path(skip.path).parts])
+        if found is None:  # a plain folder: it may hold any session
+            return pl.Series([True] * rows.height, dtype=pl.Boolean)
+        prefixes |= found
+
+    def covered(path: str) -> bool:
+        names = path.split("/")
+        return any("/".join(names[:end]) in prefixes for end in range(1, len(names) + 1))
+
+    paths = _alf_paths(rows, with_rel_path) if prefixes else [()] * rows.height
+    return pl.Series([any(map(covered, p)) for p in paths], dtype=pl.Boolean)
+
+
 def reconcile(
     tables: Tables,
     previous: Previous | None,
@@ -356,6 +395,8 @@ def reconcile(
     hash_ids: bool,
     keep_missing: bool,
     out_dir: Path,
+    root: str = "",
+    left_out: Sequence[Skip] = (),
 ) -> Plan:
     """Match the assembled tables with ``previous`` and plan which files to read.
 
@@ -373,6 +414,11 @@ def reconcile(
         Keep datasets that vanished, with ``exists=False``, and their sessions.
     out_dir : pathlib.Path
         Where the previous tables are, for messages.
+    root : str
+        The indexed folder (absolute).
+    left_out : sequence of Skip
+        Entries the walk did not index (folders not listed, links not followed, ...): the
+        previous rows that may lie below them are carried over unchanged.
 
     Returns
     -------
@@ -391,11 +437,24 @@ def reconcile(
     datasets = _match_datasets(tables, eids, previous.datasets, algorithms)
 
     gone = previous.datasets.join(datasets.select(DATASET_KEY), on=DATASET_KEY, how="anti")
+    vanished_sessions = previous.sessions.join(fresh, on=SESSION_KEY, how="anti")
+    # Rows the walk could not see (below a folder it could not list, a link it did not follow)
+    # are kept as they were: a transient permission or NFS error must not wipe a lab.
+    gone_sessions = gone.join(
+        previous.sessions.select(pl.col("id").alias("eid"), *SESSION_KEY), on="eid", how="left"
+    )
+    carry = _below_left_out(gone_sessions, root, left_out, with_rel_path=True)
+    carried, gone = gone.filter(carry), gone.filter(~carry)
+    carried_sessions = vanished_sessions.filter(
+        _below_left_out(vanished_sessions, root, left_out, with_rel_path=False)
+        | pl.col("id").is_in(carried["eid"].implode())
+    )
     changes = Changes(
         new=int((~datasets["matched"]).sum()),
         changed=int((datasets["matched"] & ~datasets["unchanged"]).sum()),
         unchanged=int(datasets["unchanged"].sum()),
         vanished=gone.height,
+        carried_over=carried.height,
     )
     columns = [
         "eid",
@@ -411,17 +470,18 @@ def reconcile(
         *dict.fromkeys(COLUMNS[a] for a in ("md5", *algorithms)),
     ]
     datasets = datasets.select(columns)
-    if keep_missing:
-        kept = gone.with_columns(
-            pl.lit(False).alias("exists"),
-            pl.lit(None, pl.String).alias("session"),
-            pl.lit(None, pl.String).alias("path"),
-            pl.lit(False).alias("read"),
-            *(pl.col(f"old_{a}").alias(COLUMNS[a]) for a in COLUMNS),
-        ).select(columns)
-        datasets = pl.concat([datasets, kept])
-        vanished_sessions = previous.sessions.join(fresh, on=SESSION_KEY, how="anti")
-        sessions = pl.concat([sessions, vanished_sessions.select(sessions.columns)])
+    kept, kept_sessions = (gone, vanished_sessions) if keep_missing else (gone.clear(), None)
+    old_rows = pl.concat(
+        [carried, kept.with_columns(pl.lit(False).alias("exists"))]
+    ).with_columns(
+        pl.lit(None, pl.String).alias("session"),
+        pl.lit(None, pl.String).alias("path"),
+        pl.lit(False).alias("read"),
+        *(pl.col(f"old_{a}").alias(COLUMNS[a]) for a in COLUMNS),
+    )
+    datasets = pl.concat([datasets, old_rows.select(columns)])
+    old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
+    sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
     return Plan(
         sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
         datasets=datasets.with_row_index("row"),
@@ -442,6 +502,7 @@ def refresh(
     out_dir: Path,
     n_jobs: int,
     progress: bool,
+    left_out: Sequence[Skip] = (),
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
@@ -464,6 +525,8 @@ def refresh(
         hash_ids=hash_ids,
         keep_missing=keep_missing,
         out_dir=out_dir,
+        root=root,
+        left_out=left_out,
     )
     paths, sizes = plan.to_read()
     digests = digest_files(root, paths, sizes, plan.algorithms, n_jobs, progress)
