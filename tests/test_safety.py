@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+import pytest
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
 import alfcache
@@ -170,3 +171,59 @@ def test_update_carries_over_a_link_not_followed(tmp_path: Path, make_files: Any
     assert report.changes is not None
     assert (report.changes.vanished, report.changes.carried_over) == (0, 4)
     assert _rows(out) == before
+
+
+# --------------------------------------------------------------------------------------------
+# item 3: remove_missing_datasets never deletes below a folder the indexer left out
+# --------------------------------------------------------------------------------------------
+
+
+def test_prune_leaves_alone_what_the_indexer_left_out(tmp_path: Path, make_files: Any) -> None:
+    kept = "s1/2024-03-01/001"
+    nested = "s1/2024-03-02/001/sub/s2/2024-03-02/001"
+    root = make_files(
+        tmp_path / "data",
+        [
+            f"{kept}/{SPIKES}",
+            "s1/2024-03-01/1/alf/only_here.times.npy",  # clash: the indexer kept 001
+            f"s1/2024-03-02/001/{SPIKES}",
+            f"{nested}/{SPIKES}",
+            f"s1/2024-02-30/001/{SPIKES}",  # invalid date
+        ],
+    )
+    make_files(tmp_path / "elsewhere", [SPIKES])
+    (root / "s4/2024-01-01/001").mkdir(parents=True)
+    (root / "s4/2024-01-01/001/alf").symlink_to(tmp_path / "elsewhere/alf")
+    with pytest.warns(RuntimeWarning, match="session_clash"):
+        alfcache.make_parquet_db(root, n_jobs=1)
+    # files that are in no table: only the first may go
+    make_files(root, [f"{kept}/alf/stray.times.npy", f"{nested}/alf/late.times.npy"])
+    flagged = alfcache.remove_missing_datasets(root, dry=False)
+    assert flagged == [root / kept / "alf/stray.times.npy"]
+    assert (root / "s1/2024-03-01/1/alf/only_here.times.npy").exists()
+    assert (root / nested / "alf/late.times.npy").exists()
+    assert (root / "s4/2024-01-01/001/alf").is_symlink()
+    assert (tmp_path / "elsewhere" / SPIKES).exists()
+
+
+def test_prune_leaves_alone_a_folder_it_cannot_list(
+    public_tmp: Path,  # noqa: F811
+    make_files: Any,
+    unprivileged: User,  # noqa: F811
+) -> None:
+    root = make_files(public_tmp / "data", [f"s1/2024-03-01/001/{SPIKES}"])
+    alfcache.make_parquet_db(root, n_jobs=1)
+    # a session the tables do not know, whose only content this user cannot see
+    make_files(root, [f"s2/2024-03-01/001/raw/{SPIKES}", "s1/2024-03-01/001/alf/x.times.npy"])
+    (root / "s2/2024-03-01/001/raw").chmod(0o700)
+    code = f"import alfcache; print(alfcache.remove_missing_datasets({str(root)!r}))"
+    done = subprocess.run(
+        [*unprivileged.prefix, sys.executable, "-c", code],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    flagged = done.stdout.strip().splitlines()[-1]
+    assert "x.times.npy" in flagged and "s2" not in flagged
