@@ -19,6 +19,7 @@ import pytest
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
 import alfcache
+import alfcache._store
 
 SPIKES = "alf/spikes.times.npy"
 TABLES = ("sessions.pqt", "datasets.pqt")
@@ -227,3 +228,77 @@ def test_prune_leaves_alone_a_folder_it_cannot_list(
     assert done.returncode == 0, done.stderr
     flagged = done.stdout.strip().splitlines()[-1]
     assert "x.times.npy" in flagged and "s2" not in flagged
+
+
+# --------------------------------------------------------------------------------------------
+# item 4: leftovers
+# --------------------------------------------------------------------------------------------
+
+
+def test_temporary_files_of_dead_runs_are_removed_at_start(
+    tmp_path: Path, make_files: Any
+) -> None:
+    import time
+
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    host = alfcache._store._HOST
+    names = {
+        "dead": f".sessions.pqt.{host}.{dead.pid}.k2j4.alfcache-tmp",
+        "live": f".datasets.pqt.{host}.{live.pid}.x8d1.alfcache-tmp",
+        "other_host": f".sessions.pqt.not-{host}.{dead.pid}.a1b2.alfcache-tmp",
+        # the current release's names carry no PID: removed once they are an hour old
+        "old_release": ".datasets.pqt.q1w2e3r4.alfcache-tmp",
+        "recent_release": ".sessions.pqt.z9x8c7v6.alfcache-tmp",
+        "not_ours": ".sessions.pqt.notes",
+    }
+    for name in names.values():
+        (out / name).write_bytes(b"PAR1")
+    hour_ago = time.time() - 3700
+    os.utime(out / names["old_release"], (hour_ago, hour_ago))
+    try:
+        alfcache.make_parquet_db(root, out, n_jobs=1)
+    finally:
+        live.kill()
+        live.wait()
+    left = set(os.listdir(out)) - set(TABLES)
+    assert left == {names[k] for k in ("live", "other_host", "recent_release", "not_ours")}
+
+
+def test_write_names_its_temporary_files_after_host_and_pid(
+    tmp_path: Path, make_files: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    seen: list[str] = []
+    replace = Path.replace
+
+    def spy(self: Path, target: Path) -> Path:
+        seen.append(self.name)
+        return replace(self, target)
+
+    monkeypatch.setattr(alfcache._store.Path, "replace", spy)
+    alfcache.make_parquet_db(root, n_jobs=1)
+    host = alfcache._store._HOST
+    assert [n.split(".")[1:5] for n in seen] == [
+        [t, "pqt", host, str(os.getpid())] for t in ("sessions", "datasets")
+    ]
+
+
+def test_synth_refuses_a_folder_that_is_not_empty(
+    tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alfcache._cli import main
+
+    lab = make_files(tmp_path / "lab", ["notes.txt"])
+    assert main(["synth", str(lab), "--sessions", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "is not empty" in err and "--force" in err
+    assert os.listdir(lab) == ["notes.txt"]
+    assert main(["synth", str(lab), "--sessions", "2", "--force"]) == 0
+    assert main(["synth", str(tmp_path / "new"), "--sessions", "2"]) == 0
+    (tmp_path / "empty").mkdir()
+    assert main(["synth", str(tmp_path / "empty"), "--sessions", "2"]) == 0

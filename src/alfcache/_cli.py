@@ -13,6 +13,7 @@ import json
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import NoReturn
 
 from alfcache._exceptions import (
@@ -108,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--sessions", type=int, default=200, help="number of sessions")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
+        "--force", action="store_true", help="write into ROOT even if it is not empty"
+    )
+    synth.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
     synth.set_defaults(func=_synth)
@@ -177,7 +181,16 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.sessions < 0:
         raise BadArgument(f"--sessions {args.sessions}: use zero or more")
-    tree = make_tree(args.root, args.sessions, seed=args.seed)
+    root = Path(args.root)
+    # Fake files written into a real lab tree would be indexed as data: never without asking.
+    if not args.force and root.is_dir() and any(root.iterdir()):
+        raise BadArgument(
+            f"{root} is not empty; synth writes made-up datasets. Pass an empty or new folder, "
+            "or --force to write into it anyway"
+        )
+    if root.exists() and not root.is_dir():
+        raise BadArgument(f"{root} is a file; pass a folder to write the tree into")
+    tree = make_tree(root, args.sessions, seed=args.seed)
     print(
         f"alfcache: wrote {tree.sessions} sessions, {tree.datasets} datasets and "
         f"{tree.non_alf_files} non-ALF files ({tree.bytes / 1e6:,.1f} MB) to {tree.root}",
