@@ -302,3 +302,74 @@ def test_synth_refuses_a_folder_that_is_not_empty(
     assert main(["synth", str(tmp_path / "new"), "--sessions", "2"]) == 0
     (tmp_path / "empty").mkdir()
     assert main(["synth", str(tmp_path / "empty"), "--sessions", "2"]) == 0
+
+
+# --------------------------------------------------------------------------------------------
+# items 7-10: options that contradict each other
+# --------------------------------------------------------------------------------------------
+
+
+def test_hash_files_with_xxh3_only_is_refused(
+    tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alfcache._cli import main
+
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    with pytest.raises(alfcache.BadArgument, match=r"hash_files=True.*hash_algorithm='xxh3'"):
+        alfcache.index(root, n_jobs=1, hash_files=True, hash_algorithm="xxh3")
+    assert main(["index", str(root), "--hash-files", "--hash", "xxh3", "-j", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "--hash-files" in err and "--hash xxh3" in err and "--hash both" in err
+    assert "hash_files=" not in err
+    assert not (root / "sessions.pqt").exists()
+    # the combinations that do store an MD5 stay allowed
+    for algorithm in ("md5", "both"):
+        alfcache.index(root, n_jobs=1, hash_files=True, hash_algorithm=algorithm)
+
+
+def test_update_with_another_digest_keeps_the_ones_it_has(tmp_path: Path, make_files: Any) -> None:
+    import hashlib
+
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    alfcache.index(root, n_jobs=1, hash_files=True)
+    report = alfcache.index(root, n_jobs=1, update=True, hash_algorithm="xxh3")
+    datasets = pq.read_table(root / "datasets.pqt")
+    assert datasets["hash"].to_pylist() == [
+        hashlib.md5((root / "s1/2021-01-01/001" / SPIKES).read_bytes()).hexdigest()
+    ]
+    assert datasets["xxh3_128"].null_count == 0
+    assert report.hashing is not None and report.hashing.algorithms == ("md5", "xxh3")
+
+
+def test_update_refuses_tables_of_another_folder(tmp_path: Path, make_files: Any) -> None:
+    one = make_files(tmp_path / "one", [f"s1/2021-01-01/001/{SPIKES}"])
+    other = make_files(tmp_path / "other", [f"s2/2021-01-01/001/{SPIKES}"])
+    out = tmp_path / "out"
+    alfcache.index(one, out, n_jobs=1)
+    before = (out / "sessions.pqt").read_bytes()
+    with pytest.raises(alfcache.BadArgument, match=f"made from {one}.*not {other}"):
+        alfcache.index(other, out, n_jobs=1, update=True)
+    assert (out / "sessions.pqt").read_bytes() == before
+
+
+def test_update_counts_say_what_happened(tmp_path: Path, make_files: Any) -> None:
+    from one.alf.cache import make_parquet_db
+
+    files = [f"lab/Subjects/s{i}/2021-01-01/001/{SPIKES}" for i in range(3)]
+    root = make_files(tmp_path / "data", [*files, f"lab/Subjects/s9/2021-01-01/1/{SPIKES}"])
+    plain, theirs = tmp_path / "plain", tmp_path / "theirs"
+    alfcache.index(root, plain, n_jobs=1)
+    report = alfcache.index(root, plain, n_jobs=1, update=True)
+    assert report.changes is not None
+    assert (report.changes.changed, report.changes.unchanged) == (0, 4)
+    theirs.mkdir()
+    make_parquet_db(root, out_dir=theirs)
+    report = alfcache.index(root, theirs, n_jobs=1, update=True)
+    assert report.changes is not None
+    changes = report.changes
+    assert (changes.new, changes.changed, changes.unchanged, changes.vanished) == (0, 0, 4, 0)
+    # with digests to compute, files with no recorded modification time are read: not
+    # "unchanged", since nothing proves it, nor "changed"
+    report = alfcache.index(root, theirs, n_jobs=1, update=True, hash_files=True)
+    assert report.changes is not None
+    assert (report.changes.changed, report.changes.unchanged, report.changes.unknown) == (0, 0, 4)

@@ -118,9 +118,21 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_index_options(args: argparse.Namespace) -> None:
+    """Options that contradict each other, told with their command-line names."""
+    if args.hash_files and args.hash == "xxh3":
+        raise BadArgument(
+            "--hash-files asks for the MD5 that ONE-api checks, but --hash xxh3 computes none; "
+            "use --hash both, or drop --hash-files"
+        )
+    if args.keep_missing and not args.update:
+        raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
+
+
 def _index(args: argparse.Namespace) -> int:
     from alfcache._index import index
 
+    _check_index_options(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         report = index(
@@ -150,9 +162,10 @@ def _index(args: argparse.Namespace) -> int:
         if report.changes:
             c = report.changes
             fate = "kept with exists=False" if args.keep_missing else "dropped"
+            unknown = f", {c.unknown} read again (no time recorded)" if c.unknown else ""
             print(
-                f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged, "
-                f"{c.vanished} vanished ({fate}), {c.carried_over} carried over "
+                f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged"
+                f"{unknown}, {c.vanished} vanished ({fate}), {c.carried_over} carried over "
                 "(below entries not indexed: see skipped)",
                 file=sys.stderr,
             )

@@ -307,6 +307,11 @@ def index(
     jobs = resolve_n_jobs(n_jobs)
     if lab is not None and not isinstance(lab, str):
         raise BadArgument(f"lab={lab!r} is not a lab name; pass a string")
+    if hash_files and hash_algorithm == "xxh3":
+        raise BadArgument(
+            "hash_files=True asks for the MD5 that ONE-api checks, but hash_algorithm='xxh3' "
+            "computes none; pass hash_algorithm='both', or leave hash_files False"
+        )
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
@@ -315,9 +320,11 @@ def index(
     walk = start_walk(root, jobs, follow_symlinks)
     previous = None
     if update or algorithms:
-        from alfcache._update import read_previous, refresh
+        from alfcache._update import check_origin, read_previous, refresh
 
         previous = read_previous(out) if update else None  # the old tables too
+        if previous is not None:
+            check_origin(previous, root, out)
         if update and previous is None:
             message = f"no tables in {out} to update; indexing every file"
             warnings.warn(message, RuntimeWarning, stacklevel=3)

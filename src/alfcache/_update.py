@@ -55,6 +55,8 @@ class Previous:
     column per digest; a column the table lacks is null."""
     algorithms: tuple[str, ...]
     """The digests the previous run computed."""
+    origin: str | None = None
+    """The folder the previous tables were made from (``one_metadata``), if recorded."""
 
 
 @dataclass
@@ -63,13 +65,16 @@ class Changes:
 
     new: int
     changed: int
-    """Size or modification time differ, or unknown before."""
+    """Size or recorded modification time differ."""
     unchanged: int
     vanished: int
     """In the previous table, no longer in the tree."""
     carried_over: int = 0
     """In the previous table, not seen because they lie below an entry the walk left out (a
     folder it could not list, a link it did not follow): kept unchanged."""
+    unknown: int = 0
+    """Same size, but the previous table records no modification time (tables of ONE-api or
+    unhashed ones) while digests are to be kept: read again, changed or not."""
 
 
 def _bad_table(path: Path, why: object) -> BadArgument:
@@ -96,6 +101,34 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
     return pl.Series(name, table[name]).cast(dtype)
+
+
+def _origin(table: pa.Table) -> str | None:
+    meta = (table.schema.metadata or {}).get(b"one_metadata")
+    try:
+        origin = json.loads(meta)["origin"]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return origin if isinstance(origin, str) else None
+
+
+def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
+    """Refuse to update tables made from another folder than ``root``.
+
+    Raises
+    ------
+    BadArgument
+        The tables record an absolute origin that is not ``root`` (a relative one, as ONE-api
+        may write, cannot be checked and is accepted).
+    """
+    if previous.origin is None or not Path(previous.origin).is_absolute():
+        return
+    if Path(previous.origin).resolve() != root:
+        raise BadArgument(
+            f"the tables in {out_dir} were made from {previous.origin}, not {root}: an update "
+            "would drop that tree's rows and carry their QC over to this one. Choose another "
+            "output folder, or move the old tables away"
+        )
 
 
 def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
@@ -162,7 +195,8 @@ def read_previous(out_dir: Path) -> Previous | None:
         datasets = _datasets_frame(ds)
     except pl.exceptions.PolarsError as exc:
         raise _bad_table(ds_path, exc) from exc
-    return Previous(sessions, datasets, _recorded_algorithms(ds, datasets["old_md5"]))
+    algorithms = _recorded_algorithms(ds, datasets["old_md5"])
+    return Previous(sessions, datasets, algorithms, _origin(ses))
 
 
 def _no_previous() -> Previous:
@@ -387,6 +421,32 @@ def _below_left_out(
     return pl.Series([any(map(covered, p)) for p in paths], dtype=pl.Boolean)
 
 
+def _count(datasets: pl.DataFrame, hashed: bool, *, vanished: int, carried: int) -> Changes:
+    """What changed, as far as the previous tables can tell.
+
+    A file with the same size is unchanged when its modification time is the recorded one, or
+    when none is recorded and nothing else is stored about it (no digest). With digests to keep,
+    a file without a recorded time cannot be proven unchanged: it is read, and counted
+    ``unknown``, not ``changed``.
+    """
+    same_size = pl.col("old_size") == pl.col("file_size")
+    known = pl.col("old_mtime").is_not_null()
+    same_time = pl.col("old_mtime") == pl.col(MTIME_COLUMN)
+    counts = datasets.filter("matched").select(
+        changed=(~same_size | (known & ~same_time)).sum(),
+        unchanged=(same_size & ((known & same_time) | (~known & (not hashed)))).sum(),
+        unknown=(same_size & ~known & hashed).sum(),
+    )
+    return Changes(
+        new=int((~datasets["matched"]).sum()),
+        changed=int(counts["changed"][0]),
+        unchanged=int(counts["unchanged"][0]),
+        vanished=vanished,
+        carried_over=carried,
+        unknown=int(counts["unknown"][0]),
+    )
+
+
 def reconcile(
     tables: Tables,
     previous: Previous | None,
@@ -407,7 +467,7 @@ def reconcile(
     previous : Previous, optional
         The tables of the previous run; None for a plain (hashed) index.
     algorithms : tuple of str
-        Digests to compute; empty in an update means the ones the previous run computed.
+        Digests to compute, besides the ones the previous run computed (always kept).
     hash_ids : bool
         Whether this run uses UUID ids (they must agree with the previous tables').
     keep_missing : bool
@@ -432,7 +492,10 @@ def reconcile(
     if previous is None:
         previous = _no_previous()
     _check_ids(previous, hash_ids, out_dir)
-    algorithms = algorithms or previous.algorithms
+    # Every digest the previous tables hold is kept (and computed for new and changed files):
+    # an update asking for XXH3 over MD5 tables must not leave ONE-api without MD5s.
+    wanted = {*algorithms, *previous.algorithms}
+    algorithms = tuple(a for a in COLUMNS if a in wanted)
     fresh, sessions, eids = _match_sessions(tables.sessions, previous.sessions)
     datasets = _match_datasets(tables, eids, previous.datasets, algorithms)
 
@@ -449,13 +512,7 @@ def reconcile(
         _below_left_out(vanished_sessions, root, left_out, with_rel_path=False)
         | pl.col("id").is_in(carried["eid"].implode())
     )
-    changes = Changes(
-        new=int((~datasets["matched"]).sum()),
-        changed=int((datasets["matched"] & ~datasets["unchanged"]).sum()),
-        unchanged=int(datasets["unchanged"].sum()),
-        vanished=gone.height,
-        carried_over=carried.height,
-    )
+    changes = _count(datasets, bool(algorithms), vanished=gone.height, carried=carried.height)
     columns = [
         "eid",
         "id",
