@@ -8,7 +8,7 @@ schemas of :mod:`alfcache._schema`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -17,7 +17,13 @@ import pyarrow as pa
 from alfcache._arrow import bool_array, numeric_array, string_array
 from alfcache._exceptions import LabConflict
 from alfcache._ids import uuid3_strings
-from alfcache._scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
+from alfcache._scan import (
+    DATASET_BATCH_SCHEMA,
+    NOTICE_REASONS,
+    SESSION_BATCH_SCHEMA,
+    ScanResult,
+    Skip,
+)
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 
 _SHOWN = 5  # sessions named in a LabConflict message
@@ -30,11 +36,14 @@ class Tables:
     sessions: pa.Table
     datasets: pa.Table
     skipped: list[Skip]
+    """Entries left out of the tables."""
     bytes: int
     """Total size of the indexed datasets."""
     files: pl.DataFrame
     """Row by row with ``datasets``: the session folder (relative to the root) and ``mtime_ns``
     of each dataset's file, for hashing and updates."""
+    notices: list[Skip] = field(default_factory=list)
+    """Entries in the tables that are worth a look (an empty file, a nested session)."""
 
 
 def _alf_path() -> pl.Expr:
@@ -114,7 +123,9 @@ def assemble(
     LabConflict
         ``lab`` was given and some session folders sit below a different lab folder.
     """
-    skipped = [s for r in results for s in r.skipped]
+    records = [s for r in results for s in r.skipped]
+    skipped = [s for s in records if s.reason not in NOTICE_REASONS]
+    notices = [s for s in records if s.reason in NOTICE_REASONS]
     sessions = pl.DataFrame(
         pa.Table.from_batches([r.sessions for r in results], SESSION_BATCH_SCHEMA)
     )
@@ -154,7 +165,9 @@ def assemble(
     datasets = datasets.sort(["eid", "id"])
     total = int(datasets["file_size"].sum())
     files = datasets.select("session", "mtime_ns")
-    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total, files)
+    return Tables(
+        _sessions_table(sessions), _datasets_table(datasets), skipped, total, files, notices
+    )
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:

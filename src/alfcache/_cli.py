@@ -14,7 +14,7 @@ import sys
 import warnings
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from alfcache._exceptions import (
     AlfcacheError,
@@ -25,6 +25,9 @@ from alfcache._exceptions import (
     OutDirNotWritable,
     RootNotReadable,
 )
+
+if TYPE_CHECKING:
+    from alfcache._scan import Skip
 
 _BAD_INPUT = (BadArgument, BadOutDir, BadRoot, LabConflict, OutDirNotWritable, RootNotReadable)
 _SHOWN_SKIPS = 5
@@ -129,6 +132,20 @@ def _check_index_options(args: argparse.Namespace) -> None:
         raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
 
 
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _print_records(kind: str, records: Sequence[Skip]) -> None:
+    """The first records of a kind on stderr, then how many more ``--json`` lists."""
+    for s in records[:_SHOWN_SKIPS]:
+        print(f"alfcache: {kind} {s.path}: {s.reason}: {s.message}", file=sys.stderr)
+    if len(records) > _SHOWN_SKIPS:
+        n = len(records) - _SHOWN_SKIPS
+        label = "skipped" if kind == "skipped" else _plural(n, kind).partition(" ")[2]
+        print(f"alfcache: ... {n} more {label} (all are listed with --json)", file=sys.stderr)
+
+
 def _index(args: argparse.Namespace) -> int:
     from alfcache._index import index
 
@@ -151,14 +168,8 @@ def _index(args: argparse.Namespace) -> int:
     if not args.quiet:
         for w in caught:
             print(f"alfcache: warning: {w.message}", file=sys.stderr)
-        for s in report.skipped[:_SHOWN_SKIPS]:
-            print(f"alfcache: skipped {s.path}: {s.reason}: {s.message}", file=sys.stderr)
-        if len(report.skipped) > _SHOWN_SKIPS:
-            print(
-                f"alfcache: ... {len(report.skipped) - _SHOWN_SKIPS} more skipped "
-                "(all are listed with --json)",
-                file=sys.stderr,
-            )
+        _print_records("skipped", report.skipped)
+        _print_records("notice", report.notices)
         if report.changes:
             c = report.changes
             fate = "kept with exists=False" if args.keep_missing else "dropped"
@@ -176,10 +187,13 @@ def _index(args: argparse.Namespace) -> int:
                 f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, {h.rate / 1e6:,.0f} MB/s",
                 file=sys.stderr,
             )
+        notices = _plural(len(report.notices), "notice")
         print(
-            f"alfcache: {report.sessions} sessions, {report.datasets} datasets "
-            f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:.2f} s with {report.n_jobs} "
-            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}",
+            f"alfcache: {_plural(report.sessions, 'session')}, "
+            f"{_plural(report.datasets, 'dataset')} ({report.bytes / 1e6:,.1f} MB) in "
+            f"{report.seconds:.2f} s with {_plural(report.n_jobs, 'worker')}, "
+            f"{len(report.skipped)} skipped (not indexed), {notices} (indexed) "
+            f"-> {report.sessions_table.parent}",
             file=sys.stderr,
         )
     if args.json:

@@ -59,6 +59,9 @@ class IndexReport:
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
+    """Entries not indexed (a folder that cannot be listed, a clash, a link not followed)."""
+    notices: list[Skip] = field(default_factory=list)
+    """Entries indexed but worth a look (an empty file, a nested session)."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -77,6 +80,7 @@ class IndexReport:
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
             "skipped": [s._asdict() for s in self.skipped],
+            "notices": [s._asdict() for s in self.notices],
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
         }
@@ -368,6 +372,7 @@ def index(
         ignored=walked.ignored,
         # sorted, so that the report does not depend on which worker finished first
         skipped=sorted([*tables.skipped, *walked.skipped]),
+        notices=sorted(tables.notices),
         hashing=hashing,
         changes=changes,
     )
@@ -462,10 +467,28 @@ def make_parquet_db(
         update=update,
         keep_missing=keep_missing,
     )
-    if report.skipped:
-        shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
-        more = f" (and {len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
-        warnings.warn(
-            f"{len(report.skipped)} entries skipped: {shown}{more}", RuntimeWarning, stacklevel=2
-        )
+    if message := _report_warning(report):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     return report.sessions_table, report.datasets_table
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
+def _report_warning(report: IndexReport, shown: int = 5) -> str:
+    """One line on what was skipped and what is worth a look, and where the full lists are."""
+    parts, lists = [], []
+    for records, what, name in (
+        (report.skipped, "skipped (not indexed)", "skipped"),
+        (report.notices, "indexed but worth a look", "notices"),
+    ):
+        if records:
+            first = "; ".join(f"{s.path}: {s.reason}" for s in records[:shown])
+            more = f" (and {len(records) - shown} more)" if len(records) > shown else ""
+            parts.append(f"{_entries(len(records))} {what}: {first}{more}")
+            lists.append(f"alfcache.index(...).{name}")
+    if not parts:
+        return ""
+    where = " and ".join(lists)
+    return f"{'; '.join(parts)}. All are listed in {where}, or by alfcache index --json"

@@ -72,11 +72,15 @@ class Shard(NamedTuple):
 
 
 class Skip(NamedTuple):
-    """An entry the walk did not index, and why."""
+    """An entry the walk did not index, or indexed but worth a look (see NOTICE_REASONS)."""
 
     path: str
     reason: str
     message: str
+
+
+NOTICE_REASONS = frozenset({"empty_file", "nested_session"})
+"""Reasons of records about entries that *were* indexed: reported as notices, not skips."""
 
 
 @dataclass

@@ -237,6 +237,7 @@ class Plan:
     algorithms: tuple[str, ...]
     changes: Changes
     skipped: list[Skip]
+    notices: list[Skip]
 
     def to_read(self) -> tuple[list[str], np.ndarray]:
         """The files to read, relative to the root, and their sizes as the walk found them."""
@@ -271,12 +272,16 @@ class Plan:
             .sort(["eid", "id"])
         )
         total = datasets.filter(pl.col("exists"))["file_size"].sum()
+        # A file gone before it was read is not indexed; one that could not be read or kept
+        # changing is, without a digest.
+        gone = [s for s in digests.skipped if s.reason == "vanished"]
         return Tables(
             sessions=self.sessions,
             datasets=_datasets_table(datasets, self.algorithms),
-            skipped=self.skipped + digests.skipped,
+            skipped=self.skipped + gone,
             bytes=int(total or 0),
             files=datasets.select("session", MTIME_COLUMN),
+            notices=self.notices + [s for s in digests.skipped if s.reason != "vanished"],
         )
 
 
@@ -545,6 +550,7 @@ def reconcile(
         algorithms=algorithms,
         changes=changes,
         skipped=list(tables.skipped),
+        notices=list(tables.notices),
     )
 
 
