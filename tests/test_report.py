@@ -17,6 +17,7 @@ from alfcache._cli import main as cli_main
 
 SPIKES = "alf/spikes.times.npy"
 SES = "s1/2021-01-01/001"
+NOTICES = ["empty_file", "nested_session", "not_loadable"]  # of mixed_tree: all indexed
 
 
 @pytest.fixture
@@ -39,10 +40,11 @@ def test_indexed_entries_are_notices_not_skips(mixed_tree: Path, tmp_path: Path)
     assert [(s.path, s.reason) for s in report.notices] == [
         (f"{SES}/alf/spikes.amps.npy", "empty_file"),
         (f"{SES}/sub/s2/2021-01-02/001", "nested_session"),
+        (f"{SES}/sub/s2/2021-01-02/001", "not_loadable"),
     ]
     summary = report.as_dict()
     assert [s["reason"] for s in summary["skipped"]] == ["invalid_date"]  # type: ignore[union-attr]
-    assert [s["reason"] for s in summary["notices"]] == ["empty_file", "nested_session"]  # type: ignore[union-attr]
+    assert [s["reason"] for s in summary["notices"]] == NOTICES  # type: ignore[union-attr]
 
 
 def test_cli_summary_and_json_say_which_is_which(
@@ -55,11 +57,11 @@ def test_cli_summary_and_json_say_which_is_which(
     assert code == 0, captured.err
     summary = json.loads(captured.out)
     assert [s["reason"] for s in summary["skipped"]] == ["invalid_date"]
-    assert [s["reason"] for s in summary["notices"]] == ["empty_file", "nested_session"]
+    assert [s["reason"] for s in summary["notices"]] == NOTICES
     assert "alfcache: skipped s1/2021-02-30/001: invalid_date:" in captured.err
     assert f"alfcache: notice {SES}/alf/spikes.amps.npy: empty_file: indexed" in captured.err
     assert "alfcache: skipped " + SES not in captured.err
-    assert re.search(r"1 skipped \(not indexed\), 2 notices \(indexed\)", captured.err)
+    assert re.search(r"1 skipped \(not indexed\), 3 notices \(indexed\)", captured.err)
 
 
 def test_make_parquet_db_does_not_call_an_indexed_file_skipped(
@@ -82,5 +84,5 @@ def test_make_parquet_db_warning_says_where_the_full_list_is(
         alfcache.make_parquet_db(mixed_tree, tmp_path / "out", n_jobs=1)
     (message,) = [str(w.message) for w in caught]
     assert message.startswith("1 entry skipped (not indexed): s1/2021-02-30/001: invalid_date")
-    assert "2 entries indexed but worth a look" in message
+    assert "3 entries indexed but worth a look" in message
     assert "alfcache.index(...).skipped" in message and "--json" in message

@@ -170,6 +170,8 @@ def _index(args: argparse.Namespace) -> int:
             print(f"alfcache: warning: {w.message}", file=sys.stderr)
         _print_records("skipped", report.skipped)
         _print_records("notice", report.notices)
+        if report.loadability:
+            print(f"alfcache: {report.loadability}", file=sys.stderr)
         if report.changes:
             c = report.changes
             fate = "kept with exists=False" if args.keep_missing else "dropped"

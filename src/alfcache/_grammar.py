@@ -149,3 +149,29 @@ def left_out_prefixes(names: tuple[str, ...] | list[str]) -> frozenset[str] | No
     if not structural:
         return None
     return frozenset("/".join(names[start:]) for start in range(len(names)))
+
+
+def folder_to_index(found: str, alf_path: str, root: str) -> str | None:
+    """The folder to index instead when the root cuts a session's ALF path in two.
+
+    Parameters
+    ----------
+    found : str
+        The absolute path of the session folder as found.
+    alf_path : str
+        Its ALF path as written on disk (``lab/Subjects/subject/date/number``, or without lab).
+    root : str
+        The indexed folder.
+
+    Returns
+    -------
+    str or None
+        The folder just above the ALF path when that lies above ``root`` (the root is a lab,
+        ``Subjects``, subject, date or session folder, so ONE-api looks for the sessions one
+        level too deep); None when the root is not the cause.
+    """
+    names, alf = found.split("/"), alf_path.split("/")
+    if len(names) <= len(alf) or names[-len(alf) :] != alf:
+        return None
+    top = "/".join(names[: -len(alf)]) or "/"
+    return top if len(top) < len(root) else None

@@ -61,7 +61,10 @@ class IndexReport:
     skipped: list[Skip] = field(default_factory=list)
     """Entries not indexed (a folder that cannot be listed, a clash, a link not followed)."""
     notices: list[Skip] = field(default_factory=list)
-    """Entries indexed but worth a look (an empty file, a nested session)."""
+    """Entries indexed but worth a look (an empty file, a nested session, a session ONE-api
+    will look for in another folder: ``not_loadable``)."""
+    loadability: str = ""
+    """How many sessions ONE-api cannot load and what to do; '' when it can load them all."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -81,6 +84,7 @@ class IndexReport:
             "ignored_non_alf_files": self.ignored,
             "skipped": [s._asdict() for s in self.skipped],
             "notices": [s._asdict() for s in self.notices],
+            "loadability": self.loadability,
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
         }
@@ -251,10 +255,18 @@ class RunningWalk:
     """
 
     def __init__(self, root: Path, n_jobs: int, follow_symlinks: bool) -> None:
+        self._root = root
         self._shards = plan_shards(str(root), n_jobs, per_job=SHARDS_PER_JOB)
         self._scan = _Scan(str(root), self._shards, n_jobs, follow_symlinks)
 
-    def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
+    def finish(
+        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
+    ) -> Walked:
+        """Wait for the walk and assemble the tables.
+
+        ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
+        folders than where they were found are reported (``not_loadable``).
+        """
         from alfcache._assemble import assemble
 
         bar = Progress(enabled=progress)
@@ -268,7 +280,13 @@ class RunningWalk:
             raise
         finally:
             bar.close()
-        tables = assemble(results, hash_ids=hash_ids, lab=lab)
+        tables = assemble(
+            results,
+            hash_ids=hash_ids,
+            lab=lab,
+            root=str(self._root),
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
         return Walked(
             tables=tables,
             shards=len(self._shards),
@@ -333,7 +351,10 @@ def index(
             message = f"no tables in {out} to update; indexing every file"
             warnings.warn(message, RuntimeWarning, stacklevel=3)
 
-    walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress)
+    # ONE-api is given the output folder as cache_dir when it holds the data (it is the root or
+    # above it); tables written elsewhere are judged as if ONE-api were given the root.
+    cache_dir = out.resolve() if out.resolve() in (root, *root.parents) else root
+    walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
     tables = walked.tables
     hashing = changes = None
     if update or algorithms:
@@ -373,6 +394,7 @@ def index(
         # sorted, so that the report does not depend on which worker finished first
         skipped=sorted([*tables.skipped, *walked.skipped]),
         notices=sorted(tables.notices),
+        loadability=walked.tables.loadability,
         hashing=hashing,
         changes=changes,
     )
@@ -491,4 +513,8 @@ def _report_warning(report: IndexReport, shown: int = 5) -> str:
     if not parts:
         return ""
     where = " and ".join(lists)
-    return f"{'; '.join(parts)}. All are listed in {where}, or by alfcache index --json"
+    loadability = f" {report.loadability}." if report.loadability else ""
+    return (
+        f"{'; '.join(parts)}.{loadability} All are listed in {where}, "
+        "or by alfcache index --json"
+    )

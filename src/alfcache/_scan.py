@@ -79,7 +79,7 @@ class Skip(NamedTuple):
     message: str
 
 
-NOTICE_REASONS = frozenset({"empty_file", "nested_session"})
+NOTICE_REASONS = frozenset({"empty_file", "nested_session", "not_loadable"})
 """Reasons of records about entries that *were* indexed: reported as notices, not skips."""
 
 
