@@ -97,7 +97,8 @@ def test_four_digit_session_number(tmp_path: Path, make_files: MakeFiles, n_jobs
             f"s1/2021-01-01/0001/{SPIKES}",
             f"lab/Subjects/s1/2021-01-01/1000/{SPIKES}",
             f"s1/2021-01-01/001/{SPIKES}",
-            f"s1/2021-01-01/abcd/{SPIKES}",  # not a number at all: an ordinary folder
+            # not a number at all: an ordinary folder, whose ALF-named file is a near miss
+            f"s1/2021-01-01/abcd/{SPIKES}",
         ],
     )
     report, sessions, datasets = _index(root, tmp_path / "out", n_jobs=n_jobs)
@@ -106,6 +107,7 @@ def test_four_digit_session_number(tmp_path: Path, make_files: MakeFiles, n_jobs
     assert _reported(report) == [
         ("lab/Subjects/s1/2021-01-01/1000", "invalid_number"),
         ("s1/2021-01-01/0001", "invalid_number"),
+        (f"s1/2021-01-01/abcd/{SPIKES}", "near_miss"),
     ]
 
 

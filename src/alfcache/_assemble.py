@@ -20,6 +20,7 @@ from alfcache._grammar import folder_to_index
 from alfcache._ids import uuid3_strings
 from alfcache._scan import (
     DATASET_BATCH_SCHEMA,
+    NEAR_MISS,
     NOTICE_REASONS,
     SESSION_BATCH_SCHEMA,
     ScanResult,
@@ -108,6 +109,24 @@ def _resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
     return kept, skipped
 
 
+def _without_echoes(skipped: list[Skip]) -> list[Skip]:
+    """Drop the near misses below another skipped entry.
+
+    The files of a ``2024-1-5`` folder are outside any session because of it, and it is
+    reported already. Done here, not in the walk: the folder and its files may be walked by
+    different workers.
+    """
+    folders = {s.path for s in skipped}
+
+    def echoes(record: Skip) -> bool:
+        if "." in folders:  # the root itself is left out
+            return True
+        parts = record.path.split("/")
+        return any("/".join(parts[:end]) in folders for end in range(1, len(parts)))
+
+    return [s for s in skipped if s.reason != NEAR_MISS or not echoes(s)]
+
+
 def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[list[Skip], str]:
     """Sessions found in another folder than the one ONE-api rebuilds from their row.
 
@@ -187,7 +206,7 @@ def assemble(
         ``lab`` was given and some session folders sit below a different lab folder.
     """
     records = [s for r in results for s in r.skipped]
-    skipped = [s for s in records if s.reason not in NOTICE_REASONS]
+    skipped = _without_echoes([s for s in records if s.reason not in NOTICE_REASONS])
     notices = [s for s in records if s.reason in NOTICE_REASONS]
     sessions = pl.DataFrame(
         pa.Table.from_batches([r.sessions for r in results], SESSION_BATCH_SCHEMA)

@@ -175,3 +175,42 @@ def folder_to_index(found: str, alf_path: str, root: str) -> str | None:
         return None
     top = "/".join(names[: -len(alf)]) or "/"
     return top if len(top) < len(root) else None
+
+
+_LOOSE_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+def near_miss(names: tuple[str, ...] | list[str]) -> str | None:
+    """Why a folder outside any session looks like, but is not, part of the ALF layout.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Folder names from the top of the path down to the folder; it is not a session.
+
+    Returns
+    -------
+    str or None
+        A message for a date folder not written ``YYYY-MM-DD`` (``2024-1-5``) or a would-be
+        session whose subject folder is not an ALF name (``KS 005``); None otherwise.
+    """
+    if not names:
+        return None
+    loose = _LOOSE_DATE.fullmatch(names[-1])
+    if loose and not _DATE.fullmatch(names[-1]):
+        year, month, day = loose.groups()
+        return (
+            f"{names[-1]} is not a date as ALF writes it (YYYY-MM-DD, e.g. "
+            f"{year}-{int(month):02d}-{int(day):02d}); nothing below it is indexed"
+        )
+    if (
+        len(names) >= 3
+        and _NUMBER.fullmatch(names[-1])
+        and _DATE.fullmatch(names[-2])
+        and not _SUBJECT.fullmatch(names[-3])
+    ):
+        return (
+            f"subject folder {names[-3]!r} is not an ALF subject name (letters, digits, "
+            "'_', '.', '-'); not a session"
+        )
+    return None

@@ -31,7 +31,7 @@ from alfcache._assemble import Tables
 from alfcache._exceptions import BadArgument
 from alfcache._grammar import left_out_prefixes
 from alfcache._hash import COLUMNS, METADATA_KEY, Digests, Hashing, digest_files
-from alfcache._scan import Skip
+from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
@@ -412,7 +412,8 @@ def _below_left_out(
     """Which previous rows may lie below an entry the walk left out (see left_out_prefixes)."""
     root_names = [n for n in root.split("/") if n]
     prefixes: set[str] = set()
-    for skip in left_out:
+    # A near miss was walked (seen, just not ALF): nothing below it can have been missed.
+    for skip in (s for s in left_out if s.reason != NEAR_MISS):
         found = left_out_prefixes([*root_names, *Path(skip.path).parts])
         if found is None:  # a plain folder: it may hold any session
             return pl.Series([True] * rows.height, dtype=pl.Boolean)
