@@ -373,3 +373,43 @@ def test_update_counts_say_what_happened(tmp_path: Path, make_files: Any) -> Non
     report = alfcache.index(root, theirs, n_jobs=1, update=True, hash_files=True)
     assert report.changes is not None
     assert (report.changes.changed, report.changes.unchanged, report.changes.unknown) == (0, 0, 4)
+
+
+# --------------------------------------------------------------------------------------------
+# polish
+# --------------------------------------------------------------------------------------------
+
+
+def test_missing_root_is_also_a_file_not_found_error(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError) as info:
+        alfcache.index(tmp_path / "nowhere", n_jobs=1)
+    assert isinstance(info.value, alfcache.BadRoot)
+    assert isinstance(info.value, NotADirectoryError)  # as before: BadRoot's builtin
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(alfcache.BadRoot) as info:
+        alfcache.index(tmp_path / "file", n_jobs=1)
+    assert not isinstance(info.value, FileNotFoundError)
+
+
+def test_jobs_above_the_cap_are_refused(tmp_path: Path, make_files: Any) -> None:
+    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    too_many = MAX_JOBS_PER_CORE * available_cores() + 1
+    with pytest.raises(alfcache.BadArgument, match=f"n_jobs={too_many}.*at most"):
+        alfcache.index(root, n_jobs=too_many)
+    assert not (root / "sessions.pqt").exists()
+    alfcache.index(root, n_jobs=too_many - 1 if too_many > 2 else 1)
+
+
+def test_cli_jobs_above_the_cap_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from alfcache._cli import main
+    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+
+    with pytest.raises(SystemExit) as info:
+        main(["index", str(tmp_path), "--jobs", str(MAX_JOBS_PER_CORE * available_cores() + 1)])
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--jobs" in err and "at most" in err and len(err.strip().splitlines()) == 1

@@ -52,6 +52,12 @@ def _jobs(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
+    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+
+    if value > (cap := MAX_JOBS_PER_CORE * available_cores()):
+        raise argparse.ArgumentTypeError(
+            f"{value} workers on {available_cores()} cores: use at most {cap}, or -1 for all"
+        )
     return value
 
 
@@ -74,7 +80,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     idx.add_argument("--lab", help="lab name for sessions whose folders carry none")
     idx.add_argument(
-        "--no-hash-ids", action="store_true", help="use ALF paths as ids instead of UUID v3"
+        "--no-hash-ids",
+        action="store_true",
+        help="use ALF paths as ids instead of UUID v3 (ONE-api's client, 3.0 and 3.6 alike, "
+        "rejects path ids as eids: for other tools only)",
     )
     idx.add_argument(
         "--hash-files", action="store_true", help="store the MD5 of every file (= --hash md5)"

@@ -17,7 +17,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, worker_died
+from alfcache._exceptions import (
+    BadArgument,
+    BadRoot,
+    MissingRoot,
+    RootNotReadable,
+    worker_died,
+)
 from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
 from alfcache._progress import Progress
 from alfcache._scan import (
@@ -39,6 +45,9 @@ if TYPE_CHECKING:
 
 SHARDS_PER_JOB = 8
 """Deep shards planned per worker: enough that one large subtree does not idle the others."""
+
+MAX_JOBS_PER_CORE = 4
+"""More workers than this per core only add start-up time and memory: refused."""
 
 POLL_SECONDS = 0.25
 """How long the main process waits for a worker before it looks at signals (Ctrl-C) again."""
@@ -106,13 +115,21 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
         raise BadArgument(
             f"n_jobs={n_jobs!r} is not a worker count; use a positive integer, or -1 for all cores"
         )
+    cap = MAX_JOBS_PER_CORE * available_cores()
+    if n_jobs > cap:
+        raise BadArgument(
+            f"n_jobs={n_jobs} workers on {available_cores()} cores: use at most {cap} "
+            f"({MAX_JOBS_PER_CORE} per core), or -1 for all cores"
+        )
     return n_jobs
 
 
 def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
     root = Path(root_dir).expanduser()
     if not root.exists():
-        raise BadRoot(f"root folder {root} does not exist; pass the folder that holds the data")
+        raise MissingRoot(
+            f"root folder {root} does not exist; pass the folder that holds the data"
+        )
     if not root.is_dir():
         raise BadRoot(f"root {root} is a file, not a folder; pass the folder that holds the data")
     # Checked up front: a root the workers cannot list would be written as empty tables over
