@@ -188,8 +188,8 @@ def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_pat
     out = tmp_path / "out"
     _run(small_tree.root, out, hash_algorithm="both", n_jobs=1)
     for name in ("sessions.pqt", "datasets.pqt"):
-        meta = json.loads(pq.read_schema(out / name).metadata[b"one_metadata"])
-        assert meta["alfcache_hash"] == ["md5", "xxh3"]
+        meta = json.loads(pq.read_schema(out / name).metadata[b"alfcache"])
+        assert meta["digests"] == ["md5", "xxh3"]
     schema = pq.read_schema(out / "datasets.pqt")
     assert schema.names[: len(DATASETS_SCHEMA)] == DATASETS_SCHEMA.names
     assert set(schema.names) - set(DATASETS_SCHEMA.names) == {"mtime_ns", "xxh3_128"}

@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from alfcache._ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
     from alfcache._maintain import patch_cache, remove_cache_table_files, remove_missing_datasets
+    from alfcache._tables import load_tables, merge_tables
 
 __version__ = "0.1.0"
 
@@ -56,7 +57,9 @@ __all__ = [
     "ScanFailed",
     "WriteFailed",
     "index",
+    "load_tables",
     "make_parquet_db",
+    "merge_tables",
     "patch_cache",
     "remove_cache_table_files",
     "remove_missing_datasets",
@@ -72,6 +75,8 @@ _LAZY = {
     "IndexReport": "_index",
     "index": "_index",
     "make_parquet_db": "_index",
+    "load_tables": "_tables",
+    "merge_tables": "_tables",
     "patch_cache": "_maintain",
     "remove_cache_table_files": "_maintain",
     "remove_missing_datasets": "_maintain",

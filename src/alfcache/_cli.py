@@ -16,6 +16,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn
 
+from alfcache import __version__, _cmd_info, _cmd_prune, _cmd_verify
+from alfcache._cmd_common import jobs as _jobs
 from alfcache._exceptions import (
     AlfcacheError,
     BadArgument,
@@ -45,26 +47,11 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
-def _jobs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
-    if value == 0 or value < -1:
-        raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
-    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
-
-    if value > (cap := MAX_JOBS_PER_CORE * available_cores()):
-        raise argparse.ArgumentTypeError(
-            f"{value} workers on {available_cores()} cores: use at most {cap}, or -1 for all"
-        )
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="alfcache", description="Index ALF data folders into ONE-api cache tables."
     )
+    parser.add_argument("--version", action="version", version=f"alfcache {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -127,6 +114,8 @@ def _parser() -> argparse.ArgumentParser:
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
     synth.set_defaults(func=_synth)
+    for verb in (_cmd_verify, _cmd_info, _cmd_prune):
+        verb.add_parser(commands)
     return parser
 
 

@@ -55,9 +55,6 @@ COLUMNS = {"md5": "hash", "xxh3": "xxh3_128"}
 file it loads, so nothing but an MD5 may go there; no name may contain ``id``, or ONE-api would
 make the column part of the index."""
 
-METADATA_KEY = "alfcache_hash"
-"""The ``one_metadata`` key listing the digests a table holds, e.g. ``["md5", "xxh3"]``."""
-
 BLOCK_SIZE = 1 << 18
 """Bytes per read: small enough that the digest finds the block still in the core's L2 cache,
 large enough that the read costs little next to the digest."""

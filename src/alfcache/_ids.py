@@ -23,6 +23,28 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 _DIGIT_COLUMNS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
 
 
+def uuid_text(raw: np.ndarray) -> np.ndarray:
+    """The canonical text of UUIDs given as bytes: the one place that lays out UUID hex.
+
+    Parameters
+    ----------
+    raw : numpy.ndarray
+        ``(n, 16)`` uint8, the 16 bytes of each UUID in order.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(n, 36)`` uint8: lower-case ASCII ``8-4-4-4-12`` text, one UUID per row.
+    """
+    n = len(raw)
+    nibbles = np.empty((n, 32), dtype=np.uint8)
+    nibbles[:, 0::2] = raw >> 4
+    nibbles[:, 1::2] = raw & 0x0F
+    text = np.full((n, 36), ord("-"), dtype=np.uint8)
+    text[:, _DIGIT_COLUMNS] = _HEX[nibbles]
+    return text
+
+
 def uuid3_strings(names: list[str]) -> pa.StringArray:
     """Return ``str(uuid.uuid3(NAMESPACE, name))`` for every name, as an Arrow string array.
 
@@ -46,10 +68,6 @@ def uuid3_strings(names: list[str]) -> pa.StringArray:
     raw = np.frombuffer(bytes(digests), dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x30  # version 3
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
-    text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = raw >> 4
-    nibbles[:, 1::2] = raw & 0x0F
-    text[:, _DIGIT_COLUMNS] = _HEX[nibbles]
+    text = uuid_text(raw)
     offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int32)
     return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))

@@ -24,7 +24,7 @@ from alfcache._exceptions import (
     RootNotReadable,
     worker_died,
 )
-from alfcache._hash import METADATA_KEY, Hashing, resolve_algorithms
+from alfcache._hash import Hashing, resolve_algorithms
 from alfcache._progress import Progress
 from alfcache._scan import (
     ScanResult,
@@ -35,7 +35,7 @@ from alfcache._scan import (
     plan_shards,
     scan_shards,
 )
-from alfcache._store import one_metadata, prepare_out_dir, write_tables
+from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
 
 if TYPE_CHECKING:
     from joblib.externals.loky import ProcessPoolExecutor
@@ -391,12 +391,22 @@ def index(
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
     elif tables.datasets.num_rows == 0:
         warnings.warn("No datasets found", RuntimeWarning, stacklevel=3)
-    meta = one_metadata(
-        str(root),
-        alfcache_hash_ids="uuid3" if hash_ids else "path",
-        **{METADATA_KEY: list(hashing.algorithms if hashing else ())},
+    record = provenance(
+        "uuid3" if hash_ids else "path",
+        hashing.algorithms if hashing else (),
+        {
+            "hash_ids": hash_ids,
+            "hash_algorithm": hash_algorithm,
+            "hash_files": hash_files,
+            "lab": lab,
+            "follow_symlinks": follow_symlinks,
+            "update": update,
+            "keep_missing": keep_missing,
+        },
     )
-    fn_ses, fn_dsets = write_tables(tables.sessions, tables.datasets, out, meta)
+    fn_ses, fn_dsets = write_tables(
+        tables.sessions, tables.datasets, out, one_metadata(str(root)), record
+    )
     return IndexReport(
         root=root,
         sessions_table=fn_ses,

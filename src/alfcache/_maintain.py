@@ -8,7 +8,7 @@ only imported on first use of :func:`patch_cache`, :func:`remove_cache_table_fil
 Differences from ONE-api 3.0.0, all on the side of deleting less or being correct:
 
 * :func:`patch_cache` decodes integer UUID pairs with NumPy on the whole column at once and
-  never modifies the frame it is given; versions are compared without ``packaging``.
+  never modifies the frame it is given.
 * :func:`remove_missing_datasets` finds datasets at any depth below a session (the reference only
   looks at the session folder's own files), checks a file against the ``rel_path`` *values* of
   its session's rows (the reference tests the frame's index, so with UUID ids it flags every
@@ -23,7 +23,6 @@ import datetime
 import json
 import logging
 import os
-import re
 from collections.abc import Iterable, Mapping
 from numbers import Integral
 from pathlib import Path
@@ -31,9 +30,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
+from packaging.version import InvalidVersion, Version
 
 from alfcache._exceptions import BadArgument
 from alfcache._frames import QC_TYPE
+from alfcache._ids import uuid_text
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
@@ -48,53 +49,21 @@ CACHE_INFO_FILE = "cache_info.json"
 # patch_cache
 # -------------------------------------------------------------------------------------------------
 
-# PEP 440 versions (the subset ONE-api tables carry): release, pre, post, dev and local parts.
-_VERSION = re.compile(
-    r"v?(?P<release>\d+(?:\.\d+)*)"
-    r"(?:[-_.]?(?P<pre>alpha|a|beta|b|preview|pre|rc|c)[-_.]?(?P<pre_n>\d*))?"
-    r"(?:-(?P<post_implicit>\d+)|[-_.]?(?P<post>post|rev|r)[-_.]?(?P<post_n>\d*))?"
-    r"(?:[-_.]?(?P<dev>dev)[-_.]?(?P<dev_n>\d*))?"
-    r"(?:\+(?P<local>[a-z0-9]+(?:[-_.][a-z0-9]+)*))?",
-    re.IGNORECASE,
-)
-_PRE_PHASES = {"a": 0, "alpha": 0, "b": 1, "beta": 1, "c": 2, "rc": 2, "pre": 2, "preview": 2}
 
-VersionKey = tuple[tuple[int, ...], tuple[int, int], int, tuple[int, int], int]
-
-_HEX_DIGITS = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# Offsets of the 32 hex digits in the 36-character canonical form (dashes at 8, 13, 18, 23).
-_UUID_DIGITS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
-
-
-def _version_key(text: str) -> VersionKey:
-    """A sort key for a PEP 440 version string, ordered as ``packaging.version`` orders them.
-
-    Release numbers compare numerically with trailing zeros ignored (``1.13`` equals
-    ``1.13.0``); ``dev`` < ``a`` < ``b`` < ``rc`` < the release < ``post``. Local labels
-    (``+abc``) sort after the plain version but are not compared with each other. Written here
-    because ``packaging`` is not a dependency of alfcache.
+def _version(text: str) -> Version:
+    """``text`` as a PEP 440 version, ordered as one-api orders them (``packaging``).
 
     Raises
     ------
     BadArgument
         ``text`` is not a version number.
     """
-    match = _VERSION.fullmatch(text.strip())
-    if match is None:
-        raise BadArgument(f"min_api_version={text!r} is not a version number such as '2.7.0'")
-    release = tuple(int(part) for part in match["release"].split("."))
-    while len(release) > 1 and release[-1] == 0:
-        release = release[:-1]
-    is_post = match["post"] is not None or match["post_implicit"] is not None
-    if match["pre"]:
-        pre = (_PRE_PHASES[match["pre"].lower()], int(match["pre_n"] or 0))
-    elif match["dev"] and not is_post:
-        pre = (-1, 0)  # 1.0.dev0 comes before 1.0a0
-    else:
-        pre = (3, 0)
-    post = int(match["post_n"] or match["post_implicit"] or 0) if is_post else -1
-    dev = (0, int(match["dev_n"] or 0)) if match["dev"] else (1, 0)
-    return release, pre, post, dev, int(match["local"] is not None)
+    try:
+        return Version(text.strip())
+    except InvalidVersion:
+        raise BadArgument(
+            f"min_api_version={text!r} is not a version number such as '2.7.0'"
+        ) from None
 
 
 def _uuid_strings(low: np.ndarray, high: np.ndarray) -> np.ndarray:
@@ -109,14 +78,8 @@ def _uuid_strings(low: np.ndarray, high: np.ndarray) -> np.ndarray:
         An object array of lower-case ``8-4-4-4-12`` strings.
     """
     halves = np.column_stack([_as_int64(low), _as_int64(high)]).astype("<i8", copy=False)
-    n = len(halves)
-    raw = np.ascontiguousarray(halves).view(np.uint8).reshape(n, 16)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = raw >> 4
-    nibbles[:, 1::2] = raw & 0x0F
-    text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    text[:, _UUID_DIGITS] = _HEX_DIGITS[nibbles]
-    return text.view("S36").ravel().astype(str).astype(object)
+    raw = np.ascontiguousarray(halves).view(np.uint8).reshape(len(halves), 16)
+    return uuid_text(raw).view("S36").ravel().astype(str).astype(object)
 
 
 def _as_int64(values: np.ndarray | pd.Series) -> np.ndarray:
@@ -174,12 +137,12 @@ def patch_cache(
     BadArgument
         ``min_api_version`` is not a version number, or an integer id column is not integer.
     """
-    version = _version_key(min_api_version or "0.0.0")
+    version = _version(min_api_version or "0.0.0")
     table = _int_ids_to_str(table)
-    if version < _version_key("1.13.0") and "project" in table.columns:
+    if version < Version("1.13.0") and "project" in table.columns:
         table = table.rename(columns={"project": "projects"})
     if name == "datasets":
-        if version < _version_key("2.7.0") and "qc" not in table.columns:
+        if version < Version("2.7.0") and "qc" not in table.columns:
             codes = np.zeros(len(table.index), dtype=np.int8)  # NOT_SET
             table = table.assign(qc=pd.Categorical.from_codes(codes, dtype=QC_TYPE))
         if "session_path" in table.columns:
@@ -237,7 +200,7 @@ def _min_api_version(file: Path) -> str | None:
         return None
 
 
-def _load_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
+def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
     """Read ``sessions.pqt`` and ``datasets.pqt`` from ``cache_dir`` as ONE-api would index them.
 
     A table written without pandas index metadata gets every column whose name contains 'id'
@@ -413,7 +376,7 @@ def remove_missing_datasets(
     """
     cache_dir = Path(cache_dir)
     if tables is None:
-        tables = _load_tables(cache_dir)
+        tables = read_cache_tables(cache_dir)
     in_cache = _table_datasets(tables)
 
     scan = scan_shards(os.path.abspath(cache_dir), [Shard("", True)])

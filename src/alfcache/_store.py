@@ -25,7 +25,9 @@ import socket
 import stat
 import tempfile
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -96,6 +98,10 @@ def remove_stale_tmp(out_dir: Path) -> list[Path]:
         removed.append(path)
     return removed
 
+PROVENANCE_KEY = b"alfcache"
+"""The schema-metadata key of alfcache's own record of a run (see :func:`provenance`); kept out
+of ``one_metadata``, which holds only what one-api writes."""
+
 
 def prepare_out_dir(out_dir: Path) -> Path:
     """Create ``out_dir`` when missing and prove that files can be written in it.
@@ -132,19 +138,79 @@ def prepare_out_dir(out_dir: Path) -> Path:
     return out_dir
 
 
-def one_metadata(origin: str, **extra: object) -> dict[str, object]:
-    """The ``one_metadata`` JSON that ONE-api reads: creation time (naive, minutes) and origin."""
+def one_metadata(origin: str) -> dict[str, str]:
+    """The ``one_metadata`` JSON that ONE-api reads: creation time (naive, minutes) and origin.
+
+    Exactly the two keys one-api writes: its own tests compare the metadata for equality.
+    """
     now = datetime.datetime.now().isoformat(sep=" ", timespec="minutes")
-    return {"date_created": now, "origin": origin, **extra}
+    return {"date_created": now, "origin": origin}
 
 
-def _with_metadata(table: pa.Table, index: tuple[str, ...], meta: dict[str, object]) -> pa.Table:
-    return table.replace_schema_metadata(
-        {
-            b"one_metadata": json.dumps(meta).encode(),
-            b"pandas": pandas_metadata(table.schema, index),
-        }
-    )
+def provenance(
+    id_kind: str, digests: Sequence[str], options: Mapping[str, object]
+) -> dict[str, object]:
+    """alfcache's own record of a run, stored under :data:`PROVENANCE_KEY`.
+
+    Parameters
+    ----------
+    id_kind : {'uuid3', 'path'}
+        The kind of ids the tables hold.
+    digests : sequence of str
+        The digests the datasets table holds (``md5``, ``xxh3``).
+    options : mapping
+        The options of the run, as the library was called.
+    """
+    from alfcache import __version__
+
+    return {
+        "version": __version__,
+        "id_kind": id_kind,
+        "digests": list(digests),
+        "options": dict(options),
+    }
+
+
+def read_provenance(metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
+    """The provenance in a table's schema metadata; ``{}`` for tables of other tools.
+
+    Tables of alfcache 0.1.0 kept ``alfcache_hash`` (digests) and ``alfcache_hash_ids`` (id
+    kind) inside ``one_metadata``; they are read as the same record, so such tables still
+    update.
+    """
+    metadata = metadata or {}
+    try:
+        record = json.loads(metadata[PROVENANCE_KEY])
+    except (KeyError, ValueError):
+        record = None
+    if isinstance(record, dict):
+        return record
+    try:
+        legacy = json.loads(metadata[b"one_metadata"])
+    except (KeyError, ValueError):
+        return {}
+    if not isinstance(legacy, dict):
+        return {}
+    return {
+        key: legacy[old]
+        for key, old in (("digests", "alfcache_hash"), ("id_kind", "alfcache_hash_ids"))
+        if old in legacy
+    }
+
+
+def _with_metadata(
+    table: pa.Table,
+    index: tuple[str, ...],
+    meta: dict[str, str],
+    record: dict[str, object] | None,
+) -> pa.Table:
+    metadata = {
+        b"one_metadata": json.dumps(meta).encode(),
+        b"pandas": pandas_metadata(table.schema, index),
+    }
+    if record is not None:
+        metadata[PROVENANCE_KEY] = json.dumps(record).encode()
+    return table.replace_schema_metadata(metadata)
 
 
 def _umask() -> int:
@@ -186,9 +252,16 @@ def _write_tmp(table: pa.Table, final: Path) -> Path:
 
 
 def write_tables(
-    sessions: pa.Table, datasets: pa.Table, out_dir: Path, meta: dict[str, object]
+    sessions: pa.Table,
+    datasets: pa.Table,
+    out_dir: Path,
+    meta: dict[str, str],
+    record: dict[str, object] | None = None,
 ) -> tuple[Path, Path]:
     """Write both tables into ``out_dir`` atomically (see the module docstring).
+
+    ``meta`` goes under ``one_metadata``, ``record`` (see :func:`provenance`) under
+    :data:`PROVENANCE_KEY`.
 
     Returns
     -------
@@ -201,8 +274,8 @@ def write_tables(
         Writing failed (disk full, permissions); the previous tables are untouched.
     """
     plan = (
-        (_with_metadata(sessions, SESSIONS_INDEX, meta), out_dir / SESSIONS_FILE),
-        (_with_metadata(datasets, DATASETS_INDEX, meta), out_dir / DATASETS_FILE),
+        (_with_metadata(sessions, SESSIONS_INDEX, meta, record), out_dir / SESSIONS_FILE),
+        (_with_metadata(datasets, DATASETS_INDEX, meta, record), out_dir / DATASETS_FILE),
     )
     written: list[tuple[Path, Path]] = []
     try:

@@ -30,10 +30,10 @@ import pyarrow.parquet as pq
 from alfcache._assemble import Tables
 from alfcache._exceptions import BadArgument
 from alfcache._grammar import left_out_prefixes
-from alfcache._hash import COLUMNS, METADATA_KEY, Digests, Hashing, digest_files
+from alfcache._hash import COLUMNS, Digests, Hashing, digest_files
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._store import DATASETS_FILE, SESSIONS_FILE
+from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
 MTIME_COLUMN = "mtime_ns"
 
@@ -132,11 +132,10 @@ def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
 
 
 def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
-    """The digests recorded in ``one_metadata``; for tables of other tools, MD5 if any hash."""
-    meta = (table.schema.metadata or {}).get(b"one_metadata")
-    try:
-        recorded = json.loads(meta)[METADATA_KEY]
-    except (TypeError, KeyError, ValueError):
+    """The digests alfcache recorded (see ``read_provenance``); for other tools' tables, MD5 if
+    any hash."""
+    recorded = read_provenance(table.schema.metadata).get("digests")
+    if not isinstance(recorded, list):
         return ("md5",) if hashes.null_count() < len(hashes) else ()
     return tuple(a for a in COLUMNS if a in recorded)
 

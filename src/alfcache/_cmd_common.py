@@ -1,0 +1,56 @@
+"""What the command-line verbs share: the worker-count type, ``--debug``, ``--json`` output.
+
+Imported by ``_cli`` and every ``_cmd_<verb>`` module; it imports nothing of the library, so
+``alfcache --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def jobs(text: str) -> int:
+    """argparse type of ``--jobs``: a positive count, or -1 for all cores."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
+    if value == 0 or value < -1:
+        raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
+    # Imported only when --jobs is given, so that a bare --help stays fast.
+    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+
+    if value > (cap := MAX_JOBS_PER_CORE * available_cores()):
+        raise argparse.ArgumentTypeError(
+            f"{value} workers on {available_cores()} cores: use at most {cap}, or -1 for all"
+        )
+    return value
+
+
+def add_jobs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--jobs",
+        "-j",
+        type=jobs,
+        default=-1,
+        help="worker processes (default: all cores; 1 works in this process)",
+    )
+
+
+def add_output(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """``--json`` and ``--debug`` (the latter also accepted after the verb)."""
+    parser.add_argument("--json", action="store_true", help=json_help)
+    parser.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+
+
+def say(message: str) -> None:
+    """One line for a person, on stderr (stdout is kept for ``--json``)."""
+    print(f"alfcache: {message}", file=sys.stderr)
+
+
+def print_json(value: object) -> None:
+    print(json.dumps(value, indent=2))

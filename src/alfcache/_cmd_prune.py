@@ -1,0 +1,60 @@
+"""``alfcache prune ROOT``: dataset files and session folders the tables do not list.
+
+Dry by default (the list is printed, nothing is touched); ``--apply`` deletes, with the
+guarantees of :func:`alfcache.remove_missing_datasets` (only ALF files and emptied session
+folders, never the cache folder, never without both tables).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+from pathlib import Path
+
+from alfcache._cmd_common import add_output, print_json, say
+from alfcache._exceptions import BadArgument
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "prune", help="list (or with --apply delete) files and sessions the tables do not hold"
+    )
+    parser.add_argument("root", help="the data folder to clean")
+    parser.add_argument("--tables", help="folder of sessions.pqt and datasets.pqt (default: ROOT)")
+    parser.add_argument("--apply", action="store_true", help="delete them (default: only list)")
+    parser.add_argument(
+        "--keep-empty-sessions",
+        action="store_true",
+        help="keep session folders that the sessions table lacks",
+    )
+    add_output(parser, "print the paths as JSON on stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alfcache._index import resolve_root
+    from alfcache._maintain import read_cache_tables, remove_missing_datasets
+
+    root = resolve_root(args.root)
+    tables_dir = Path(args.tables).expanduser() if args.tables else root
+    try:
+        tables = read_cache_tables(tables_dir)
+    except (FileNotFoundError, KeyError) as exc:
+        raise BadArgument(f"cannot prune {root}: {exc}") from exc
+    # Its own listing goes to stdout in dry mode; the command prints the paths itself.
+    with contextlib.redirect_stdout(io.StringIO()):
+        paths = remove_missing_datasets(
+            root, tables, remove_empty_sessions=not args.keep_empty_sessions, dry=not args.apply
+        )
+    shown = [p.relative_to(root).as_posix() for p in paths]
+    if args.json:
+        print_json(
+            {"root": str(root), "tables": str(tables_dir), "applied": args.apply, "paths": shown}
+        )
+    else:
+        for path in shown:
+            print(path)
+    verb = "removed" if args.apply else "would be removed (dry run; --apply deletes)"
+    say(f"prune: {len(shown)} paths {verb} in {root}")
+    return 0

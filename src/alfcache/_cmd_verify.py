@@ -1,0 +1,80 @@
+"""``alfcache verify ROOT``: do the cache tables still describe the tree on disk?
+
+Exit 0 when they match, 1 when anything differs, 2 on bad input (a missing root or table).
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections import Counter
+
+from alfcache._cmd_common import add_jobs, add_output, print_json, say
+
+SHOWN = 10
+"""Differences named on stderr; ``--json`` lists them all."""
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser(
+        "verify", help="compare the cache tables with the files on disk (exit 1 if they differ)"
+    )
+    parser.add_argument("root", help="the data folder the tables describe")
+    parser.add_argument("--tables", help="folder of sessions.pqt and datasets.pqt (default: ROOT)")
+    parser.add_argument(
+        "--hashes",
+        action="store_true",
+        help="also read the files and compare the digests the tables hold (MD5, XXH3)",
+    )
+    add_jobs(parser)
+    parser.add_argument(
+        "--lab", help="lab of sessions whose folders carry none (default: as indexed)"
+    )
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_const",
+        const=True,
+        help="follow links to folders, as index does (default: as indexed)",
+    )
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
+    add_output(parser, "print every difference as JSON on stdout")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from alfcache._verify import verify
+
+    report = verify(
+        args.root,
+        args.tables,
+        hashes=args.hashes,
+        lab=args.lab,
+        n_jobs=args.jobs,
+        follow_symlinks=args.follow_symlinks,
+        progress=not args.quiet,
+    )
+    if not args.quiet:
+        for d in report.differences[:SHOWN]:
+            say(f"differs {d.path}: {d.kind}: expected {d.expected}, found {d.found}")
+        if len(report.differences) > SHOWN:
+            say(
+                f"... {len(report.differences) - SHOWN} more differences "
+                "(all are listed with --json)"
+            )
+        if args.hashes and not report.algorithms:
+            say("warning: the tables hold no digests; --hashes compared none")
+        if report.skipped:
+            say(f"{len(report.skipped)} entries on disk could not be indexed (see --json)")
+        kinds = Counter(d.kind for d in report.differences)
+        verdict = (
+            "match"
+            if report.ok
+            else "differ: " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
+        )
+        say(
+            f"verify: the tables in {report.tables_dir} and {report.root} {verdict} "
+            f"({report.sessions} sessions, {report.datasets} datasets, "
+            f"{report.digests_checked} digests checked, {report.seconds:.2f} s)"
+        )
+    if args.json:
+        print_json(report.as_dict())
+    return 0 if report.ok else 1

@@ -1,0 +1,276 @@
+"""Info: what a cache folder holds, who wrote it, and whether ONE-api can use it.
+
+Works on tables written by alfcache and by one-api (or Alyx) alike: alfcache's own record
+(``alfcache`` schema key, see :func:`alfcache._store.provenance`) is shown when present, and
+otherwise what can be read from the tables themselves (id kind, digest columns).
+
+The checks follow the column table of ``alf-layout.md``. An *error* breaks loading or makes
+queries return wrong answers; a *warning* loads but costs something (ONE-api re-hashing every
+file, ``eid2path`` failing).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from alfcache._exceptions import BadArgument
+from alfcache._hash import COLUMNS
+from alfcache._schema import QC_LEVELS
+from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+
+_MD5 = re.compile(r"[0-9a-f]{32}")
+
+# Column -> (what ONE-api needs, whether an Arrow type meets it), per alf-layout.md.
+_NEEDS: dict[str, dict[str, tuple[str, Callable[[pa.DataType], bool]]]] = {
+    "sessions": {
+        "id": ("string", pa.types.is_string),
+        "lab": ("string", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
+        "subject": ("string", pa.types.is_string),
+        "date": ("date32", pa.types.is_date32),
+        "number": ("an integer", pa.types.is_integer),
+    },
+    "datasets": {
+        "eid": ("string", pa.types.is_string),
+        "id": ("string", pa.types.is_string),
+        "rel_path": ("string", pa.types.is_string),
+        "file_size": ("uint64", pa.types.is_integer),
+        "hash": ("MD5 hex or null", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
+        "exists": ("bool", pa.types.is_boolean),
+        "qc": ("an ordered dictionary of the five QC levels", pa.types.is_dictionary),
+    },
+}
+_INDEX = {"sessions": ["id"], "datasets": ["eid", "id"]}
+
+
+def read_table(path: Path) -> pa.Table:
+    """A cache table as Arrow, without pandas.
+
+    Raises
+    ------
+    BadArgument
+        The file is missing, cannot be opened or is not parquet.
+    """
+    if not path.is_file():
+        raise BadArgument(
+            f"no table {path}; index the folder first, or pass the folder that holds "
+            "sessions.pqt and datasets.pqt"
+        )
+    try:
+        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
+        with pq.ParquetFile(path) as file:
+            return file.read()
+    except OSError as exc:  # before ArrowException: pyarrow's IOError is both
+        raise BadArgument(
+            f"cannot read table {path}: {exc.strerror or exc}; check its permissions"
+        ) from exc
+    except pa.ArrowException as exc:
+        raise BadArgument(f"cannot read table {path}: {exc}; is it a parquet file?") from exc
+
+
+def _one_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, object] | None:
+    try:
+        value = json.loads((metadata or {})[b"one_metadata"])
+    except (KeyError, ValueError):
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _index_columns(table: pa.Table) -> list[str]:
+    """The columns ONE-api makes the index: pandas metadata's, else every name with 'id'."""
+    try:
+        pandas = json.loads((table.schema.metadata or {})[b"pandas"])
+        named = [c for c in pandas["index_columns"] if isinstance(c, str)]
+    except (KeyError, ValueError, TypeError):
+        named = []
+    return named or sorted(c for c in table.column_names if "id" in c)
+
+
+def _id_kind(ids: list[str | None]) -> tuple[str, list[str], list[str]]:
+    """The kind of the session ids ('uuid3', 'uuid4', 'path', ...), with errors and warnings."""
+    versions: set[int | None] = set()
+    bad_uuid = 0
+    for value in ids:
+        try:
+            parsed = uuid.UUID(value) if isinstance(value, str) else None
+        except ValueError:
+            parsed = None
+        if parsed is None or len(value or "") != 36:
+            versions.add(None)
+        elif str(parsed) != value or parsed.version not in (3, 4, 5):
+            bad_uuid += 1
+            versions.add(parsed.version)
+        else:
+            versions.add(parsed.version)
+    errors: list[str] = []
+    warnings: list[str] = []
+    if bad_uuid:
+        errors.append(
+            f"{bad_uuid} session id(s) are upper-case or of a UUID version other than 3, 4 or 5: "
+            "ONE-api does not cast them and list_datasets(eid) fails"
+        )
+    if None in versions and len(versions) > 1:
+        errors.append("session ids mix UUIDs and other strings: ONE-api fails to load the tables")
+    if 5 in versions:
+        warnings.append("UUID version 5 session ids load, but ONE-api's eid2path rejects them")
+    if not ids:
+        return "none", errors, warnings
+    if versions == {None}:
+        return "path", errors, warnings
+    kinds = sorted(f"uuid{v}" for v in versions if v is not None)
+    return "+".join(kinds) + ("+path" if None in versions else ""), errors, warnings
+
+
+def _check_table(name: str, table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
+    errors: list[str] = []
+    warnings: list[str] = []
+    if not table.schema.metadata:
+        errors.append(f"{path.name} has no key-value metadata: ONE-api crashes loading it")
+    else:
+        meta = _one_metadata(table.schema.metadata)
+        if meta is None or "date_created" not in meta:
+            errors.append(f"{path.name} has no one_metadata date_created: ONE-api skips it")
+    index = _index_columns(table)
+    if index != _INDEX[name]:
+        errors.append(
+            f"{path.name}: ONE-api would index it by {index or 'nothing'} instead of "
+            f"{_INDEX[name]} (no pandas index metadata, and columns named like 'id')"
+        )
+    for column, (need, meets) in _NEEDS[name].items():
+        if column not in table.column_names:
+            errors.append(f"{path.name} has no column {column!r} ({need})")
+        elif not meets(table.schema.field(column).type):
+            errors.append(
+                f"{path.name}: column {column!r} is {table.schema.field(column).type}, "
+                f"ONE-api needs {need}"
+            )
+    if name == "datasets":
+        e, w = _check_datasets(table, path)
+        errors += e
+        warnings += w
+    return errors, warnings
+
+
+def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
+    errors: list[str] = []
+    warnings: list[str] = []
+    for column in ("rel_path", "file_size"):
+        if column in table.column_names and table[column].null_count:
+            errors.append(f"{path.name}: {table[column].null_count} null {column} value(s)")
+    if "hash" in table.column_names and pa.types.is_string(table.schema.field("hash").type):
+        hashes = pl.Series(table["hash"]).drop_nulls()
+        empty = int((hashes == "").sum())
+        other = int((~hashes.str.contains(f"^{_MD5.pattern}$")).sum()) - empty
+        # Both load; ONE-api then computes the MD5 of each such file it loads and logs a
+        # mismatch, so they cost a read of every file, not a failure.
+        if empty:
+            warnings.append(
+                f"{path.name}: {empty} hash value(s) are '' instead of null: ONE-api computes "
+                "the MD5 of each such file it loads and logs a mismatch"
+            )
+        if other:
+            warnings.append(
+                f"{path.name}: {other} hash value(s) are not lower-case MD5 hex: ONE-api logs "
+                "a mismatch for each such file it loads"
+            )
+    if "qc" in table.column_names and pa.types.is_dictionary(table.schema.field("qc").type):
+        qc = table["qc"]
+        levels = {tuple(chunk.dictionary.to_pylist()) for chunk in qc.chunks}
+        if not qc.type.ordered or levels - {QC_LEVELS}:
+            errors.append(
+                f"{path.name}: column 'qc' must be ordered and hold exactly {list(QC_LEVELS)}; "
+                "ONE-api's QC queries raise TypeError otherwise"
+            )
+    return errors, warnings
+
+
+def held_digests(datasets: pa.Table) -> list[str]:
+    """The digests a datasets table holds: a digest column with a value ('' is none)."""
+    held = []
+    for algorithm, column in COLUMNS.items():
+        if column in datasets.column_names:
+            values = pl.Series(datasets[column]).cast(pl.String, strict=False).replace("", None)
+            if values.null_count() < len(values):
+                held.append(algorithm)
+    return held
+
+
+def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
+    """Describe the cache tables in ``tables_dir``.
+
+    Returns
+    -------
+    dict
+        ``tables``, ``sessions``, ``datasets``, ``bytes`` (of datasets that exist),
+        ``missing_datasets`` (``exists`` false), ``labs``, ``subjects``, ``first_date``,
+        ``last_date``, ``created``, ``origin``, ``id_kind``, ``digests``, ``alfcache_version``
+        (None when alfcache did not write the tables), ``options`` (alfcache's run options, or
+        None) and ``one_api``: ``{"ok", "errors", "warnings"}``.
+
+    Raises
+    ------
+    BadArgument
+        A table is missing or is not a parquet file.
+    """
+    folder = Path(tables_dir).expanduser()
+    if not folder.is_dir():
+        raise BadArgument(f"{folder} is not a folder; pass the folder that holds the tables")
+    ses_path, ds_path = folder / SESSIONS_FILE, folder / DATASETS_FILE
+    sessions, datasets = read_table(ses_path), read_table(ds_path)
+    errors: list[str] = []
+    warnings: list[str] = []
+    for name, table, path in (("sessions", sessions, ses_path), ("datasets", datasets, ds_path)):
+        e, w = _check_table(name, table, path)
+        errors += e
+        warnings += w
+    ids = sessions["id"].to_pylist() if "id" in sessions.column_names else []
+    id_kind, e, w = _id_kind(ids)
+    errors += e
+    warnings += w
+
+    record = read_provenance(datasets.schema.metadata)
+    metas = [_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
+    created = sorted(str(m["date_created"]) for m in metas if "date_created" in m)
+    ses = pl.from_arrow(
+        sessions.select([c for c in ("lab", "subject", "date") if c in sessions.column_names])
+    )
+    exists = (
+        pl.Series(datasets["exists"]).fill_null(True)
+        if "exists" in datasets.column_names
+        else pl.Series([True] * datasets.num_rows)
+    )
+    sizes = (
+        pl.Series(datasets["file_size"]).cast(pl.Int64, strict=False)
+        if "file_size" in datasets.column_names
+        else pl.Series([0] * datasets.num_rows)
+    )
+    # A date column of another type is an error above; no range is made up from it.
+    dates = ses["date"].drop_nulls() if ses.schema.get("date") == pl.Date else None
+    labs = sorted({lab for lab in ses["lab"].to_list() if lab}) if "lab" in ses.columns else []
+    return {
+        "tables": str(folder.resolve()),
+        "sessions": sessions.num_rows,
+        "datasets": datasets.num_rows,
+        "bytes": int(sizes.filter(exists).sum() or 0),
+        "missing_datasets": int((~exists).sum()),
+        "labs": labs,
+        "subjects": ses["subject"].n_unique() if "subject" in ses.columns else 0,
+        "first_date": str(dates.min()) if dates is not None and len(dates) else None,
+        "last_date": str(dates.max()) if dates is not None and len(dates) else None,
+        "created": created[0] if created else None,
+        "origin": metas[0].get("origin", metas[1].get("origin")),
+        "id_kind": id_kind,
+        "digests": record.get("digests", held_digests(datasets)),
+        "alfcache_version": record.get("version"),
+        "options": record.get("options"),
+        "one_api": {"ok": not errors, "errors": errors, "warnings": warnings},
+    }
