@@ -29,6 +29,7 @@ PUBLIC = [
     "IndexReport",
     "LabConflict",
     "MergeFailed",
+    "MissingRoot",
     "OutDirLocked",
     "OutDirNotWritable",
     "RootNotReadable",

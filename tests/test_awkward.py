@@ -55,6 +55,11 @@ def _reported(report: alfcache.IndexReport) -> list[tuple[str, str]]:
     return [(s.path, s.reason) for s in report.skipped]
 
 
+def _noticed(report: alfcache.IndexReport) -> list[tuple[str, str]]:
+    """Entries indexed but reported (never among the skipped ones)."""
+    return [(s.path, s.reason) for s in report.notices]
+
+
 def _datasets(table: Any) -> list[tuple[str, str]]:
     return sorted(zip(table["eid"].to_pylist(), table["rel_path"].to_pylist(), strict=True))
 
@@ -92,7 +97,8 @@ def test_four_digit_session_number(tmp_path: Path, make_files: MakeFiles, n_jobs
             f"s1/2021-01-01/0001/{SPIKES}",
             f"lab/Subjects/s1/2021-01-01/1000/{SPIKES}",
             f"s1/2021-01-01/001/{SPIKES}",
-            f"s1/2021-01-01/abcd/{SPIKES}",  # not a number at all: an ordinary folder
+            # not a number at all: an ordinary folder, whose ALF-named file is a near miss
+            f"s1/2021-01-01/abcd/{SPIKES}",
         ],
     )
     report, sessions, datasets = _index(root, tmp_path / "out", n_jobs=n_jobs)
@@ -101,6 +107,7 @@ def test_four_digit_session_number(tmp_path: Path, make_files: MakeFiles, n_jobs
     assert _reported(report) == [
         ("lab/Subjects/s1/2021-01-01/1000", "invalid_number"),
         ("s1/2021-01-01/0001", "invalid_number"),
+        (f"s1/2021-01-01/abcd/{SPIKES}", "near_miss"),
     ]
 
 
@@ -168,8 +175,10 @@ def test_nested_session_is_reported(
             ("s2/2021-02-02/002", SPIKES),
         ]
     )
-    assert _reported(report) == [(inner, "nested_session")]
-    assert outer in report.skipped[0].message
+    # ONE-api looks for the inner session at the top of the tree: it cannot load it
+    assert _noticed(report) == [(inner, "nested_session"), (inner, "not_loadable")]
+    assert _reported(report) == []
+    assert outer in report.notices[0].message
 
 
 def test_session_clash_in_the_warning(tmp_path: Path, make_files: MakeFiles) -> None:
@@ -204,7 +213,8 @@ def test_empty_file_indexed_and_reported(
         ("alf/spikes.amps.npy", 0, hashlib.md5(b"").hexdigest()),
         (SPIKES, 10, hashlib.md5(b"0123456789").hexdigest()),
     ]
-    assert _reported(report) == [("s1/2021-01-01/001/alf/spikes.amps.npy", "empty_file")]
+    assert _noticed(report) == [("s1/2021-01-01/001/alf/spikes.amps.npy", "empty_file")]
+    assert _reported(report) == []
 
 
 @pytest.mark.skipif(sys.platform == "darwin", reason="macOS refuses non-UTF-8 names")
@@ -251,9 +261,8 @@ def test_very_deep_tree(tmp_path: Path, n_jobs: int) -> None:
         ("s1/2021-01-01/001", f"{deep_rel}/spikes.times.npy"),
         ("s2/2021-02-02/002", "wheel.position.npy"),
     ]
-    assert _reported(report) == [
-        (f"s1/2021-01-01/001/{deep_rel}/s2/2021-02-02/002", "nested_session")
-    ]
+    inner = f"s1/2021-01-01/001/{deep_rel}/s2/2021-02-02/002"
+    assert _noticed(report) == [(inner, "nested_session"), (inner, "not_loadable")]
 
 
 def _remove_deep(root: Path) -> None:
@@ -469,8 +478,6 @@ def test_every_reason_in_cli_summary_and_json(
             ("s1/2021-02-30/001", "invalid_date"),
             ("s1/2021-01-01/0001", "invalid_number"),
             ("s1/2021-01-01/1", "session_clash"),
-            (f"{ses}/sub/s2/2021-01-02/001", "nested_session"),
-            (f"{ses}/alf/spikes.amps.npy", "empty_file"),
             (f"{ses}/alf/bad\N{REPLACEMENT CHARACTER}.times.npy", "not_utf8"),
             (f"{ses}/alf/broken.times.npy", "broken_symlink"),
             (f"{ses}/alf/loop.times.npy", "symlink_loop"),
@@ -483,6 +490,11 @@ def test_every_reason_in_cli_summary_and_json(
     assert code == 0, captured.err
     summary = json.loads(captured.out)
     assert [(s["path"], s["reason"]) for s in summary["skipped"]] == expected
+    assert [(s["path"], s["reason"]) for s in summary["notices"]] == [
+        (f"{ses}/alf/spikes.amps.npy", "empty_file"),
+        (f"{ses}/sub/s2/2021-01-02/001", "nested_session"),
+        (f"{ses}/sub/s2/2021-01-02/001", "not_loadable"),
+    ]
     assert all(s["message"] for s in summary["skipped"])
     # the warning summary on stderr: the first five, a pointer to the rest, the count
     shown = [line for line in captured.err.splitlines() if line.startswith("alfcache: skipped ")]
@@ -490,5 +502,5 @@ def test_every_reason_in_cli_summary_and_json(
         f"alfcache: skipped {s['path']}: {s['reason']}: {s['message']}"
         for s in summary["skipped"][:5]
     ]
-    assert "alfcache: ... 4 more skipped (all are listed with --json)" in captured.err
-    assert "9 skipped" in captured.err
+    assert "alfcache: ... 2 more skipped (all are listed with --json)" in captured.err
+    assert "7 skipped (not indexed), 3 notices (indexed)" in captured.err

@@ -518,8 +518,11 @@ def test_unreadable_folder_and_file(
     assert "Traceback" not in stderr
     summary = json.loads(stdout)
     assert [(s["path"], s["reason"]) for s in summary["skipped"]] == [
-        ("s00/2021-01-01/001/alf/secret.times.npy", "unreadable"),
         ("s01/2021-01-01/001/raw", "permission_denied"),
+    ]
+    # indexed (its size is known) without a digest: a notice, not a skip
+    assert [(s["path"], s["reason"]) for s in summary["notices"]] == [
+        ("s00/2021-01-01/001/alf/secret.times.npy", "unreadable"),
     ]
     assert "alfcache: skipped s01/2021-01-01/001/raw: permission_denied" in stderr
     datasets = pq.read_table(out / "datasets.pqt")

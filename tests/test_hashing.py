@@ -128,7 +128,7 @@ def test_md5_equals_md5sum_on_every_file(sized_tree: Path, tmp_path: Path, n_job
     assert report.hashing.files == report.datasets
     assert report.hashing.bytes == report.bytes
     # Empty files are indexed (and hashed) but reported; nothing else may be skipped.
-    assert {s.reason for s in report.skipped} <= {"empty_file"}
+    assert not report.skipped and {s.reason for s in report.notices} <= {"empty_file"}
     assert "xxh3_128" not in _datasets(out).column_names
 
 
@@ -462,7 +462,8 @@ def test_file_that_keeps_moving_is_reported_without_hash(
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2  # read again once, not more
-    assert [(s.path, s.reason) for s in report.skipped] == [
+    assert not report.skipped  # indexed without a digest: a notice
+    assert [(s.path, s.reason) for s in report.notices] == [
         (f"{SESSION}/alf/spikes.times.npy", "changing")
     ]
     rows = _datasets(out).to_pylist()
@@ -491,8 +492,9 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
     monkeypatch.setattr(alfcache._hash.os, "open", refusing_open)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
-    assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "unreadable")]
-    assert "Permission denied" in report.skipped[0].message
+    assert not report.skipped  # indexed without a digest: a notice
+    assert [(s.path, s.reason) for s in report.notices] == [(files[0], "unreadable")]
+    assert "Permission denied" in report.notices[0].message
     table = _datasets(out)
     hashes = dict(zip(table["rel_path"].to_pylist(), table["hash"].to_pylist(), strict=True))
     assert hashes == {
@@ -549,7 +551,8 @@ def test_unreadable_file_as_another_user(world_readable_dir: Path, make_files: M
     )
     assert proc.returncode == 0, proc.stderr
     summary = json.loads(proc.stdout)
-    assert [(s["path"], s["reason"]) for s in summary["skipped"]] == [(files[0], "unreadable")]
-    assert "Permission denied" in summary["skipped"][0]["message"]
-    assert f"skipped {files[0]}: unreadable" in proc.stderr
+    assert summary["skipped"] == []  # indexed without a digest: a notice
+    assert [(s["path"], s["reason"]) for s in summary["notices"]] == [(files[0], "unreadable")]
+    assert "Permission denied" in summary["notices"][0]["message"]
+    assert f"notice {files[0]}: unreadable" in proc.stderr
     assert summary["datasets"] == 2

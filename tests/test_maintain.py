@@ -285,10 +285,11 @@ EXTRA_DATASETS = [
 NEW_SESSION_DATASETS = [
     "newlab/Subjects/NEW01/2024-05-05/001/alf/trials.table.pqt",
     "newlab/Subjects/NEW01/2024-05-05/001/top.times.npy",
-    # An unpadded folder is the table's 001 session: this file is new to it, the folder is not.
-    "cortexlab/Subjects/SW0000/2024-01-01/1/spikes.times.npy",
     "extra/SW0000/2024-01-01/001/spikes.times.npy",  # below an extra folder
 ]
+# An unpadded folder beside the table's 001 session is a clash the indexer leaves out: the
+# tables say nothing about its files, so they are never removed.
+CLASH_DATASETS = ["cortexlab/Subjects/SW0000/2024-01-01/1/spikes.times.npy"]
 NON_ALF = [
     f"{SES}/alf/notes.txt",
     "newlab/Subjects/NEW02/2024-05-05/002/README",
@@ -308,7 +309,7 @@ def pruned_tree(tree: TreeSummary, make_files: MakeFiles) -> Path:
     """``tree`` plus a no-lab session, indexed, then grown by files not in the tables."""
     root = make_files(tree.root, NO_LAB_FILES)
     _index(root)
-    make_files(root, EXTRA_DATASETS + NEW_SESSION_DATASETS + NON_ALF)
+    make_files(root, EXTRA_DATASETS + NEW_SESSION_DATASETS + NON_ALF + CLASH_DATASETS)
     (root / NEW_SESSIONS[2]).mkdir(parents=True)  # an empty session folder
     return root
 

@@ -8,7 +8,7 @@ schemas of :mod:`alfcache._schema`.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import polars as pl
@@ -16,8 +16,16 @@ import pyarrow as pa
 
 from alfcache._arrow import bool_array, numeric_array, string_array
 from alfcache._exceptions import LabConflict
+from alfcache._grammar import folder_to_index
 from alfcache._ids import uuid3_strings
-from alfcache._scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
+from alfcache._scan import (
+    DATASET_BATCH_SCHEMA,
+    NEAR_MISS,
+    NOTICE_REASONS,
+    SESSION_BATCH_SCHEMA,
+    ScanResult,
+    Skip,
+)
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 
 _SHOWN = 5  # sessions named in a LabConflict message
@@ -30,18 +38,28 @@ class Tables:
     sessions: pa.Table
     datasets: pa.Table
     skipped: list[Skip]
+    """Entries left out of the tables."""
     bytes: int
     """Total size of the indexed datasets."""
     files: pl.DataFrame
     """Row by row with ``datasets``: the session folder (relative to the root) and ``mtime_ns``
     of each dataset's file, for hashing and updates."""
+    notices: list[Skip] = field(default_factory=list)
+    """Entries in the tables that are worth a look (an empty file, a nested session, a session
+    ONE-api will look for in another folder)."""
+    loadability: str = ""
+    """How many sessions ONE-api cannot load, and what to do; '' when it can load them all."""
 
 
-def _alf_path() -> pl.Expr:
-    """The session folder's ALF path: ``lab/Subjects/subject/date/number`` or without lab."""
+def _alf_path(number: pl.Expr | None = None) -> pl.Expr:
+    """The session folder's ALF path: ``lab/Subjects/subject/date/number`` or without lab.
+
+    ``number`` defaults to the folder's name as written.
+    """
     lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
+    number = pl.col("number") if number is None else number
     return pl.concat_str(
-        [lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"), pl.col("number")]
+        [lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"), number]
     )
 
 
@@ -91,8 +109,78 @@ def _resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
     return kept, skipped
 
 
+def _without_echoes(skipped: list[Skip]) -> list[Skip]:
+    """Drop the near misses below another skipped entry.
+
+    The files of a ``2024-1-5`` folder are outside any session because of it, and it is
+    reported already. Done here, not in the walk: the folder and its files may be walked by
+    different workers.
+    """
+    folders = {s.path for s in skipped}
+
+    def echoes(record: Skip) -> bool:
+        if "." in folders:  # the root itself is left out
+            return True
+        parts = record.path.split("/")
+        return any("/".join(parts[:end]) in folders for end in range(1, len(parts)))
+
+    return [s for s in skipped if s.reason != NEAR_MISS or not echoes(s)]
+
+
+def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[list[Skip], str]:
+    """Sessions found in another folder than the one ONE-api rebuilds from their row.
+
+    Returns
+    -------
+    list of Skip
+        A ``not_loadable`` notice per such session: the folder found and the one ONE-api
+        (``cache_dir``) looks in, and the folder to index instead when the root is the cause.
+    str
+        A summary line, '' when every session is loadable.
+    """
+    found = pl.when(pl.col("session") == "").then(pl.lit(root))
+    checked = sessions.select(
+        "session",
+        "alf_path",
+        found=found.otherwise(pl.lit(f"{root}/") + pl.col("session")),
+        # what ONE-api rebuilds from the row: the number zero-padded
+        expected=pl.lit(f"{cache_dir}/") + _alf_path(pl.col("num").cast(pl.String).str.zfill(3)),
+    ).filter(pl.col("found") != pl.col("expected"))
+    if checked.height == 0:
+        return [], ""
+    notices, fixes = [], set()
+    for row in checked.sort("session").iter_rows(named=True):
+        fix = folder_to_index(row["found"], row["alf_path"], root)
+        fixes.add(fix)
+        instead = f"; index {fix} instead" if fix else ""
+        notices.append(
+            Skip(
+                row["session"] or ".",
+                "not_loadable",
+                f"indexed, but ONE-api looks for this session in {row['expected']}{instead}",
+            )
+        )
+    n, total = checked.height, sessions.height
+    first = checked.sort("session").row(0, named=True)
+    if len(fixes) == 1 and (fix := next(iter(fixes))):
+        advice = f"the root is inside the ALF layout: index {fix} instead"
+    else:
+        advice = "each is listed as a not_loadable notice"
+    summary = (
+        f"{n} of {total} session{'s' if total != 1 else ''} cannot be loaded by ONE-api, which "
+        f"looks for them in other folders (e.g. {first['session'] or '.'} is looked for in "
+        f"{first['expected']}); {advice}"
+    )
+    return notices, summary
+
+
 def assemble(
-    results: Sequence[ScanResult], *, hash_ids: bool = True, lab: str | None = None
+    results: Sequence[ScanResult],
+    *,
+    hash_ids: bool = True,
+    lab: str | None = None,
+    root: str | None = None,
+    cache_dir: str | None = None,
 ) -> Tables:
     """Merge the workers' batches into the sessions and datasets tables.
 
@@ -104,6 +192,9 @@ def assemble(
         UUID v3 ids (see :mod:`alfcache._ids`) when True, path ids otherwise.
     lab : str, optional
         Lab name for sessions whose folders carry none.
+    root, cache_dir : str, optional
+        The indexed folder and the folder ONE-api will be given as ``cache_dir``: with both,
+        sessions ONE-api would look for elsewhere are reported (``not_loadable``).
 
     Returns
     -------
@@ -114,7 +205,9 @@ def assemble(
     LabConflict
         ``lab`` was given and some session folders sit below a different lab folder.
     """
-    skipped = [s for r in results for s in r.skipped]
+    records = [s for r in results for s in r.skipped]
+    skipped = _without_echoes([s for s in records if s.reason not in NOTICE_REASONS])
+    notices = [s for s in records if s.reason in NOTICE_REASONS]
     sessions = pl.DataFrame(
         pa.Table.from_batches([r.sessions for r in results], SESSION_BATCH_SCHEMA)
     )
@@ -131,6 +224,10 @@ def assemble(
     )
     sessions, clashes = _resolve_clashes(sessions)
     skipped += clashes
+    loadability = ""
+    if root is not None and cache_dir is not None:
+        unloadable, loadability = _not_loadable(sessions, root, cache_dir)
+        notices += unloadable
 
     datasets = (
         datasets.unique(["session", "rel_path"], keep="first")
@@ -154,7 +251,15 @@ def assemble(
     datasets = datasets.sort(["eid", "id"])
     total = int(datasets["file_size"].sum())
     files = datasets.select("session", "mtime_ns")
-    return Tables(_sessions_table(sessions), _datasets_table(datasets), skipped, total, files)
+    return Tables(
+        _sessions_table(sessions),
+        _datasets_table(datasets),
+        skipped,
+        total,
+        files,
+        notices,
+        loadability,
+    )
 
 
 _ID_CHUNK = 1 << 16

@@ -15,8 +15,9 @@ import signal
 import sys
 import warnings
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from types import FrameType
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
 from alfcache import __version__, _cmd_info, _cmd_merge, _cmd_prune, _cmd_verify
 from alfcache._cmd_common import jobs as _jobs
@@ -43,6 +44,10 @@ _BAD_INPUT = (
     OutDirNotWritable,
     RootNotReadable,
 )
+
+if TYPE_CHECKING:
+    from alfcache._scan import Skip
+
 _SHOWN_SKIPS = 5
 
 
@@ -111,7 +116,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     idx.add_argument("--lab", help="lab name for sessions whose folders carry none")
     idx.add_argument(
-        "--no-hash-ids", action="store_true", help="use ALF paths as ids instead of UUID v3"
+        "--no-hash-ids",
+        action="store_true",
+        help="use ALF paths as ids instead of UUID v3 (ONE-api's client, 3.0 and 3.6 alike, "
+        "rejects path ids as eids: for other tools only)",
     )
     idx.add_argument(
         "--hash-files", action="store_true", help="store the MD5 of every file (= --hash md5)"
@@ -165,6 +173,9 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--sessions", type=int, default=200, help="number of sessions")
     synth.add_argument("--seed", type=int, default=0)
     synth.add_argument(
+        "--force", action="store_true", help="write into ROOT even if it is not empty"
+    )
+    synth.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
     synth.set_defaults(func=_synth)
@@ -182,6 +193,31 @@ def _terminate(signum: int, frame: object) -> None:
     )
 
 
+def _check_index_options(args: argparse.Namespace) -> None:
+    """Options that contradict each other, told with their command-line names."""
+    if args.hash_files and args.hash == "xxh3":
+        raise BadArgument(
+            "--hash-files asks for the MD5 that ONE-api checks, but --hash xxh3 computes none; "
+            "use --hash both, or drop --hash-files"
+        )
+    if args.keep_missing and not args.update:
+        raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+def _print_records(kind: str, records: Sequence[Skip]) -> None:
+    """The first records of a kind on stderr, then how many more ``--json`` lists."""
+    for s in records[:_SHOWN_SKIPS]:
+        print(f"alfcache: {kind} {s.path}: {s.reason}: {s.message}", file=sys.stderr)
+    if len(records) > _SHOWN_SKIPS:
+        n = len(records) - _SHOWN_SKIPS
+        label = "skipped" if kind == "skipped" else _plural(n, kind).partition(" ")[2]
+        print(f"alfcache: ... {n} more {label} (all are listed with --json)", file=sys.stderr)
+
+
 def _index(args: argparse.Namespace) -> int:
     from alfcache._index import index
 
@@ -189,6 +225,7 @@ def _index(args: argparse.Namespace) -> int:
     if shard and not args.shard and not args.quiet:
         print(f"alfcache: indexing shard {shard} of a SLURM array job", file=sys.stderr)
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
+    _check_index_options(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -213,20 +250,18 @@ def _index(args: argparse.Namespace) -> int:
     if not args.quiet:
         for w in caught:
             print(f"alfcache: warning: {w.message}", file=sys.stderr)
-        for s in report.skipped[:_SHOWN_SKIPS]:
-            print(f"alfcache: skipped {s.path}: {s.reason}: {s.message}", file=sys.stderr)
-        if len(report.skipped) > _SHOWN_SKIPS:
-            print(
-                f"alfcache: ... {len(report.skipped) - _SHOWN_SKIPS} more skipped "
-                "(all are listed with --json)",
-                file=sys.stderr,
-            )
+        _print_records("skipped", report.skipped)
+        _print_records("notice", report.notices)
+        if report.loadability:
+            print(f"alfcache: {report.loadability}", file=sys.stderr)
         if report.changes:
             c = report.changes
             fate = "kept with exists=False" if args.keep_missing else "dropped"
+            unknown = f", {c.unknown} read again (no time recorded)" if c.unknown else ""
             print(
-                f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged, "
-                f"{c.vanished} vanished ({fate})",
+                f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged"
+                f"{unknown}, {c.vanished} vanished ({fate}), {c.carried_over} carried over "
+                "(below entries not indexed: see skipped)",
                 file=sys.stderr,
             )
         if report.hashing and report.hashing.files:
@@ -236,11 +271,13 @@ def _index(args: argparse.Namespace) -> int:
                 f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, {h.rate / 1e6:,.0f} MB/s",
                 file=sys.stderr,
             )
+        notices = _plural(len(report.notices), "notice")
         print(
-            f"alfcache: {report.sessions} sessions, {report.datasets} datasets "
-            f"({report.bytes / 1e6:,.1f} MB) in {report.seconds:.2f} s with {report.n_jobs} "
-            f"worker(s), {len(report.skipped)} skipped -> {report.sessions_table.parent}"
-            f"{f' (shard {shard})' if shard else ''}",
+            f"alfcache: {_plural(report.sessions, 'session')}, "
+            f"{_plural(report.datasets, 'dataset')} ({report.bytes / 1e6:,.1f} MB) in "
+            f"{report.seconds:.2f} s with {_plural(report.n_jobs, 'worker')}, "
+            f"{len(report.skipped)} skipped (not indexed), {notices} (indexed) "
+            f"-> {report.sessions_table.parent}{f' (shard {shard})' if shard else ''}",
             file=sys.stderr,
         )
     if args.json:
@@ -255,7 +292,16 @@ def _synth(args: argparse.Namespace) -> int:
 
     if args.sessions < 0:
         raise BadArgument(f"--sessions {args.sessions}: use zero or more")
-    tree = make_tree(args.root, args.sessions, seed=args.seed)
+    root = Path(args.root)
+    # Fake files written into a real lab tree would be indexed as data: never without asking.
+    if not args.force and root.is_dir() and any(root.iterdir()):
+        raise BadArgument(
+            f"{root} is not empty; synth writes made-up datasets. Pass an empty or new folder, "
+            "or --force to write into it anyway"
+        )
+    if root.exists() and not root.is_dir():
+        raise BadArgument(f"{root} is a file; pass a folder to write the tree into")
+    tree = make_tree(root, args.sessions, seed=args.seed)
     print(
         f"alfcache: wrote {tree.sessions} sessions, {tree.datasets} datasets and "
         f"{tree.non_alf_files} non-ALF files ({tree.bytes / 1e6:,.1f} MB) to {tree.root}",

@@ -19,6 +19,13 @@ def jobs(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number of workers") from None
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
+    # Imported only when --jobs is given, so that a bare --help stays fast.
+    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+
+    if value > (cap := MAX_JOBS_PER_CORE * available_cores()):
+        raise argparse.ArgumentTypeError(
+            f"{value} workers on {available_cores()} cores: use at most {cap}, or -1 for all"
+        )
     return value
 
 

@@ -5,6 +5,7 @@ catch either::
 
     AlfcacheError (Exception)
     ├── BadRoot (NotADirectoryError)      root_dir missing or not a folder
+    │   └── MissingRoot (FileNotFoundError) root_dir does not exist
     ├── RootNotReadable (PermissionError) root_dir cannot be listed
     ├── BadOutDir (NotADirectoryError)    out_dir is a file or cannot be created
     ├── OutDirNotWritable (PermissionError)
@@ -30,6 +31,10 @@ class AlfcacheError(Exception):
 
 class BadRoot(AlfcacheError, NotADirectoryError):
     """The folder to index does not exist or is not a folder."""
+
+
+class MissingRoot(BadRoot, FileNotFoundError):
+    """The folder to index does not exist (also what ``open`` raises for a missing path)."""
 
 
 class RootNotReadable(AlfcacheError, PermissionError):

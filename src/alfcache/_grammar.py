@@ -115,3 +115,102 @@ def is_real_date(date: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def left_out_prefixes(names: tuple[str, ...] | list[str]) -> frozenset[str] | None:
+    """The ALF paths an entry the walk left out could hold, for carrying its rows over.
+
+    Parameters
+    ----------
+    names : sequence of str
+        The absolute path of a folder or file the walk could not list or did not follow.
+
+    Returns
+    -------
+    frozenset of str or None
+        Every tail of the path, its session number zero-padded as in a table's ALF path
+        (``lab/Subjects/subject/date/NNN/collection/...``): a row whose ALF path, with or
+        without ``lab/Subjects``, starts with one of them may lie below the entry. None when the
+        entry is a plain folder (not at a lab, subject, date or session level, nor inside a
+        session): it may hold any session, so no row is ruled out.
+    """
+    names = list(names)
+    for i in range(2, len(names)):
+        if _NUMBER.fullmatch(names[i]) and _DATE.fullmatch(names[i - 1]):
+            names[i] = names[i].zfill(3)
+    inside_session = any(session_parts(names[:end]) for end in range(3, len(names) + 1))
+    structural = (
+        inside_session
+        or names[-1:] == ["Subjects"]
+        or names[-2:-1] == ["Subjects"]
+        or (bool(names) and _DATE.fullmatch(names[-1]) is not None)
+        or (bool(names) and is_dataset_name(names[-1]))
+    )
+    if not structural:
+        return None
+    return frozenset("/".join(names[start:]) for start in range(len(names)))
+
+
+def folder_to_index(found: str, alf_path: str, root: str) -> str | None:
+    """The folder to index instead when the root cuts a session's ALF path in two.
+
+    Parameters
+    ----------
+    found : str
+        The absolute path of the session folder as found.
+    alf_path : str
+        Its ALF path as written on disk (``lab/Subjects/subject/date/number``, or without lab).
+    root : str
+        The indexed folder.
+
+    Returns
+    -------
+    str or None
+        The folder just above the ALF path when that lies above ``root`` (the root is a lab,
+        ``Subjects``, subject, date or session folder, so ONE-api looks for the sessions one
+        level too deep); None when the root is not the cause.
+    """
+    names, alf = found.split("/"), alf_path.split("/")
+    if len(names) <= len(alf) or names[-len(alf) :] != alf:
+        return None
+    top = "/".join(names[: -len(alf)]) or "/"
+    return top if len(top) < len(root) else None
+
+
+_LOOSE_DATE = re.compile(r"(\d{4})-(\d{1,2})-(\d{1,2})")
+
+
+def near_miss(names: tuple[str, ...] | list[str]) -> str | None:
+    """Why a folder outside any session looks like, but is not, part of the ALF layout.
+
+    Parameters
+    ----------
+    names : sequence of str
+        Folder names from the top of the path down to the folder; it is not a session.
+
+    Returns
+    -------
+    str or None
+        A message for a date folder not written ``YYYY-MM-DD`` (``2024-1-5``) or a would-be
+        session whose subject folder is not an ALF name (``KS 005``); None otherwise.
+    """
+    if not names:
+        return None
+    loose = _LOOSE_DATE.fullmatch(names[-1])
+    if loose and not _DATE.fullmatch(names[-1]):
+        year, month, day = loose.groups()
+        return (
+            f"{names[-1]} is not a date as ALF writes it (YYYY-MM-DD, e.g. "
+            f"{year}-{int(month):02d}-{int(day):02d}); nothing below it is indexed"
+        )
+    if (
+        len(names) >= 3
+        and _NUMBER.fullmatch(names[-1])
+        and _DATE.fullmatch(names[-2])
+        and not _SUBJECT.fullmatch(names[-3])
+    ):
+        return (
+            f"subject folder {names[-3]!r} is not an ALF subject name (letters, digits, "
+            "'_', '.', '-'); not a session"
+        )
+    return None

@@ -22,7 +22,14 @@ from typing import TYPE_CHECKING
 
 from alfcache import _executor as executor
 from alfcache._engine import POLL_SECONDS, Counter, Lister, Sharer, add, serve, work
-from alfcache._exceptions import BadArgument, BadRoot, RootNotReadable, ScanFailed, workers_died
+from alfcache._exceptions import (
+    BadArgument,
+    BadRoot,
+    MissingRoot,
+    RootNotReadable,
+    ScanFailed,
+    workers_died,
+)
 from alfcache._hash import Hashing, resolve_algorithms
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._progress import Progress
@@ -34,6 +41,9 @@ from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tab
 if TYPE_CHECKING:
     from alfcache._assemble import Tables
     from alfcache._update import Changes
+
+MAX_JOBS_PER_CORE = 4
+"""More workers than this per core only add start-up time and memory: refused."""
 
 
 @dataclass
@@ -51,6 +61,12 @@ class IndexReport:
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
+    """Entries not indexed (a folder that cannot be listed, a clash, a link not followed)."""
+    notices: list[Skip] = field(default_factory=list)
+    """Entries indexed but worth a look (an empty file, a nested session, a session ONE-api
+    will look for in another folder: ``not_loadable``)."""
+    loadability: str = ""
+    """How many sessions ONE-api cannot load and what to do; '' when it can load them all."""
     listed: dict[str, int] = field(default_factory=dict)
     """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     threads: int = 0
@@ -77,6 +93,8 @@ class IndexReport:
             "listed": dict(self.listed),
             "threads": self.threads,
             "skipped": [s._asdict() for s in self.skipped],
+            "notices": [s._asdict() for s in self.notices],
+            "loadability": self.loadability,
             "hashing": asdict(self.hashing) if self.hashing else None,
             "update": asdict(self.changes) if self.changes else None,
             "shard": str(self.shard) if self.shard else None,
@@ -99,13 +117,21 @@ def resolve_n_jobs(n_jobs: int | None) -> int:
         raise BadArgument(
             f"n_jobs={n_jobs!r} is not a worker count; use a positive integer, or -1 for all cores"
         )
+    cap = MAX_JOBS_PER_CORE * available_cores()
+    if n_jobs > cap:
+        raise BadArgument(
+            f"n_jobs={n_jobs} workers on {available_cores()} cores: use at most {cap} "
+            f"({MAX_JOBS_PER_CORE} per core), or -1 for all cores"
+        )
     return n_jobs
 
 
 def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
     root = Path(root_dir).expanduser()
     if not root.exists():
-        raise BadRoot(f"root folder {root} does not exist; pass the folder that holds the data")
+        raise MissingRoot(
+            f"root folder {root} does not exist; pass the folder that holds the data"
+        )
     if not root.is_dir():
         raise BadRoot(f"root {root} is a file, not a folder; pass the folder that holds the data")
     # Checked up front: a root the workers cannot list would be written as empty tables over
@@ -240,7 +266,14 @@ class RunningWalk:
         add(self._outstanding, len(tasks))
         self._lister.add(tasks, taken=len(tasks))
 
-    def finish(self, *, hash_ids: bool, lab: str | None, progress: bool) -> Walked:
+    def finish(
+        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
+    ) -> Walked:
+        """Wait for the walk and assemble the tables.
+
+        ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
+        folders than where they were found are reported (``not_loadable``).
+        """
         from alfcache._assemble import assemble
 
         bar = Progress(enabled=progress)
@@ -277,7 +310,13 @@ class RunningWalk:
         finally:
             bar.close()
         ignored = sum(r.ignored for r in results)
-        tables = assemble(results, hash_ids=hash_ids, lab=lab)
+        tables = assemble(
+            results,
+            hash_ids=hash_ids,
+            lab=lab,
+            root=str(self._root),
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
         return Walked(
             tables=tables,
             shards=self._shards + self._sharer.shared,
@@ -403,6 +442,11 @@ def index(
         )
     if lab is not None and not isinstance(lab, str):
         raise BadArgument(f"lab={lab!r} is not a lab name; pass a string")
+    if hash_files and hash_algorithm == "xxh3":
+        raise BadArgument(
+            "hash_files=True asks for the MD5 that ONE-api checks, but hash_algorithm='xxh3' "
+            "computes none; pass hash_algorithm='both', or leave hash_files False"
+        )
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
@@ -418,18 +462,23 @@ def index(
     previous = None
     try:
         if update or algorithms:
-            from alfcache._update import read_previous, refresh
+            from alfcache._update import check_origin, read_previous, refresh
 
             if update:
                 with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
                     previous = read_previous(out)
+            if previous is not None:
+                check_origin(previous, root, out)
             if update and previous is None:
                 message = f"no tables in {out} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
     except BaseException:
-        walk.abort()  # an error or Ctrl-C here must not leave the workers walking
+        walk.abort()  # bad previous tables, another folder's, or Ctrl-C: stop the walk
         raise
-    walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress)
+    # ONE-api is given the output folder as cache_dir when it holds the data (it is the root or
+    # above it); tables written elsewhere are judged as if ONE-api were given the root.
+    cache_dir = out.resolve() if out.resolve() in (root, *root.parents) else root
+    walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
     tables = walked.tables
     hashing = changes = None
     if update or algorithms:
@@ -443,6 +492,7 @@ def index(
             out_dir=out,
             n_jobs=jobs,
             progress=progress,
+            left_out=[*tables.skipped, *walked.skipped],
         )
     if tables.sessions.num_rows == 0:
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
@@ -498,6 +548,8 @@ def index(
         skipped=sorted([*tables.skipped, *walked.skipped]),
         listed=walked.listed,
         threads=walked.threads,
+        notices=sorted(tables.notices),
+        loadability=walked.tables.loadability,
         hashing=hashing,
         changes=changes,
         shard=array_shard,
@@ -614,10 +666,32 @@ def make_parquet_db(
         lock_timeout=lock_timeout,
         shard=shard,
     )
-    if report.skipped:
-        shown = "; ".join(f"{s.path}: {s.reason}" for s in report.skipped[:5])
-        more = f" (and {len(report.skipped) - 5} more)" if len(report.skipped) > 5 else ""
-        warnings.warn(
-            f"{len(report.skipped)} entries skipped: {shown}{more}", RuntimeWarning, stacklevel=2
-        )
+    if message := _report_warning(report):
+        warnings.warn(message, RuntimeWarning, stacklevel=2)
     return report.sessions_table, report.datasets_table
+
+
+def _entries(n: int) -> str:
+    return f"{n} entry" if n == 1 else f"{n} entries"
+
+
+def _report_warning(report: IndexReport, shown: int = 5) -> str:
+    """One line on what was skipped and what is worth a look, and where the full lists are."""
+    parts, lists = [], []
+    for records, what, name in (
+        (report.skipped, "skipped (not indexed)", "skipped"),
+        (report.notices, "indexed but worth a look", "notices"),
+    ):
+        if records:
+            first = "; ".join(f"{s.path}: {s.reason}" for s in records[:shown])
+            more = f" (and {len(records) - shown} more)" if len(records) > shown else ""
+            parts.append(f"{_entries(len(records))} {what}: {first}{more}")
+            lists.append(f"alfcache.index(...).{name}")
+    if not parts:
+        return ""
+    where = " and ".join(lists)
+    loadability = f" {report.loadability}." if report.loadability else ""
+    return (
+        f"{'; '.join(parts)}.{loadability} All are listed in {where}, "
+        "or by alfcache index --json"
+    )

@@ -311,6 +311,29 @@ def _remove_session_folder(folder: Path, cache_dir: Path) -> None:
         parent = parent.parent
 
 
+def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
+    """Session folders the indexer leaves out as ``session_clash`` (see alfcache._assemble).
+
+    Of the folders that are one session (lab, subject, date, number), the zero-padded one is
+    indexed, ties going to the first in sort order; the others are not.
+    """
+    groups: dict[tuple[object, ...], list[tuple[bool, str]]] = {}
+    keys = zip(*(on_disk[c] for c in ("lab", "subject", "date", "num")), strict=True)
+    for session, number, key in zip(on_disk["session"], on_disk["number"], keys, strict=True):
+        groups.setdefault(key, []).append((len(str(number)) != 3, str(session)))
+    return {session for group in groups.values() for _, session in sorted(group)[1:]}
+
+
+def _left_alone(path: str, left_out: set[str]) -> bool:
+    """True when ``path`` is, lies below or holds an entry the indexer left out."""
+    if "." in left_out:
+        return True
+    return any(
+        path == out or path.startswith(f"{out}/") or out.startswith(f"{path}/")
+        for out in left_out
+    )
+
+
 def remove_missing_datasets(
     cache_dir: str | os.PathLike[str],
     tables: Mapping[str, pd.DataFrame] | None = None,
@@ -379,17 +402,21 @@ def remove_missing_datasets(
             strict=True,
         )
     }
-    to_delete: set[Path] = set()
+    # Nothing below a folder the indexer leaves out is touched (a clash folder, a folder it
+    # could not list, a link it does not follow, a nested session): the tables say nothing
+    # about what lies there, so "not in the tables" does not mean "not wanted".
+    left_out = {s.path for s in scan.skipped if s.reason != "empty_file"}
+    left_out |= _clash_losers(on_disk)
+    candidates: set[str] = set()
     if remove_empty_sessions:
-        to_delete.update(
-            cache_dir / s for s, folder in folder_of.items() if s and folder not in in_cache
-        )
+        candidates.update(s for s, folder in folder_of.items() if s and folder not in in_cache)
     no_datasets: set[str] = set()
     session_column = scan.datasets["session"].to_pylist()
     rel_path_column = scan.datasets["rel_path"].to_pylist()
     for session, rel_path in zip(session_column, rel_path_column, strict=True):
         if rel_path not in in_cache.get(folder_of[session], no_datasets):
-            to_delete.add(cache_dir / session / rel_path)
+            candidates.add(f"{session}/{rel_path}" if session else rel_path)
+    to_delete = {cache_dir / p for p in candidates if not _left_alone(p, left_out)}
 
     if dry:
         print("The following session and datasets would be removed:", end="\n\t")

@@ -40,7 +40,13 @@ from typing import NamedTuple
 import pyarrow as pa
 
 from alfcache._arrow import numeric_array, string_array
-from alfcache._grammar import has_long_number, is_dataset_name, is_real_date, session_parts
+from alfcache._grammar import (
+    has_long_number,
+    is_dataset_name,
+    is_real_date,
+    near_miss,
+    session_parts,
+)
 from alfcache._sharding import ArrayShard
 
 SESSION_BATCH_SCHEMA = pa.schema(
@@ -77,11 +83,18 @@ class Shard(NamedTuple):
 
 
 class Skip(NamedTuple):
-    """An entry the walk did not index, and why."""
+    """An entry the walk did not index, or indexed but worth a look (see NOTICE_REASONS)."""
 
     path: str
     reason: str
     message: str
+
+
+NOTICE_REASONS = frozenset({"empty_file", "nested_session", "not_loadable"})
+"""Reasons of records about entries that *were* indexed: reported as notices, not skips."""
+
+NEAR_MISS = "near_miss"
+"""Reason of a folder or file that looks like ALF but is not (walked, not indexed)."""
 
 
 @dataclass
@@ -249,6 +262,8 @@ class _Walk:
                     "invalid_number",
                     f"session number {names[-1]} has more than three digits; not a session",
                 )
+            elif outer is _NO_SESSION and (why := near_miss(names)):
+                self.skip(rel_dir, NEAR_MISS, why)
             return None
         if not is_real_date(parts.date):
             self.skip(rel_dir, "invalid_date", f"{parts.date} is not a calendar date")
@@ -374,6 +389,12 @@ class _Walk:
                         self._add_file(entry, session, rel_dir)
                     else:
                         self.ignored += 1
+                elif _is_dataset_name(name):
+                    self.skip(
+                        _join(rel_dir, name),
+                        NEAR_MISS,
+                        "named like a dataset but not inside a session folder; not indexed",
+                    )
             elif entry.is_symlink():
                 self._symlink(entry, path, rel_dir, session)
             elif in_session and _is_dataset_name(name):

@@ -3,15 +3,28 @@
 Writing is all-or-nothing per run: both tables go to temporary names that do not end in
 ``.pqt`` (ONE-api loads every ``*.pqt`` in the folder), are flushed to disk, and only then
 renamed over the previous tables. A failure before the renames leaves the previous tables
-untouched and removes the temporary files.
+untouched and removes the temporary files. A run killed before it could clean up leaves them
+behind; their names carry the host and process id of their run, and the next run removes those
+of runs that are gone (:func:`remove_stale_tmp`).
+
+Permissions are those a user expects of a file written in place: a new table gets the mode the
+umask allows (``0644`` under umask 022, as ONE-api's tables), and a table that replaces another
+keeps the mode, group and (when run as root) owner of the one it replaces, so a nightly
+re-index does not lock lab members out or undo what an admin set. ``mkstemp`` creates ``0600``
+files and a rename keeps the mode, hence the explicit ``fchmod``.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
+import re
+import socket
+import stat
 import tempfile
+import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +38,65 @@ from alfcache._schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
 SESSIONS_FILE = "sessions.pqt"
 DATASETS_FILE = "datasets.pqt"
 _TMP_SUFFIX = ".alfcache-tmp"
+_HOST = socket.gethostname().replace(".", "-") or "localhost"
+"""This machine in temporary names (dots would blur the name's fields)."""
+_TMP_NAME = re.compile(
+    r"^\.(?:sessions\.pqt|datasets\.pqt|probe)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.\w+"
+    + re.escape(_TMP_SUFFIX)
+    + "$"
+)
+_OLD_TMP_NAME = re.compile(r"^\.(?:sessions|datasets)\.pqt\.\w+" + re.escape(_TMP_SUFFIX) + "$")
+"""Temporary names of alfcache 0.1, without host and PID."""
+_OLD_TMP_AGE_S = 3600
+"""A 0.1 run held its temporary files for the seconds of a write; an hour means dead."""
+
+
+def _tmp_prefix(name: str) -> str:
+    """Temporary names say who writes them, so a later run can tell a dead run's leftovers."""
+    return f".{name}.{_HOST}.{os.getpid()}."
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def _is_stale(entry: os.DirEntry[str], now: float) -> bool:
+    if match := _TMP_NAME.match(entry.name):
+        # Another machine's PIDs mean nothing here (an output folder on NFS): left alone.
+        return match["host"] == _HOST and not _alive(int(match["pid"]))
+    if _OLD_TMP_NAME.match(entry.name):
+        try:
+            return now - entry.stat(follow_symlinks=False).st_mtime > _OLD_TMP_AGE_S
+        except OSError:
+            return False
+    return False
+
+
+def remove_stale_tmp(out_dir: Path) -> list[Path]:
+    """Remove the temporary files that runs killed mid-write (SIGTERM, SIGKILL) left behind.
+
+    Only files of runs on this machine whose process is gone are removed; a live run's are
+    kept. Returns the removed files.
+    """
+    now = time.time()
+    removed = []
+    with os.scandir(out_dir) as entries:
+        stale = [
+            Path(e.path) for e in entries if e.name.endswith(_TMP_SUFFIX) and _is_stale(e, now)
+        ]
+    for path in stale:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            continue  # another run removed it first
+        removed.append(path)
+    return removed
 
 PROVENANCE_KEY = b"alfcache"
 """The schema-metadata key of alfcache's own record of a run (see :func:`provenance`); kept out
@@ -53,13 +125,16 @@ def prepare_out_dir(out_dir: Path) -> Path:
             "pass a folder that can be created"
         ) from exc
     try:
-        with tempfile.NamedTemporaryFile(dir=out_dir, suffix=_TMP_SUFFIX):
+        with tempfile.NamedTemporaryFile(
+            dir=out_dir, prefix=_tmp_prefix("probe"), suffix=_TMP_SUFFIX
+        ):
             pass
     except OSError as exc:
         raise OutDirNotWritable(
             f"cannot write in output folder {out_dir}: {exc.strerror or exc}; "
             "choose another --out-dir or fix its permissions"
         ) from exc
+    remove_stale_tmp(out_dir)
     return out_dir
 
 
@@ -140,11 +215,35 @@ def _with_metadata(
     return table.replace_schema_metadata(metadata)
 
 
+def _umask() -> int:
+    # The only portable way to read the umask is to set it; the write runs in the main thread.
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _take_permissions(fd: int, final: Path) -> None:
+    """Give the open temporary file the permissions ``final`` has, or a new file would get."""
+    try:
+        st = final.stat()
+    except FileNotFoundError:
+        os.fchmod(fd, 0o666 & ~_umask())
+        return
+    # Only root may give a file away; anyone may pass it to a group they belong to, else the
+    # new table gets this user's group.
+    with contextlib.suppress(PermissionError):
+        os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
+    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+
+
 def _write_tmp(table: pa.Table, final: Path) -> Path:
-    fd, name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=_TMP_SUFFIX)
+    fd, name = tempfile.mkstemp(
+        dir=final.parent, prefix=_tmp_prefix(final.name), suffix=_TMP_SUFFIX
+    )
     tmp = Path(name)
     try:
         with os.fdopen(fd, "wb") as f:
+            _take_permissions(f.fileno(), final)
             pq.write_table(table, f)
             f.flush()
             os.fsync(f.fileno())

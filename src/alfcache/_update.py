@@ -16,7 +16,9 @@ carries extra columns along as long as their names do not contain ``id``.
 
 from __future__ import annotations
 
+import json
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +30,9 @@ import pyarrow.parquet as pq
 from alfcache._assemble import Tables
 from alfcache._checkpoint import digest_with_checkpoint
 from alfcache._exceptions import BadArgument
+from alfcache._grammar import left_out_prefixes
 from alfcache._hash import COLUMNS, Digests, Hashing
-from alfcache._scan import Skip
+from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
@@ -53,6 +56,8 @@ class Previous:
     column per digest; a column the table lacks is null."""
     algorithms: tuple[str, ...]
     """The digests the previous run computed."""
+    origin: str | None = None
+    """The folder the previous tables were made from (``one_metadata``), if recorded."""
 
 
 @dataclass
@@ -61,10 +66,16 @@ class Changes:
 
     new: int
     changed: int
-    """Size or modification time differ, or unknown before."""
+    """Size or recorded modification time differ."""
     unchanged: int
     vanished: int
     """In the previous table, no longer in the tree."""
+    carried_over: int = 0
+    """In the previous table, not seen because they lie below an entry the walk left out (a
+    folder it could not list, a link it did not follow): kept unchanged."""
+    unknown: int = 0
+    """Same size, but the previous table records no modification time (tables of ONE-api or
+    unhashed ones) while digests are to be kept: read again, changed or not."""
 
 
 def _bad_table(path: Path, why: object) -> BadArgument:
@@ -91,6 +102,34 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
     return pl.Series(name, table[name]).cast(dtype)
+
+
+def _origin(table: pa.Table) -> str | None:
+    meta = (table.schema.metadata or {}).get(b"one_metadata")
+    try:
+        origin = json.loads(meta)["origin"]
+    except (TypeError, KeyError, ValueError):
+        return None
+    return origin if isinstance(origin, str) else None
+
+
+def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
+    """Refuse to update tables made from another folder than ``root``.
+
+    Raises
+    ------
+    BadArgument
+        The tables record an absolute origin that is not ``root`` (a relative one, as ONE-api
+        may write, cannot be checked and is accepted).
+    """
+    if previous.origin is None or not Path(previous.origin).is_absolute():
+        return
+    if Path(previous.origin).resolve() != root:
+        raise BadArgument(
+            f"the tables in {out_dir} were made from {previous.origin}, not {root}: an update "
+            "would drop that tree's rows and carry their QC over to this one. Choose another "
+            "output folder, or move the old tables away"
+        )
 
 
 def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
@@ -156,7 +195,8 @@ def read_previous(out_dir: Path) -> Previous | None:
         datasets = _datasets_frame(ds)
     except pl.exceptions.PolarsError as exc:
         raise _bad_table(ds_path, exc) from exc
-    return Previous(sessions, datasets, _recorded_algorithms(ds, datasets["old_md5"]))
+    algorithms = _recorded_algorithms(ds, datasets["old_md5"])
+    return Previous(sessions, datasets, algorithms, _origin(ses))
 
 
 def _no_previous() -> Previous:
@@ -197,6 +237,7 @@ class Plan:
     algorithms: tuple[str, ...]
     changes: Changes
     skipped: list[Skip]
+    notices: list[Skip]
 
     def to_read(self) -> tuple[list[str], np.ndarray]:
         """The files to read, relative to the root, and their sizes as the walk found them."""
@@ -231,12 +272,16 @@ class Plan:
             .sort(["eid", "id"])
         )
         total = datasets.filter(pl.col("exists"))["file_size"].sum()
+        # A file gone before it was read is not indexed; one that could not be read or kept
+        # changing is, without a digest.
+        gone = [s for s in digests.skipped if s.reason == "vanished"]
         return Tables(
             sessions=self.sessions,
             datasets=_datasets_table(datasets, self.algorithms),
-            skipped=self.skipped + digests.skipped,
+            skipped=self.skipped + gone,
             bytes=int(total or 0),
             files=datasets.select("session", MTIME_COLUMN),
+            notices=self.notices + [s for s in digests.skipped if s.reason != "vanished"],
         )
 
 
@@ -347,6 +392,67 @@ def _match_datasets(
     return datasets
 
 
+def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]:
+    """Each row's ALF path, with and without ``lab/Subjects``; none for a row without session."""
+    paths: list[tuple[str, ...]] = []
+    columns = [rows[c].to_list() for c in ("lab", "subject", "date", "number")]
+    rel_paths = rows["rel_path"].to_list() if with_rel_path else [None] * rows.height
+    for lab, subject, date, number, rel_path in zip(*columns, rel_paths, strict=True):
+        if subject is None or number is None:  # a dataset whose session is not in the table
+            paths.append(())
+            continue
+        tail = "/".join([subject, str(date), f"{number:03d}", *([rel_path] if rel_path else [])])
+        paths.append((f"{lab}/Subjects/{tail}", tail) if lab else (tail,))
+    return paths
+
+
+def _below_left_out(
+    rows: pl.DataFrame, root: str, left_out: list[Skip], with_rel_path: bool
+) -> pl.Series:
+    """Which previous rows may lie below an entry the walk left out (see left_out_prefixes)."""
+    root_names = [n for n in root.split("/") if n]
+    prefixes: set[str] = set()
+    # A near miss was walked (seen, just not ALF): nothing below it can have been missed.
+    for skip in (s for s in left_out if s.reason != NEAR_MISS):
+        found = left_out_prefixes([*root_names, *Path(skip.path).parts])
+        if found is None:  # a plain folder: it may hold any session
+            return pl.Series([True] * rows.height, dtype=pl.Boolean)
+        prefixes |= found
+
+    def covered(path: str) -> bool:
+        names = path.split("/")
+        return any("/".join(names[:end]) in prefixes for end in range(1, len(names) + 1))
+
+    paths = _alf_paths(rows, with_rel_path) if prefixes else [()] * rows.height
+    return pl.Series([any(map(covered, p)) for p in paths], dtype=pl.Boolean)
+
+
+def _count(datasets: pl.DataFrame, hashed: bool, *, vanished: int, carried: int) -> Changes:
+    """What changed, as far as the previous tables can tell.
+
+    A file with the same size is unchanged when its modification time is the recorded one, or
+    when none is recorded and nothing else is stored about it (no digest). With digests to keep,
+    a file without a recorded time cannot be proven unchanged: it is read, and counted
+    ``unknown``, not ``changed``.
+    """
+    same_size = pl.col("old_size") == pl.col("file_size")
+    known = pl.col("old_mtime").is_not_null()
+    same_time = pl.col("old_mtime") == pl.col(MTIME_COLUMN)
+    counts = datasets.filter("matched").select(
+        changed=(~same_size | (known & ~same_time)).sum(),
+        unchanged=(same_size & ((known & same_time) | (~known & (not hashed)))).sum(),
+        unknown=(same_size & ~known & hashed).sum(),
+    )
+    return Changes(
+        new=int((~datasets["matched"]).sum()),
+        changed=int(counts["changed"][0]),
+        unchanged=int(counts["unchanged"][0]),
+        vanished=vanished,
+        carried_over=carried,
+        unknown=int(counts["unknown"][0]),
+    )
+
+
 def reconcile(
     tables: Tables,
     previous: Previous | None,
@@ -355,6 +461,8 @@ def reconcile(
     hash_ids: bool,
     keep_missing: bool,
     out_dir: Path,
+    root: str = "",
+    left_out: Sequence[Skip] = (),
 ) -> Plan:
     """Match the assembled tables with ``previous`` and plan which files to read.
 
@@ -365,13 +473,18 @@ def reconcile(
     previous : Previous, optional
         The tables of the previous run; None for a plain (hashed) index.
     algorithms : tuple of str
-        Digests to compute; empty in an update means the ones the previous run computed.
+        Digests to compute, besides the ones the previous run computed (always kept).
     hash_ids : bool
         Whether this run uses UUID ids (they must agree with the previous tables').
     keep_missing : bool
         Keep datasets that vanished, with ``exists=False``, and their sessions.
     out_dir : pathlib.Path
         Where the previous tables are, for messages.
+    root : str
+        The indexed folder (absolute).
+    left_out : sequence of Skip
+        Entries the walk did not index (folders not listed, links not followed, ...): the
+        previous rows that may lie below them are carried over unchanged.
 
     Returns
     -------
@@ -385,17 +498,27 @@ def reconcile(
     if previous is None:
         previous = _no_previous()
     _check_ids(previous, hash_ids, out_dir)
-    algorithms = algorithms or previous.algorithms
+    # Every digest the previous tables hold is kept (and computed for new and changed files):
+    # an update asking for XXH3 over MD5 tables must not leave ONE-api without MD5s.
+    wanted = {*algorithms, *previous.algorithms}
+    algorithms = tuple(a for a in COLUMNS if a in wanted)
     fresh, sessions, eids = _match_sessions(tables.sessions, previous.sessions)
     datasets = _match_datasets(tables, eids, previous.datasets, algorithms)
 
     gone = previous.datasets.join(datasets.select(DATASET_KEY), on=DATASET_KEY, how="anti")
-    changes = Changes(
-        new=int((~datasets["matched"]).sum()),
-        changed=int((datasets["matched"] & ~datasets["unchanged"]).sum()),
-        unchanged=int(datasets["unchanged"].sum()),
-        vanished=gone.height,
+    vanished_sessions = previous.sessions.join(fresh, on=SESSION_KEY, how="anti")
+    # Rows the walk could not see (below a folder it could not list, a link it did not follow)
+    # are kept as they were: a transient permission or NFS error must not wipe a lab.
+    gone_sessions = gone.join(
+        previous.sessions.select(pl.col("id").alias("eid"), *SESSION_KEY), on="eid", how="left"
     )
+    carry = _below_left_out(gone_sessions, root, left_out, with_rel_path=True)
+    carried, gone = gone.filter(carry), gone.filter(~carry)
+    carried_sessions = vanished_sessions.filter(
+        _below_left_out(vanished_sessions, root, left_out, with_rel_path=False)
+        | pl.col("id").is_in(carried["eid"].implode())
+    )
+    changes = _count(datasets, bool(algorithms), vanished=gone.height, carried=carried.height)
     columns = [
         "eid",
         "id",
@@ -410,23 +533,25 @@ def reconcile(
         *dict.fromkeys(COLUMNS[a] for a in ("md5", *algorithms)),
     ]
     datasets = datasets.select(columns)
-    if keep_missing:
-        kept = gone.with_columns(
-            pl.lit(False).alias("exists"),
-            pl.lit(None, pl.String).alias("session"),
-            pl.lit(None, pl.String).alias("path"),
-            pl.lit(False).alias("read"),
-            *(pl.col(f"old_{a}").alias(COLUMNS[a]) for a in COLUMNS),
-        ).select(columns)
-        datasets = pl.concat([datasets, kept])
-        vanished_sessions = previous.sessions.join(fresh, on=SESSION_KEY, how="anti")
-        sessions = pl.concat([sessions, vanished_sessions.select(sessions.columns)])
+    kept, kept_sessions = (gone, vanished_sessions) if keep_missing else (gone.clear(), None)
+    old_rows = pl.concat(
+        [carried, kept.with_columns(pl.lit(False).alias("exists"))]
+    ).with_columns(
+        pl.lit(None, pl.String).alias("session"),
+        pl.lit(None, pl.String).alias("path"),
+        pl.lit(False).alias("read"),
+        *(pl.col(f"old_{a}").alias(COLUMNS[a]) for a in COLUMNS),
+    )
+    datasets = pl.concat([datasets, old_rows.select(columns)])
+    old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
+    sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
     return Plan(
         sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
         datasets=datasets.with_row_index("row"),
         algorithms=algorithms,
         changes=changes,
         skipped=list(tables.skipped),
+        notices=list(tables.notices),
     )
 
 
@@ -441,6 +566,7 @@ def refresh(
     out_dir: Path,
     n_jobs: int,
     progress: bool,
+    left_out: Sequence[Skip] = (),
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
@@ -463,6 +589,8 @@ def refresh(
         hash_ids=hash_ids,
         keep_missing=keep_missing,
         out_dir=out_dir,
+        root=root,
+        left_out=left_out,
     )
     paths, sizes = plan.to_read()
     mtimes = plan.datasets.filter(pl.col("read"))[MTIME_COLUMN].to_numpy()
