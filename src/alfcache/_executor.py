@@ -53,9 +53,17 @@ def context() -> BaseContext:
     return ctx
 
 
+_FORK_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+"""Blocked while a worker is forked: until :func:`become_worker` has reset them, the child
+would run the parent's Python handlers (the command line turns SIGTERM into an error, which a
+worker would print as a traceback when the main process ends it)."""
+
+
 def become_worker() -> None:
     """First thing in a worker: ignore Ctrl-C, die with the parent, carry the worker's name."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the main process's way to end us
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_SIGNALS)
     try:
         libc = ctypes.CDLL(None, use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
@@ -102,7 +110,11 @@ class Processes:
         """Start one worker that runs ``target(*args)``."""
         proc = ctx.Process(target=_worker, args=(target, args), daemon=True)
         if ctx.get_start_method() == "fork":
-            proc.start()
+            blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _FORK_SIGNALS)
+            try:
+                proc.start()
+            finally:
+                signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         else:
             with _main_hidden():
                 proc.start()
