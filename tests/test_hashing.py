@@ -520,6 +520,7 @@ def test_file_gone_before_it_is_read_is_dropped(
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]
     assert _datasets(out)["rel_path"].to_pylist() == ["alf/spikes.amps.npy"]
     assert report.datasets == 1
+    assert report.hashing is not None and report.hashing.files == 1  # hashed, not planned
 
 
 @pytest.mark.skipif(

@@ -170,7 +170,7 @@ def digest_with_checkpoint(
         for row, digest in zip(rest.tolist(), digests.columns[a], strict=True):
             found.columns[a][row] = digest
     found.skipped, found.bytes, found.seconds = digests.skipped, digests.bytes, digests.seconds
-    return found, Hashing(algorithms, len(rest_paths), digests.bytes, digests.seconds)
+    return found, Hashing(algorithms, digests.summary().files, digests.bytes, digests.seconds)
 
 
 def remove_checkpoint(out_dir: Path) -> None:

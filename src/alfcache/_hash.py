@@ -472,7 +472,10 @@ class Digests:
         )
 
     def summary(self) -> Hashing:
-        return Hashing(tuple(self.columns), len(self.sizes), self.bytes, self.seconds)
+        # Files hashed, not files planned: those that vanished, could not be read or kept
+        # changing have no digest and are reported on their own.
+        hashed = int(np.count_nonzero(self.sizes >= 0))
+        return Hashing(tuple(self.columns), hashed, self.bytes, self.seconds)
 
     def put(self, rows: np.ndarray, result: TaskResult) -> None:
         """Place a task's results at the positions the task was planned with."""
