@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _procs import alive, comm, descendants
 
 import alfcache
 import alfcache._index
@@ -212,39 +213,21 @@ def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
     end = time.monotonic() + DEADLINE
     workers: list[int] = []
     while not workers and time.monotonic() < end and proc.poll() is None:
-        workers = [p for p in _children(proc.pid) if _comm(p) == _executor.WORKER_NAME]
+        workers = [p for p in descendants(proc.pid) if comm(p) == _executor.WORKER_NAME]
         time.sleep(0.05)
     assert workers, "the run started no worker process"
     proc.send_signal(signal.SIGKILL)  # no clean-up code runs: the kernel must end the workers
     proc.wait()
     end = time.monotonic() + 10
-    while any(map(_alive, workers)) and time.monotonic() < end:
+    while any(map(alive, workers)) and time.monotonic() < end:
         time.sleep(0.05)
-    assert not [p for p in workers if _alive(p)], "a worker outlived the main process"
+    assert not [p for p in workers if alive(p)], "a worker outlived the main process"
 
 
-def _children(pid: int) -> list[int]:
-    try:
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            return [int(p) for p in f.read().split()]
-    except OSError:
-        return []
 
 
-def _comm(pid: int) -> str:
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 # --------------------------------------------------------------------------------------------

@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
-from _procs import without_loky_tracker_noise
+from _procs import alive, cmdline, comm, descendants, without_loky_tracker_noise
 
 import alfcache
 import alfcache._store
@@ -115,40 +115,16 @@ def _previous_tables(root: Path, out: Path) -> dict[str, bytes]:
     return before
 
 
-def _descendants(pid: int) -> list[int]:
-    """Processes below ``pid`` (children, grandchildren, ...), from /proc."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/stat") as f:
-                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(entry))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
 
 
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
-    except OSError:
-        return False
 
 
 def _assert_all_gone(pids: list[int], timeout: float = 15.0) -> None:
     # loky's resource trackers leave a moment after their parent; workers must be gone at once
     end = time.monotonic() + timeout
-    while any(map(_alive, pids)) and time.monotonic() < end:
+    while any(map(alive, pids)) and time.monotonic() < end:
         time.sleep(0.1)
-    assert not [p for p in pids if _alive(p)], "processes of the run outlived it"
+    assert not [p for p in pids if alive(p)], "processes of the run outlived it"
 
 
 def _bytes_read(pid: int) -> int:
@@ -164,7 +140,7 @@ def _wait_until_hashing(proc: subprocess.Popen[str], in_worker: bool) -> int:
     end = time.monotonic() + DEADLINE
     while time.monotonic() < end and proc.poll() is None:
         pids = (
-            [p for p in _descendants(proc.pid) if b"popen_loky" in _cmdline(p)]
+            [p for p in descendants(proc.pid) if b"popen_loky" in cmdline(p)]
             if in_worker
             else [proc.pid]
         )
@@ -176,21 +152,8 @@ def _wait_until_hashing(proc: subprocess.Popen[str], in_worker: bool) -> int:
     pytest.fail(f"the run never started hashing; stderr: {proc.communicate()[1]}")
 
 
-def _comm(pid: int) -> str:
-    """A process's name (a walk worker names itself alfcache-walk)."""
-    try:
-        with open(f"/proc/{pid}/comm") as f:
-            return f.read().strip()
-    except OSError:
-        return ""
 
 
-def _cmdline(pid: int) -> bytes:
-    try:
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            return f.read()
-    except OSError:
-        return b""
 
 
 @pytest.fixture
@@ -231,7 +194,7 @@ def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
     args = [slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"]
     proc = _start(args, cli=HASH_IN_WORKERS)
     worker = _wait_until_hashing(proc, in_worker=True)
-    run = _descendants(proc.pid)
+    run = descendants(proc.pid)
     os.kill(worker, signal.SIGKILL)
     code, stdout, stderr = _finish(proc)
     assert code == 1
@@ -277,11 +240,11 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     end = time.monotonic() + DEADLINE
     workers: list[int] = []
     while not workers and time.monotonic() < end and proc.poll() is None:
-        workers = [p for p in _descendants(proc.pid) if _comm(p) == WORKER_NAME]
+        workers = [p for p in descendants(proc.pid) if comm(p) == WORKER_NAME]
         time.sleep(0.05)
     assert workers, "the run started no worker process"
     time.sleep(1.0)  # let them walk: the walk lasts many seconds
-    run = _descendants(proc.pid)
+    run = descendants(proc.pid)
     os.kill(workers[0], signal.SIGKILL)
     code, stdout, stderr = _finish(proc)
     assert code == 1, stderr
@@ -303,7 +266,7 @@ def test_ctrl_c_mid_run(slow_tree: Path, tmp_path: Path, jobs: str, target: str)
     before = _previous_tables(slow_tree, out)
     proc = _start([slow_tree, "--out-dir", out, "--jobs", jobs, "--hash-files", "--quiet"])
     _wait_until_hashing(proc, in_worker=False)  # large files: threads of the main process
-    run = _descendants(proc.pid)
+    run = descendants(proc.pid)
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
     else:
@@ -324,7 +287,7 @@ def test_ctrl_c_while_workers_hash(slow_tree: Path, tmp_path: Path, target: str)
     args = [slow_tree, "--out-dir", out, "--jobs", "2", "--hash-files", "--quiet"]
     proc = _start(args, cli=HASH_IN_WORKERS)
     _wait_until_hashing(proc, in_worker=True)
-    run = _descendants(proc.pid)
+    run = descendants(proc.pid)
     if target == "group":
         os.killpg(proc.pid, signal.SIGINT)
     else:

@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from _procs import (
     cmdline,
+    comm,
     descendants,
     group_members,
     wait_all_gone,
@@ -31,6 +32,7 @@ from _procs import (
 )
 
 import alfcache
+from alfcache._executor import WORKER_NAME
 from alfcache._synth import make_tree
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -69,11 +71,8 @@ if os.getppid() == int(os.environ["ALFCACHE_TEST_PARENT"]):
 
 
 def _is_walk_worker(pid: int) -> bool:
-    """The walk's worker processes name themselves (see alfcache._executor)."""
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip() == "alfcache-walk"
-    except OSError:
-        return b"popen_loky" in cmdline(pid)
+    """The walk's worker processes name themselves; hashing workers are loky's."""
+    return comm(pid) == WORKER_NAME or b"popen_loky" in cmdline(pid)
 
 
 def _restore_sigint() -> None:
