@@ -1,0 +1,52 @@
+"""``alfcache synth ROOT``: a synthetic ALF tree for trials, the demo and the benchmarks.
+
+The command line over :func:`alfcache._synth.make_tree`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from alfcache._exceptions import BadArgument
+
+
+def add_parser(subparsers: Any) -> None:
+    """Add the ``synth`` verb to the command line's subparsers."""
+    synth = subparsers.add_parser("synth", help="generate a synthetic ALF tree (demo, benchmarks)")
+    synth.add_argument("root", help="folder to write the tree into")
+    synth.add_argument("--sessions", type=int, default=200, help="number of sessions")
+    synth.add_argument("--seed", type=int, default=0)
+    synth.add_argument(
+        "--force", action="store_true", help="write into ROOT even if it is not empty"
+    )
+    synth.add_argument(
+        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
+    )
+    synth.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Write a synthetic tree into ``args.root`` (refusing a non-empty folder without --force)."""
+    from alfcache._synth import make_tree
+
+    if args.sessions < 0:
+        raise BadArgument(f"--sessions {args.sessions}: use zero or more")
+    root = Path(args.root)
+    # Fake files written into a real lab tree would be indexed as data: never without asking.
+    if not args.force and root.is_dir() and any(root.iterdir()):
+        raise BadArgument(
+            f"{root} is not empty; synth writes made-up datasets. Pass an empty or new folder, "
+            "or --force to write into it anyway"
+        )
+    if root.exists() and not root.is_dir():
+        raise BadArgument(f"{root} is a file; pass a folder to write the tree into")
+    tree = make_tree(root, args.sessions, seed=args.seed)
+    print(
+        f"alfcache: wrote {tree.sessions} sessions, {tree.datasets} datasets and "
+        f"{tree.non_alf_files} non-ALF files ({tree.bytes / 1e6:,.1f} MB) to {tree.root}",
+        file=sys.stderr,
+    )
+    return 0
