@@ -1,15 +1,23 @@
 """Generate synthetic ALF trees for the demo, the tests and the benchmarks.
 
 The trees are deterministic for a given seed: sessions with and without a lab, collections,
-revision folders, empty sessions and non-ALF files (which an indexer must skip).
+revision folders, empty sessions and non-ALF files (which an indexer must skip). The ``.npy``
+files are real NumPy arrays (``uint8``) and the ``.pqt`` files real parquet tables (one binary
+value), so ONE-api can load them; every other file is random bytes.
 """
 
 from __future__ import annotations
 
+import functools
+import io
 import os
 import random
 from dataclasses import dataclass
 from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 LABS = ("cortexlab", "churchlandlab", "mainenlab")
 
@@ -51,6 +59,92 @@ DATASET_FILES = (
 NON_ALF_FILES = ("notes.txt", ".DS_Store", "README", "raw_data", "alf/log.txt")
 
 
+# NumPy's format 1.0: magic, version, header length, then the header padded to 64 bytes.
+_NPY_MAGIC = b"\x93NUMPY\x01\x00"
+_NPY_ALIGN = 64
+
+
+@functools.lru_cache(maxsize=4096)
+def npy_header(n: int) -> bytes:
+    """The header of a NumPy ``.npy`` file holding ``n`` bytes as a one-dimensional ``uint8``.
+
+    Parameters
+    ----------
+    n : int
+        Number of array elements (bytes) that follow the header.
+
+    Returns
+    -------
+    bytes
+        Magic, version, length and the padded header dictionary, a multiple of 64 bytes long.
+    """
+    text = f"{{'descr': '|u1', 'fortran_order': False, 'shape': ({n},), }}"
+    fixed = len(_NPY_MAGIC) + 2 + len(text) + 1  # + the length field and the final newline
+    text += " " * (-fixed % _NPY_ALIGN) + "\n"
+    return _NPY_MAGIC + len(text).to_bytes(2, "little") + text.encode("latin1")
+
+
+@functools.lru_cache(maxsize=4096)
+def _parquet_template(n: int) -> tuple[bytes, bytes, int]:
+    """A parquet file of one ``payload`` value of ``n`` bytes, split around that value.
+
+    Written once per length, uncompressed, without statistics, dictionary or checksum, so the
+    value's bytes appear verbatim once and any ``n`` bytes put in their place make a valid file:
+    writing each synthetic table with pyarrow would cost more than the rest of the tree.
+
+    Parameters
+    ----------
+    n : int
+        Length of the payload, at least 1.
+
+    Returns
+    -------
+    tuple of (bytes, bytes, int)
+        The bytes before the payload, the bytes after it, and ``n``.
+    """
+
+    def write(value: bytes) -> bytes:
+        out = io.BytesIO()
+        # ONE-api loads a .pqt through iblutil, which needs the one_metadata key it writes.
+        table = pa.table(
+            {"payload": pa.array([value], pa.binary())}, metadata={"one_metadata": "{}"}
+        )
+        pq.write_table(
+            table, out, compression="none", use_dictionary=False, write_statistics=False
+        )
+        return out.getvalue()
+
+    zeros, ones = write(b"\x00" * n), write(b"\xff" * n)
+    differ = np.flatnonzero(np.frombuffer(zeros, np.uint8) != np.frombuffer(ones, np.uint8))
+    start = int(differ[0])
+    # Nothing but the payload may depend on the value, or a changed payload breaks the file.
+    assert np.array_equal(differ, np.arange(start, start + n)), f"parquet template of {n} bytes"
+    return zeros[:start], zeros[start + n :], n
+
+
+def file_bytes(name: str, payload: bytes) -> bytes:
+    """The content of a synthetic file named ``name`` holding ``payload``.
+
+    Parameters
+    ----------
+    name : str
+        File name; ``.npy`` and ``.pqt`` files get a real NumPy or parquet frame around the
+        payload, others are the payload itself.
+    payload : bytes
+        The file's own bytes (at least one for ``.pqt``).
+
+    Returns
+    -------
+    bytes
+    """
+    if name.endswith(".npy"):
+        return npy_header(len(payload)) + payload
+    if name.endswith(".pqt"):
+        head, tail, _ = _parquet_template(len(payload))
+        return head + payload + tail
+    return payload
+
+
 @dataclass(frozen=True)
 class TreeSummary:
     """What :func:`make_tree` wrote."""
@@ -85,7 +179,8 @@ def make_tree(
     seed : int
         Seed of the random sizes and the layout.
     max_file_size : int
-        Files get a random size between 1 and this many bytes.
+        Files get a random payload of 1 to this many bytes; a ``.npy`` file has a 128-byte
+        header more, a ``.pqt`` file a parquet frame of a few hundred bytes.
     empty_every : int
         Every n-th session has no files at all (0 for none).
     no_lab_every : int
@@ -121,9 +216,10 @@ def make_tree(
             # Each file its own bytes, from a generator of its own path: two digests swapped
             # between files of equal size must show.
             own = random.Random(f"{seed}/{session.relative_to(root)}/{collection}/{name}")
-            (folder / name).write_bytes(own.randbytes(size))
+            content = file_bytes(name, own.randbytes(size))
+            (folder / name).write_bytes(content)
             n_datasets += 1
-            n_bytes += size
+            n_bytes += len(content)
         for rel in NON_ALF_FILES:
             (session / rel).write_bytes(b"x")
             n_non_alf += 1
