@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from one.alf import spec
@@ -298,3 +299,22 @@ def test_qc_queries(catalog: Catalog):
     # session root (no '/' in rel_path). Neither may raise.
     one.search(dataset_qc_lte="FAIL")
     one.search(datasets="_ibl_experiment.description.yaml")
+
+
+def test_load_dataset_reads_the_synthetic_arrays_and_tables(catalog: Catalog):
+    """The demo's last step: ONE-api loads a synthetic ``.npy`` and ``.pqt`` as data.
+
+    Datasets without a revision folder, so that ONE-api picks the one on disk named here.
+    """
+    ses, eid = next(
+        (s, e) for s, e in catalog.items() if "alf/_ibl_trials.feedbackType.npy" in s.datasets
+    )
+    feedback = catalog.one.load_dataset(eid, "_ibl_trials.feedbackType.npy", collection="alf")
+    raw = (ses.path / "alf/_ibl_trials.feedbackType.npy").read_bytes()
+    # NumPy's own reader, and the payload after the 128-byte header, byte for byte.
+    assert np.array_equal(feedback, np.load(ses.path / "alf/_ibl_trials.feedbackType.npy"))
+    assert feedback.dtype == np.uint8 and feedback.tobytes() == raw[128:]
+    metrics = catalog.one.load_dataset(eid, "clusters.metrics.pqt", collection="alf/probe00")
+    assert isinstance(metrics, pd.DataFrame)
+    assert list(metrics.columns) == ["payload"] and len(metrics) == 1
+    assert metrics["payload"][0] in (ses.path / "alf/probe00/clusters.metrics.pqt").read_bytes()
