@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 from alfcache._arrow import numeric_array, string_array
 from alfcache._exceptions import Terminated
 from alfcache._hash import Digests, Hashing, TaskResult, digest_files
+from alfcache._paths import shown
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -161,7 +162,7 @@ def digest_with_checkpoint(
         if isinstance(exc, Terminated):
             raise Terminated(
                 f"{exc}; the digests of {saver.files} of {len(paths)} files are saved in "
-                f"{path}: run the same command again to read only the others"
+                f"{shown(path)}: run the same command again to read only the others"
             ) from exc
         raise
     found.sizes[rest], found.mtimes[rest] = digests.sizes, digests.mtimes

@@ -32,6 +32,7 @@ from alfcache._exceptions import (
 )
 from alfcache._hash import Hashing, resolve_algorithms
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._paths import shown
 from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
 from alfcache._sharding import METADATA_KEY as SHARD_KEY
@@ -130,15 +131,18 @@ def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
     root = Path(root_dir).expanduser()
     if not root.exists():
         raise MissingRoot(
-            f"root folder {root} does not exist; pass the folder that holds the data"
+            f"root folder {shown(root)} does not exist; pass the folder that holds the data"
         )
     if not root.is_dir():
-        raise BadRoot(f"root {root} is a file, not a folder; pass the folder that holds the data")
+        raise BadRoot(
+            f"root {shown(root)} is a file, not a folder; pass the folder that holds the data"
+        )
     # Checked up front: a root the workers cannot list would be written as empty tables over
     # the previous ones.
     if not os.access(root, os.R_OK | os.X_OK):
         raise RootNotReadable(
-            f"cannot read root folder {root}: permission denied; run as a user who can read it"
+            f"cannot read root folder {shown(root)}: permission denied; run as a user who can "
+            "read it"
         )
     return root.resolve()
 
@@ -470,7 +474,7 @@ def index(
             if previous is not None:
                 check_origin(previous, root, out)
             if update and previous is None:
-                message = f"no tables in {out} to update; indexing every file"
+                message = f"no tables in {shown(out)} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
     except BaseException:
         walk.abort()  # bad previous tables, another folder's, or Ctrl-C: stop the walk

@@ -25,6 +25,7 @@ import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadArgument
 from alfcache._hash import COLUMNS
+from alfcache._paths import shown
 from alfcache._schema import QC_LEVELS
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
@@ -62,7 +63,7 @@ def read_table(path: Path) -> pa.Table:
     """
     if not path.is_file():
         raise BadArgument(
-            f"no table {path}; index the folder first, or pass the folder that holds "
+            f"no table {shown(path)}; index the folder first, or pass the folder that holds "
             "sessions.pqt and datasets.pqt"
         )
     try:
@@ -71,10 +72,12 @@ def read_table(path: Path) -> pa.Table:
             return file.read()
     except OSError as exc:  # before ArrowException: pyarrow's IOError is both
         raise BadArgument(
-            f"cannot read table {path}: {exc.strerror or exc}; check its permissions"
+            f"cannot read table {shown(path)}: {exc.strerror or exc}; check its permissions"
         ) from exc
     except pa.ArrowException as exc:
-        raise BadArgument(f"cannot read table {path}: {exc}; is it a parquet file?") from exc
+        raise BadArgument(
+            f"cannot read table {shown(path)}: {exc}; is it a parquet file?"
+        ) from exc
 
 
 def _one_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, object] | None:
@@ -223,7 +226,9 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     """
     folder = Path(tables_dir).expanduser()
     if not folder.is_dir():
-        raise BadArgument(f"{folder} is not a folder; pass the folder that holds the tables")
+        raise BadArgument(
+            f"{shown(folder)} is not a folder; pass the folder that holds the tables"
+        )
     ses_path, ds_path = folder / SESSIONS_FILE, folder / DATASETS_FILE
     sessions, datasets = read_table(ses_path), read_table(ds_path)
     errors: list[str] = []

@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from alfcache._exceptions import BadArgument, OutDirLocked, WriteFailed
+from alfcache._paths import shown
 
 LOCK_FILE = ".alfcache.lock"
 DEFAULT_TIMEOUT = 60.0
@@ -110,15 +111,16 @@ def out_dir_lock(out_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Pa
         except OSError as exc:
             if exc.errno not in (errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.EINVAL):
                 raise WriteFailed(
-                    f"cannot create the lock file {path}: {exc.strerror or exc}; the previous "
-                    "tables are unchanged. Free space or choose another --out-dir."
+                    f"cannot create the lock file {shown(path)}: {exc.strerror or exc}; the "
+                    "previous tables are unchanged. Free space or choose another --out-dir."
                 ) from exc
             # A file system without locks (Lustre mounted without -o flock, some NFS setups):
             # the lock cannot protect anything here, and refusing to write would make the
             # tool unusable on it. Said in the README's scale-out section.
             warnings.warn(
-                f"cannot lock output folder {out_dir} ({exc.strerror or exc}): its file system "
-                "has no locks; make sure no other alfcache run writes there at the same time",
+                f"cannot lock output folder {shown(out_dir)} ({exc.strerror or exc}): its file "
+                "system has no locks; make sure no other alfcache run writes there at the same "
+                "time",
                 RuntimeWarning,
                 stacklevel=3,
             )
@@ -128,7 +130,7 @@ def out_dir_lock(out_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Pa
             break
         if time.monotonic() >= deadline:
             raise OutDirLocked(
-                f"output folder {out_dir} is being written by another alfcache run "
+                f"output folder {shown(out_dir)} is being written by another alfcache run "
                 f"({_holder(path)}); waited {timeout:g} s. Wait for it to finish, give each "
                 "run its own --out-dir, or raise --lock-timeout"
             )

@@ -29,6 +29,7 @@ import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadArgument, MergeFailed
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._paths import shown
 from alfcache._sharding import METADATA_KEY, ArrayShard
 from alfcache._store import (
     DATASETS_FILE,
@@ -60,14 +61,16 @@ def _schema_json(path: Path, key: str) -> dict[str, object] | None:
     try:
         meta = pq.read_schema(path).metadata or {}
     except (OSError, pa.ArrowInvalid) as exc:
-        raise MergeFailed(f"cannot read {path}: {exc}; index that shard again") from exc
+        raise MergeFailed(f"cannot read {shown(path)}: {exc}; index that shard again") from exc
     raw = meta.get(key.encode())
     if raw is None:
         return None
     try:
         value = json.loads(raw)
     except ValueError as exc:
-        raise MergeFailed(f"{path}: {key} metadata is not JSON; index that shard again") from exc
+        raise MergeFailed(
+            f"{shown(path)}: {key} metadata is not JSON; index that shard again"
+        ) from exc
     return value if isinstance(value, dict) else None
 
 
@@ -88,12 +91,12 @@ def check_update_shard(out_dir: Path, shard: ArrayShard, origin: str) -> None:
     info = _schema_json(path, METADATA_KEY)
     if info is None:
         raise BadArgument(
-            f"--update --shard {shard}: the tables in {out_dir} are not partial tables; pass "
-            "the --out-dir this shard was indexed into, or index it without --update"
+            f"--update --shard {shard}: the tables in {shown(out_dir)} are not partial tables; "
+            "pass the --out-dir this shard was indexed into, or index it without --update"
         )
     if (info.get("shard"), info.get("of"), info.get("origin")) != (shard.k, shard.n, origin):
         raise BadArgument(
-            f"--update --shard {shard} of {origin}: the tables in {out_dir} are shard "
+            f"--update --shard {shard} of {origin}: the tables in {shown(out_dir)} are shard "
             f"{info.get('shard')}/{info.get('of')} of {info.get('origin')}; pass the --out-dir "
             "this shard was indexed into"
         )
@@ -115,7 +118,8 @@ class _Part:
     def describe(self) -> str:
         info = self.info
         return (
-            f"{self.folder} (shard {info.get('shard')}/{info.get('of')} of {info.get('origin')}, "
+            f"{shown(self.folder)} (shard {info.get('shard')}/{info.get('of')} of "
+            f"{info.get('origin')}, "
             f"options {json.dumps(info.get('options'), sort_keys=True)})"
         )
 
@@ -124,18 +128,18 @@ def _read_part(folder: Path) -> _Part:
     ses, ds = folder / SESSIONS_FILE, folder / DATASETS_FILE
     if not (ses.is_file() and ds.is_file()):
         raise MergeFailed(
-            f"{folder} holds no {SESSIONS_FILE} and {DATASETS_FILE}; pass the --out-dir of "
+            f"{shown(folder)} holds no {SESSIONS_FILE} and {DATASETS_FILE}; pass the --out-dir of "
             "each array task (alfcache index --shard K/N)"
         )
     infos = [_schema_json(ses, METADATA_KEY), _schema_json(ds, METADATA_KEY)]
     if infos[0] is None or infos[1] is None:
         raise MergeFailed(
-            f"{folder} holds tables that are not partial: no {METADATA_KEY} metadata. Only "
+            f"{shown(folder)} holds tables that are not partial: no {METADATA_KEY} metadata. Only "
             "tables written by alfcache index --shard K/N can be merged"
         )
     if infos[0].get("run") != infos[1].get("run"):
         raise MergeFailed(
-            f"{folder} holds the {SESSIONS_FILE} of one run and the {DATASETS_FILE} of "
+            f"{shown(folder)} holds the {SESSIONS_FILE} of one run and the {DATASETS_FILE} of "
             "another; index that shard again"
         )
     return _Part(folder, infos[0], read_provenance(pq.read_schema(ses).metadata))

@@ -33,6 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadOutDir, OutDirNotWritable, WriteFailed
+from alfcache._paths import shown
 from alfcache._schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
 
 SESSIONS_FILE = "sessions.pqt"
@@ -116,12 +117,14 @@ def prepare_out_dir(out_dir: Path) -> Path:
         The folder exists but a file cannot be created in it.
     """
     if out_dir.exists() and not out_dir.is_dir():
-        raise BadOutDir(f"output folder {out_dir} is a file; pass a folder as out_dir")
+        raise BadOutDir(
+            f"output folder {shown(out_dir)} is a file; pass a folder as out_dir (--out-dir)"
+        )
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadOutDir(
-            f"cannot create output folder {out_dir}: {exc.strerror or exc}; "
+            f"cannot create output folder {shown(out_dir)}: {exc.strerror or exc}; "
             "pass a folder that can be created"
         ) from exc
     try:
@@ -131,7 +134,7 @@ def prepare_out_dir(out_dir: Path) -> Path:
             pass
     except OSError as exc:
         raise OutDirNotWritable(
-            f"cannot write in output folder {out_dir}: {exc.strerror or exc}; "
+            f"cannot write in output folder {shown(out_dir)}: {exc.strerror or exc}; "
             "choose another --out-dir or fix its permissions"
         ) from exc
     remove_stale_tmp(out_dir)
@@ -291,7 +294,7 @@ def write_tables(
             tmp.replace(final)
     except OSError as exc:
         raise WriteFailed(
-            f"could not write the cache tables in {out_dir}: {exc.strerror or exc}; "
+            f"could not write the cache tables in {shown(out_dir)}: {exc.strerror or exc}; "
             "the previous tables are unchanged. Free space or choose another --out-dir."
         ) from exc
     finally:

@@ -32,6 +32,7 @@ from alfcache._checkpoint import digest_with_checkpoint
 from alfcache._exceptions import BadArgument
 from alfcache._grammar import left_out_prefixes
 from alfcache._hash import COLUMNS, Digests, Hashing
+from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
@@ -80,7 +81,7 @@ class Changes:
 
 def _bad_table(path: Path, why: object) -> BadArgument:
     return BadArgument(
-        f"cannot update {path}: {why}. Move the old tables away or index without --update."
+        f"cannot update {shown(path)}: {why}. Move the old tables away or index without --update."
     )
 
 
@@ -126,9 +127,9 @@ def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
         return
     if Path(previous.origin).resolve() != root:
         raise BadArgument(
-            f"the tables in {out_dir} were made from {previous.origin}, not {root}: an update "
-            "would drop that tree's rows and carry their QC over to this one. Choose another "
-            "output folder, or move the old tables away"
+            f"the tables in {shown(out_dir)} were made from {previous.origin}, not {root}: an "
+            "update would drop that tree's rows and carry their QC over to this one. Choose "
+            "another output folder, or move the old tables away"
         )
 
 
@@ -221,7 +222,7 @@ def _check_ids(previous: Previous, hash_ids: bool, out_dir: Path) -> None:
         have, want = ("UUID", "path") if old_uuids else ("path", "UUID")
         fix = "without --no-hash-ids" if old_uuids else "with --no-hash-ids"
         raise BadArgument(
-            f"the tables in {out_dir} have {have} ids and this run asks for {want} ids; "
+            f"the tables in {shown(out_dir)} have {have} ids and this run asks for {want} ids; "
             f"update {fix}, or move the old tables away"
         )
 

@@ -35,6 +35,7 @@ from alfcache._exceptions import BadArgument
 from alfcache._hash import COLUMNS, digest_files
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
 from alfcache._info import held_digests, read_table
+from alfcache._paths import shown
 from alfcache._scan import Skip
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
@@ -102,7 +103,7 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType, path: Path) -> pl.Se
         return pl.Series(name, table[name]).cast(dtype)
     except pl.exceptions.PolarsError as exc:
         raise BadArgument(
-            f"{path}: column {name!r} of type {table.schema.field(name).type} cannot be "
+            f"{shown(path)}: column {name!r} of type {table.schema.field(name).type} cannot be "
             f"compared as {dtype}; fix the table or index the folder again"
         ) from exc
 
@@ -111,7 +112,8 @@ def _require(table: pa.Table, path: Path, columns: tuple[str, ...]) -> None:
     missing = [c for c in columns if c not in table.column_names]
     if missing:
         raise BadArgument(
-            f"{path} has no column {', '.join(missing)}; it is not a cache table ONE-api reads"
+            f"{shown(path)} has no column {', '.join(missing)}; it is not a cache table "
+            "ONE-api reads"
         )
 
 

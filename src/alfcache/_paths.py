@@ -1,0 +1,26 @@
+"""Paths as messages show them.
+
+A user types ``alfcache index ../data`` or ``--out-dir x/..``; a message that repeats the text
+typed (or a ``..`` inside it) says little once read in a log far from the shell it ran in.
+"""
+
+from __future__ import annotations
+
+import os
+
+
+def shown(path: str | os.PathLike[str]) -> str:
+    """``path`` as a message shows it: absolute, ``~``, ``..`` and links resolved.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        A path as given by the user or built from one; it need not exist.
+
+    Returns
+    -------
+    str
+        The resolved path (``os.path.realpath``, which never raises on a missing path or a
+        link loop).
+    """
+    return os.path.realpath(os.path.expanduser(os.fspath(path)))
