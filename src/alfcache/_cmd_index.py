@@ -16,9 +16,10 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alfcache._cmd_common import jobs
+from alfcache._cmd_common import jobs, plural
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._lock import DEFAULT_TIMEOUT
+from alfcache._paths import shown
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
 if TYPE_CHECKING:
@@ -147,17 +148,13 @@ def _check_index_options(args: argparse.Namespace) -> None:
         raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n} {word}" if n == 1 else f"{n} {word}s"
-
-
 def _print_records(kind: str, records: Sequence[Skip]) -> None:
     """The first records of a kind on stderr, then how many more ``--json`` lists."""
     for s in records[:_SHOWN_SKIPS]:
         print(f"alfcache: {kind} {s.path}: {s.reason}: {s.message}", file=sys.stderr)
     if len(records) > _SHOWN_SKIPS:
         n = len(records) - _SHOWN_SKIPS
-        label = "skipped" if kind == "skipped" else _plural(n, kind).partition(" ")[2]
+        label = "skipped" if kind == "skipped" else plural(n, kind).partition(" ")[2]
         print(f"alfcache: ... {n} more {label} (all are listed with --json)", file=sys.stderr)
 
 
@@ -211,17 +208,17 @@ def run(args: argparse.Namespace) -> int:
         if report.hashing and report.hashing.files:
             h = report.hashing
             print(
-                f"alfcache: hashed {h.files} files ({h.bytes / 1e6:,.1f} MB, "
+                f"alfcache: hashed {plural(h.files, 'file')} ({h.bytes / 1e6:,.1f} MB, "
                 f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, {h.rate / 1e6:,.0f} MB/s",
                 file=sys.stderr,
             )
-        notices = _plural(len(report.notices), "notice")
+        notices = plural(len(report.notices), "notice")
         print(
-            f"alfcache: {_plural(report.sessions, 'session')}, "
-            f"{_plural(report.datasets, 'dataset')} ({report.bytes / 1e6:,.1f} MB) in "
-            f"{report.seconds:.2f} s with {_plural(report.n_jobs, 'worker')}, "
+            f"alfcache: {plural(report.sessions, 'session')}, "
+            f"{plural(report.datasets, 'dataset')} ({report.bytes / 1e6:,.1f} MB) in "
+            f"{report.seconds:.2f} s with {plural(report.n_jobs, 'worker')}, "
             f"{len(report.skipped)} skipped (not indexed), {notices} (indexed) "
-            f"-> {report.sessions_table.parent}{f' (shard {shard})' if shard else ''}",
+            f"-> {shown(report.sessions_table.parent)}{f' (shard {shard})' if shard else ''}",
             file=sys.stderr,
         )
     if args.json:

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alfcache._cmd_common import add_output, print_json, say
+from alfcache._cmd_common import add_output, plural, print_json, say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -33,7 +33,8 @@ def _human(summary: dict[str, Any]) -> list[str]:
     one_api = summary["one_api"]
     lines = [
         f"tables    {summary['tables']}",
-        f"sessions  {summary['sessions']:,} ({summary['subjects']:,} subjects; labs: {labs})",
+        f"sessions  {summary['sessions']:,} ({plural(summary['subjects'], 'subject')}; "
+        f"labs: {labs})",
         f"datasets  {summary['datasets']:,} ({summary['bytes'] / 1e6:,.1f} MB; "
         f"{summary['missing_datasets']:,} marked missing)",
         f"dates     {dates}",

@@ -9,8 +9,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alfcache._cmd_common import add_output, print_json, say
+from alfcache._cmd_common import add_output, plural, print_json, say
 from alfcache._lock import DEFAULT_TIMEOUT
+from alfcache._paths import shown
 
 
 def add_parser(subparsers: Any) -> None:
@@ -43,8 +44,9 @@ def run(args: argparse.Namespace) -> int:
     report = merge_parts(args.parts, args.out_dir, lock_timeout=args.lock_timeout)
     if not args.quiet:
         say(
-            f"merged {report.shards} shards of {report.origin}: {report.sessions} sessions, "
-            f"{report.datasets} datasets -> {report.sessions_table.parent}"
+            f"merged {plural(report.shards, 'shard')} of {report.origin}: "
+            f"{plural(report.sessions, 'session')}, {plural(report.datasets, 'dataset')} -> "
+            f"{shown(report.sessions_table.parent)}"
         )
     if args.json:
         print_json(report.as_dict())

@@ -12,8 +12,9 @@ import contextlib
 import io
 from pathlib import Path
 
-from alfcache._cmd_common import add_output, print_json, say
+from alfcache._cmd_common import add_output, plural, print_json, say
 from alfcache._exceptions import BadArgument
+from alfcache._paths import shown
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -41,20 +42,25 @@ def run(args: argparse.Namespace) -> int:
     try:
         tables = read_cache_tables(tables_dir)
     except (FileNotFoundError, KeyError) as exc:
-        raise BadArgument(f"cannot prune {root}: {exc}") from exc
+        raise BadArgument(f"cannot prune {shown(root)}: {exc}") from exc
     # Its own listing goes to stdout in dry mode; the command prints the paths itself.
     with contextlib.redirect_stdout(io.StringIO()):
         paths = remove_missing_datasets(
             root, tables, remove_empty_sessions=not args.keep_empty_sessions, dry=not args.apply
         )
-    shown = [p.relative_to(root).as_posix() for p in paths]
+    relative = [p.relative_to(root).as_posix() for p in paths]
     if args.json:
         print_json(
-            {"root": str(root), "tables": str(tables_dir), "applied": args.apply, "paths": shown}
+            {
+                "root": str(root),
+                "tables": shown(tables_dir),
+                "applied": args.apply,
+                "paths": relative,
+            }
         )
     else:
-        for path in shown:
+        for path in relative:
             print(path)
     verb = "removed" if args.apply else "would be removed (dry run; --apply deletes)"
-    say(f"prune: {len(shown)} paths {verb} in {root}")
+    say(f"prune: {plural(len(paths), 'path')} {verb} in {shown(root)}")
     return 0

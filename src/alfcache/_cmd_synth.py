@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from alfcache._cmd_common import plural
 from alfcache._exceptions import BadArgument
+from alfcache._paths import shown
 
 
 def add_parser(subparsers: Any) -> None:
@@ -38,15 +40,16 @@ def run(args: argparse.Namespace) -> int:
     # Fake files written into a real lab tree would be indexed as data: never without asking.
     if not args.force and root.is_dir() and any(root.iterdir()):
         raise BadArgument(
-            f"{root} is not empty; synth writes made-up datasets. Pass an empty or new folder, "
-            "or --force to write into it anyway"
+            f"{shown(root)} is not empty; synth writes made-up datasets. Pass an empty or new "
+            "folder, or --force to write into it anyway"
         )
     if root.exists() and not root.is_dir():
-        raise BadArgument(f"{root} is a file; pass a folder to write the tree into")
+        raise BadArgument(f"{shown(root)} is a file; pass a folder to write the tree into")
     tree = make_tree(root, args.sessions, seed=args.seed)
     print(
-        f"alfcache: wrote {tree.sessions} sessions, {tree.datasets} datasets and "
-        f"{tree.non_alf_files} non-ALF files ({tree.bytes / 1e6:,.1f} MB) to {tree.root}",
+        f"alfcache: wrote {plural(tree.sessions, 'session')}, "
+        f"{plural(tree.datasets, 'dataset')} and {plural(tree.non_alf_files, 'non-ALF file')} "
+        f"({tree.bytes / 1e6:,.1f} MB) to {shown(tree.root)}",
         file=sys.stderr,
     )
     return 0

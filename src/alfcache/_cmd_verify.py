@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from alfcache._cmd_common import add_jobs, add_output, print_json, say
+from alfcache._cmd_common import add_jobs, add_output, plural, print_json, say
+from alfcache._paths import shown
 
 SHOWN = 10
 """Differences named on stderr; ``--json`` lists them all."""
@@ -63,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         if args.hashes and not report.algorithms:
             say("warning: the tables hold no digests; --hashes compared none")
         if report.skipped:
-            say(f"{len(report.skipped)} entries on disk could not be indexed (see --json)")
+            entries = plural(len(report.skipped), "entry", "entries")
+            say(f"{entries} on disk could not be indexed (see --json)")
         kinds = Counter(d.kind for d in report.differences)
         verdict = (
             "match"
@@ -71,9 +73,10 @@ def run(args: argparse.Namespace) -> int:
             else "differ: " + ", ".join(f"{n} {kind}" for kind, n in sorted(kinds.items()))
         )
         say(
-            f"verify: the tables in {report.tables_dir} and {report.root} {verdict} "
-            f"({report.sessions} sessions, {report.datasets} datasets, "
-            f"{report.digests_checked} digests checked, {report.seconds:.2f} s)"
+            f"verify: the tables in {shown(report.tables_dir)} and {shown(report.root)} "
+            f"{verdict} ({plural(report.sessions, 'session')}, "
+            f"{plural(report.datasets, 'dataset')}, "
+            f"{plural(report.digests_checked, 'digest')} checked, {report.seconds:.2f} s)"
         )
     if args.json:
         print_json(report.as_dict())

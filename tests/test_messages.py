@@ -1,0 +1,100 @@
+"""What the command line's messages say: resolved paths, and one of a thing in the singular.
+
+Every verb is run as a user runs it, in a subprocess from a working folder of its own, with
+paths typed the way people type them (``../data``, ``./x/../y``, ``out/..``).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from conftest import MakeFiles
+
+SESSION = "lab/Subjects/s1/2021-01-01/001"
+
+
+def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alfcache", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def _last_line(done: subprocess.CompletedProcess[str]) -> str:
+    return done.stderr.strip().splitlines()[-1]
+
+
+def test_paths_typed_relative_are_shown_resolved(tmp_path: Path, make_files: MakeFiles):
+    data = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    cwd = tmp_path / "work"
+    (cwd / "x").mkdir(parents=True)
+    (cwd / "file").write_text("not a folder")
+
+    done = _cli(cwd, "index", "../data", "--out-dir", "x/..", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    assert _last_line(done).endswith(f"-> {cwd}"), done.stderr
+    assert ".." not in done.stderr
+
+    done = _cli(cwd, "index", "./x/../nothere")
+    assert done.returncode == 2
+    assert done.stderr == (
+        f"alfcache: error: root folder {cwd}/nothere does not exist; pass the folder that "
+        "holds the data\n"
+    )
+    done = _cli(cwd, "index", "../data", "--out-dir", "./x/../file")
+    assert done.returncode == 2
+    assert f"output folder {cwd}/file is a file" in done.stderr and ".." not in done.stderr
+
+    done = _cli(cwd, "verify", "../data", "--tables", "x/..")
+    assert done.returncode == 0, done.stderr
+    assert f"the tables in {cwd} and {data} match" in done.stderr, done.stderr
+    done = _cli(cwd, "prune", "./x/../../data", "--tables", "x/..")
+    assert done.returncode == 0, done.stderr
+    assert _last_line(done).endswith(f"in {data}") and ".." not in done.stderr
+    done = _cli(cwd, "synth", "x/../../data")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"alfcache: error: {data} is not empty;"), done.stderr
+
+
+def test_one_of_each_is_singular(tmp_path: Path, make_files: MakeFiles):
+    # One session with one dataset, and one folder skipped (an impossible date).
+    root = make_files(
+        tmp_path / "data",
+        [f"{SESSION}/alf/spikes.times.npy", "lab/Subjects/s1/2021-02-30/001/alf/x.times.npy"],
+    )
+    done = _cli(tmp_path, "index", str(root), "--jobs", "1", "--hash", "md5")
+    assert done.returncode == 0, done.stderr
+    assert "alfcache: hashed 1 file (" in done.stderr, done.stderr
+    assert _last_line(done).startswith("alfcache: 1 session, 1 dataset (")
+    assert "with 1 worker, 1 skipped (not indexed), 0 notices (indexed) ->" in _last_line(done)
+
+    done = _cli(tmp_path, "verify", str(root), "--hashes", "--jobs", "1")
+    assert done.returncode == 0, done.stderr
+    assert "alfcache: 1 entry on disk could not be indexed (see --json)" in done.stderr
+    assert "(1 session, 1 dataset, 1 digest checked, " in _last_line(done), done.stderr
+
+    done = _cli(tmp_path, "info", str(root))
+    assert done.returncode == 0, done.stderr
+    assert "sessions  1 (1 subject; labs: lab)" in done.stdout, done.stdout
+
+    part = tmp_path / "part"
+    done = _cli(tmp_path, "index", str(root), "--shard", "0/1", "--out-dir", str(part))
+    assert done.returncode == 0, done.stderr
+    done = _cli(tmp_path, "merge", str(part), "--out-dir", str(tmp_path / "merged"))
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith(f"alfcache: merged 1 shard of {root}: 1 session, 1 dataset ->")
+
+    (root / SESSION / "alf/extra.times.npy").write_bytes(b"x")
+    done = _cli(tmp_path, "prune", str(root))
+    assert done.returncode == 0, done.stderr
+    assert _last_line(done).startswith("alfcache: prune: 1 path would be removed (dry run;")
+
+    done = _cli(tmp_path, "synth", str(tmp_path / "one"), "--sessions", "1")
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.startswith("alfcache: wrote 1 session, 30 datasets and 5 non-ALF files")
