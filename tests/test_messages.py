@@ -98,3 +98,25 @@ def test_one_of_each_is_singular(tmp_path: Path, make_files: MakeFiles):
     done = _cli(tmp_path, "synth", str(tmp_path / "one"), "--sessions", "1")
     assert done.returncode == 0, done.stderr
     assert done.stderr.startswith("alfcache: wrote 1 session, 30 datasets and 5 non-ALF files")
+
+
+def test_command_line_errors_name_the_options_not_the_parameters(
+    tmp_path: Path, make_files: MakeFiles
+):
+    root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    (tmp_path / "file").write_text("not a folder")
+    runs = {
+        "--keep-missing needs --update": ("--keep-missing",),
+        "--hash-files": ("--hash-files", "--hash", "xxh3"),
+        "--hash xxh3": ("--hash-files", "--hash", "xxh3"),
+        "(--out-dir)": ("--out-dir", "file"),
+    }
+    for option, args in runs.items():
+        done = _cli(tmp_path, "index", str(root), *args)
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("alfcache: error: ") and option in done.stderr, done.stderr
+        for parameter in ("keep_missing", "update=", "hash_files", "hash_algorithm"):
+            assert parameter not in done.stderr, done.stderr
+    done = _cli(tmp_path, "index", "--help")
+    # ONE-api 3.0 and 3.6 both refuse path ids as eids: the option's help must say so.
+    assert "rejects path ids" in " ".join(done.stdout.split()), done.stdout
