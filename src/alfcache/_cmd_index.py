@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from alfcache._cmd_common import jobs
+from alfcache._dask import BACKENDS
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._lock import DEFAULT_TIMEOUT
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
@@ -119,6 +120,19 @@ def add_parser(subparsers: Any) -> None:
         help="wait this long for another run writing into the output folder, then fail "
         f"with exit code 1 (default: {DEFAULT_TIMEOUT:g})",
     )
+    idx.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        default="processes",
+        help="who walks: this machine's processes (default) or a Dask cluster (needs "
+        "--scheduler and pip install 'alfcache[dask]')",
+    )
+    idx.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|local",
+        help="with --backend dask: the scheduler's address (tcp://host:8786), or 'local' for "
+        "a LocalCluster of --jobs workers on this machine",
+    )
     idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
     idx.add_argument(
@@ -145,6 +159,13 @@ def _check_index_options(args: argparse.Namespace) -> None:
         )
     if args.keep_missing and not args.update:
         raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
+    if args.backend == "dask" and not args.scheduler:
+        raise BadArgument(
+            "--backend dask needs --scheduler: a scheduler's address (tcp://host:8786), or "
+            "local for a LocalCluster on this machine"
+        )
+    if args.scheduler and args.backend != "dask":
+        raise BadArgument("--scheduler is for --backend dask; add --backend dask")
 
 
 def _plural(n: int, word: str) -> str:
@@ -188,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
                 keep_missing=args.keep_missing,
                 lock_timeout=args.lock_timeout,
                 shard=shard,
+                backend=args.backend,
+                scheduler=args.scheduler,
             )
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
