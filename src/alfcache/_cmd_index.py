@@ -16,10 +16,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alfcache._cmd_common import jobs
-from alfcache._dask import BACKENDS
+from alfcache._cmd_common import add_lock_timeout, jobs
 from alfcache._exceptions import BadArgument, Terminated
-from alfcache._lock import DEFAULT_TIMEOUT
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
 if TYPE_CHECKING:
@@ -43,16 +41,6 @@ def _shard(text: str) -> ArrayShard:
         return parse_shard(text)
     except BadArgument as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} seconds: use 0 or more")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -112,17 +100,10 @@ def add_parser(subparsers: Any) -> None:
         "SLURM array: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT. "
         "Join the parts with 'alfcache merge'",
     )
-    idx.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="wait this long for another run writing into the output folder, then fail "
-        f"with exit code 1 (default: {DEFAULT_TIMEOUT:g})",
-    )
+    add_lock_timeout(idx, "the output folder")
     idx.add_argument(
         "--backend",
-        choices=BACKENDS,
+        choices=("processes", "dask"),  # alfcache._dask.BACKENDS, which would load pyarrow
         default="processes",
         help="who walks: this machine's processes (default) or a Dask cluster (needs "
         "--scheduler and pip install 'alfcache[dask]')",
