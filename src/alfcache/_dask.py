@@ -57,6 +57,8 @@ CONNECT_SECONDS = 10.0
 WORKERS_SECONDS = 120.0
 """How long to wait for a scheduler's first worker (a batch system may start them late)."""
 
+_ANY_PORT = "127.0.0.1:0"
+
 TaskResult = dict[str, Any]
 """What a task returns: IPC bytes of each table's batches, and plain Python data."""
 
@@ -119,9 +121,10 @@ def _connect(scheduler: object, n_jobs: int) -> tuple[Any, Callable[[], None]]:
                 f"pass scheduler='tcp://host:8786', {LOCAL!r} or a Client"
             ) from None
     if scheduler == LOCAL:
-        # Single-threaded workers: a task runs its own listing threads.
+        # Single-threaded workers: a task runs its own listing threads. Its HTTP server on a
+        # free port of loopback: the default 8787 may be another cluster's (then Dask warns).
         cluster = distributed.LocalCluster(
-            n_workers=n_jobs, threads_per_worker=1, host="127.0.0.1", dashboard_address=None
+            n_workers=n_jobs, threads_per_worker=1, host="127.0.0.1", dashboard_address=_ANY_PORT
         )
         try:
             client = distributed.Client(cluster, set_as_default=False)
