@@ -25,6 +25,7 @@ Files are read (hashing, ``--update``) in the main process, after the walk.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -35,7 +36,14 @@ import pyarrow as pa
 
 from alfcache._engine import walk_here
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
-from alfcache._scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Shard, Skip
+from alfcache._scan import (
+    DATASET_BATCH_SCHEMA,
+    SESSION_BATCH_SCHEMA,
+    ScanResult,
+    Shard,
+    Skip,
+    sigint_deferred,
+)
 from alfcache._sharding import ArrayShard
 
 if TYPE_CHECKING:
@@ -123,9 +131,19 @@ def _connect(scheduler: object, n_jobs: int) -> tuple[Any, Callable[[], None]]:
     if scheduler == LOCAL:
         # Single-threaded workers: a task runs its own listing threads. Its HTTP server on a
         # free port of loopback: the default 8787 may be another cluster's (then Dask warns).
-        cluster = distributed.LocalCluster(
-            n_workers=n_jobs, threads_per_worker=1, host="127.0.0.1", dashboard_address=_ANY_PORT
-        )
+        # Ctrl-C is this process's, which closes the cluster: the cluster's event loop thread,
+        # and the worker processes it starts, inherit the blocked signal, so a terminal's
+        # SIGINT to the whole group does not end the workers with tracebacks of their own.
+        with sigint_deferred():
+            cluster = distributed.LocalCluster(
+                n_workers=n_jobs,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address=_ANY_PORT,
+                # Cancelled tasks after a Ctrl-C are logged as warnings: errors only, so
+                # that stderr holds alfcache's one line.
+                silence_logs=logging.ERROR,
+            )
         try:
             client = distributed.Client(cluster, set_as_default=False)
         except BaseException:
