@@ -170,3 +170,65 @@ def test_cli_bad_lock_timeout(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert proc.stderr.startswith("alfcache: error: argument --lock-timeout: -1 seconds")
+
+
+def _prune(tmp_path: Path, root: Path, *args: str, **env: str) -> subprocess.Popen[str]:
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(HOOKS)
+    return subprocess.Popen(
+        [sys.executable, "-m", "alfcache", "prune", str(root), "--apply", *args],
+        env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def _indexed_with_a_stray(make_files: Any, root: Path) -> Path:
+    """An indexed tree, then a dataset file the tables do not hold (what prune deletes)."""
+    _tree(make_files, root, "mouse")
+    alfcache.make_parquet_db(root, n_jobs=1)
+    return make_files(root, ["mouse/2021-01-01/001/alf/stray.times.npy"]) / (
+        "mouse/2021-01-01/001/alf/stray.times.npy"
+    )
+
+
+def test_prune_waits_for_the_index_run_writing_its_tables(tmp_path: Path, make_files: Any) -> None:
+    root = tmp_path / "data"
+    stray = _indexed_with_a_stray(make_files, root)
+    mark = tmp_path / "prune-reached-the-lock"
+    with out_dir_lock(root):  # this process plays an index run renaming its tables
+        proc = _prune(tmp_path, root, MARK_LOCK=str(mark))
+        _wait_for(mark, proc)
+        time.sleep(1.0)  # long enough to read the tables and delete, were it not waiting
+        assert proc.poll() is None, proc.communicate()
+        assert stray.exists()
+    _, err = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, err
+    assert not stray.exists()
+    assert not (root / LOCK_FILE).exists()
+
+
+def test_prune_and_table_removal_give_up_naming_the_other_run(
+    tmp_path: Path, make_files: Any
+) -> None:
+    root = tmp_path / "data"
+    stray = _indexed_with_a_stray(make_files, root)
+    before = sorted(p.name for p in root.iterdir())
+    with out_dir_lock(root):
+        proc = _prune(tmp_path, root, "--lock-timeout", "0.5")
+        _, err = proc.communicate(timeout=DEADLINE)
+        with pytest.raises(OutDirLocked, match=f"PID {os.getpid()} on"):
+            alfcache.remove_missing_datasets(root, dry=False, lock_timeout=0)
+        with pytest.raises(OutDirLocked, match=f"PID {os.getpid()} on"):
+            alfcache.remove_cache_table_files(root, lock_timeout=0)
+        # A dry run deletes nothing: it does not wait.
+        assert alfcache.remove_missing_datasets(root, dry=True) == [stray]
+    assert proc.returncode == 1, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith(f"alfcache: error: output folder {root} is being written"), err
+    assert "waited 0.5 s" in lines[0]
+    assert stray.exists()
+    assert sorted(p.name for p in root.iterdir()) == before

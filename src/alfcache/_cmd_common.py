@@ -39,6 +39,31 @@ def add_jobs(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def seconds(text: str) -> float:
+    """argparse type of ``--lock-timeout``: seconds, 0 or more."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"{text} seconds: use 0 or more")
+    return value
+
+
+def add_lock_timeout(parser: argparse.ArgumentParser, folder: str) -> None:
+    """``--lock-timeout``: how long to wait for another run writing into ``folder``."""
+    from alfcache._lock import DEFAULT_TIMEOUT  # the standard library only
+
+    parser.add_argument(
+        "--lock-timeout",
+        type=seconds,
+        default=DEFAULT_TIMEOUT,
+        metavar="SECONDS",
+        help=f"wait this long for another run writing into {folder}, then fail with exit "
+        f"code 1 (default: {DEFAULT_TIMEOUT:g})",
+    )
+
+
 def add_output(parser: argparse.ArgumentParser, json_help: str) -> None:
     """``--json`` and ``--debug`` (the latter also accepted after the verb)."""
     parser.add_argument("--json", action="store_true", help=json_help)

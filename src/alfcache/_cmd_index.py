@@ -16,9 +16,8 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alfcache._cmd_common import jobs, plural
+from alfcache._cmd_common import add_lock_timeout, jobs, plural
 from alfcache._exceptions import BadArgument, Terminated
-from alfcache._lock import DEFAULT_TIMEOUT
 from alfcache._paths import shown
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
@@ -43,16 +42,6 @@ def _shard(text: str) -> ArrayShard:
         return parse_shard(text)
     except BadArgument as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not value >= 0:
-        raise argparse.ArgumentTypeError(f"{text} seconds: use 0 or more")
-    return value
 
 
 def add_parser(subparsers: Any) -> None:
@@ -112,13 +101,19 @@ def add_parser(subparsers: Any) -> None:
         "SLURM array: SLURM_ARRAY_TASK_ID - SLURM_ARRAY_TASK_MIN of SLURM_ARRAY_TASK_COUNT. "
         "Join the parts with 'alfcache merge'",
     )
+    add_lock_timeout(idx, "the output folder")
     idx.add_argument(
-        "--lock-timeout",
-        type=_seconds,
-        default=DEFAULT_TIMEOUT,
-        metavar="SECONDS",
-        help="wait this long for another run writing into the output folder, then fail "
-        f"with exit code 1 (default: {DEFAULT_TIMEOUT:g})",
+        "--backend",
+        choices=("processes", "dask"),  # alfcache._dask.BACKENDS, which would load pyarrow
+        default="processes",
+        help="who walks: this machine's processes (default) or a Dask cluster (needs "
+        "--scheduler and pip install 'alfcache[dask]')",
+    )
+    idx.add_argument(
+        "--scheduler",
+        metavar="ADDRESS|local",
+        help="with --backend dask: the scheduler's address (tcp://host:8786), or 'local' for "
+        "a LocalCluster of --jobs workers on this machine",
     )
     idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
     idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
@@ -146,6 +141,13 @@ def _check_index_options(args: argparse.Namespace) -> None:
         )
     if args.keep_missing and not args.update:
         raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
+    if args.backend == "dask" and not args.scheduler:
+        raise BadArgument(
+            "--backend dask needs --scheduler: a scheduler's address (tcp://host:8786), or "
+            "local for a LocalCluster on this machine"
+        )
+    if args.scheduler and args.backend != "dask":
+        raise BadArgument("--scheduler is for --backend dask; add --backend dask")
 
 
 def _print_records(kind: str, records: Sequence[Skip]) -> None:
@@ -185,6 +187,8 @@ def run(args: argparse.Namespace) -> int:
                 keep_missing=args.keep_missing,
                 lock_timeout=args.lock_timeout,
                 shard=shard,
+                backend=args.backend,
+                scheduler=args.scheduler,
             )
         finally:
             signal.signal(signal.SIGTERM, previous_handler)

@@ -12,7 +12,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from alfcache._cmd_common import add_output, plural, print_json, say
+from alfcache._cmd_common import add_lock_timeout, add_output, plural, print_json, say
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 
@@ -29,25 +29,30 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep session folders that the sessions table lacks",
     )
+    add_lock_timeout(parser, "the tables' folder (with --apply)")
     add_output(parser, "print the paths as JSON on stdout")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from alfcache._index import resolve_root
-    from alfcache._maintain import read_cache_tables, remove_missing_datasets
+    from alfcache._lock import out_dir_lock
+    from alfcache._maintain import prune, read_cache_tables
 
     root = resolve_root(args.root)
     tables_dir = Path(args.tables).expanduser() if args.tables else root
-    try:
-        tables = read_cache_tables(tables_dir)
-    except (FileNotFoundError, KeyError) as exc:
-        raise BadArgument(f"cannot prune {shown(root)}: {exc}") from exc
-    # Its own listing goes to stdout in dry mode; the command prints the paths itself.
-    with contextlib.redirect_stdout(io.StringIO()):
-        paths = remove_missing_datasets(
-            root, tables, remove_empty_sessions=not args.keep_empty_sessions, dry=not args.apply
-        )
+    # With --apply, an index run must not replace the tables between their reading and the
+    # last deletion: the lock an index run takes to write them (a dry run deletes nothing; a
+    # missing folder holds no tables, which read_cache_tables reports).
+    locked = args.apply and tables_dir.is_dir()
+    with out_dir_lock(tables_dir, args.lock_timeout) if locked else contextlib.nullcontext():
+        try:
+            tables = read_cache_tables(tables_dir)
+        except (FileNotFoundError, KeyError) as exc:
+            raise BadArgument(f"cannot prune {shown(root)}: {exc}") from exc
+        # Its own listing goes to stdout in dry mode; the command prints the paths itself.
+        with contextlib.redirect_stdout(io.StringIO()):
+            paths = prune(root, tables, not args.keep_empty_sessions, dry=not args.apply)
     relative = [p.relative_to(root).as_posix() for p in paths]
     if args.json:
         print_json(

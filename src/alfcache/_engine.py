@@ -37,7 +37,7 @@ from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import Any, Protocol
 
-from alfcache._scan import ScanResult, Stack, Task, _Walk
+from alfcache._scan import ScanResult, Shard, Stack, Task, _Walk
 from alfcache._sharding import ArrayShard
 
 BATCH_ROWS = 50_000
@@ -411,3 +411,46 @@ def work(
         send(("error", f"{type(lister.error).__name__}: {lister.error}"))
         return
     send(("end", lister.used))
+
+
+def walk_here(
+    root: str,
+    shards: list[Shard],
+    follow_symlinks: bool,
+    array_shard: ArrayShard | None,
+    cap: int,
+) -> tuple[list[ScanResult], int]:
+    """Walk ``shards`` in this process alone, on its listing threads (a Dask task's walk).
+
+    The same walk as a worker process's, fed from a list instead of the shared queue.
+
+    Returns
+    -------
+    list of ScanResult
+        Everything the walk found, in the order its threads flushed it.
+    int
+        Listing threads that listed at least one folder.
+    """
+    results: list[ScanResult] = []  # appended from the listing threads: list.append is atomic
+    done = threading.Event()
+    lister = Lister(
+        root,
+        follow_symlinks,
+        cap,
+        emit=results.append,
+        on_idle=lambda _: done.set(),  # called after the last rows were emitted
+        array_shard=array_shard,
+    )
+    walk = _Walk(root, follow_symlinks, array_shard)
+    tasks = [walk.start(shard) for shard in shards]
+    results.append(walk.flush())
+    try:
+        lister.add(tasks, taken=len(tasks))
+        while not done.wait(POLL_SECONDS):
+            if lister.error is not None:
+                raise lister.error
+    finally:
+        lister.stop()
+    if lister.error is not None:
+        raise lister.error
+    return results, lister.used

@@ -12,7 +12,8 @@ catch either::
     ├── BadArgument (ValueError)          n_jobs=0, unknown hash algorithm, ...
     ├── LabConflict (ValueError)          lab= disagrees with the lab folders on disk
     ├── ScanFailed (RuntimeError)         a worker died or the scan was interrupted
-    │   └── Terminated                    SIGTERM (a job's time limit) on the command line
+    │   ├── Terminated                    SIGTERM (a job's time limit) on the command line
+    │   └── SchedulerUnreachable (ConnectionError)  no Dask scheduler at the address given
     ├── WriteFailed (OSError)             the tables could not be written (disk full, ...)
     ├── OutDirLocked (TimeoutError)       another run kept the output folder locked too long
     └── MergeFailed (ValueError)          the parts to merge are missing, doubled or mismatched
@@ -63,6 +64,10 @@ class ScanFailed(AlfcacheError, RuntimeError):
 
 class Terminated(ScanFailed):
     """The command line got SIGTERM (a batch job's time limit); digests read are checkpointed."""
+
+
+class SchedulerUnreachable(ScanFailed, ConnectionError):
+    """``backend="dask"``: the scheduler could not be reached; nothing was walked."""
 
 
 class WriteFailed(AlfcacheError, OSError):

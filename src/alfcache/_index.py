@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from alfcache import _executor as executor
+from alfcache._dask import DaskWalk, check_backend
 from alfcache._engine import POLL_SECONDS, Counter, Lister, Sharer, add, serve, work
 from alfcache._exceptions import (
     BadArgument,
@@ -217,9 +218,7 @@ class RunningWalk:
         self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
         self._sharer.enabled = False
         self._main_results: deque[ScanResult] = deque()
-        if self._n_workers and (
-            self._ctx.get_start_method() == "fork" or LATE_START_SECONDS <= 0
-        ):
+        if self._n_workers and (self._ctx.get_start_method() == "fork" or LATE_START_SECONDS <= 0):
             self._start_workers()  # now: before any thread starts, before Polars loads
         self._lister = Lister(
             self._root,
@@ -426,6 +425,8 @@ def index(
     keep_missing: bool = False,
     lock_timeout: float = DEFAULT_TIMEOUT,
     shard: tuple[int, int] | None = None,
+    backend: str = "processes",
+    scheduler: object = None,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
 
@@ -456,13 +457,18 @@ def index(
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
     check_timeout(lock_timeout)
     array_shard = check_shard(shard)
+    check_backend(backend, scheduler)
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
     if update and array_shard:
         from alfcache._merge import check_update_shard
 
         check_update_shard(out, array_shard, str(root))
 
-    walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
+    walk: RunningWalk | DaskWalk
+    if backend == "dask":
+        walk = DaskWalk(root, jobs, follow_symlinks, io_depth, array_shard, scheduler)
+    else:
+        walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
     previous = None
     try:
         if update or algorithms:
@@ -576,6 +582,8 @@ def make_parquet_db(
     keep_missing: bool = False,
     lock_timeout: float = DEFAULT_TIMEOUT,
     shard: tuple[int, int] | None = None,
+    backend: str = "processes",
+    scheduler: object = None,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
 
@@ -628,6 +636,13 @@ def make_parquet_db(
         ``(k, n)``: index only shard ``k`` of ``n`` (``0 <= k < n``), for one task of an array
         job; the partial tables record it, and ``alfcache merge`` joins all ``n`` of them into
         the tables of one full run (see :mod:`alfcache._sharding`).
+    backend : {'processes', 'dask'}
+        Who walks: this machine's processes (``n_jobs`` of them), or a Dask cluster (needs the
+        ``dask`` extra; see :mod:`alfcache._dask`). Files are read in this process either way.
+    scheduler : str or distributed.Client, optional
+        With ``backend='dask'``: the scheduler's address (``'tcp://host:8786'``), ``'local'``
+        for a ``LocalCluster`` of ``n_jobs`` workers (closed at the end), or a client; None
+        takes the default client.
 
     Returns
     -------
@@ -653,6 +668,8 @@ def make_parquet_db(
         The run failed; the previous tables are untouched.
     OutDirLocked
         Another run kept writing into ``out_dir`` for ``lock_timeout`` seconds.
+    SchedulerUnreachable
+        ``scheduler`` is an address where no Dask scheduler answers (a ``ScanFailed``).
     """
     report = index(
         root_dir,
@@ -669,6 +686,8 @@ def make_parquet_db(
         keep_missing=keep_missing,
         lock_timeout=lock_timeout,
         shard=shard,
+        backend=backend,
+        scheduler=scheduler,
     )
     if message := _report_warning(report):
         warnings.warn(message, RuntimeWarning, stacklevel=2)
@@ -696,6 +715,5 @@ def _report_warning(report: IndexReport, shown: int = 5) -> str:
     where = " and ".join(lists)
     loadability = f" {report.loadability}." if report.loadability else ""
     return (
-        f"{'; '.join(parts)}.{loadability} All are listed in {where}, "
-        "or by alfcache index --json"
+        f"{'; '.join(parts)}.{loadability} All are listed in {where}, or by alfcache index --json"
     )

@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 from alfcache._exceptions import BadArgument
 from alfcache._frames import QC_TYPE
 from alfcache._ids import uuid_text
+from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
@@ -156,7 +157,10 @@ def patch_cache(
 
 
 def remove_cache_table_files(
-    folder: str | os.PathLike[str], tables: Iterable[str] = ("sessions", "datasets")
+    folder: str | os.PathLike[str],
+    tables: Iterable[str] = ("sessions", "datasets"),
+    *,
+    lock_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[Path]:
     """Delete cache tables on disk.
 
@@ -167,22 +171,37 @@ def remove_cache_table_files(
     tables : iterable of str
         Table names to remove, e.g. ['sessions', 'datasets'].
         NB: This will also delete the cache_info.json metadata file.
+    lock_timeout : float
+        Seconds to wait for an index run writing into ``folder`` (see :mod:`alfcache._lock`).
 
     Returns
     -------
     list of pathlib.Path
         The removed files; a file that is not there is logged as a warning.
+
+    Raises
+    ------
+    OutDirLocked
+        Another run kept writing into ``folder`` for ``lock_timeout`` seconds.
     """
     folder = Path(folder)
+    check_timeout(lock_timeout)
     removed = []
-    for name in (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables)):
-        file = folder / name
-        try:
-            file.unlink()
-        except FileNotFoundError:
-            _logger.warning("%s not found", file)
-            continue
-        removed.append(file)
+    names = (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables))
+    if not folder.is_dir():  # nothing to remove, and nowhere to put a lock
+        for name in names:
+            _logger.warning("%s not found", folder / name)
+        return removed
+    # An index run renaming its pair into place meanwhile would be left half deleted.
+    with out_dir_lock(folder, lock_timeout):
+        for name in names:
+            file = folder / name
+            try:
+                file.unlink()
+            except FileNotFoundError:
+                _logger.warning("%s not found", file)
+                continue
+            removed.append(file)
     return removed
 
 
@@ -329,8 +348,7 @@ def _left_alone(path: str, left_out: set[str]) -> bool:
     if "." in left_out:
         return True
     return any(
-        path == out or path.startswith(f"{out}/") or out.startswith(f"{path}/")
-        for out in left_out
+        path == out or path.startswith(f"{out}/") or out.startswith(f"{path}/") for out in left_out
     )
 
 
@@ -339,6 +357,8 @@ def remove_missing_datasets(
     tables: Mapping[str, pd.DataFrame] | None = None,
     remove_empty_sessions: bool = True,
     dry: bool = True,
+    *,
+    lock_timeout: float = DEFAULT_TIMEOUT,
 ) -> list[Path]:
     """Remove dataset files and session folders that are not in the provided cache.
 
@@ -363,6 +383,9 @@ def remove_missing_datasets(
         Attempt to remove session folders that are empty and not in the sessions table.
     dry : bool
         If true, do not remove anything; print what would be removed.
+    lock_timeout : float
+        Unless ``dry``: seconds to wait for an index run writing into ``cache_dir``, whose lock
+        (:mod:`alfcache._lock`) is held from reading the tables to the last deletion.
 
     Returns
     -------
@@ -373,8 +396,26 @@ def remove_missing_datasets(
     ------
     FileNotFoundError
         ``tables`` is None and a table file is missing from ``cache_dir``.
+    OutDirLocked
+        Not ``dry``, and another run kept writing into ``cache_dir`` for ``lock_timeout``
+        seconds.
     """
     cache_dir = Path(cache_dir)
+    if dry:
+        return prune(cache_dir, tables, remove_empty_sessions, dry=True)
+    check_timeout(lock_timeout)
+    # Deleting by tables that an index run is replacing would go by a pair of two runs.
+    with out_dir_lock(cache_dir, lock_timeout):
+        return prune(cache_dir, tables, remove_empty_sessions, dry=False)
+
+
+def prune(
+    cache_dir: Path,
+    tables: Mapping[str, pd.DataFrame] | None,
+    remove_empty_sessions: bool,
+    dry: bool,
+) -> list[Path]:
+    """:func:`remove_missing_datasets` without the lock: the caller holds it when not ``dry``."""
     if tables is None:
         tables = read_cache_tables(cache_dir)
     in_cache = _table_datasets(tables)

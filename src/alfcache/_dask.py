@@ -1,0 +1,338 @@
+"""The Dask backend (``--backend dask``): the walk as array-shard tasks on a Dask cluster.
+
+The default backend (:mod:`alfcache._executor`, :mod:`alfcache._engine`) walks with the
+processes of one machine. This one hands the walk to a Dask cluster through joblib's Dask
+backend, which needs a live ``distributed.Client``: a scheduler's address, ``"local"`` (a
+``LocalCluster`` started here and closed at the end, also on errors and Ctrl-C), or a client
+the caller made (a ``dask_jobqueue.SLURMCluster``'s).
+
+The units of work are array shards (:mod:`alfcache._sharding`): ``TASKS_PER_THREAD`` times
+as many as the cluster has threads, so that the scheduler balances them. A task walks its
+shard in one process on the engine's listing threads (:func:`alfcache._engine.walk_here`, the
+same ``_scan`` code as every other walk) and returns Arrow IPC bytes and plain Python data,
+never pandas objects. Every task lists the folders above the sessions (a shard's walk does not
+enter other shards' sessions), so what those folders yield, skip records and links to
+folders, comes once per task and is counted once here. The main process then does what
+:class:`alfcache._index.RunningWalk` does with its workers' rows: it plans the links to follow
+between rounds (a round's links become tasks of the next one) and assembles every batch at
+once, so the tables are those of the default backend, ids included.
+
+With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session's shard of
+``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
+
+Files are read (hashing, ``--update``) in the main process, after the walk.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from types import ModuleType
+from typing import TYPE_CHECKING, Any
+
+import pyarrow as pa
+
+from alfcache._engine import walk_here
+from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
+from alfcache._scan import (
+    DATASET_BATCH_SCHEMA,
+    SESSION_BATCH_SCHEMA,
+    ScanResult,
+    Shard,
+    Skip,
+    sigint_deferred,
+)
+from alfcache._sharding import ArrayShard
+
+if TYPE_CHECKING:
+    from alfcache._index import Walked
+
+BACKENDS = ("processes", "dask")
+"""``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
+
+LOCAL = "local"
+"""``scheduler=`` for a ``LocalCluster`` of ``n_jobs`` single-threaded worker processes."""
+
+TASKS_PER_THREAD = 4
+"""Shards per Dask thread: enough for the scheduler to balance uneven shards; each one more
+lists the folders above the sessions once more."""
+
+CONNECT_SECONDS = 10.0
+"""How long to try to reach a scheduler before giving up (a reachable one answers at once)."""
+
+WORKERS_SECONDS = 120.0
+"""How long to wait for a scheduler's first worker (a batch system may start them late)."""
+
+_ANY_PORT = "127.0.0.1:0"
+
+TaskResult = dict[str, Any]
+"""What a task returns: IPC bytes of each table's batches, and plain Python data."""
+
+
+def distributed_module() -> ModuleType:
+    """``distributed``, or a one-line error saying how to install it.
+
+    Raises
+    ------
+    BadArgument
+        The ``dask`` extra is not installed.
+    """
+    try:
+        import distributed
+    except ImportError as exc:
+        raise BadArgument(
+            f"backend='dask' needs Dask's distributed scheduler ({exc}); install it with "
+            "pip install 'alfcache[dask]', or use the default backend"
+        ) from None
+    return distributed
+
+
+def check_backend(backend: object, scheduler: object) -> None:
+    """Validate ``backend=`` and ``scheduler=`` before anything starts.
+
+    Raises
+    ------
+    BadArgument
+        An unknown backend, a scheduler without the Dask backend, or the extra not installed.
+    """
+    if backend not in BACKENDS:
+        raise BadArgument(f"backend={backend!r} is not a backend; use one of {BACKENDS}")
+    if backend == "processes":
+        if scheduler is not None:
+            raise BadArgument(
+                f"scheduler={scheduler!r} is for backend='dask'; pass both, or neither"
+            )
+        return
+    distributed = distributed_module()
+    if scheduler is not None and not (
+        isinstance(scheduler, distributed.Client) or (isinstance(scheduler, str) and scheduler)
+    ):
+        raise BadArgument(
+            f"scheduler={scheduler!r} is not a Dask scheduler; pass its address "
+            f"('tcp://host:8786'), {LOCAL!r} for a LocalCluster, or a distributed.Client"
+        )
+
+
+def _connect(scheduler: object, n_jobs: int) -> tuple[Any, Callable[[], None]]:
+    """A live client for ``scheduler``, and what closes what was started here."""
+    distributed = distributed_module()
+    if isinstance(scheduler, distributed.Client):
+        return scheduler, lambda: None  # the caller's: the caller closes it
+    if scheduler is None:
+        try:
+            return distributed.default_client(), lambda: None
+        except ValueError:
+            raise BadArgument(
+                "backend='dask' without scheduler= needs a distributed.Client made before; "
+                f"pass scheduler='tcp://host:8786', {LOCAL!r} or a Client"
+            ) from None
+    if scheduler == LOCAL:
+        # Single-threaded workers: a task runs its own listing threads. Its HTTP server on a
+        # free port of loopback: the default 8787 may be another cluster's (then Dask warns).
+        # Ctrl-C is this process's, which closes the cluster: the cluster's event loop thread,
+        # and the worker processes it starts, inherit the blocked signal, so a terminal's
+        # SIGINT to the whole group does not end the workers with tracebacks of their own.
+        with sigint_deferred():
+            cluster = distributed.LocalCluster(
+                n_workers=n_jobs,
+                threads_per_worker=1,
+                host="127.0.0.1",
+                dashboard_address=_ANY_PORT,
+                # Cancelled tasks after a Ctrl-C are logged as warnings: errors only, so
+                # that stderr holds alfcache's one line.
+                silence_logs=logging.ERROR,
+            )
+        try:
+            client = distributed.Client(cluster, set_as_default=False)
+        except BaseException:
+            cluster.close()
+            raise
+
+        def close() -> None:
+            client.close()
+            cluster.close()
+
+        return client, close
+    try:
+        client = distributed.Client(scheduler, timeout=CONNECT_SECONDS, set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise SchedulerUnreachable(
+            f"cannot reach the Dask scheduler at {scheduler} ({exc}); nothing was indexed. "
+            f"Check the address, start the scheduler (dask scheduler), or use --scheduler {LOCAL}"
+        ) from None
+    except ValueError as exc:
+        raise BadArgument(
+            f"scheduler={scheduler!r} is not a scheduler address ({exc}); write e.g. "
+            "tcp://host:8786"
+        ) from None
+    return client, client.close
+
+
+def task_shards(array_shard: ArrayShard | None, tasks: int) -> list[ArrayShard]:
+    """The array shards that ``tasks`` tasks walk: together exactly ``array_shard``'s sessions."""
+    k, n = array_shard or (0, 1)
+    return [ArrayShard(k + n * j, n * tasks) for j in range(tasks)]
+
+
+def _ipc(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    return sink.getvalue().to_pybytes()
+
+
+def _batch(data: bytes) -> pa.RecordBatch:
+    """The one record batch of the rows an IPC stream holds."""
+    table = pa.ipc.open_stream(data).read_all().combine_chunks()
+    columns = [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=table.schema)
+
+
+def walk_task(
+    root: str,
+    shards: list[Shard],
+    follow_symlinks: bool,
+    array_shard: ArrayShard | None,
+    cap: int,
+) -> TaskResult:
+    """One Dask task: walk ``shards`` of ``root`` here; the rows as Arrow IPC bytes."""
+    results, threads = walk_here(root, shards, follow_symlinks, array_shard, cap)
+    return {
+        "sessions": _ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
+        "datasets": _ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
+        "skipped": [tuple(s) for r in results for s in r.skipped],
+        "ignored": sum(r.ignored for r in results),
+        "links": [link for r in results for link in r.links],
+        "listed": sum(r.listed for r in results),
+        "threads": threads,
+    }
+
+
+def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
+    """A task's result as the walk's :class:`ScanResult`; a record in ``seen`` is dropped.
+
+    Every task lists the folders above the sessions, so their records come from each task.
+    """
+    skipped = []
+    for record in map(Skip._make, task["skipped"]):
+        if record not in seen:
+            seen.add(record)
+            skipped.append(record)
+    return ScanResult(
+        _batch(task["sessions"]),
+        _batch(task["datasets"]),
+        skipped,
+        task["ignored"],
+        task["links"],
+        task["listed"],
+    )
+
+
+class DaskWalk:
+    """A walk on a Dask cluster, with the interface of :class:`alfcache._index.RunningWalk`.
+
+    Connecting is done here, so that an unreachable scheduler fails the run before anything
+    else; :meth:`finish` walks, assembles and closes what was started (a ``LocalCluster``).
+    """
+
+    def __init__(
+        self,
+        root: Path,
+        n_jobs: int,
+        follow_symlinks: bool,
+        io_depth: int | None,
+        array_shard: ArrayShard | None,
+        scheduler: object,
+    ) -> None:
+        self._root = str(root)
+        self._follow_symlinks = follow_symlinks
+        self._io_depth = io_depth
+        self._array_shard = array_shard
+        self._client, self._close = _connect(scheduler, n_jobs)
+
+    def finish(
+        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
+    ) -> Walked:
+        """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
+        from alfcache._assemble import assemble
+        from alfcache._index import DEFAULT_IO_DEPTH, Walked
+        from alfcache._progress import Progress
+        from alfcache._scan import plan_links
+
+        bar = Progress(enabled=progress)
+        results: list[ScanResult] = []
+        seen: set[Skip] = set()
+        skipped: list[Skip] = []
+        indexed = {self._root: "the indexed folder"}
+        tasks = listed = threads = 0
+        try:
+            self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
+            n_threads = max(1, sum(self._client.nthreads().values()))
+            cap = math.ceil((self._io_depth or DEFAULT_IO_DEPTH) / n_threads)
+            work = [
+                ([Shard("", True)], shard)
+                for shard in task_shards(self._array_shard, TASKS_PER_THREAD * n_threads)
+            ]
+            while work:
+                links: set[str] = set()
+                for task in self._run(work, cap):
+                    result = scan_result(task, seen)
+                    results.append(result)
+                    links.update(result.links)
+                    listed += result.listed
+                    threads += task["threads"]
+                    bar.update(result.sessions.num_rows, result.datasets.num_rows)
+                tasks += len(work)
+                # As between the rounds of the default walk: the links of a round, planned
+                # together, are walked in the next one.
+                shards, revisits = plan_links(self._root, links, indexed)
+                skipped += revisits
+                work = [([shard], self._array_shard) for shard in shards]
+        except AlfcacheError:
+            raise
+        except Exception as exc:
+            raise ScanFailed(
+                f"the Dask walk failed ({type(exc).__name__}: {exc}); no table was written, "
+                "the previous tables are unchanged. Check the Dask workers' logs, or run "
+                "without --backend dask"
+            ) from exc
+        finally:
+            bar.close()
+            self.abort()
+        tables = assemble(
+            results,
+            hash_ids=hash_ids,
+            lab=lab,
+            root=self._root,
+            cache_dir=str(cache_dir) if cache_dir is not None else None,
+        )
+        return Walked(
+            tables=tables,
+            shards=tasks,
+            ignored=sum(r.ignored for r in results),
+            skipped=skipped,
+            listed={"main": 0, "workers": listed},
+            threads=threads,
+        )
+
+    def _run(
+        self, work: list[tuple[list[Shard], ArrayShard | None]], cap: int
+    ) -> Iterable[TaskResult]:
+        """Each task's result as it comes, through joblib's Dask backend."""
+        from joblib import Parallel, delayed, parallel_config
+
+        with parallel_config(backend="dask", client=self._client):
+            # One shard per Dask task, all handed over at once: the scheduler balances them.
+            parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator")
+            yield from parallel(
+                delayed(walk_task)(self._root, shards, self._follow_symlinks, shard, cap)
+                for shards, shard in work
+            )
+
+    def abort(self) -> None:
+        """Close the client and the cluster started here (after an error, Ctrl-C, or the end)."""
+        close, self._close = self._close, lambda: None
+        close()

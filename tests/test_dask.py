@@ -1,0 +1,207 @@
+"""The Dask backend (``--backend dask``): the tables of the default backend, from a cluster.
+
+A ``LocalCluster`` on 127.0.0.1 (threads of this process, talking over TCP, so every result
+really travels as bytes) is started once for the module and stopped at its end. Each run is
+compared with a run of the default backend on the same tree, read back from disk: equal row
+for row, ids included, with the same metadata but ``date_created``, and the same report. The
+tree holds what a careless split would get wrong: clashes across parent folders, a nested
+session, and records of folders above the sessions, which every task lists (a stray dataset
+at the root, a link to a folder there).
+"""
+
+from __future__ import annotations
+
+import builtins
+import errno
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import distributed
+import pyarrow.parquet as pq
+import pytest
+from distributed import Client, LocalCluster
+
+import alfcache
+from alfcache import BadArgument, ScanFailed, _cli, _dask
+from alfcache._synth import make_tree
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+TABLES = ("sessions.pqt", "datasets.pqt")
+AWKWARD = [
+    "s1/2021-01-01/1/alf/from.unpadded.npy",  # clashes with 001 of the same day
+    "s1/2021-01-01/001/alf/from.padded.npy",
+    "a/s2/2021-02-01/001/alf/first.parent.npy",  # one ALF path below two parent folders
+    "b/s2/2021-02-01/001/alf/second.parent.npy",
+    "s4/2021-04-01/001/alf/outer.times.npy",  # a session inside a session
+    "s4/2021-04-01/001/raw/s5/2021-05-01/002/alf/inner.times.npy",
+    "s6/2021-02-30/001/alf/bad.date.npy",  # invalid_date
+    "s7/2024-1-5/001/alf/near.miss.npy",  # near_miss folder
+    "stray.times.npy",  # near_miss at the root: every task lists the root
+]
+
+
+@pytest.fixture(scope="module")
+def client() -> Iterator[Client]:
+    with (
+        LocalCluster(
+            n_workers=1,
+            threads_per_worker=2,
+            processes=False,
+            protocol="tcp",
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+        ) as cluster,
+        Client(cluster, set_as_default=False) as client,
+    ):
+        yield client
+
+
+@pytest.fixture
+def tree(tmp_path: Path, make_files: Any) -> Path:
+    root = make_tree(tmp_path / "data", 30, empty_every=7, no_lab_every=3).root
+    make_files(root, AWKWARD)
+    (root / "s1/2021-01-01/001/alf/empty.times.npy").write_bytes(b"")
+    elsewhere = make_files(tmp_path / "elsewhere", ["alf/linked.times.npy"])
+    (root / "s1/2021-01-01/001/linked").symlink_to(elsewhere)  # followed with the option
+    (root / "s4/2021-04-01/001/again").symlink_to(elsewhere)  # then a revisit
+    other = make_files(tmp_path / "other", ["s8/2021-06-01/001/alf/via.link.npy"])
+    (root / "more").symlink_to(other)  # a link above the sessions: every task meets it
+    return root
+
+
+def _metadata(path: Path) -> dict[bytes, object]:
+    meta = dict(pq.read_schema(path).metadata)
+    one = json.loads(meta.pop(b"one_metadata"))
+    del one["date_created"]
+    shard = json.loads(meta.pop(b"alfcache_shard", b"{}"))
+    shard.pop("run", None)  # a fresh id per run, shared by its two tables
+    return {**meta, b"one_metadata": one, b"alfcache_shard": shard}
+
+
+def assert_same_tables(expected: Path, actual: Path) -> None:
+    for name in TABLES:
+        want, got = pq.read_table(expected / name), pq.read_table(actual / name)
+        assert got.schema.equals(want.schema), (name, got.schema, want.schema)
+        assert got.equals(want), name
+        assert _metadata(actual / name) == _metadata(expected / name), name
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{}, {"follow_symlinks": True, "hash_algorithm": "md5"}, {"shard": (1, 2)}],
+    ids=["plain", "links-and-md5", "array-shard"],
+)
+def test_tables_and_report_equal_the_default_backend(
+    tree: Path, tmp_path: Path, client: Client, options: dict[str, Any]
+) -> None:
+    default = alfcache.index(tree, tmp_path / "default", n_jobs=2, **options)
+    dask = alfcache.index(
+        tree, tmp_path / "dask", n_jobs=2, backend="dask", scheduler=client, **options
+    )
+    assert_same_tables(tmp_path / "default", tmp_path / "dask")
+    assert dask.skipped == default.skipped
+    assert dask.notices == default.notices
+    assert (dask.sessions, dask.datasets, dask.ignored) == (
+        default.sessions,
+        default.datasets,
+        default.ignored,
+    )
+    if "shard" not in options:  # the tree holds what it should (a shard holds some of it)
+        reasons = {s.reason for s in dask.skipped}
+        assert {"session_clash", "invalid_date", "near_miss"} <= reasons, reasons
+        assert {"nested_session", "empty_file"} <= {s.reason for s in dask.notices}
+    # Many more tasks than the cluster's two threads, so that the scheduler balances them.
+    assert dask.shards >= 2 * _dask.TASKS_PER_THREAD
+    assert client.status == "running"  # the caller's client is the caller's to close
+
+
+def test_cli_with_a_local_cluster(tree: Path, tmp_path: Path) -> None:
+    alfcache.index(tree, tmp_path / "default", n_jobs=1)
+    args = ["--backend", "dask", "--scheduler", "local", "--jobs", "1", "--json"]
+    proc = subprocess.run(
+        [sys.executable, "-m", "alfcache", "index", str(tree), "--out-dir", tmp_path / "d", *args],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert_same_tables(tmp_path / "default", tmp_path / "d")
+    assert json.loads(proc.stdout)["shards"] >= _dask.TASKS_PER_THREAD
+    assert "Traceback" not in proc.stderr, proc.stderr
+
+
+def test_unreachable_scheduler_is_a_one_line_error(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    monkeypatch.setattr(_dask, "CONNECT_SECONDS", 1.0)
+    start = time.monotonic()
+    dask = ["--backend", "dask", "--scheduler", "tcp://127.0.0.1:1"]  # a closed port
+    code = _cli.main(["index", str(tree), "--out-dir", str(tmp_path / "out"), *dask])
+    assert time.monotonic() - start < 15
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.count("\n") == 1, err
+    assert err.startswith("alfcache: error: cannot reach the Dask scheduler at tcp://127.0.0.1:1")
+    assert not (tmp_path / "out" / "sessions.pqt").exists()
+
+
+def test_without_the_extra_the_error_says_what_to_install(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    real_import = builtins.__import__
+
+    def no_distributed(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "distributed" or name.startswith("distributed."):
+            raise ModuleNotFoundError(f"No module named {name!r}", name=name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_distributed)
+    with pytest.raises(BadArgument, match=r"pip install 'alfcache\[dask\]'"):
+        alfcache.index(tree, tmp_path / "out", backend="dask", scheduler="local")
+    code = _cli.main(["index", str(tree), "--backend", "dask", "--scheduler", "local"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert err.count("\n") == 1, err
+    assert "pip install 'alfcache[dask]'" in err
+    assert not (tree / "sessions.pqt").exists()
+
+
+def test_a_failed_walk_closes_the_local_cluster(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[LocalCluster] = []
+
+    class InProcess(LocalCluster):  # what --scheduler local starts, in threads: quicker
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(processes=False, protocol="tcp", **kwargs)
+            started.append(self)
+
+    def broken(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(distributed, "LocalCluster", InProcess)
+    monkeypatch.setattr(_dask, "walk_task", broken)
+    with pytest.raises(ScanFailed, match=r"the Dask walk failed \(OSError"):
+        alfcache.index(tree, tmp_path / "out", n_jobs=1, backend="dask", scheduler=_dask.LOCAL)
+    assert [c.status.name for c in started] == ["closed"]
+    assert not (tmp_path / "out" / "sessions.pqt").exists()
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"backend": "spark"}, "not a backend"),
+        ({"scheduler": "local"}, "is for backend='dask'"),
+        ({"backend": "dask", "scheduler": 8786}, "not a Dask scheduler"),
+    ],
+)
+def test_bad_backend_arguments(tree: Path, kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(BadArgument, match=match):
+        alfcache.index(tree, **kwargs)
