@@ -30,11 +30,11 @@ import math
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pyarrow as pa
 
-from alfcache._engine import walk_here
+from alfcache._engine import DEFAULT_IO_DEPTH, Walked, walk_here
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
 from alfcache._scan import (
     DATASET_BATCH_SCHEMA,
@@ -45,9 +45,6 @@ from alfcache._scan import (
     sigint_deferred,
 )
 from alfcache._sharding import ArrayShard
-
-if TYPE_CHECKING:
-    from alfcache._index import Walked
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -258,7 +255,6 @@ class DaskWalk:
     ) -> Walked:
         """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
         from alfcache._assemble import assemble
-        from alfcache._index import DEFAULT_IO_DEPTH, Walked
         from alfcache._progress import Progress
         from alfcache._scan import plan_links
 

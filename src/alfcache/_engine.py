@@ -33,12 +33,19 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from alfcache._scan import ScanResult, Shard, Stack, Task, _Walk
+from alfcache._scan import ScanResult, Shard, Skip, Stack, Task, _Walk
 from alfcache._sharding import ArrayShard
+
+if TYPE_CHECKING:
+    from alfcache._assemble import Tables  # a type only: Polars stays out of the workers
+
+DEFAULT_IO_DEPTH = 64
+"""Listings in flight at most, over all processes, when the depth adapts (``io_depth=None``)."""
 
 BATCH_ROWS = 50_000
 """Rows after which a thread sends what it found: memory stays flat, messages stay few."""
@@ -60,6 +67,22 @@ HOLD = 10
 
 POLL_SECONDS = 0.05
 """How long a wait lasts before it looks again at errors, stops and Ctrl-C."""
+
+
+@dataclass
+class Walked:
+    """The assembled tables of one walk, and what the walk left out of them."""
+
+    tables: Tables
+    shards: int
+    """Folder tasks handed between processes, plus the root and the links followed."""
+    ignored: int
+    skipped: list[Skip]
+    """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
+    listed: dict[str, int]
+    """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
+    threads: int
+    """Listing threads that listed at least one folder, summed over the processes."""
 
 
 class Counter(Protocol):

@@ -22,7 +22,17 @@ from typing import TYPE_CHECKING
 
 from alfcache import _executor as executor
 from alfcache._dask import DaskWalk, check_backend
-from alfcache._engine import POLL_SECONDS, Counter, Lister, Sharer, add, serve, work
+from alfcache._engine import (
+    DEFAULT_IO_DEPTH,
+    POLL_SECONDS,
+    Counter,
+    Lister,
+    Sharer,
+    Walked,
+    add,
+    serve,
+    work,
+)
 from alfcache._exceptions import (
     BadArgument,
     BadRoot,
@@ -41,7 +51,6 @@ from alfcache._sharding import ArrayShard, check_shard
 from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
 
 if TYPE_CHECKING:
-    from alfcache._assemble import Tables
     from alfcache._update import Changes
 
 MAX_JOBS_PER_CORE = 4
@@ -148,27 +157,8 @@ def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
     return root.resolve()
 
 
-DEFAULT_IO_DEPTH = 64
-"""Listings in flight at most, over all processes, when the depth adapts (``io_depth=None``)."""
-
 LATE_START_SECONDS = 0.2
 """Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""
-
-
-@dataclass
-class Walked:
-    """The assembled tables of one walk, and what the walk left out of them."""
-
-    tables: Tables
-    shards: int
-    """Folder tasks handed between processes, plus the root and the links followed."""
-    ignored: int
-    skipped: list[Skip]
-    """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
-    listed: dict[str, int]
-    """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
-    threads: int
-    """Listing threads that listed at least one folder, summed over the processes."""
 
 
 class _Worker:
