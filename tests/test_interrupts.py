@@ -13,16 +13,13 @@ where a Ctrl-C is Python's to report, not alfcache's): the hook below says when.
 
 from __future__ import annotations
 
-import _thread
 import os
 import random
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 from _procs import (
@@ -35,7 +32,6 @@ from _procs import (
 )
 
 import alfcache
-import alfcache._index
 from alfcache._executor import WORKER_NAME
 from alfcache._synth import make_tree
 
@@ -176,48 +172,3 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             before = _snapshot(out)
     if failures:
         pytest.fail("\n".join(failures))
-
-
-def test_interrupted_library_call_leaves_no_worker(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A KeyboardInterrupt in ``index()`` that the caller handles (a notebook's Ctrl-C).
-
-    The process lives on, so neither its exit (multiprocessing ends daemon children then) nor
-    ``PR_SET_PDEATHSIG`` ends the workers: only the walk's own abort does. Without it they
-    wait at the shared queue for as long as the caller lives.
-    """
-    root = make_tree(tmp_path / "data", 20).root
-    real = os.scandir
-
-    def slow_scandir(*args: Any) -> Any:
-        time.sleep(0.2)  # this process only: the walk is still going when the test interrupts
-        return real(*args)
-
-    monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
-    monkeypatch.setattr(os, "scandir", slow_scandir)
-
-    def interrupt_once_workers_run() -> None:
-        end = time.monotonic() + 30.0
-        while time.monotonic() < end and not _walk_workers():
-            time.sleep(0.01)
-        _thread.interrupt_main()
-
-    interrupter = threading.Thread(target=interrupt_once_workers_run, daemon=True)
-    interrupter.start()
-    workers: list[int] = []
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            alfcache.index(root, tmp_path / "out", n_jobs=2, io_depth=2)
-        interrupter.join()
-        workers = _walk_workers()
-        assert not wait_all_gone(workers, WORKERS_GONE_SECONDS), "workers outlived the run"
-    finally:
-        for pid in wait_all_gone(workers, 0.0):
-            os.kill(pid, signal.SIGKILL)
-    assert not (tmp_path / "out" / "sessions.pqt").exists()
-
-
-def _walk_workers() -> list[int]:
-    """This process's walk workers (a fork server's children: below us, not our children)."""
-    return [p for p in descendants(os.getpid()) if comm(p) == WORKER_NAME]
