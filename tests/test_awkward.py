@@ -453,10 +453,31 @@ def test_links_followed_once_per_folder(linked: Path, tmp_path: Path, n_jobs: in
 # --------------------------------------------------------------------------------------------
 
 
+_SES = "s1/2021-01-01/001"
+ONE_TREE_SKIPPED = sorted(
+    [
+        ("s1/2021-02-30/001", "invalid_date"),
+        ("s1/2021-01-01/0001", "invalid_number"),
+        ("s1/2021-01-01/1", "session_clash"),
+        (f"{_SES}/alf/bad\N{REPLACEMENT CHARACTER}.times.npy", "not_utf8"),
+        (f"{_SES}/alf/broken.times.npy", "broken_symlink"),
+        (f"{_SES}/alf/loop.times.npy", "symlink_loop"),
+        (f"{_SES}/linked", "symlink_not_followed"),
+    ]
+)
+"""The skipped entries of the tree below, in ``--json``'s order (test_reasons.py counts the
+codes shown here among those a test exercises)."""
+ONE_TREE_NOTICES = [
+    (f"{_SES}/alf/spikes.amps.npy", "empty_file"),
+    (f"{_SES}/sub/s2/2021-01-02/001", "nested_session"),
+    (f"{_SES}/sub/s2/2021-01-02/001", "not_loadable"),
+]
+
+
 def test_every_reason_in_cli_summary_and_json(
     tmp_path: Path, make_files: MakeFiles, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    ses = "s1/2021-01-01/001"
+    ses = _SES
     root = make_files(
         tmp_path / "data",
         [
@@ -473,28 +494,13 @@ def test_every_reason_in_cli_summary_and_json(
     (root / ses / "alf/broken.times.npy").symlink_to("missing.times.npy")
     (root / ses / "alf/loop.times.npy").symlink_to("loop.times.npy")
     (root / ses / "linked").symlink_to(tmp_path)
-    expected = sorted(
-        [
-            ("s1/2021-02-30/001", "invalid_date"),
-            ("s1/2021-01-01/0001", "invalid_number"),
-            ("s1/2021-01-01/1", "session_clash"),
-            (f"{ses}/alf/bad\N{REPLACEMENT CHARACTER}.times.npy", "not_utf8"),
-            (f"{ses}/alf/broken.times.npy", "broken_symlink"),
-            (f"{ses}/alf/loop.times.npy", "symlink_loop"),
-            (f"{ses}/linked", "symlink_not_followed"),
-        ]
-    )
     out = tmp_path / "out"
     code = cli_main(["index", str(root), "--out-dir", str(out), "--jobs", "1", "--json"])
     captured = capsys.readouterr()
     assert code == 0, captured.err
     summary = json.loads(captured.out)
-    assert [(s["path"], s["reason"]) for s in summary["skipped"]] == expected
-    assert [(s["path"], s["reason"]) for s in summary["notices"]] == [
-        (f"{ses}/alf/spikes.amps.npy", "empty_file"),
-        (f"{ses}/sub/s2/2021-01-02/001", "nested_session"),
-        (f"{ses}/sub/s2/2021-01-02/001", "not_loadable"),
-    ]
+    assert [(s["path"], s["reason"]) for s in summary["skipped"]] == ONE_TREE_SKIPPED
+    assert [(s["path"], s["reason"]) for s in summary["notices"]] == ONE_TREE_NOTICES
     assert all(s["message"] for s in summary["skipped"])
     # the warning summary on stderr: the first five, a pointer to the rest, the count
     shown = [line for line in captured.err.splitlines() if line.startswith("alfcache: skipped ")]

@@ -1,12 +1,53 @@
-"""``python -m alfcache``: the command line."""
+"""The process around the command line: ``python -m alfcache`` and the ``alfcache`` command.
 
+An interrupted run ends by SIGINT, after its one-line message and a normal interpreter
+shutdown, as a shell expects of a program the user stopped with Ctrl-C: a shell shows exit
+status 130 for it and a shell script stops there, where it would run on after a plain
+``exit(130)``. It is also the only exit that does not depend on timing: CPython ends by SIGINT
+when any ``exec`` or ``eval`` of a string (a dataclass or named tuple being created, as
+libraries do while they import) was cut short by a KeyboardInterrupt, even one handled later,
+until the next such evaluation clears its flag (``_Py_UnhandledKeyboardInterrupt``,
+``Python/pythonrun.c`` and ``Modules/main.c``). So the exit is made that way every time, by
+leaving the KeyboardInterrupt unhandled, with its traceback silenced.
+"""
+
+from __future__ import annotations
+
+import signal
 import sys
+from collections.abc import Sequence
+from types import TracebackType
+from typing import NoReturn
 
-try:
-    from alfcache._cli import main
-except KeyboardInterrupt:  # a Ctrl-C before the command line can catch it is one line too
-    message = "interrupted; no table was written, the previous tables are unchanged"
-    print(f"alfcache: {message}", file=sys.stderr)
-    raise SystemExit(130) from None
 
-raise SystemExit(main())
+def _quiet_interrupt(
+    kind: type[BaseException], value: BaseException, tb: TracebackType | None
+) -> None:
+    # The one-line message is printed already; any other exception is shown as usual.
+    if not issubclass(kind, KeyboardInterrupt):
+        sys.__excepthook__(kind, value, tb)
+
+
+def _end_by_sigint() -> NoReturn:
+    """Shut the interpreter down, then end by SIGINT (CPython's way for a KeyboardInterrupt)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # another Ctrl-C now would only interrupt that
+    sys.excepthook = _quiet_interrupt
+    raise KeyboardInterrupt from None
+
+
+def run(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run the command line in this process and end it with the command line's exit code."""
+    try:
+        from alfcache._cli import EXIT_INTERRUPTED, main
+    except KeyboardInterrupt:  # a Ctrl-C before the command line can catch it is one line too
+        message = "interrupted; no table was written, the previous tables are unchanged"
+        print(f"alfcache: {message}", file=sys.stderr)
+        _end_by_sigint()
+    code = main(argv)
+    if code == EXIT_INTERRUPTED:
+        _end_by_sigint()
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    run()

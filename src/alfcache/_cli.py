@@ -6,7 +6,10 @@ builds the parser from them, runs the chosen verb and turns what it raises into 
 Every command maps alfcache's exceptions to a one-line message and an exit code; ``--debug``
 shows the traceback instead. Human output goes to stderr, ``--json`` output to stdout.
 
-Exit codes: 0 success, 1 the run failed, 2 bad input, 130 interrupted.
+Exit codes: 0 success, 1 the run failed, 2 bad input, 130 interrupted. :func:`main` returns
+them; the process (``alfcache``, ``python -m alfcache``: :func:`alfcache.__main__.run`) exits
+with them, except that an interrupted run ends by SIGINT once it has printed its one line and
+shut down, which a shell shows as 130 (see :mod:`alfcache.__main__` for why).
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from alfcache._exceptions import (
     OutDirNotWritable,
     RootNotReadable,
 )
+
+EXIT_INTERRUPTED = 130
+"""128 + SIGINT, the status a shell shows for a program that Ctrl-C ended."""
 
 _BAD_INPUT = (
     BadArgument,
@@ -127,8 +133,10 @@ def _interrupted() -> int:
         "alfcache: interrupted; no table was written, the previous tables are unchanged",
         file=sys.stderr,
     )
-    return 130
+    return EXIT_INTERRUPTED
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from alfcache.__main__ import run
+
+    run()
