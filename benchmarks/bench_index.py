@@ -37,8 +37,11 @@ def ensure_tree(root: Path, sessions: int) -> None:
     shutil.rmtree(root, ignore_errors=True)
     # No empty sessions: ONE-api 3.0.0's make_parquet_db fails on them with hash_ids=True.
     tree = make_tree(root, sessions, empty_every=0)
-    print(f"generated {tree.sessions} sessions, {tree.datasets} datasets, "
-          f"{tree.non_alf_files} non-ALF files in {root}", file=sys.stderr)
+    print(
+        f"generated {tree.sessions} sessions, {tree.datasets} datasets, "
+        f"{tree.non_alf_files} non-ALF files in {root}",
+        file=sys.stderr,
+    )
     stamp.touch()
 
 
@@ -74,21 +77,27 @@ def main() -> int:
                 print(f"{name} failed with exit code {run.returncode}", file=sys.stderr)
                 return 1
             results[name].runs.append(run)
-            print(f"run {i + 1}: {name}: {run.seconds:.2f} s, {run.peak_rss / 2**20:.0f} MiB",
-                  file=sys.stderr)
+            print(
+                f"run {i + 1}: {name}: {run.seconds:.2f} s, {run.peak_rss / 2**20:.0f} MiB",
+                file=sys.stderr,
+            )
     shutil.rmtree(out, ignore_errors=True)
 
     names = list(tools)
     find, serial, parallel = (results[n] for n in names[:3])
     reference = results.get(names[3]) if len(names) > 3 else None
-    print(f"\n{args.sessions} sessions, {platform.node()}, {os.cpu_count()} cores, "
-          f"Python {platform.python_version()}, median of {args.runs}, warm page cache\n")
+    print(
+        f"\n{args.sessions} sessions, {platform.node()}, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}, median of {args.runs}, warm page cache\n"
+    )
     print("| tool | median wall (s) | runs (s) | peak RSS, all processes (MiB) | vs find |")
     print("|---|---|---|---|---|")
     for s in results.values():
         runs = ", ".join(f"{r.seconds:.2f}" for r in s.runs)
-        print(f"| {s.name} | {s.median:.2f} | {runs} | {s.peak_rss / 2**20:.0f} | "
-              f"{s.median / find.median:.2f}x |")
+        print(
+            f"| {s.name} | {s.median:.2f} | {runs} | {s.peak_rss / 2**20:.0f} | "
+            f"{s.median / find.median:.2f}x |"
+        )
     checks = [
         ("all cores within 1.5x of find", parallel.median / find.median, 1.5, "<="),
         ("all cores vs --jobs 1 speed-up", serial.median / parallel.median, 1.4, ">="),
@@ -103,9 +112,19 @@ def main() -> int:
         met = value <= goal if op == "<=" else value >= goal
         print(f"| {label} | {value:.2f} | {op} {goal} | {'yes' if met else 'NO'} |")
     if args.json:
-        args.json.write_text(json.dumps(
-            {s.name: {"median_s": s.median, "runs_s": [r.seconds for r in s.runs],
-                      "peak_rss_bytes": s.peak_rss} for s in results.values()}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    s.name: {
+                        "median_s": s.median,
+                        "runs_s": [r.seconds for r in s.runs],
+                        "peak_rss_bytes": s.peak_rss,
+                    }
+                    for s in results.values()
+                },
+                indent=2,
+            )
+        )
     return 0
 
 

@@ -59,8 +59,11 @@ def ensure_tree(root: Path, sessions: int, python: str, env: dict[str, str]) -> 
     if stamp.exists():
         return
     shutil.rmtree(root, ignore_errors=True)
-    subprocess.run([python, "-m", "alfcache", "synth", str(root), "--sessions", str(sessions)],
-                   check=True, env=env)
+    subprocess.run(
+        [python, "-m", "alfcache", "synth", str(root), "--sessions", str(sessions)],
+        check=True,
+        env=env,
+    )
     stamp.touch()
 
 
@@ -84,8 +87,10 @@ def table(results: dict[str, Summary], base: str, header: str) -> None:
     print("|---|---|---|---|---|")
     for s in results.values():
         runs = ", ".join(f"{r.seconds:.2f}" for r in s.runs)
-        print(f"| {s.name} | {s.median:.2f} | {runs} | {s.peak_rss / 2**20:.0f} | "
-              f"{s.median / base_median:.2f}x |")
+        print(
+            f"| {s.name} | {s.median:.2f} | {runs} | {s.peak_rss / 2**20:.0f} | "
+            f"{s.median / base_median:.2f}x |"
+        )
 
 
 def targets(checks: list[Target]) -> None:
@@ -109,13 +114,24 @@ def main() -> int:
 
     env = dict(os.environ)
     if args.src:
-        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(args.src.resolve()),
-                                                          env.get("PYTHONPATH")]))
+        env["PYTHONPATH"] = os.pathsep.join(
+            filter(None, [str(args.src.resolve()), env.get("PYTHONPATH")])
+        )
     py = args.python
-    where = subprocess.run([py, "-c", "import alfcache; print(alfcache.__file__)"], env=env,
-                           check=True, capture_output=True, text=True).stdout.strip()
-    helptext = subprocess.run([py, "-m", "alfcache", "index", "--help"], env=env, check=True,
-                              capture_output=True, text=True).stdout
+    where = subprocess.run(
+        [py, "-c", "import alfcache; print(alfcache.__file__)"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    helptext = subprocess.run(
+        [py, "-m", "alfcache", "index", "--help"],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     depths = [int(d) for d in args.depths.split(",") if d] if "--io-depth" in helptext else []
     root = args.root.resolve()
     ensure_tree(root, args.sessions, py, env)
@@ -125,10 +141,12 @@ def main() -> int:
         with mounted(root, args.mountpoint.resolve(), args.delay_ms) as mnt:
             ours = [py, "-m", "alfcache", "index", str(mnt), "--quiet", "--out-dir"]
             bare = [sys.executable, str(HERE / "bare_walker.py"), str(mnt), "--threads", "64"]
-            print(f"alfcache from {where}; {args.sessions} sessions, {entries} entries, "
-                  f"{args.delay_ms} ms per metadata call; {platform.node()}, "
-                  f"{os.cpu_count()} cores; median of {args.runs}, fresh processes, "
-                  f"interleaved{'' if depths else '; this alfcache has no --io-depth'}")
+            print(
+                f"alfcache from {where}; {args.sessions} sessions, {entries} entries, "
+                f"{args.delay_ms} ms per metadata call; {platform.node()}, "
+                f"{os.cpu_count()} cores; median of {args.runs}, fresh processes, "
+                f"interleaved{'' if depths else '; this alfcache has no --io-depth'}"
+            )
             if args.only != "hash":
                 walk_tools = {
                     "find -printf '%s %p\\n'": ["find", str(mnt), "-printf", "%s %p\n"],
@@ -137,20 +155,37 @@ def main() -> int:
                     "alfcache --jobs 1": [*ours, str(out / "j1"), "--jobs", "1"],
                 }
                 for d in depths:
-                    walk_tools[f"alfcache --io-depth {d}"] = [*ours, str(out / f"d{d}"),
-                                                              "--io-depth", str(d)]
+                    walk_tools[f"alfcache --io-depth {d}"] = [
+                        *ours,
+                        str(out / f"d{d}"),
+                        "--io-depth",
+                        str(d),
+                    ]
                 before = load()
                 walked = run_all(walk_tools, args.runs, env)
-                table(walked, "bare walker, 64 threads",
-                      f"Walk, {args.delay_ms} ms per metadata call, {args.sessions} sessions "
-                      f"({entries} entries), load average {before} before, {load()} after")
+                table(
+                    walked,
+                    "bare walker, 64 threads",
+                    f"Walk, {args.delay_ms} ms per metadata call, {args.sessions} sessions "
+                    f"({entries} entries), load average {before} before, {load()} after",
+                )
                 default = walked["alfcache (default)"].median
-                targets([
-                    Target("default vs find (speed-up)",
-                           walked["find -printf '%s %p\\n'"].median / default, 20, ">="),
-                    Target("default vs bare 64-thread walker (time)",
-                           default / walked["bare walker, 64 threads"].median, 1.2, "<="),
-                ])
+                targets(
+                    [
+                        Target(
+                            "default vs find (speed-up)",
+                            walked["find -printf '%s %p\\n'"].median / default,
+                            20,
+                            ">=",
+                        ),
+                        Target(
+                            "default vs bare 64-thread walker (time)",
+                            default / walked["bare walker, 64 threads"].median,
+                            1.2,
+                            "<=",
+                        ),
+                    ]
+                )
             if args.only != "walk":
                 hash_tools = {
                     "bare walker + 64 threads MD5": [*bare, "--md5"],
@@ -158,12 +193,23 @@ def main() -> int:
                 }
                 before = load()
                 hashed = run_all(hash_tools, args.runs, env)
-                table(hashed, "bare walker + 64 threads MD5",
-                      f"MD5, {args.delay_ms} ms per metadata call, {args.sessions} sessions, "
-                      f"load average {before} before, {load()} after")
-                targets([Target("--hash md5 vs bare walk + 64-thread MD5 (time)",
-                                hashed["alfcache --hash md5 (default)"].median
-                                / hashed["bare walker + 64 threads MD5"].median, 1.5, "<=")])
+                table(
+                    hashed,
+                    "bare walker + 64 threads MD5",
+                    f"MD5, {args.delay_ms} ms per metadata call, {args.sessions} sessions, "
+                    f"load average {before} before, {load()} after",
+                )
+                targets(
+                    [
+                        Target(
+                            "--hash md5 vs bare walk + 64-thread MD5 (time)",
+                            hashed["alfcache --hash md5 (default)"].median
+                            / hashed["bare walker + 64 threads MD5"].median,
+                            1.5,
+                            "<=",
+                        )
+                    ]
+                )
     except FuseMissing as exc:
         print(exc, file=sys.stderr)
         return 2

@@ -63,24 +63,39 @@ def _ratio_rows(report: dict[str, Any]) -> list[tuple[str, float, float, str]]:
         where = f"{group}, {size}"
         if group in ("local", "cold") and find and serial:
             checks.append((f"{where}: default vs find", median(default) / median(find), 1.3, "<="))
-            checks.append((f"{where}: --jobs 1 / default", median(serial) / median(default),
-                           1.4, ">="))
+            checks.append(
+                (f"{where}: --jobs 1 / default", median(serial) / median(default), 1.4, ">=")
+            )
         if reference:
-            checks.append((f"{where}: one-api / default", median(reference) / median(default),
-                           25, ">="))
+            checks.append(
+                (f"{where}: one-api / default", median(reference) / median(default), 25, ">=")
+            )
         if group == "network" and find:
             checks.append((f"{where}: find / default", median(find) / median(default), 20, ">="))
         if group == "network" and walker:
-            checks.append((f"{where}: default vs bare 64-thread walker",
-                           median(default) / median(walker), 1.2, "<="))
+            checks.append(
+                (
+                    f"{where}: default vs bare 64-thread walker",
+                    median(default) / median(walker),
+                    1.2,
+                    "<=",
+                )
+            )
         if md5sum:
-            checks.append((f"{where}: alfcache MD5 speed vs parallel md5sum",
-                           median(md5sum) / median(default), 0.9, ">="))
+            checks.append(
+                (
+                    f"{where}: alfcache MD5 speed vs parallel md5sum",
+                    median(md5sum) / median(default),
+                    0.9,
+                    ">=",
+                )
+            )
     big = _find(groups.get(("local", "1M"), []), lambda r: r["default"])
     mid = _find(groups.get(("local", "100k"), []), lambda r: r["default"])
     if big and mid:
-        checks.append(("local: 1M-file time / 100k-file time", median(big) / median(mid),
-                       11, "<="))
+        checks.append(
+            ("local: 1M-file time / 100k-file time", median(big) / median(mid), 11, "<=")
+        )
     if big:
         checks.append(("local, 1M: peak memory of all processes (MiB)", peak(big), 600, "<="))
     return checks
@@ -101,18 +116,25 @@ def tables(report: dict[str, Any]) -> str:
         base = median(find) if find else None
         files = rows[0]["files"]
         loads = [s["load"] for r in rows for s in r["samples"]]
-        what = {"local": "warm local disk", "cold": "cold local disk (page cache dropped)",
-                "network": f"network storage ({report['delay_ms']:g} ms per metadata call)",
-                "hashing": "hashing"}[group]
-        lines += [f"**{what}, {size} ({files:,} files)**, load {min(loads):.1f}-"
-                  f"{max(loads):.1f}", "",
-                  f"| tool | median (s) | runs (s) | peak RSS, all processes (MiB) | "
-                  f"vs {find['tool'] if find else 'first'} |", "|---|---|---|---|---|"]
+        what = {
+            "local": "warm local disk",
+            "cold": "cold local disk (page cache dropped)",
+            "network": f"network storage ({report['delay_ms']:g} ms per metadata call)",
+            "hashing": "hashing",
+        }[group]
+        lines += [
+            f"**{what}, {size} ({files:,} files)**, load {min(loads):.1f}-{max(loads):.1f}",
+            "",
+            f"| tool | median (s) | runs (s) | peak RSS, all processes (MiB) | "
+            f"vs {find['tool'] if find else 'first'} |",
+            "|---|---|---|---|---|",
+        ]
         for row in rows:
             runs = ", ".join(f"{s['seconds']:.2f}" for s in row["samples"])
             ratio = f"{median(row) / base:.2f}x" if base else ""
-            lines.append(f"| {row['tool']} | {median(row):.2f} | {runs} | {peak(row):.0f} | "
-                         f"{ratio} |")
+            lines.append(
+                f"| {row['tool']} | {median(row):.2f} | {runs} | {peak(row):.0f} | {ratio} |"
+            )
         lines.append("")
     lines += ["| target | measured | goal | met |", "|---|---|---|---|"]
     for label, value, goal, op in _ratio_rows(report):
@@ -137,20 +159,31 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     for tool in dict.fromkeys(r["tool"] for r in local):
         rows = sorted((r for r in local if r["tool"] == tool), key=lambda r: r["files"])
         ax.plot([r["files"] for r in rows], [median(r) for r in rows], marker="o", label=tool)
-    ax.set(xscale="log", yscale="log", xlabel="files in the tree", ylabel="wall time (s)",
-           title="Warm local disk: time against tree size")
+    ax.set(
+        xscale="log",
+        yscale="log",
+        xlabel="files in the tree",
+        ylabel="wall time (s)",
+        title="Warm local disk: time against tree size",
+    )
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     written.append(_save(fig, out / "wall_vs_files.png"))
 
     panels = [(g, s) for (g, s) in groups if g in ("local", "network")]
-    panels = [max((p for p in panels if p[0] == "local"), default=None,
-                  key=lambda p: groups[p][0]["files"]),
-              next((p for p in panels if p[0] == "network"), None)]
+    panels = [
+        max(
+            (p for p in panels if p[0] == "local"),
+            default=None,
+            key=lambda p: groups[p][0]["files"],
+        ),
+        next((p for p in panels if p[0] == "network"), None),
+    ]
     panels = [p for p in panels if p is not None]
     if panels:
-        fig, axes = plt.subplots(1, len(panels), figsize=(6.4 * len(panels), 4.2), dpi=90,
-                                 squeeze=False)
+        fig, axes = plt.subplots(
+            1, len(panels), figsize=(6.4 * len(panels), 4.2), dpi=90, squeeze=False
+        )
         for ax, key in zip(axes[0], panels, strict=True):
             rows = [r for r in groups[key] if r["kind"] == "alfcache"]
             serial = _find(rows, lambda r: r["jobs"] == 1)
@@ -168,8 +201,12 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
         rows = sorted((r for r in local if r["tool"] == tool), key=lambda r: r["files"])
         ax.plot([r["files"] for r in rows], [peak(r) for r in rows], marker="o", label=tool)
     ax.axhline(600, color="red", lw=0.8, ls="--", label="target at 1M files: 600 MiB")
-    ax.set(xscale="log", xlabel="files in the tree", ylabel="peak RSS, all processes (MiB)",
-           title="Memory against tree size")
+    ax.set(
+        xscale="log",
+        xlabel="files in the tree",
+        ylabel="peak RSS, all processes (MiB)",
+        title="Memory against tree size",
+    )
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=7)
     written.append(_save(fig, out / "memory_vs_files.png"))

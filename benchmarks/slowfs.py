@@ -43,14 +43,17 @@ def missing() -> list[str]:
     """What this machine lacks to build and mount slowfs (empty when nothing is)."""
     lacks = []
     if not os.path.exists("/dev/fuse"):
-        lacks.append("/dev/fuse (load the fuse module, or run the container with "
-                     "--device /dev/fuse --cap-add SYS_ADMIN)")
+        lacks.append(
+            "/dev/fuse (load the fuse module, or run the container with "
+            "--device /dev/fuse --cap-add SYS_ADMIN)"
+        )
     for tool in ("fusermount3", "gcc", "pkg-config"):
         if shutil.which(tool) is None:
             lacks.append(f"{tool} (Debian: {PACKAGES})")
-    if shutil.which("pkg-config") and subprocess.run(
-        ["pkg-config", "--exists", "fuse3"], check=False
-    ).returncode != 0:
+    if (
+        shutil.which("pkg-config")
+        and subprocess.run(["pkg-config", "--exists", "fuse3"], check=False).returncode != 0
+    ):
         lacks.append(f"the libfuse3 headers (Debian: {PACKAGES})")
     return lacks
 
@@ -63,10 +66,12 @@ def build() -> Path:
     if BINARY.exists() and BINARY.stat().st_mtime >= SOURCE.stat().st_mtime:
         return BINARY
     BINARY.parent.mkdir(parents=True, exist_ok=True)
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "fuse3"], check=True,
-                           capture_output=True, text=True).stdout.split()
-    subprocess.run(["gcc", "-O2", "-Wall", "-Wextra", "-o", str(BINARY), str(SOURCE), *flags],
-                   check=True)
+    flags = subprocess.run(
+        ["pkg-config", "--cflags", "--libs", "fuse3"], check=True, capture_output=True, text=True
+    ).stdout.split()
+    subprocess.run(
+        ["gcc", "-O2", "-Wall", "-Wextra", "-o", str(BINARY), str(SOURCE), *flags], check=True
+    )
     return BINARY
 
 
@@ -74,8 +79,12 @@ def _unmount(mountpoint: Path) -> None:
     for _ in range(50):
         if not os.path.ismount(mountpoint):
             return
-        if subprocess.run(["fusermount3", "-u", str(mountpoint)], check=False,
-                          stderr=subprocess.DEVNULL).returncode == 0:
+        if (
+            subprocess.run(
+                ["fusermount3", "-u", str(mountpoint)], check=False, stderr=subprocess.DEVNULL
+            ).returncode
+            == 0
+        ):
             return
         time.sleep(0.1)  # busy: a process still has a file open there
     subprocess.run(["fusermount3", "-u", "-z", str(mountpoint)], check=False)
@@ -96,17 +105,30 @@ def mounted(source: Path, mountpoint: Path, delay_ms: float = 1.0) -> Iterator[P
     mountpoint.mkdir(parents=True, exist_ok=True)
     if os.path.ismount(mountpoint):
         _unmount(mountpoint)  # left over from a run that was killed
-    daemon = subprocess.Popen([
-        str(binary), str(source), str(mountpoint), "-f",
-        "-o", f"delay_us={round(delay_ms * 1000)}", "-o", "ro",
-        "-o", f"max_threads={MAX_THREADS}", "-o", f"max_idle_threads={MAX_THREADS}",
-    ])
+    daemon = subprocess.Popen(
+        [
+            str(binary),
+            str(source),
+            str(mountpoint),
+            "-f",
+            "-o",
+            f"delay_us={round(delay_ms * 1000)}",
+            "-o",
+            "ro",
+            "-o",
+            f"max_threads={MAX_THREADS}",
+            "-o",
+            f"max_idle_threads={MAX_THREADS}",
+        ]
+    )
     try:
         deadline = time.monotonic() + _MOUNT_TIMEOUT
         while not os.path.ismount(mountpoint):
             if daemon.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"slowfs did not mount {source} at {mountpoint} "
-                                   f"(exit code {daemon.poll()}); see its message above")
+                raise RuntimeError(
+                    f"slowfs did not mount {source} at {mountpoint} "
+                    f"(exit code {daemon.poll()}); see its message above"
+                )
             time.sleep(0.05)
         yield mountpoint
     finally:
@@ -122,13 +144,20 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("source", type=Path)
     parser.add_argument("mountpoint", type=Path)
-    parser.add_argument("--delay-ms", type=float, default=1.0,
-                        help="wait per metadata call, in milliseconds (default: 1)")
+    parser.add_argument(
+        "--delay-ms",
+        type=float,
+        default=1.0,
+        help="wait per metadata call, in milliseconds (default: 1)",
+    )
     args = parser.parse_args()
     try:
         with mounted(args.source.resolve(), args.mountpoint.resolve(), args.delay_ms) as mnt:
-            print(f"{args.source} mounted at {mnt}, {args.delay_ms} ms per metadata call; "
-                  "Ctrl-C unmounts", file=sys.stderr)
+            print(
+                f"{args.source} mounted at {mnt}, {args.delay_ms} ms per metadata call; "
+                "Ctrl-C unmounts",
+                file=sys.stderr,
+            )
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             while True:
                 time.sleep(3600)

@@ -126,22 +126,42 @@ def tools_for(
     tools = [Tool("find -printf", "find", ["find", str(root), "-type", "f", "-printf", "%s %p\n"])]
     if shutil.which("fdfind"):
         tools.append(
-            Tool("fdfind", "fdfind", ["fdfind", "--type", "f", "--hidden", "--no-ignore", ".",
-                                      str(root)])
+            Tool(
+                "fdfind",
+                "fdfind",
+                ["fdfind", "--type", "f", "--hidden", "--no-ignore", ".", str(root)],
+            )
         )
-    tools.append(Tool("alfcache (default)", "alfcache", [*ours, str(out / "default")],
-                      default=True))
+    tools.append(
+        Tool("alfcache (default)", "alfcache", [*ours, str(out / "default")], default=True)
+    )
     for jobs in range(1, cores + 1):
-        tools.append(Tool(f"alfcache --jobs {jobs}", "alfcache",
-                          [*ours, str(out / f"j{jobs}"), "--jobs", str(jobs)], jobs=jobs))
+        tools.append(
+            Tool(
+                f"alfcache --jobs {jobs}",
+                "alfcache",
+                [*ours, str(out / f"j{jobs}"), "--jobs", str(jobs)],
+                jobs=jobs,
+            )
+        )
     for depth in depths:
-        tools.append(Tool(f"alfcache --io-depth {depth}", "alfcache",
-                          [*ours, str(out / f"d{depth}"), "--io-depth", str(depth)],
-                          io_depth=depth))
+        tools.append(
+            Tool(
+                f"alfcache --io-depth {depth}",
+                "alfcache",
+                [*ours, str(out / f"d{depth}"), "--io-depth", str(depth)],
+                io_depth=depth,
+            )
+        )
     if reference and files <= REFERENCE_MAX_FILES:
         (out / "ref").mkdir(parents=True, exist_ok=True)
-        tools.append(Tool("one-api 3.0.0 make_parquet_db", "one-api",
-                          [py, "-c", REFERENCE, str(root), str(out / "ref")]))
+        tools.append(
+            Tool(
+                "one-api 3.0.0 make_parquet_db",
+                "one-api",
+                [py, "-c", REFERENCE, str(root), str(out / "ref")],
+            )
+        )
     return tools
 
 
@@ -160,8 +180,9 @@ def run_group(
     warm_up: bool = True,
 ) -> list[Result]:
     """A warm-up round (not when cold, or caching nothing), then ``runs`` rounds of ``tools``."""
-    results = [Result(group, size, files, t.name, t.kind, t.jobs, t.io_depth, t.default)
-               for t in tools]
+    results = [
+        Result(group, size, files, t.name, t.kind, t.jobs, t.io_depth, t.default) for t in tools
+    ]
     if warm_up and not cold:
         for tool in tools:
             measure(tool.cmd)
@@ -172,18 +193,26 @@ def run_group(
             load = os.getloadavg()[0]
             run = measure(tool.cmd)
             if run.returncode != 0:
-                raise SystemExit(f"{group} {size}: {tool.name} failed with exit code "
-                                 f"{run.returncode}: {' '.join(tool.cmd)}")
+                raise SystemExit(
+                    f"{group} {size}: {tool.name} failed with exit code "
+                    f"{run.returncode}: {' '.join(tool.cmd)}"
+                )
             result.samples.append(Sample(run.seconds, run.peak_rss, load))
-            print(f"{group} {size} run {i + 1}/{runs}: {tool.name}: {run.seconds:.2f} s, "
-                  f"{run.peak_rss / 2**20:.0f} MiB (load {load:.2f})", file=sys.stderr)
+            print(
+                f"{group} {size} run {i + 1}/{runs}: {tool.name}: {run.seconds:.2f} s, "
+                f"{run.peak_rss / 2**20:.0f} MiB (load {load:.2f})",
+                file=sys.stderr,
+            )
     return results
 
 
 def bare_walker(root: Path) -> Tool:
     """``bench_network.py``'s 64-thread list-and-stat walker, when that script has one."""
-    return Tool("bare 64-thread walker", "walker",
-                [sys.executable, str(HERE / "bare_walker.py"), str(root), "--threads", "64"])
+    return Tool(
+        "bare 64-thread walker",
+        "walker",
+        [sys.executable, str(HERE / "bare_walker.py"), str(root), "--threads", "64"],
+    )
 
 
 @contextlib.contextmanager
@@ -222,8 +251,12 @@ def hashing_group(data: Path, out: Path, runs: int, cores: int) -> list[Result]:
     )
     tools = [
         Tool(f"md5sum, xargs -P {cores}", "md5sum", ["sh", "-c", split]),
-        Tool("alfcache --hash md5", "alfcache", alfcache(root, out / "md5", "--hash", "md5"),
-             default=True),
+        Tool(
+            "alfcache --hash md5",
+            "alfcache",
+            alfcache(root, out / "md5", "--hash", "md5"),
+            default=True,
+        ),
         Tool("alfcache --hash xxh3", "alfcache", alfcache(root, out / "xxh3", "--hash", "xxh3")),
     ]
     size = f"{(n_big * big + n_small * small) / 1e9:.2f} GB"
@@ -238,19 +271,30 @@ def versions() -> dict[str, str]:
     for tool in ("find", "fdfind", "md5sum"):
         path = shutil.which(tool)
         if path:
-            first = subprocess.run([path, "--version"], capture_output=True, text=True,
-                                   check=False).stdout.splitlines()
+            first = subprocess.run(
+                [path, "--version"], capture_output=True, text=True, check=False
+            ).stdout.splitlines()
             found[tool] = first[0] if first else path
     return found
 
 
 def machine() -> dict[str, object]:
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
-    return {"node": platform.node(), "cpu": cpu, "cores": available_cores(),
-            "memory_gib": round(mem / 2**30, 1), "kernel": platform.release()}
+    return {
+        "node": platform.node(),
+        "cpu": cpu,
+        "cores": available_cores(),
+        "memory_gib": round(mem / 2**30, 1),
+        "kernel": platform.release(),
+    }
 
 
 def main() -> int:
@@ -258,13 +302,22 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=Path("bench-data/suite"))
     parser.add_argument("--results", type=Path, default=HERE / "results")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--large", action="store_true",
-                        help="also the 1-million-file tree (about 4 GB of disk, minutes to make)")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="also the 1-million-file tree (about 4 GB of disk, minutes to make)",
+    )
     parser.add_argument("--only", default="local,cold,network,hashing")
-    parser.add_argument("--sizes", default="10k,100k",
-                        help=f"local-disk tree sizes, of {', '.join(SIZES)} (--large adds 1M)")
-    parser.add_argument("--depths", default="1,64",
-                        help="--io-depth values to measure when the engine has the knob")
+    parser.add_argument(
+        "--sizes",
+        default="10k,100k",
+        help=f"local-disk tree sizes, of {', '.join(SIZES)} (--large adds 1M)",
+    )
+    parser.add_argument(
+        "--depths",
+        default="1,64",
+        help="--io-depth values to measure when the engine has the knob",
+    )
     parser.add_argument("--cold-size", default="100k")
     parser.add_argument("--network-size", default="10k")
     parser.add_argument("--delay-ms", type=float, default=1.0)
@@ -314,8 +367,9 @@ def main() -> int:
                     if (HERE / "bare_walker.py").exists():
                         tools.insert(1, bare_walker(mnt))
                     # slowfs caches nothing: a warm-up round would only add minutes of find.
-                    results += run_group("network", args.network_size, files, tools, args.runs,
-                                         warm_up=False)
+                    results += run_group(
+                        "network", args.network_size, files, tools, args.runs, warm_up=False
+                    )
         if "hashing" in groups:
             results += hashing_group(args.data, out / "hash", args.runs, cores)
     finally:

@@ -182,9 +182,7 @@ def test_links_followed_across_processes(tmp_path: Path) -> None:
         (root / f"s{i:02d}/2021-01-01/002").symlink_to(target, target_is_directory=True)
     (root / "s00/2021-01-01/003").symlink_to(root / "s01", target_is_directory=True)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1", "--follow-symlinks")
-    two = _cli(
-        tmp_path, root, tmp_path / "out2", "--jobs", "2", "--follow-symlinks", seconds=0.02
-    )
+    two = _cli(tmp_path, root, tmp_path / "out2", "--jobs", "2", "--follow-symlinks", seconds=0.02)
     assert two["listed"]["workers"] > 0, two["listed"]
     assert two["listed"]["main"] > 0, two["listed"]
     assert one["sessions"] == 24
@@ -222,12 +220,6 @@ def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
     while any(map(alive, workers)) and time.monotonic() < end:
         time.sleep(0.05)
     assert not [p for p in workers if alive(p)], "a worker outlived the main process"
-
-
-
-
-
-
 
 
 # --------------------------------------------------------------------------------------------

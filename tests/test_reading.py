@@ -81,8 +81,9 @@ def test_many_small_files_read_by_several_threads_at_once(
 
     monkeypatch.setitem(alfcache._hash._NEW, "md5", meeting)
     found = _digest(tmp_path, paths, n_jobs=1, depth=8)
-    assert found.columns["md5"] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
-                                    for p in paths]
+    assert found.columns["md5"] == [
+        hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
+    ]
     assert found.sizes.tolist() == [(tmp_path / p).stat().st_size for p in paths]
     assert not found.skipped
     assert len(set(started[:4])) == 4
@@ -109,8 +110,9 @@ def test_large_files_read_one_per_job(tmp_path: Path, monkeypatch: pytest.Monkey
     monkeypatch.setattr(alfcache._hash, "_read", recording)
     _slow_opens(monkeypatch, 0.001)
     found = _digest(tmp_path, paths, n_jobs=2, depth=16)
-    assert found.columns["md5"] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
-                                    for p in paths]
+    assert found.columns["md5"] == [
+        hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
+    ]
     large = {readers[p.rpartition("/")[2]] for p in paths[:6]}
     small = {readers[p.rpartition("/")[2]] for p in paths[6:]}
     assert 1 <= len(large) <= 2 and all(t.startswith("alfcache-read") for t in large)
@@ -144,8 +146,9 @@ def test_readers_follow_how_long_an_open_takes(
     _slow_opens(monkeypatch, delay)
     found = _digest(tmp_path, paths, n_jobs=n_jobs, depth=16)
     assert used == [(runner, threads)]
-    assert found.columns["md5"] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
-                                    for p in paths]
+    assert found.columns["md5"] == [
+        hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
+    ]
 
 
 def test_thread_plan_packs_small_files_folder_by_folder() -> None:
@@ -182,8 +185,9 @@ def test_files_opened_relative_to_their_folder(
     monkeypatch.setattr(alfcache._hash.os, "open", spying_open)
     board = alfcache._hash._MemoryBoard([0], 0, threading.Event())
     result = hash_task(str(tmp_path), paths, ("md5",), board)
-    assert result.digests[0] == [hashlib.md5((tmp_path / p).read_bytes()).hexdigest()
-                                 for p in paths]
+    assert result.digests[0] == [
+        hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
+    ]
     by_name = [p for p, fd in calls if fd is not None]
     by_path = [p for p, fd in calls if fd is None]
     assert sorted(by_name) == sorted(p.rpartition("/")[2] for p in paths)
@@ -255,5 +259,6 @@ def test_folder_that_cannot_be_entered_as_another_user(world_readable_dir: Path)
     assert [(p, r) for p, r, _ in found["skipped"]] == [(p, "unreadable") for p in paths[:2]]
     assert all("Permission denied" in m for _, _, m in found["skipped"])
     assert found["md5"][:2] == [None, None]
-    assert found["md5"][2:] == [hashlib.md5((root / p).read_bytes()).hexdigest()
-                                for p in paths[2:]]
+    assert found["md5"][2:] == [
+        hashlib.md5((root / p).read_bytes()).hexdigest() for p in paths[2:]
+    ]

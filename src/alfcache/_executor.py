@@ -37,9 +37,7 @@ _PR_SET_NAME = 15
 def fork_is_safe() -> bool:
     """True when a forked child would inherit a usable state: one thread, no Polars."""
     return (
-        sys.platform == "linux"
-        and "polars" not in sys.modules
-        and threading.active_count() == 1
+        sys.platform == "linux" and "polars" not in sys.modules and threading.active_count() == 1
     )
 
 

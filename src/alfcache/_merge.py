@@ -181,9 +181,7 @@ def _check_complete(parts: Sequence[_Part]) -> int:
 
 def _check_disjoint(sessions: pa.Table) -> None:
     """Two shards holding one session (for ONE-api) would make ids that one run never makes."""
-    counts = sessions.group_by(["lab", "subject", "date", "number"]).aggregate(
-        [("id", "count")]
-    )
+    counts = sessions.group_by(["lab", "subject", "date", "number"]).aggregate([("id", "count")])
     doubled = counts.filter(pc.greater(counts["id_count"], 1)).to_pylist()
     if doubled:
         shown = ", ".join(

@@ -508,9 +508,7 @@ class _Walk:
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
-        return ScanResult(
-            sessions, datasets, self.skipped, self.ignored, self.links, self.listed
-        )
+        return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links, self.listed)
 
 
 def scan_shards(
@@ -550,9 +548,6 @@ def ignore_interrupts() -> None:
     interrupt into a "worker died" error, or print loky's traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-
 
 
 @contextlib.contextmanager

@@ -99,6 +99,7 @@ def remove_stale_tmp(out_dir: Path) -> list[Path]:
         removed.append(path)
     return removed
 
+
 PROVENANCE_KEY = b"alfcache"
 """The schema-metadata key of alfcache's own record of a run (see :func:`provenance`); kept out
 of ``one_metadata``, which holds only what one-api writes."""

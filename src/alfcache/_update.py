@@ -535,9 +535,7 @@ def reconcile(
     ]
     datasets = datasets.select(columns)
     kept, kept_sessions = (gone, vanished_sessions) if keep_missing else (gone.clear(), None)
-    old_rows = pl.concat(
-        [carried, kept.with_columns(pl.lit(False).alias("exists"))]
-    ).with_columns(
+    old_rows = pl.concat([carried, kept.with_columns(pl.lit(False).alias("exists"))]).with_columns(
         pl.lit(None, pl.String).alias("session"),
         pl.lit(None, pl.String).alias("path"),
         pl.lit(False).alias("read"),
