@@ -589,9 +589,7 @@ def digest_files(
         if readers is not None:
             tasks = plan_tasks(sizes, readers.workers, folders)
             _run_on_readers(readers, root, paths, sizes, tasks, algorithms, bar, out)
-            return out
-        threads = small_file_threads(root, paths, out.bytes, n_jobs, depth)
-        if threads == 0:
+        elif (threads := small_file_threads(root, paths, out.bytes, n_jobs, depth)) == 0:
             tasks = plan_tasks(sizes, n_jobs, folders)
             _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
@@ -599,7 +597,7 @@ def digest_files(
             _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, threads)
     finally:
         bar.close()
-        out.seconds = time.perf_counter() - start
+    out.seconds = time.perf_counter() - start
     return out
 
 
