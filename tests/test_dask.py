@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import builtins
 import errno
+import hashlib
 import json
 import os
 import subprocess
@@ -28,6 +29,7 @@ import pytest
 from distributed import Client, LocalCluster
 
 import alfcache
+import alfcache._hash
 from alfcache import BadArgument, ScanFailed, _cli, _dask
 from alfcache._synth import make_tree
 
@@ -121,9 +123,139 @@ def test_tables_and_report_equal_the_default_backend(
     assert client.status == "running"  # the caller's client is the caller's to close
 
 
+def _record_readers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Where each file is read from now on: a Dask worker's address, or ``"main process"``.
+
+    The module's cluster runs its workers as threads of this process, so the patched reader
+    is the one they call; outside a task, ``get_worker`` finds no worker.
+    """
+    where: list[str] = []
+    real_read = alfcache._hash._read
+
+    def recording_read(*args: Any) -> Any:
+        try:
+            where.append(distributed.get_worker().address)
+        except ValueError:
+            where.append("main process")
+        return real_read(*args)
+
+    monkeypatch.setattr(alfcache._hash, "_read", recording_read)
+    return where
+
+
+@pytest.mark.parametrize("algorithm", ["md5", "both"])
+def test_files_are_read_on_the_workers_with_the_digests_of_the_default_backend(
+    tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch, algorithm: str
+) -> None:
+    default = alfcache.index(tree, tmp_path / "default", n_jobs=2, hash_algorithm=algorithm)
+    where = _record_readers(monkeypatch)
+    dask = alfcache.index(
+        tree, tmp_path / "dask", backend="dask", scheduler=client, hash_algorithm=algorithm
+    )
+    assert_same_tables(tmp_path / "default", tmp_path / "dask")
+    assert (dask.skipped, dask.notices) == (default.skipped, default.notices)
+    assert dask.hashing is not None and default.hashing is not None
+    assert dask.hashing.files == default.hashing.files == dask.datasets
+    assert len(where) == dask.datasets
+    assert set(where) <= set(client.scheduler_info()["workers"]), set(where)
+
+
+def test_update_reads_new_and_changed_files_on_the_workers(
+    tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for out in ("default", "dask"):
+        alfcache.index(tree, tmp_path / out, n_jobs=1, hash_files=True)
+    changed = tree / "s4/2021-04-01/001/alf/outer.times.npy"
+    changed.write_bytes(b"longer than before")
+    added = tree / "s4/2021-04-01/001/alf/added.times.npy"
+    added.write_bytes(b"new")
+    default = alfcache.index(tree, tmp_path / "default", n_jobs=1, update=True)
+    where = _record_readers(monkeypatch)
+    dask = alfcache.index(tree, tmp_path / "dask", backend="dask", scheduler=client, update=True)
+    assert_same_tables(tmp_path / "default", tmp_path / "dask")
+    assert dask.changes == default.changes
+    assert dask.changes is not None and (dask.changes.changed, dask.changes.new) == (1, 1)
+    assert len(where) == 2  # only the changed file and the new one are read
+    assert set(where) <= set(client.scheduler_info()["workers"]), set(where)
+    hashes = dict(
+        zip(
+            *pq.read_table(tmp_path / "dask" / "datasets.pqt", columns=["rel_path", "hash"])
+            .to_pydict()
+            .values(),
+            strict=True,
+        )
+    )
+    assert hashes["alf/added.times.npy"] == hashlib.md5(b"new").hexdigest()
+    assert hashes["alf/outer.times.npy"] == hashlib.md5(b"longer than before").hexdigest()
+
+
+def test_a_file_the_worker_cannot_read_is_reported_as_locally(
+    tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    target = tree / "s4/2021-04-01/001/alf/outer.times.npy"
+    content, before = target.read_bytes(), target.stat()
+    real_digest_files = alfcache._hash.digest_files
+
+    def swap_then_digest(*args: Any, **kwargs: Any) -> Any:
+        # After the walk, before the read: a folder where the walk saw a file cannot be read.
+        target.unlink()
+        target.mkdir()
+        try:
+            return real_digest_files(*args, **kwargs)
+        finally:
+            target.rmdir()
+            target.write_bytes(content)
+            os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # as the walk saw it
+
+    monkeypatch.setattr("alfcache._checkpoint.digest_files", swap_then_digest)
+    default = alfcache.index(tree, tmp_path / "default", n_jobs=1, hash_files=True)
+    where = _record_readers(monkeypatch)
+    dask = alfcache.index(
+        tree, tmp_path / "dask", backend="dask", scheduler=client, hash_files=True
+    )
+    unreadable = [s for s in dask.notices if s.reason == "unreadable"]
+    assert [s.path for s in unreadable] == ["s4/2021-04-01/001/alf/outer.times.npy"]
+    assert "cannot read: Is a directory" in unreadable[0].message
+    assert dask.notices == default.notices
+    assert_same_tables(tmp_path / "default", tmp_path / "dask")
+    assert len(where) == dask.datasets  # each file, the unreadable one too, on a worker
+    assert set(where) <= set(client.scheduler_info()["workers"]), set(where)
+
+
+def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    started: list[LocalCluster] = []
+
+    class InProcess(LocalCluster):  # what --scheduler local starts, in threads: quicker
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(processes=False, protocol="tcp", **kwargs)
+            started.append(self)
+
+    def broken(*args: object) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(distributed, "LocalCluster", InProcess)
+    monkeypatch.setattr(alfcache._hash, "hash_task", broken)
+    match = r"reading files on the Dask cluster failed \(OSError: \[Errno 5\]"
+    with pytest.raises(ScanFailed, match=match):
+        alfcache.index(
+            tree,
+            tmp_path / "out",
+            n_jobs=1,
+            backend="dask",
+            scheduler=_dask.LOCAL,
+            hash_files=True,
+        )
+    assert [c.status.name for c in started] == ["closed"]
+    assert not (tmp_path / "out" / "sessions.pqt").exists()
+
+
 def test_cli_with_a_local_cluster(tree: Path, tmp_path: Path) -> None:
-    alfcache.index(tree, tmp_path / "default", n_jobs=1)
-    args = ["--backend", "dask", "--scheduler", "local", "--jobs", "1", "--json"]
+    # Worker processes of their own: the reading tasks and their results travel pickled.
+    alfcache.index(tree, tmp_path / "default", n_jobs=1, hash_algorithm="both")
+    args = ["--backend", "dask", "--scheduler", "local", "--jobs", "1", "--hash", "both"]
+    args += ["--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "alfcache", "index", str(tree), "--out-dir", tmp_path / "d", *args],
         env={**os.environ, "PYTHONPATH": str(SRC)},

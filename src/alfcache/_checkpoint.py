@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from alfcache._arrow import numeric_array, string_array
 from alfcache._exceptions import Terminated
-from alfcache._hash import Digests, Hashing, TaskResult, digest_files
+from alfcache._hash import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._paths import shown
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
@@ -118,10 +118,12 @@ def digest_with_checkpoint(
     out_dir: Path,
     n_jobs: int,
     progress: bool,
+    readers: Readers | None = None,
 ) -> tuple[Digests, Hashing]:
     """:func:`alfcache._hash.digest_files`, resuming from and saving to a checkpoint.
 
-    ``mtimes`` are the modification times the walk found, aligned with ``paths``.
+    ``mtimes`` are the modification times the walk found, aligned with ``paths``; ``readers``
+    are where the files are read (a Dask cluster), None for this machine.
 
     Returns
     -------
@@ -154,7 +156,14 @@ def digest_with_checkpoint(
                 found.columns[a][row] = digest
     try:
         digests = digest_files(
-            root, rest_paths, sizes[rest], algorithms, n_jobs, progress, on_task=saver.on_task
+            root,
+            rest_paths,
+            sizes[rest],
+            algorithms,
+            n_jobs,
+            progress,
+            on_task=saver.on_task,
+            readers=readers,
         )
     except BaseException as exc:
         if saver.files:

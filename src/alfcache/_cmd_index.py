@@ -106,8 +106,8 @@ def add_parser(subparsers: Any) -> None:
         "--backend",
         choices=("processes", "dask"),  # alfcache._dask.BACKENDS, which would load pyarrow
         default="processes",
-        help="who walks: this machine's processes (default) or a Dask cluster (needs "
-        "--scheduler and pip install 'alfcache[dask]')",
+        help="who walks and reads files: this machine's processes (default) or a Dask "
+        "cluster (needs --scheduler and pip install 'alfcache[dask]')",
     )
     idx.add_argument(
         "--scheduler",

@@ -20,7 +20,13 @@ once, so the tables are those of the default backend, ids included.
 With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session's shard of
 ``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
 
-Files are read (hashing, ``--update``) in the main process, after the walk.
+Files are read (hashing, ``--update``) on the cluster too, after the walk: the main process
+plans the reading tasks (:func:`alfcache._hash.plan_tasks`: large files alone, small ones
+packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
+client; each runs :func:`alfcache._hash.hash_task` on a worker and returns plain lists (sizes,
+modification times, hex digests, skip records). Results, checkpoints and progress (by finished
+task) are the main process's, as with the default backend. The cluster started here is closed
+once the files are read.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -36,6 +43,7 @@ import pyarrow as pa
 
 from alfcache._engine import DEFAULT_IO_DEPTH, Walked, walk_here
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
+from alfcache._hash import TaskResult as ReadResult
 from alfcache._scan import (
     DATASET_BATCH_SCHEMA,
     SESSION_BATCH_SCHEMA,
@@ -228,11 +236,36 @@ def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
     )
 
 
+class DaskReaders:
+    """A cluster's threads as :class:`alfcache._hash.Readers`: where the files are read."""
+
+    def __init__(self, client: Any) -> None:
+        # Not pure: a task reads the files as they are now, never a result cached by its key.
+        self._executor = client.get_executor(pure=False)
+        self._workers = max(1, sum(client.nthreads().values()))
+
+    @property
+    def workers(self) -> int:
+        return self._workers
+
+    def submit(self, fn: Callable[..., ReadResult], /, *args: object) -> Future[ReadResult]:
+        return self._executor.submit(fn, *args)
+
+    def failed(self, exc: Exception) -> Exception:
+        return ScanFailed(
+            f"reading files on the Dask cluster failed ({type(exc).__name__}: {exc}); no table "
+            "was written, the previous tables are unchanged. Check the Dask workers' logs, or "
+            "run without --backend dask"
+        )
+
+
 class DaskWalk:
     """A walk on a Dask cluster, with the interface of :class:`alfcache._index.RunningWalk`.
 
     Connecting is done here, so that an unreachable scheduler fails the run before anything
-    else; :meth:`finish` walks, assembles and closes what was started (a ``LocalCluster``).
+    else; :meth:`finish` walks and assembles, :meth:`readers` reads files on the same cluster,
+    and :meth:`abort` closes what was started (a ``LocalCluster``), by itself when the walk
+    fails.
     """
 
     def __init__(
@@ -287,9 +320,10 @@ class DaskWalk:
                 shards, revisits = plan_links(self._root, links, indexed)
                 skipped += revisits
                 work = [([shard], self._array_shard) for shard in shards]
-        except AlfcacheError:
-            raise
-        except Exception as exc:
+        except BaseException as exc:
+            self.abort()
+            if isinstance(exc, AlfcacheError) or not isinstance(exc, Exception):
+                raise
             raise ScanFailed(
                 f"the Dask walk failed ({type(exc).__name__}: {exc}); no table was written, "
                 "the previous tables are unchanged. Check the Dask workers' logs, or run "
@@ -297,7 +331,6 @@ class DaskWalk:
             ) from exc
         finally:
             bar.close()
-            self.abort()
         tables = assemble(
             results,
             hash_ids=hash_ids,
@@ -327,6 +360,10 @@ class DaskWalk:
                 delayed(walk_task)(self._root, shards, self._follow_symlinks, shard, cap)
                 for shards, shard in work
             )
+
+    def readers(self) -> DaskReaders:
+        """The cluster's threads, to read files on after the walk."""
+        return DaskReaders(self._client)
 
     def abort(self) -> None:
         """Close the client and the cluster started here (after an error, Ctrl-C, or the end)."""

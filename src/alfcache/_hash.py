@@ -30,6 +30,11 @@ Tasks report the bytes they have read on a *board* of one counter per task, whic
 thread sums a few times a second; worker processes write theirs into a small file with
 ``pwrite``. Progress counted per finished task would stand still for minutes while a 50 GB
 recording is read.
+
+The tasks can also run elsewhere: given :class:`Readers` (the Dask backend's cluster, see
+:class:`alfcache._dask.DaskReaders`), the files are cut into tasks as for worker processes,
+for the readers' threads, and each task is handed to them with ``submit``; only the planning,
+the results and the checkpoints stay in this process.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ from typing import NamedTuple, Protocol
 import numpy as np
 import xxhash
 
-from alfcache._exceptions import BadArgument, worker_died
+from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
 from alfcache._progress import ByteProgress
 from alfcache._scan import Skip, ignore_interrupts
 
@@ -96,6 +101,10 @@ local open takes a few microseconds, one on NFS or SMB a round trip (0.1-10 ms).
 
 _PROBES = 8  # files opened to measure the latency of opening one
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+
+READERS_WINDOW = 2
+"""Tasks in flight per thread of :class:`Readers`: one reading, one on its way to the thread,
+so that no thread waits for a round trip to this process between two tasks."""
 
 _REPORT_EVERY = 16 << 20  # bytes a worker reads between two writes to the progress board
 _POLL = 0.25  # seconds between two looks at the progress board
@@ -234,6 +243,37 @@ class _Board(Protocol):
     def add(self, n: int) -> None: ...
 
     def close(self) -> None: ...
+
+
+class Readers(Protocol):
+    """Threads outside this process that run reading tasks (a Dask cluster's).
+
+    Like a ``concurrent.futures.Executor``, with the number of threads the tasks are planned
+    for and the error that a failed task becomes.
+    """
+
+    @property
+    def workers(self) -> int:
+        """Threads that read at once: the tasks are planned for that many."""
+        ...
+
+    def submit(self, fn: Callable[..., TaskResult], /, *args: object) -> Future[TaskResult]:
+        """Run ``fn(*args)`` on one of the threads."""
+        ...
+
+    def failed(self, exc: Exception) -> Exception:
+        """The error to raise when a task failed with ``exc`` (a lost worker, ...)."""
+        ...
+
+
+class NullBoard:
+    """No counter: a task running elsewhere reports its bytes only by finishing."""
+
+    def add(self, n: int) -> None:
+        """Nothing to count: progress moves by finished task."""
+
+    def close(self) -> None:
+        """Nothing to release."""
 
 
 class FileBoard:
@@ -500,6 +540,7 @@ def digest_files(
     depth: int = MAX_DEPTH,
     *,
     on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
+    readers: Readers | None = None,
 ) -> Digests:
     """Read ``paths`` once each and compute ``algorithms``, on ``n_jobs`` workers.
 
@@ -523,6 +564,9 @@ def digest_files(
         module docstring).
     on_task : callable, optional
         Called in this thread with the positions and result of every finished task.
+    readers : Readers, optional
+        Run the tasks there (a Dask cluster) instead of on this process's threads and the
+        walk's processes; ``n_jobs`` and ``depth`` are then unused.
 
     Returns
     -------
@@ -542,8 +586,10 @@ def digest_files(
     folders = folder_codes(paths)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
-        threads = small_file_threads(root, paths, out.bytes, n_jobs, depth)
-        if threads == 0:
+        if readers is not None:
+            tasks = plan_tasks(sizes, readers.workers, folders)
+            _run_on_readers(readers, root, paths, sizes, tasks, algorithms, bar, out)
+        elif (threads := small_file_threads(root, paths, out.bytes, n_jobs, depth)) == 0:
             tasks = plan_tasks(sizes, n_jobs, folders)
             _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
         else:
@@ -682,3 +728,38 @@ def _run_in_processes(
     finally:
         os.close(fd)
         os.unlink(board)
+
+
+def _run_on_readers(
+    readers: Readers,
+    root: str,
+    paths: Sequence[str],
+    sizes: Sequence[int] | np.ndarray,
+    tasks: list[np.ndarray],
+    algorithms: tuple[str, ...],
+    bar: ByteProgress,
+    out: Digests,
+) -> None:
+    """Run ``tasks`` on ``readers``, :data:`READERS_WINDOW` per thread in flight at a time."""
+    cost = np.asarray(sizes, dtype=np.int64)
+    running: dict[Future[TaskResult], int] = {}  # each task's planned bytes
+
+    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+        future = readers.submit(hash_task, root, [paths[i] for i in rows], algorithms, NullBoard())
+        running[future] = int(cost[rows].sum())
+        return future
+
+    def bytes_read() -> int:
+        # By finished task: the readers have no board this thread can read, so the bar steps
+        # once per task (a large file, a task of its own, shows only once it is read whole).
+        return sum(planned for future, planned in running.items() if future.done())
+
+    try:
+        _collect(submit, tasks, READERS_WINDOW * readers.workers, bytes_read, bar, out)
+    except Exception as exc:
+        if isinstance(exc, AlfcacheError):
+            raise
+        raise readers.failed(exc) from exc
+    finally:
+        for future in running:
+            future.cancel()  # after an error or Ctrl-C: tasks not yet read are dropped

@@ -478,22 +478,28 @@ def index(
     # ONE-api is given the output folder as cache_dir when it holds the data (it is the root or
     # above it); tables written elsewhere are judged as if ONE-api were given the root.
     cache_dir = out.resolve() if out.resolve() in (root, *root.parents) else root
-    walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
-    tables = walked.tables
     hashing = changes = None
-    if update or algorithms:
-        tables, hashing, changes = refresh(
-            str(root),
-            tables,
-            previous,
-            algorithms,
-            hash_ids=hash_ids,
-            keep_missing=keep_missing,
-            out_dir=out,
-            n_jobs=jobs,
-            progress=progress,
-            left_out=[*tables.skipped, *walked.skipped],
-        )
+    try:
+        walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
+        tables = walked.tables
+        if update or algorithms:
+            tables, hashing, changes = refresh(
+                str(root),
+                tables,
+                previous,
+                algorithms,
+                hash_ids=hash_ids,
+                keep_missing=keep_missing,
+                out_dir=out,
+                n_jobs=jobs,
+                progress=progress,
+                left_out=[*tables.skipped, *walked.skipped],
+                # The cluster that walked reads the files too: its nodes, not this one, are
+                # the ones near the storage.
+                readers=walk.readers() if isinstance(walk, DaskWalk) else None,
+            )
+    finally:
+        walk.abort()  # a Dask cluster started for the run, kept for reading, closes here
     if tables.sessions.num_rows == 0:
         warnings.warn("No sessions found", RuntimeWarning, stacklevel=3)
     elif tables.datasets.num_rows == 0:
@@ -628,7 +634,7 @@ def make_parquet_db(
         the tables of one full run (see :mod:`alfcache._sharding`).
     backend : {'processes', 'dask'}
         Who walks: this machine's processes (``n_jobs`` of them), or a Dask cluster (needs the
-        ``dask`` extra; see :mod:`alfcache._dask`). Files are read in this process either way.
+        ``dask`` extra; see :mod:`alfcache._dask`). The same backend reads the files.
     scheduler : str or distributed.Client, optional
         With ``backend='dask'``: the scheduler's address (``'tcp://host:8786'``), ``'local'``
         for a ``LocalCluster`` of ``n_jobs`` workers (closed at the end), or a client; None

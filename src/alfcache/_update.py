@@ -31,7 +31,7 @@ from alfcache._assemble import Tables
 from alfcache._checkpoint import digest_with_checkpoint
 from alfcache._exceptions import BadArgument
 from alfcache._grammar import left_out_prefixes
-from alfcache._hash import COLUMNS, Digests, Hashing
+from alfcache._hash import COLUMNS, Digests, Hashing, Readers
 from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
@@ -566,11 +566,13 @@ def refresh(
     n_jobs: int,
     progress: bool,
     left_out: Sequence[Skip] = (),
+    readers: Readers | None = None,
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
     Parameters are those of :func:`reconcile`, plus the indexed folder ``root``, the number of
-    workers and whether to show progress.
+    workers, whether to show progress and where to read the files (``readers``, a Dask
+    cluster; None for this machine).
 
     Returns
     -------
@@ -602,5 +604,6 @@ def refresh(
         out_dir=out_dir,
         n_jobs=n_jobs,
         progress=progress,
+        readers=readers,
     )
     return plan.finish(digests), hashing, plan.changes if previous else None
