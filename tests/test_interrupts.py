@@ -13,6 +13,7 @@ where a Ctrl-C is Python's to report, not alfcache's): the hook below says when.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -172,3 +173,187 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             before = _snapshot(out)
     if failures:
         pytest.fail("\n".join(failures))
+
+
+# The tests below interrupt a Python process that lives on after the interrupt (a notebook, a
+# service calling the library): neither its exit (multiprocessing ends daemon children then)
+# nor PR_SET_PDEATHSIG ends the workers there, only the walk's own abort does. Each runs a
+# child interpreter with a sitecustomize hook of its own, and the child prints what it saw.
+
+TESTS = Path(__file__).resolve().parent
+
+# A walk worker's listings take 2 s each, and it says when it starts one: the child interrupts
+# itself then, so the walk is surely still going (that listing's rows are outstanding). Until a
+# worker lists, the main process's listings are slowed too, so that it does not finish the tree
+# alone before the fork server's workers start.
+SLOW_WORKERS = """
+import os, time
+_scandir = os.scandir
+_LISTING = os.environ["ALFCACHE_TEST_LISTING"]
+def _slow_scandir(*args, **kwargs):
+    with open("/proc/self/comm") as f:
+        worker = f.read().strip() == "alfcache-walk"
+    if worker:
+        with open(_LISTING, "a") as f:
+            f.write(f"{os.getpid()}\\n")
+        time.sleep(2.0)
+    elif not os.path.exists(_LISTING):
+        time.sleep(0.05)
+    return _scandir(*args, **kwargs)
+os.scandir = _slow_scandir
+"""
+
+# The main process's import of Polars sends it a SIGINT (where a user's Ctrl-C may land: the
+# import takes a second). With RAISE set, the KeyboardInterrupt is turned into an ImportError
+# on its way out of the import, as NumPy's C extension does.
+INTERRUPTED_POLARS_IMPORT = """
+import os, signal, sys, time
+class _InterruptPolars:
+    def find_spec(self, name, path=None, target=None):
+        if name != "polars":
+            return None
+        sys.meta_path.remove(self)
+        if not os.environ.get("ALFCACHE_TEST_RAISE"):
+            os.kill(os.getpid(), signal.SIGINT)
+            return None
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            time.sleep(10.0)  # the KeyboardInterrupt comes at once
+        except KeyboardInterrupt:
+            raise ImportError("polars: initialization interrupted") from None
+        return None
+sys.meta_path.insert(0, _InterruptPolars())
+"""
+
+# The interpreter's shutdown receives a SIGINT (a second Ctrl-C, or one that came late) and
+# takes a while: an atexit hook, registered first and so run last, sends it and sleeps.
+INTERRUPTED_SHUTDOWN = """
+import atexit, os, signal, time
+def _interrupt_shutdown():
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.5)
+atexit.register(_interrupt_shutdown)
+"""
+
+# Calls index() from the main thread and catches the KeyboardInterrupt, as a notebook does;
+# prints (JSON) the walk workers alive when the interrupt came and those alive 0.5 s later.
+# With WATCH set, a thread of its own sends the SIGINT once a worker lists.
+LIBRARY_CALLER = """
+import json, os, signal, sys, threading, time
+import alfcache
+from _procs import comm, descendants
+
+root, out = sys.argv[1:3]
+listing = os.environ.get("ALFCACHE_TEST_LISTING")
+at_interrupt = []
+
+def walk_workers():
+    return [p for p in descendants(os.getpid()) if comm(p) == "alfcache-walk"]
+
+def interrupt_once_a_worker_lists():
+    while not os.path.exists(listing):
+        time.sleep(0.005)
+    at_interrupt.extend(walk_workers())
+    os.kill(os.getpid(), signal.SIGINT)
+
+def note_workers(signum, frame):
+    at_interrupt.extend(walk_workers())
+    signal.default_int_handler(signum, frame)
+
+if listing:
+    threading.Thread(target=interrupt_once_a_worker_lists, daemon=True).start()
+else:
+    signal.signal(signal.SIGINT, note_workers)
+try:
+    alfcache.index(root, out, n_jobs=2, io_depth=2)
+except KeyboardInterrupt:
+    time.sleep(0.5)
+    print(json.dumps({"at_interrupt": sorted(set(at_interrupt)), "after": walk_workers()}))
+else:
+    print(json.dumps({"finished": True}))
+"""
+
+
+def _child(
+    tmp_path: Path, hook: str, args: list[str], env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python ARGS`` with ``hook`` as its sitecustomize; kill what it leaves behind."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(hook)
+    proc = subprocess.Popen(
+        [sys.executable, *args],
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(map(str, (hooks, TESTS, SRC))),
+            **(env or {}),
+        },
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=_restore_sigint,
+        start_new_session=True,
+    )
+    try:
+        stdout, stderr = proc.communicate(timeout=60.0)
+    finally:
+        for pid in group_members(proc.pid):
+            os.kill(pid, signal.SIGKILL)
+        proc.communicate()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+def _interrupted_caller(tmp_path: Path, hook: str, env: dict[str, str]) -> dict[str, object]:
+    """What LIBRARY_CALLER printed: the workers at the interrupt and 0.5 s after it."""
+    out = tmp_path / "out"
+    done = _child(tmp_path, hook, ["-c", LIBRARY_CALLER, str(tmp_path / "data"), str(out)], env)
+    assert done.returncode == 0, done.stderr
+    seen = json.loads(done.stdout)
+    assert "finished" not in seen, "the walk finished before the interrupt: it tested nothing"
+    assert not (out / "sessions.pqt").exists()
+    return seen
+
+
+def test_interrupted_library_call_kills_its_workers(tmp_path: Path) -> None:
+    # Workers from a fork server (the caller runs a thread), walking when the SIGINT comes.
+    make_tree(tmp_path / "data", 40, files_per_session=3)
+    listing = tmp_path / "listing"
+    seen = _interrupted_caller(tmp_path, SLOW_WORKERS, {"ALFCACHE_TEST_LISTING": str(listing)})
+    assert seen["at_interrupt"]  # the interrupt came while they walked
+    assert seen["after"] == [], f"walk workers {seen['after']} outlived the interrupted call"
+
+
+def test_interrupt_while_polars_loads_kills_the_workers(tmp_path: Path) -> None:
+    # Forked workers (the caller has one thread and no Polars): they run before the main
+    # process imports Polars, which is where the SIGINT lands.
+    make_tree(tmp_path / "data", 4, files_per_session=3)
+    seen = _interrupted_caller(tmp_path, INTERRUPTED_POLARS_IMPORT, {})
+    assert seen["at_interrupt"]
+    assert seen["after"] == [], f"walk workers {seen['after']} outlived the interrupted call"
+
+
+def test_interrupt_that_an_import_turns_into_another_error(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "data", 4, files_per_session=3).root
+    out = tmp_path / "out"
+    done = _child(
+        tmp_path,
+        INTERRUPTED_POLARS_IMPORT,
+        ["-m", "alfcache", "index", str(root), "--out-dir", str(out), "--jobs", "1"],
+        {"ALFCACHE_TEST_RAISE": "1"},
+    )
+    assert done.stderr.strip() == INTERRUPTED
+    assert done.returncode == -signal.SIGINT
+    assert not (out / "sessions.pqt").exists()
+
+
+def test_ctrl_c_during_shutdown_after_a_run_prints_nothing(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "data", 4, files_per_session=3).root
+    out = tmp_path / "out"
+    done = _child(
+        tmp_path,
+        INTERRUPTED_SHUTDOWN,
+        ["-m", "alfcache", "index", str(root), "--out-dir", str(out), "--jobs", "1"],
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
+    assert (out / "sessions.pqt").exists()

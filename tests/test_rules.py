@@ -294,3 +294,53 @@ def test_path_longer_than_the_system_allows_is_unreadable(tmp_path: Path) -> Non
     assert skip.reason == "unreadable"
     assert "File name too long" in skip.message
     assert report.datasets == 1
+
+
+def test_link_followed_inside_a_session_belongs_to_it(tmp_path: Path) -> None:
+    # A session whose folders are links to folders kept elsewhere (a collection moved to
+    # another disk): with --follow-symlinks each link's walk starts inside the session and must
+    # carry it, as the walk of a real folder would. Its files are the session's datasets, a
+    # session below a link is nested in it, and a folder named like a date is not a near miss.
+    session = "m1/2021-01-01/001"
+    below = {
+        "alf/linked": ["spikes.times.npy", "probe00/spikes.amps.npy"],
+        "alf/2024-1-5": ["clusters.depths.npy"],
+        "alf/m2/2021-01-02/001": ["trials.choice.npy"],
+    }
+    trees = {}
+    for kind in ("links", "folders"):
+        root = tmp_path / kind / "data"
+        _write(root, f"{session}/{SPIKES}", b"own")
+        for i, (rel, files) in enumerate(below.items()):
+            folder = tmp_path / kind / "elsewhere" / str(i)
+            for name in files:
+                _write(folder, name, f"{rel}/{name}".encode())
+            (root / session / rel).parent.mkdir(parents=True, exist_ok=True)
+            if kind == "links":
+                (root / session / rel).symlink_to(folder, target_is_directory=True)
+            else:
+                folder.rename(root / session / rel)
+        report = alfcache.index(root, tmp_path / kind / "out", n_jobs=1, follow_symlinks=True)
+        trees[kind] = (report, tmp_path / kind / "out")
+    links, folders = (trees[kind][0] for kind in ("links", "folders"))
+    assert links.skipped == folders.skipped == []
+    nested = f"{session}/alf/m2/2021-01-02/001"
+    for report in (links, folders):
+        # not_loadable too: ONE-api looks for the nested session at m2/2021-01-02/001
+        assert [(s.path, s.reason) for s in report.notices] == [
+            (nested, "nested_session"),
+            (nested, "not_loadable"),
+        ]
+    datasets = pq.read_table(trees["links"][1] / "datasets.pqt").to_pydict()
+    eids = dict(zip(datasets["rel_path"], datasets["eid"], strict=True))
+    session_eid = eids[SPIKES]
+    for rel in (
+        "alf/linked/spikes.times.npy",
+        "alf/linked/probe00/spikes.amps.npy",
+        "alf/2024-1-5/clusters.depths.npy",
+    ):
+        assert eids.get(rel) == session_eid, rel
+    for name in ("sessions.pqt", "datasets.pqt"):
+        assert pq.read_table(trees["links"][1] / name).equals(
+            pq.read_table(trees["folders"][1] / name)
+        )
