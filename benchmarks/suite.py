@@ -32,6 +32,7 @@ import argparse
 import contextlib
 import datetime as dt
 import importlib.metadata
+import importlib.util
 import json
 import os
 import platform
@@ -118,9 +119,19 @@ def has_io_depth(python: str) -> bool:
 
 
 def tools_for(
-    root: Path, files: int, out: Path, cores: int, depths: list[int], reference: bool
+    root: Path,
+    files: int,
+    out: Path,
+    cores: int,
+    depths: list[int],
+    reference: bool,
+    dask: bool = False,
 ) -> list[Tool]:
-    """Every tool measured on ``root``; alfcache writes below ``out``."""
+    """Every tool measured on ``root``; alfcache writes below ``out``.
+
+    With ``dask`` (and the ``dask`` extra installed), also ``--backend dask --scheduler local``:
+    the whole command, the start of its ``LocalCluster`` included, as a user runs it.
+    """
     py = sys.executable
     ours = [py, "-m", "alfcache", "index", str(root), "--quiet", "--out-dir"]
     tools = [Tool("find -printf", "find", ["find", str(root), "-type", "f", "-printf", "%s %p\n"])]
@@ -151,6 +162,14 @@ def tools_for(
                 "alfcache",
                 [*ours, str(out / f"d{depth}"), "--io-depth", str(depth)],
                 io_depth=depth,
+            )
+        )
+    if dask and importlib.util.find_spec("distributed") is not None:
+        tools.append(
+            Tool(
+                "alfcache --backend dask --scheduler local",
+                "alfcache",
+                [*ours, str(out / "dask"), "--backend", "dask", "--scheduler", "local"],
             )
         )
     if reference and files <= REFERENCE_MAX_FILES:
@@ -348,7 +367,9 @@ def main() -> int:
         if "local" in groups:
             for size in sizes:
                 root, files = tree(args.data, size)
-                tools = tools_for(root, files, out / size, cores, depths, not args.no_reference)
+                tools = tools_for(
+                    root, files, out / size, cores, depths, not args.no_reference, dask=True
+                )
                 results += run_group("local", size, files, tools, args.runs)
         if "cold" in groups:
             if os.access(DROP_CACHES, os.W_OK):
