@@ -10,8 +10,9 @@ A task (:func:`hash_task`) reads a file in blocks and feeds every requested dige
 block; ``hashlib`` and ``xxhash`` digest a block without holding the GIL. So when the files are
 large on average, the workers are threads of this process: they digest in parallel and start at
 once. Only when small files dominate, and opening them and the per-file bookkeeping (which hold
-the GIL) would serialise the threads, do the tasks go to the walk's worker processes, and only
-on storage that opens a file at once: a few files are opened first, and if that takes longer
+the GIL) would serialise the threads, do the tasks go to worker processes (a loky pool started
+for the reading; the walk's workers have ended by then), and only on storage that opens a file
+at once: a few files are opened first, and if that takes longer
 than :data:`SLOW_OPEN` (a network round trip) threads read, many at a time. A file
 whose size or modification time changes while it is read is read once more; if it changes
 again, or cannot be read, it is reported and left without a digest, and the run goes on.
@@ -604,14 +605,15 @@ def digest_files(
 def small_file_threads(
     root: str, paths: Sequence[str], total: int, n_jobs: int, depth: int
 ) -> int:
-    """How many threads read the small files; 0 to read on the walk's worker processes.
+    """How many threads read the small files; 0 to read on worker processes.
 
     Where opening a file waits for a server, ``depth`` threads: they keep that many opens in
     flight, a process one (at 1 ms per call, see ``benchmarks/bench_network.py``). Where it
     does not, more threads than cores only queue for the GIL (144,000 small files, 2 cores:
     2.4-2.9 s on 2 threads, 3.0-3.2 s on 64), and when small files dominate the per-file work
-    under the GIL would outweigh a thread's share of the digesting: the worker processes,
-    already started by the walk, read them (2.2-2.3 s).
+    under the GIL would outweigh a thread's share of the digesting: worker processes read them,
+    their start included (144,000 files of the 5,000-session synthetic tree, warm, quiet 2-core
+    machine, 2 Dec: 2.7-2.9 s on processes, 5.6-5.7 s on 2 threads).
     """
     if open_latency(root, paths) >= SLOW_OPEN:
         return depth
