@@ -222,21 +222,28 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
     assert set(where) <= set(client.scheduler_info()["workers"]), set(where)
 
 
-def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
-    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def _broken(*args: object) -> None:
+    raise OSError(errno.EIO, "Input/output error")
+
+
+@pytest.fixture
+def local_clusters(monkeypatch: pytest.MonkeyPatch) -> list[LocalCluster]:
+    """The LocalClusters that ``--scheduler local`` starts, recorded (and in threads: quicker)."""
     started: list[LocalCluster] = []
 
-    class InProcess(LocalCluster):  # what --scheduler local starts, in threads: quicker
+    class InProcess(LocalCluster):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(processes=False, protocol="tcp", **kwargs)
             started.append(self)
 
-    def broken(*args: object) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
     monkeypatch.setattr(distributed, "LocalCluster", InProcess)
-    monkeypatch.setattr(alfcache._hash, "hash_task", broken)
+    return started
+
+
+def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_clusters: list[LocalCluster]
+) -> None:
+    monkeypatch.setattr(alfcache._hash, "hash_task", _broken)
     match = r"reading files on the Dask cluster failed \(OSError: \[Errno 5\]"
     with pytest.raises(ScanFailed, match=match):
         alfcache.index(
@@ -247,7 +254,7 @@ def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
             scheduler=_dask.LOCAL,
             hash_files=True,
         )
-    assert [c.status.name for c in started] == ["closed"]
+    assert [c.status.name for c in local_clusters] == ["closed"]
     assert not (tmp_path / "out" / "sessions.pqt").exists()
 
 
@@ -306,23 +313,12 @@ def test_without_the_extra_the_error_says_what_to_install(
 
 
 def test_a_failed_walk_closes_the_local_cluster(
-    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_clusters: list[LocalCluster]
 ) -> None:
-    started: list[LocalCluster] = []
-
-    class InProcess(LocalCluster):  # what --scheduler local starts, in threads: quicker
-        def __init__(self, **kwargs: Any) -> None:
-            super().__init__(processes=False, protocol="tcp", **kwargs)
-            started.append(self)
-
-    def broken(*args: object) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(distributed, "LocalCluster", InProcess)
-    monkeypatch.setattr(_dask, "walk_task", broken)
+    monkeypatch.setattr(_dask, "walk_task", _broken)
     with pytest.raises(ScanFailed, match=r"the Dask walk failed \(OSError"):
         alfcache.index(tree, tmp_path / "out", n_jobs=1, backend="dask", scheduler=_dask.LOCAL)
-    assert [c.status.name for c in started] == ["closed"]
+    assert [c.status.name for c in local_clusters] == ["closed"]
     assert not (tmp_path / "out" / "sessions.pqt").exists()
 
 

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xxhash
+from _inject import grow_on_read
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -405,43 +406,12 @@ def test_interrupted_threads_stop_at_the_next_block(
 # --------------------------------------------------------------------------------------------
 
 
-def _grow_on_read(monkeypatch: pytest.MonkeyPatch, target: Path, times: int) -> list[int]:
-    """Make the first ``times`` reads of ``target`` append to it after their first block."""
-    real_md5 = alfcache._hash._NEW["md5"]
-    reads: list[int] = []
-
-    class Growing:
-        def __init__(self) -> None:
-            self.inner = real_md5()
-            self.grow = False
-
-        def update(self, data: memoryview) -> None:
-            if self.grow:
-                self.grow = False
-                with open(target, "ab") as f:
-                    f.write(b"more")
-            self.inner.update(data)
-
-        def hexdigest(self) -> str:
-            return self.inner.hexdigest()
-
-    def new() -> Growing:
-        hasher = Growing()
-        # Only the reads of the target: the tree below holds no other file.
-        reads.append(1)
-        hasher.grow = len(reads) <= times
-        return hasher
-
-    monkeypatch.setitem(alfcache._hash._NEW, "md5", new)
-    return reads
-
-
 def test_file_that_moves_once_is_read_again(
     tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
     target = root / SESSION / "alf/spikes.times.npy"
-    reads = _grow_on_read(monkeypatch, target, times=1)
+    reads = grow_on_read(monkeypatch, target, times=1)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2
@@ -458,7 +428,7 @@ def test_file_that_keeps_moving_is_reported_without_hash(
 ) -> None:
     root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
     target = root / SESSION / "alf/spikes.times.npy"
-    reads = _grow_on_read(monkeypatch, target, times=2)
+    reads = grow_on_read(monkeypatch, target, times=2)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2  # read again once, not more

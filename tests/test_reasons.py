@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _inject import grow_on_read
 from test_awkward import ONE_TREE_NOTICES, ONE_TREE_SKIPPED
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
@@ -112,27 +113,8 @@ def _vanished(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _changing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    target = _write(root, f"{SESSION}/{SPIKES}")
-    real_md5 = alfcache._hash._NEW["md5"]
-
-    class Growing:
-        """An MD5 whose every reading makes the file grow once: it never holds still."""
-
-        def __init__(self) -> None:
-            self.inner = real_md5()
-            self.grow = True
-
-        def update(self, data: memoryview) -> None:
-            if self.grow:
-                self.grow = False
-                with open(target, "ab") as f:
-                    f.write(b"more")
-            self.inner.update(data)
-
-        def hexdigest(self) -> str:
-            return self.inner.hexdigest()
-
-    monkeypatch.setitem(alfcache._hash._NEW, "md5", Growing)
+    # Changed during the read and again during the second one: left without a digest.
+    grow_on_read(monkeypatch, _write(root, f"{SESSION}/{SPIKES}"), times=2)
 
 
 def _symlink_revisit(root: Path, _: pytest.MonkeyPatch) -> None:
