@@ -34,6 +34,8 @@ PUBLIC = [
     "OutDirNotWritable",
     "RootNotReadable",
     "ScanFailed",
+    "SchedulerUnreachable",
+    "Terminated",
     "WriteFailed",
     "index",
     "load_tables",
@@ -48,6 +50,17 @@ PUBLIC = [
 
 def test_all_is_pinned() -> None:
     assert alfcache.__all__ == PUBLIC
+
+
+def test_every_exception_is_public() -> None:
+    # A caller catches what the library raises: an exception missing from __all__ is one a user
+    # cannot name without reaching into a private module.
+    raised = {
+        name
+        for name, value in vars(alfcache._exceptions).items()
+        if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
+    }
+    assert raised <= set(alfcache.__all__), raised - set(alfcache.__all__)
 
 
 @pytest.mark.parametrize("name", PUBLIC)

@@ -22,6 +22,8 @@ from alfcache._exceptions import (
     OutDirNotWritable,
     RootNotReadable,
     ScanFailed,
+    SchedulerUnreachable,
+    Terminated,
     WriteFailed,
 )
 
@@ -60,6 +62,8 @@ __all__ = [
     "OutDirNotWritable",
     "RootNotReadable",
     "ScanFailed",
+    "SchedulerUnreachable",
+    "Terminated",
     "WriteFailed",
     "index",
     "load_tables",
