@@ -8,6 +8,7 @@ it read again. The files are sparse, 8 MiB each: every one is a reading task of 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -17,8 +18,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+
+from _inject import rewrite_in_place
 
 from alfcache._checkpoint import CHECKPOINT_FILE
 
@@ -30,7 +34,7 @@ TABLES = ("sessions.pqt", "datasets.pqt")
 
 # READ_LOG=FILE: sleep READ_DELAY s before each file is read, append its path after.
 # KILL_AT=N: SIGKILL this process as the N-th file is about to be read. SAVE_EVERY: the
-# checkpoint interval, in seconds.
+# checkpoint interval, in seconds. READ_IN_WORKERS=1: read on worker processes (with -j 2).
 HOOKS = """
 import os, pathlib, signal, time
 _log = os.environ.get("READ_LOG")
@@ -38,6 +42,8 @@ if _log:
     import alfcache._checkpoint, alfcache._hash
     if os.environ.get("SAVE_EVERY"):
         alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
+    if os.environ.get("READ_IN_WORKERS"):
+        alfcache._hash.FILE_COST = 1 << 40  # files read on worker processes, not threads
     _kill_at = int(os.environ.get("KILL_AT", "0"))
     _real = alfcache._hash._read
     def _logged_read(folder, name, *args):
@@ -188,3 +194,55 @@ def test_checkpoint_of_other_digests_is_not_used(tree: Path, tmp_path: Path) -> 
     assert len(_checkpointed(out)) == 2
     summary = _rerun(tmp_path, tree, out, log)  # asks for MD5: the XXH3 digests do not help
     assert summary["hashing"]["files"] == N_BIG + 1
+
+
+def test_a_saved_file_rewritten_before_the_rerun_is_read_again(tree: Path, tmp_path: Path) -> None:
+    # same path, same size, a later mtime: its saved digest is of content that is gone
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
+    proc.communicate(timeout=DEADLINE)
+    saved = _checkpointed(out)
+    assert len(saved) == 3
+    rewritten = sorted(saved)[0]
+    rewrite_in_place(tree / rewritten)
+    summary = _rerun(tmp_path, tree, out, log)
+    assert set(_read_log(log)) & saved == {rewritten}
+    assert summary["hashing"]["files"] == N_BIG + 1 - 2
+    hashes = dict(
+        zip(
+            *pq.read_table(out / "datasets.pqt", columns=["rel_path", "hash"]).columns,
+            strict=True,
+        )
+    )
+    rel_path = rewritten.split("/", 3)[3]  # below mouse/DATE/NNN
+    want = hashlib.md5((tree / rewritten).read_bytes()).hexdigest()
+    assert hashes[pa.scalar(rel_path)].as_py() == want
+
+
+def _checkpoint_after_failure(tmp_path: Path, tree: Path, jobs: str, **env: str) -> set[str]:
+    """Start a run that reads slowly and saves no periodic checkpoint; the digests it saved
+    once it failed (``env``: what makes it fail)."""
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", jobs, "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="3600", **env)
+    if "KILL_AT" not in env:
+        _wait_for_reads(log, 2, proc)
+        proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode in (1, -signal.SIGINT), stderr
+    assert not (out / "sessions.pqt").exists()
+    saved = _checkpointed(out)
+    assert saved and saved <= set(_read_log(log))
+    return saved
+
+
+def test_ctrl_c_mid_hash_saves_the_checkpoint(tree: Path, tmp_path: Path) -> None:
+    assert len(_checkpoint_after_failure(tmp_path, tree, "1")) >= 2
+
+
+def test_a_dead_reading_worker_saves_the_checkpoint(tree: Path, tmp_path: Path) -> None:
+    # the worker about to read the 4th file kills itself; the main process lives on to save
+    assert _checkpoint_after_failure(tmp_path, tree, "2", KILL_AT="4", READ_IN_WORKERS="1")
