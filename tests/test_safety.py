@@ -174,6 +174,30 @@ def test_update_carries_over_a_link_not_followed(tmp_path: Path, make_files: Any
     assert _rows(out) == before
 
 
+def test_update_carries_over_a_link_not_followed_in_an_unpadded_session(
+    tmp_path: Path, make_files: Any
+) -> None:
+    # the rows' ALF path says 001, the folder (and the skip record) says 1
+    session = "mainenlab/Subjects/ZM_1/2021-01-01/1"
+    root = make_files(
+        tmp_path / "data",
+        [f"{session}/raw/a.raw.npy", f"{session}/raw/b.raw.npy", f"{session}/{SPIKES}"],
+    )
+    out = tmp_path / "out"
+    with pytest.warns(RuntimeWarning, match="not_loadable"):  # ONE-api looks in .../001
+        alfcache.make_parquet_db(root, out, n_jobs=1)
+    before = _rows(out)
+    (root / session / "raw").rename(tmp_path / "raw")
+    (root / session / "raw").symlink_to(tmp_path / "raw")
+    report = alfcache.index(root, out, n_jobs=1, update=True)
+    assert [(s.path, s.reason) for s in report.skipped] == [
+        (f"{session}/raw", "symlink_not_followed")
+    ]
+    assert report.changes is not None
+    assert (report.changes.vanished, report.changes.carried_over) == (0, 2)
+    assert _rows(out) == before
+
+
 # --------------------------------------------------------------------------------------------
 # item 3: remove_missing_datasets never deletes below a folder the indexer left out
 # --------------------------------------------------------------------------------------------
