@@ -254,6 +254,23 @@ def test_prune_leaves_alone_a_folder_it_cannot_list(
     assert "x.times.npy" in flagged and "s2" not in flagged
 
 
+def test_prune_leaves_alone_a_session_holding_a_link_not_followed(
+    tmp_path: Path, make_files: Any
+) -> None:
+    # the same rule as above without another user: a session the tables do not know, whose
+    # only content is a link to a folder the walk did not follow
+    root = make_files(tmp_path / "data", [f"s1/2024-03-01/001/{SPIKES}"])
+    alfcache.make_parquet_db(root, n_jobs=1)
+    make_files(tmp_path / "elsewhere", [SPIKES])
+    (root / "s2/2024-03-01/001").mkdir(parents=True)
+    (root / "s2/2024-03-01/001/raw").symlink_to(tmp_path / "elsewhere")
+    make_files(root, ["s1/2024-03-01/001/alf/x.times.npy"])
+    flagged = alfcache.remove_missing_datasets(root, dry=False)
+    assert flagged == [root / "s1/2024-03-01/001/alf/x.times.npy"]
+    assert (root / "s2/2024-03-01/001/raw").is_symlink()
+    assert (tmp_path / "elsewhere" / SPIKES).exists()
+
+
 # --------------------------------------------------------------------------------------------
 # item 4: leftovers
 # --------------------------------------------------------------------------------------------
