@@ -21,7 +21,6 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from _inject import rewrite_in_place
 
 from alfcache._checkpoint import CHECKPOINT_FILE
