@@ -1,0 +1,136 @@
+"""Safe on a shared server: a root run never writes, copies from or deletes through a link or
+a file another user put in a folder they can write to (issue 17).
+
+A nightly root run (cron) indexes into, and prunes, folders other users can write: a sticky
+scratch folder or a lab's group folder. The attacks below plant what such a user could (a
+link, a file of theirs) and check that root's run leaves the target alone. The kernel's
+``fs.protected_symlinks`` would stop some of these in a sticky folder; the planted links are
+root's own (as in a group-writable folder, where the kernel does not protect), so the tests
+hold whatever the machine's setting.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from test_faults import ENV
+
+NOBODY = 65534
+SPIKES = "lab/Subjects/mouse/2021-01-01/001/alf/spikes.times.npy"
+PRECIOUS = b"root's data, not to be overwritten\n"
+
+
+def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "alfcache", *map(str, args)],
+        env=ENV,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.fixture
+def shared(tmp_path: Path) -> Path:
+    """A world-writable sticky folder, as /tmp or a scratch space."""
+    path = tmp_path / "shared"
+    path.mkdir()
+    path.chmod(0o1777)
+    return path
+
+
+@pytest.fixture
+def precious(tmp_path: Path) -> Path:
+    """A file that matters, owned by root, that a planted link points to."""
+    path = tmp_path / "private" / "precious.txt"
+    path.parent.mkdir()
+    path.write_bytes(PRECIOUS)
+    return path
+
+
+def _assert_refused(proc: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert proc.returncode in (1, 2), proc.stderr
+    lines = proc.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("alfcache: error: "), proc.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], proc.stderr
+
+
+# --------------------------------------------------------------------------------------------
+# item 1: the lock file
+# --------------------------------------------------------------------------------------------
+
+
+def test_index_refuses_a_lock_file_linked_elsewhere(
+    tmp_path: Path, make_files: Any, shared: Path, precious: Path
+) -> None:
+    root = make_files(tmp_path / "data", [SPIKES])
+    out = shared / "out"
+    out.mkdir(mode=0o777)
+    out.chmod(0o777)
+    lock = out / ".alfcache.lock"
+    lock.symlink_to(precious)
+    proc = _cli("index", root, "--out-dir", out)
+    _assert_refused(proc, str(lock), "symbolic link")
+    assert precious.read_bytes() == PRECIOUS
+    assert lock.is_symlink() and not (out / "sessions.pqt").exists()
+
+
+def test_prune_refuses_a_lock_file_linked_elsewhere(
+    make_files: Any, shared: Path, precious: Path
+) -> None:
+    root = make_files(shared / "data", [SPIKES])
+    assert _cli("index", root, "--out-dir", root, "-q").returncode == 0
+    extra = root / SPIKES.replace("spikes", "extra")
+    extra.write_bytes(b"x")
+    lock = root / ".alfcache.lock"
+    lock.symlink_to(precious)
+    proc = _cli("prune", root, "--apply")
+    _assert_refused(proc, str(lock), "symbolic link")
+    assert precious.read_bytes() == PRECIOUS
+    assert extra.exists() and lock.is_symlink()
+
+
+def test_lock_file_hard_linked_to_another_file_is_refused(
+    tmp_path: Path, make_files: Any, shared: Path
+) -> None:
+    # A hard link is a regular file of root's: only its second name gives it away.
+    root = make_files(tmp_path / "data", [SPIKES])
+    precious = shared / "precious.txt"
+    precious.write_bytes(PRECIOUS)
+    out = shared / "out"
+    out.mkdir()
+    os.link(precious, out / ".alfcache.lock")
+    _assert_refused(_cli("index", root, "--out-dir", out), "hard link")
+    assert precious.read_bytes() == PRECIOUS
+
+
+def test_lock_file_of_another_user_is_locked_but_not_written_or_removed(
+    tmp_path: Path, make_files: Any
+) -> None:
+    root = make_files(tmp_path / "data", [SPIKES])
+    out = tmp_path / "out"
+    out.mkdir()
+    lock = out / ".alfcache.lock"
+    lock.write_bytes(PRECIOUS)
+    os.chown(lock, NOBODY, -1)
+    proc = _cli("index", root, "--out-dir", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    assert (out / "sessions.pqt").exists()
+    assert lock.read_bytes() == PRECIOUS
+
+
+def test_lock_released_unlinks_only_the_file_it_locked(tmp_path: Path, precious: Path) -> None:
+    from alfcache._lock import LOCK_FILE, out_dir_lock
+
+    with out_dir_lock(tmp_path, timeout=0) as lock:
+        # Swapped for a link while held (another user renamed theirs over it).
+        os.unlink(lock)
+        (tmp_path / LOCK_FILE).symlink_to(precious)
+    assert (tmp_path / LOCK_FILE).is_symlink()
+    assert precious.read_bytes() == PRECIOUS
