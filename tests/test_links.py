@@ -12,6 +12,7 @@ hold whatever the machine's setting.
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -134,3 +135,40 @@ def test_lock_released_unlinks_only_the_file_it_locked(tmp_path: Path, precious:
         (tmp_path / LOCK_FILE).symlink_to(precious)
     assert (tmp_path / LOCK_FILE).is_symlink()
     assert precious.read_bytes() == PRECIOUS
+
+
+# --------------------------------------------------------------------------------------------
+# item 8: a table replaced
+# --------------------------------------------------------------------------------------------
+
+
+def test_table_linked_elsewhere_passes_on_no_owner_or_mode(
+    tmp_path: Path, make_files: Any, shared: Path
+) -> None:
+    root = make_files(tmp_path / "data", [SPIKES])
+    out = shared / "out"
+    out.mkdir()
+    target = shared / "nobodys-file"
+    target.write_bytes(PRECIOUS)
+    os.chown(target, NOBODY, NOBODY)
+    target.chmod(0o4777)
+    (out / "sessions.pqt").symlink_to(target)
+    proc = _cli("index", root, "--out-dir", out, "-q")
+    assert proc.returncode == 0, proc.stderr
+    table = os.lstat(out / "sessions.pqt")
+    assert stat.S_ISREG(table.st_mode) and table.st_uid == os.geteuid()
+    assert stat.S_IMODE(table.st_mode) == stat.S_IMODE(os.stat(out / "datasets.pqt").st_mode)
+    assert not table.st_mode & (stat.S_ISUID | stat.S_ISGID | stat.S_ISVTX)
+    assert target.read_bytes() == PRECIOUS
+    assert stat.S_IMODE(target.stat().st_mode) == 0o4777 and target.stat().st_uid == NOBODY
+
+
+def test_table_replaced_never_keeps_set_id_bits(tmp_path: Path, make_files: Any) -> None:
+    root = make_files(tmp_path / "data", [SPIKES])
+    out = tmp_path / "out"
+    assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
+    os.chown(out / "sessions.pqt", NOBODY, NOBODY)
+    (out / "sessions.pqt").chmod(0o6775)
+    assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
+    table = os.lstat(out / "sessions.pqt")
+    assert stat.S_IMODE(table.st_mode) == 0o775 and table.st_uid == NOBODY  # as an admin set it
