@@ -12,6 +12,7 @@ hold whatever the machine's setting.
 from __future__ import annotations
 
 import os
+import signal
 import stat
 import subprocess
 import sys
@@ -19,7 +20,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from test_checkpoint import (  # noqa: F401  (tree: a fixture)
+    DEADLINE,
+    N_BIG,
+    _checkpointed,
+    _start,
+    _wait_for_reads,
+    tree,
+)
 from test_faults import ENV
+
+from alfcache._checkpoint import CHECKPOINT_FILE
 
 NOBODY = 65534
 SPIKES = "lab/Subjects/mouse/2021-01-01/001/alf/spikes.times.npy"
@@ -172,3 +183,51 @@ def test_table_replaced_never_keeps_set_id_bits(tmp_path: Path, make_files: Any)
     assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
     table = os.lstat(out / "sessions.pqt")
     assert stat.S_IMODE(table.st_mode) == 0o775 and table.st_uid == NOBODY  # as an admin set it
+
+
+# --------------------------------------------------------------------------------------------
+# item 2: the checkpoint's temporary file
+# --------------------------------------------------------------------------------------------
+
+
+def test_sigterm_never_writes_the_checkpoint_through_a_planted_link(
+    tree: Path,  # noqa: F811
+    tmp_path: Path,
+    precious: Path,
+) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    planted = out / f"{CHECKPOINT_FILE}.tmp"  # the fixed name alfcache 0.2 wrote through
+    planted.symlink_to(precious)
+    log = tmp_path / "read.log"
+    proc = _start(
+        tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"], READ_LOG=str(log)
+    )
+    _wait_for_reads(log, 2, proc)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 1, stderr
+    assert precious.read_bytes() == PRECIOUS
+    assert str(precious) not in stderr and f"saved in {out / CHECKPOINT_FILE}" in stderr
+    checkpoint = os.lstat(out / CHECKPOINT_FILE)
+    assert stat.S_ISREG(checkpoint.st_mode) and _checkpointed(out)
+    assert planted.is_symlink()
+    # No temporary file of the run is left beside the checkpoint.
+    assert sorted(p.name for p in out.iterdir()) == sorted([CHECKPOINT_FILE, planted.name])
+
+
+def test_checkpoint_temporary_file_of_a_dead_run_is_removed(
+    tmp_path: Path, make_files: Any
+) -> None:
+    # Its name is new each time, so one a SIGKILL left mid-write is not overwritten later.
+    import alfcache._store
+
+    root = make_files(tmp_path / "data", [SPIKES])
+    out = tmp_path / "out"
+    out.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", ""])
+    dead.wait()
+    left = out / f"{CHECKPOINT_FILE}.{alfcache._store._HOST}.{dead.pid}.k2j4.alfcache-tmp"
+    left.write_bytes(b"PAR1")
+    assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
+    assert not left.exists()

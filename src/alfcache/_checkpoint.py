@@ -9,12 +9,18 @@ written every :data:`SAVE_EVERY` seconds, and when the run fails or is terminate
 file's digests from it when the file's path, size and modification time are unchanged, and
 reads only the others. The checkpoint is removed once the tables are written; the previous
 tables are never touched by a run that did not complete.
+
+The output folder may be writable by others, so nothing at these names is trusted: a
+checkpoint is written under a new, unpredictable name (``mkstemp``: never through a link
+planted at a fixed name) and renamed over the last one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +33,7 @@ from alfcache._arrow import numeric_array, string_array
 from alfcache._exceptions import Terminated
 from alfcache._hash import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._paths import shown
+from alfcache._store import _TMP_SUFFIX, _tmp_prefix
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -77,9 +84,20 @@ class _Saver:
         ]
         table = pa.Table.from_arrays(arrays, names=list(self.columns))
         table = table.replace_schema_metadata({_META: self.meta})
-        tmp = self.path.with_name(f"{self.path.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        # A new name each time (O_EXCL): a link planted at a fixed temporary name would be
+        # written through. The rename replaces whatever is at the checkpoint's name itself.
+        # Named as the tables' temporary files, so the next run removes a killed run's.
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=_tmp_prefix(self.path.name[1:]), suffix=_TMP_SUFFIX
+        )
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pq.write_table(table, f)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         self.saved_at = time.monotonic()
 
 

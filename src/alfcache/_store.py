@@ -44,7 +44,7 @@ _TMP_SUFFIX = ".alfcache-tmp"
 _HOST = socket.gethostname().replace(".", "-") or "localhost"
 """This machine in temporary names (dots would blur the name's fields)."""
 _TMP_NAME = re.compile(
-    r"^\.(?:sessions\.pqt|datasets\.pqt|probe)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.\w+"
+    r"^\.(?:sessions\.pqt|datasets\.pqt|probe|alfcache-digests\.checkpoint)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.\w+"
     + re.escape(_TMP_SUFFIX)
     + "$"
 )
