@@ -11,6 +11,7 @@ hold whatever the machine's setting.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import stat
@@ -19,6 +20,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from test_checkpoint import (  # noqa: F401  (tree: a fixture)
     DEADLINE,
@@ -186,7 +189,7 @@ def test_table_replaced_never_keeps_set_id_bits(tmp_path: Path, make_files: Any)
 
 
 # --------------------------------------------------------------------------------------------
-# item 2: the checkpoint's temporary file
+# items 2 and 7: the checkpoint of digests
 # --------------------------------------------------------------------------------------------
 
 
@@ -214,6 +217,61 @@ def test_sigterm_never_writes_the_checkpoint_through_a_planted_link(
     assert planted.is_symlink()
     # No temporary file of the run is left beside the checkpoint.
     assert sorted(p.name for p in out.iterdir()) == sorted([CHECKPOINT_FILE, planted.name])
+
+
+def _forged_checkpoint(root: Path, tmp_path: Path) -> Path:
+    """A checkpoint with real paths, sizes and times, and all-zero MD5s: what a user who can
+    write the output folder could leave there (made here by a killed run, then edited)."""
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [root, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
+    proc.communicate(timeout=DEADLINE)
+    path = out / CHECKPOINT_FILE
+    table = pq.read_table(path)
+    assert table.num_rows == 3
+    zeros = pa.array(["0" * 32] * table.num_rows)
+    table = table.set_column(table.schema.get_field_index("md5"), "md5", zeros)
+    path.unlink()
+    pq.write_table(table, path)
+    return path
+
+
+def _md5s(out: Path) -> set[str]:
+    return set(pq.read_table(out / "datasets.pqt").column("hash").to_pylist())
+
+
+@pytest.mark.parametrize("planted", ["owned_by_nobody", "writable_by_others", "a_link"])
+def test_checkpoint_another_user_could_have_written_is_ignored(
+    tree: Path,  # noqa: F811
+    tmp_path: Path,
+    planted: str,
+) -> None:
+    path = _forged_checkpoint(tree, tmp_path)
+    if planted == "owned_by_nobody":
+        os.chown(path, NOBODY, NOBODY)
+    elif planted == "writable_by_others":
+        path.chmod(0o666)
+    else:
+        path.rename(tmp_path / "elsewhere")
+        path.symlink_to(tmp_path / "elsewhere")
+    out = path.parent
+    proc = _start(tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "--json"])
+    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["hashing"]["files"] == N_BIG + 1  # every file read
+    assert "0" * 32 not in _md5s(out)
+    assert f"alfcache: warning: ignored the checkpoint {path}" in stderr
+
+
+def test_own_checkpoint_is_used(tree: Path, tmp_path: Path) -> None:  # noqa: F811
+    # The control for the test above: the same checkpoint, the running user's own, is used.
+    path = _forged_checkpoint(tree, tmp_path)
+    proc = _start(tmp_path, [tree, "--out-dir", path.parent, "--hash", "md5", "-j", "1", "--json"])
+    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, stderr
+    assert json.loads(stdout)["hashing"]["files"] == N_BIG + 1 - 3
+    assert "0" * 32 in _md5s(path.parent) and "ignored the checkpoint" not in stderr
 
 
 def test_checkpoint_temporary_file_of_a_dead_run_is_removed(

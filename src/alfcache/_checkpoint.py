@@ -12,16 +12,21 @@ tables are never touched by a run that did not complete.
 
 The output folder may be writable by others, so nothing at these names is trusted: a
 checkpoint is written under a new, unpredictable name (``mkstemp``: never through a link
-planted at a fixed name) and renamed over the last one.
+planted at a fixed name) and renamed over the last one, and a checkpoint is used only when it
+is a regular file of the running user that no one else may write (a planted one would give
+its digests to files never read); any other is ignored with a warning.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
+import stat
 import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -101,14 +106,49 @@ class _Saver:
         self.saved_at = time.monotonic()
 
 
+def _untrusted(st: os.stat_result) -> str | None:
+    """Why a checkpoint with this ``fstat`` may not be this user's own, or None if it is."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return "not a regular file of its own"
+    if st.st_uid != os.geteuid():
+        return "owned by another user"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "writable by others"
+    return None
+
+
 def _load(path: Path, meta: bytes) -> pa.Table | None:
-    """The checkpoint's rows, or None when there is none of this origin and these digests."""
-    if not path.exists():  # asked first: pq.read_table of a missing file imports pandas
-        return None
+    """The checkpoint's rows, or None when there is none of this origin and these digests.
+
+    One that the running user does not own alone (see the module docstring) is ignored with a
+    ``RuntimeWarning``.
+    """
     try:
-        table = pq.read_table(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:  # asked first: pq.read_table of a missing file imports pandas
+        return None
+    except OSError as exc:
+        # ELOOP: a link at the name; anything else, unreadable: read everything again.
+        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+        fd, untrusted = -1, why
+    else:
+        untrusted = _untrusted(os.fstat(fd))
+    if untrusted is not None:
+        if fd >= 0:
+            os.close(fd)
+        warnings.warn(
+            f"ignored the checkpoint {shown(path.parent)}/{path.name}: {untrusted} (another "
+            "user may have put it there); every file is read again",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    # What was checked is what is read: the open file, not the name, which may change.
+    try:
+        with os.fdopen(fd, "rb") as f:
+            table = pq.read_table(f)
     except (OSError, pa.ArrowInvalid):
-        return None  # none, or cut short by a SIGKILL mid-write: read everything again
+        return None  # cut short by a SIGKILL mid-write: read everything again
     return table if (table.schema.metadata or {}).get(_META) == meta else None
 
 
