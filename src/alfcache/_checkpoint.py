@@ -123,14 +123,15 @@ def _load(path: Path, meta: bytes) -> pa.Table | None:
     One that the running user does not own alone (see the module docstring) is ignored with a
     ``RuntimeWarning``.
     """
+    untrusted: str | None
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:  # asked first: pq.read_table of a missing file imports pandas
         return None
     except OSError as exc:
         # ELOOP: a link at the name; anything else, unreadable: read everything again.
-        why = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
-        fd, untrusted = -1, why
+        fd = -1
+        untrusted = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
     else:
         untrusted = _untrusted(os.fstat(fd))
     if untrusted is not None:
