@@ -12,6 +12,7 @@ hold whatever the machine's setting.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import stat
@@ -289,3 +290,71 @@ def test_checkpoint_temporary_file_of_a_dead_run_is_removed(
     left.write_bytes(b"PAR1")
     assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
     assert not left.exists()
+
+
+# --------------------------------------------------------------------------------------------
+# item 4: prune --apply and a folder swapped for a link
+# --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("swapped", ["alf", "001", "mouse"])
+def test_prune_never_deletes_through_a_folder_swapped_for_a_link(
+    tmp_path: Path,
+    make_files: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    swapped: str,
+) -> None:
+    import alfcache
+    import alfcache._maintain
+
+    root = make_files(tmp_path / "data", [SPIKES])
+    alfcache.make_parquet_db(root, n_jobs=1)
+    extra = SPIKES.replace("spikes.times", "extra.thing")
+    (root / extra).write_bytes(b"not in the tables")
+    # Outside the root, what the swapped folder would lead to: a same-named file.
+    folder = root / SPIKES.split(f"/{swapped}/")[0] / swapped
+    outside = tmp_path / "outside"
+    make_files(outside, [extra.split(f"/{swapped}/", 1)[1]])
+    delete = alfcache._maintain._delete
+
+    def swap_then_delete(*args: Any) -> None:
+        # Between the walk (which planned to delete `extra`) and the deletion.
+        folder.rename(tmp_path / "moved")
+        folder.symlink_to(outside)
+        delete(*args)
+
+    monkeypatch.setattr(alfcache._maintain, "_delete", swap_then_delete)
+    with caplog.at_level(logging.WARNING, logger="alfcache"):
+        alfcache.remove_missing_datasets(root, dry=False)
+    assert (outside / extra.split(f"/{swapped}/", 1)[1]).exists()
+    [warning] = [r.getMessage() for r in caplog.records if r.name == "alfcache"]
+    assert f"kept 1 path it was to remove, e.g. {root / extra}" in warning
+    assert "changed since the walk" in warning
+
+
+def test_prune_keeps_a_file_replaced_since_the_walk(
+    tmp_path: Path,
+    make_files: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import alfcache
+    import alfcache._maintain
+
+    root = make_files(tmp_path / "data", [SPIKES])
+    alfcache.make_parquet_db(root, n_jobs=1)
+    extra = root / SPIKES.replace("spikes.times", "extra.thing")
+    extra.write_bytes(b"not in the tables")
+    delete = alfcache._maintain._delete
+
+    def replace_then_delete(*args: Any) -> None:
+        extra.unlink()
+        extra.write_bytes(b"someone's new file, not what was walked")
+        delete(*args)
+
+    monkeypatch.setattr(alfcache._maintain, "_delete", replace_then_delete)
+    with caplog.at_level(logging.WARNING, logger="alfcache"):
+        alfcache.remove_missing_datasets(root, dry=False)
+    assert extra.exists()
+    assert any(str(extra) in r.getMessage() for r in caplog.records)
