@@ -158,6 +158,11 @@ def out_dir_lock(out_dir: Path, timeout: float = DEFAULT_TIMEOUT) -> Iterator[Pa
     ------
     OutDirLocked
         Another run held the lock for ``timeout`` seconds; the message names it.
+    OutDirNotWritable
+        A link or a file that is not a lock file sits at the lock's name (see the module
+        docstring).
+    WriteFailed
+        The lock file cannot be created.
     """
     path = out_dir / LOCK_FILE
     deadline = time.monotonic() + timeout
