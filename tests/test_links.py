@@ -32,7 +32,7 @@ from test_checkpoint import (  # noqa: F401  (tree: a fixture)
     _wait_for_reads,
     tree,
 )
-from test_faults import ENV
+from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
 from alfcache._checkpoint import CHECKPOINT_FILE
 
@@ -95,6 +95,26 @@ def test_index_refuses_a_lock_file_linked_elsewhere(
     _assert_refused(proc, str(lock), "symbolic link")
     assert precious.read_bytes() == PRECIOUS
     assert lock.is_symlink() and not (out / "sessions.pqt").exists()
+
+
+def test_lock_link_planted_by_nobody_in_a_sticky_folder(
+    make_files: Any,
+    public_tmp: Path,  # noqa: F811
+    unprivileged: User,  # noqa: F811
+) -> None:
+    # The reproduction as it happens: another user plants the link, root's cron run follows.
+    root = make_files(public_tmp / "data", [SPIKES])
+    precious = public_tmp / "precious.txt"
+    precious.write_bytes(PRECIOUS)
+    out = public_tmp / "scratch"
+    out.mkdir()
+    out.chmod(0o1777)
+    lock = out / ".alfcache.lock"
+    code = f"import os; os.symlink({str(precious)!r}, {str(lock)!r})"
+    subprocess.run([*unprivileged.python, "-c", code], env=unprivileged.env, check=True)
+    assert lock.is_symlink() and os.lstat(lock).st_uid == unprivileged.uid
+    _assert_refused(_cli("index", root, "--out-dir", out), str(lock), "symbolic link")
+    assert precious.read_bytes() == PRECIOUS and lock.is_symlink()
 
 
 def test_prune_refuses_a_lock_file_linked_elsewhere(

@@ -107,7 +107,8 @@ def _try_lock(path: Path) -> int | None:
     try:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | _OPEN_FLAGS, 0o644)
     except OSError as exc:
-        if exc.errno != errno.ELOOP:
+        # ELOOP; or EACCES, which some kernels give for O_CREAT on a link in a sticky folder.
+        if exc.errno != errno.ELOOP and not path.is_symlink():
             raise
         raise OutDirNotWritable(
             f"the lock file {_lock_path(path)} is a symbolic link (another user may have put "
