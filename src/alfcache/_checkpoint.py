@@ -9,13 +9,24 @@ written every :data:`SAVE_EVERY` seconds, and when the run fails or is terminate
 file's digests from it when the file's path, size and modification time are unchanged, and
 reads only the others. The checkpoint is removed once the tables are written; the previous
 tables are never touched by a run that did not complete.
+
+The output folder may be writable by others, so nothing at these names is trusted: a
+checkpoint is written under a new, unpredictable name (``mkstemp``: never through a link
+planted at a fixed name) and renamed over the last one, and a checkpoint is used only when it
+is a regular file of the running user that no one else may write (a planted one would give
+its digests to files never read); any other is ignored with a warning.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
+import stat
+import tempfile
 import time
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -27,6 +38,7 @@ from alfcache._arrow import numeric_array, string_array
 from alfcache._exceptions import Terminated
 from alfcache._hash import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._paths import shown
+from alfcache._store import _TMP_SUFFIX, _tmp_prefix
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -77,20 +89,67 @@ class _Saver:
         ]
         table = pa.Table.from_arrays(arrays, names=list(self.columns))
         table = table.replace_schema_metadata({_META: self.meta})
-        tmp = self.path.with_name(f"{self.path.name}.tmp")
-        pq.write_table(table, tmp)
-        os.replace(tmp, self.path)
+        # A new name each time (O_EXCL): a link planted at a fixed temporary name would be
+        # written through. The rename replaces whatever is at the checkpoint's name itself.
+        # Named as the tables' temporary files, so the next run removes a killed run's.
+        fd, tmp = tempfile.mkstemp(
+            dir=self.path.parent, prefix=_tmp_prefix(self.path.name[1:]), suffix=_TMP_SUFFIX
+        )
+        try:
+            with os.fdopen(fd, "wb") as f:
+                pq.write_table(table, f)
+            os.replace(tmp, self.path)
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
         self.saved_at = time.monotonic()
 
 
+def _untrusted(st: os.stat_result) -> str | None:
+    """Why a checkpoint with this ``fstat`` may not be this user's own, or None if it is."""
+    if not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
+        return "not a regular file of its own"
+    if st.st_uid != os.geteuid():
+        return "owned by another user"
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        return "writable by others"
+    return None
+
+
 def _load(path: Path, meta: bytes) -> pa.Table | None:
-    """The checkpoint's rows, or None when there is none of this origin and these digests."""
-    if not path.exists():  # asked first: pq.read_table of a missing file imports pandas
-        return None
+    """The checkpoint's rows, or None when there is none of this origin and these digests.
+
+    One that the running user does not own alone (see the module docstring) is ignored with a
+    ``RuntimeWarning``.
+    """
+    untrusted: str | None
     try:
-        table = pq.read_table(path)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:  # asked first: pq.read_table of a missing file imports pandas
+        return None
+    except OSError as exc:
+        # ELOOP: a link at the name; anything else, unreadable: read everything again.
+        fd = -1
+        untrusted = "a symbolic link" if exc.errno == errno.ELOOP else exc.strerror or str(exc)
+    else:
+        untrusted = _untrusted(os.fstat(fd))
+    if untrusted is not None:
+        if fd >= 0:
+            os.close(fd)
+        warnings.warn(
+            f"ignored the checkpoint {shown(path.parent)}/{path.name}: {untrusted} (another "
+            "user may have put it there); every file is read again",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return None
+    # What was checked is what is read: the open file, not the name, which may change.
+    try:
+        with os.fdopen(fd, "rb") as f:
+            table = pq.read_table(f)
     except (OSError, pa.ArrowInvalid):
-        return None  # none, or cut short by a SIGKILL mid-write: read everything again
+        return None  # cut short by a SIGKILL mid-write: read everything again
     return table if (table.schema.metadata or {}).get(_META) == meta else None
 
 

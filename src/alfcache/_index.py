@@ -654,7 +654,8 @@ def make_parquet_db(
     RootNotReadable
         ``root_dir`` cannot be listed by this user.
     BadOutDir, OutDirNotWritable
-        ``out_dir`` is a file or cannot be written.
+        ``out_dir`` is a file or cannot be written, or a link (or another file that is not a
+        lock file) sits at its lock's name.
     BadArgument
         ``n_jobs``, ``lab`` or ``hash_algorithm`` is not usable, ``keep_missing`` without
         ``update``, or the tables to update cannot be read or use the other kind of id.

@@ -14,7 +14,8 @@ Differences from ONE-api 3.0.0, all on the side of deleting less or being correc
   its session's rows (the reference tests the frame's index, so with UUID ids it flags every
   file), treats a null lab as no lab, refuses to run when a table file is missing (the
   reference would take the missing table as empty and flag the whole tree) and never removes
-  the cache folder itself.
+  the cache folder itself. It deletes through folders opened without following links, and
+  only files still as the walk found them (see :func:`_delete`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import datetime
 import json
 import logging
 import os
-from collections.abc import Iterable, Mapping
+import stat
+from collections.abc import Iterable, Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 
@@ -32,10 +34,12 @@ import pandas as pd
 import pyarrow.parquet as pq
 from packaging.version import InvalidVersion, Version
 
+from alfcache._cmd_common import plural
 from alfcache._exceptions import BadArgument
 from alfcache._frames import QC_TYPE
 from alfcache._ids import uuid_text
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._paths import shown
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
@@ -297,37 +301,139 @@ def _table_datasets(tables: Mapping[str, pd.DataFrame]) -> dict[str, set[str]]:
     }
 
 
-def _remove_empty_tree(folder: Path) -> bool:
-    """Remove ``folder`` when no file lies anywhere below it; return True if it was removed."""
-    for dirpath, dirnames, filenames in os.walk(folder):
-        # os.walk lists a link to a folder among the folders; it is content, like a file
-        if filenames or any(os.path.islink(os.path.join(dirpath, d)) for d in dirnames):
-            return False
-    try:
-        for dirpath, _, _ in os.walk(folder, topdown=False):
-            os.rmdir(dirpath)  # fails, harmlessly, if a file appeared meanwhile
-    except OSError as exc:
-        _logger.debug("Keeping %s: %s", folder, exc)
-        return False
-    _logger.debug("Removed %s", folder)
-    return True
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+"""A folder below the cache folder is opened from its parent, never through a link."""
 
 
-def _remove_session_folder(folder: Path, cache_dir: Path) -> None:
-    """Remove an emptied session folder, then its parents while they are empty.
+class _OpenFolders:
+    """The open folders from the cache folder down to the one last asked for.
 
-    Nothing at or directly below ``cache_dir`` is removed.
+    Deleting by full path after the walk would follow a folder swapped for a link meanwhile,
+    out of the root. Each folder here is opened relative to its open parent without following a
+    link, so such a swap fails to open (``ELOOP``, ``ENOTDIR``) instead; only the chain to the
+    current folder is kept open, so paths asked for in sorted order need few descriptors.
     """
-    if folder == cache_dir or folder.parent == cache_dir or not _remove_empty_tree(folder):
+
+    def __init__(self, root: Path) -> None:
+        self.names: list[str] = []
+        self.fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+
+    def at(self, parts: Sequence[str]) -> int:
+        """The descriptor of the folder ``parts`` below the root (``OSError`` if not a folder)."""
+        keep = 0
+        while keep < min(len(parts), len(self.names)) and self.names[keep] == parts[keep]:
+            keep += 1
+        while len(self.names) > keep:
+            self.names.pop()
+            os.close(self.fds.pop())
+        for name in parts[keep:]:
+            self.fds.append(os.open(name, _DIR_FLAGS, dir_fd=self.fds[-1]))
+            self.names.append(name)
+        return self.fds[-1]
+
+    def close(self) -> None:
+        for fd in self.fds:
+            os.close(fd)
+
+
+def _only_folders_below(dir_fd: int, name: str) -> bool:
+    """True when no file (nor link, which may be content) lies anywhere below ``name``."""
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as entries:
+            listed = [(e.name, e.is_dir(follow_symlinks=False)) for e in entries]
+        return all(is_dir for _, is_dir in listed) and all(
+            _only_folders_below(fd, sub) for sub, _ in listed
+        )
+    finally:
+        os.close(fd)
+
+
+def _remove_folders_below(dir_fd: int, name: str) -> None:
+    """Remove the empty folders ``name`` holds, deepest first, then ``name``."""
+    fd = os.open(name, _DIR_FLAGS, dir_fd=dir_fd)
+    try:
+        with os.scandir(fd) as entries:
+            subfolders = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
+        for sub in subfolders:
+            _remove_folders_below(fd, sub)
+    finally:
+        os.close(fd)
+    os.rmdir(name, dir_fd=dir_fd)  # fails, harmlessly, if a file appeared meanwhile
+
+
+def _remove_session_folder(parts: Sequence[str], folders: _OpenFolders) -> None:
+    """Remove an emptied session folder (``parts`` below the cache folder), then its parents
+    while they are empty.
+
+    Nothing at or directly below the cache folder is removed.
+    """
+    if len(parts) < 2:
         return
-    parent = folder.parent
-    while parent.parent != cache_dir and parent != cache_dir:
+    try:
+        parent = folders.at(parts[:-1])
+        if not _only_folders_below(parent, parts[-1]):
+            return
+        _remove_folders_below(parent, parts[-1])
+    except OSError as exc:
+        _logger.debug("Keeping %s: %s", "/".join(parts), exc)
+        return
+    _logger.debug("Removed %s", "/".join(parts))
+    for depth in range(len(parts) - 1, 1, -1):
         try:
-            parent.rmdir()
+            os.rmdir(parts[depth - 1], dir_fd=folders.at(parts[: depth - 1]))
         except OSError:  # not empty (or already gone): stop climbing
             return
-        _logger.debug("Removed %s", parent)
-        parent = parent.parent
+        _logger.debug("Removed %s", "/".join(parts[:depth]))
+
+
+def _delete(cache_dir: Path, to_delete: set[str], walked: Mapping[str, tuple[int, int]]) -> None:
+    """Delete the files and emptied session folders ``to_delete`` (relative to ``cache_dir``).
+
+    A file is deleted only when it is still what the walk found (a regular file of the size
+    and modification time in ``walked``; or a link, whose removal leaves its target alone),
+    through folders opened without following links (see :class:`_OpenFolders`). What changed
+    since the walk is kept, with a warning.
+    """
+    kept: list[tuple[str, str]] = []
+    session_folders = []
+    folders = _OpenFolders(cache_dir)
+    try:
+        for rel in sorted(to_delete):
+            *parents, name = rel.split("/")
+            try:
+                fd = folders.at(parents)
+                st = os.stat(name, dir_fd=fd, follow_symlinks=False)
+                if stat.S_ISDIR(st.st_mode):
+                    session_folders.append(rel.split("/"))
+                    continue
+                if not stat.S_ISLNK(st.st_mode) and (
+                    not stat.S_ISREG(st.st_mode) or (st.st_size, st.st_mtime_ns) != walked.get(rel)
+                ):
+                    kept.append((rel, "changed since the walk"))
+                    continue
+                os.unlink(name, dir_fd=fd)
+            except FileNotFoundError:
+                _logger.debug("Already gone: %s", rel)
+            except OSError as exc:
+                # ELOOP, ENOTDIR: a folder on the way is now a link (or a file).
+                kept.append((rel, f"a folder on its path changed since the walk: {exc.strerror}"))
+            else:
+                _logger.debug("Removed %s", rel)
+        # Deepest first, so a session nested in another is gone before its parent is looked at.
+        for parts in sorted(session_folders, key=len, reverse=True):
+            _remove_session_folder(parts, folders)
+    finally:
+        folders.close()
+    if kept:
+        # The folder resolved, not the path: it may now lead through a link.
+        _logger.warning(
+            "kept %s it was to remove, e.g. %s/%s: %s",
+            plural(len(kept), "path"),
+            shown(cache_dir),
+            kept[0][0],
+            kept[0][1],
+        )
 
 
 def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
@@ -457,25 +563,23 @@ def prune(
     for session, rel_path in zip(session_column, rel_path_column, strict=True):
         if rel_path not in in_cache.get(folder_of[session], no_datasets):
             candidates.add(f"{session}/{rel_path}" if session else rel_path)
-    to_delete = {cache_dir / p for p in candidates if not _left_alone(p, left_out)}
+    chosen = {p for p in candidates if not _left_alone(p, left_out)}
+    to_delete = {cache_dir / p for p in chosen}
 
     if dry:
         print("The following session and datasets would be removed:", end="\n\t")
         print("\n\t".join(sorted(map(str, to_delete))))
         return sorted(to_delete)
 
-    folders = []
-    for path in to_delete:
-        if path.is_dir() and not path.is_symlink():
-            folders.append(path)
-            continue
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            _logger.debug("Already gone: %s", path)
-        else:
-            _logger.debug("Removed %s", path)
-    # Deepest first, so a session nested in another is gone before its parent is looked at.
-    for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        _remove_session_folder(folder, cache_dir)
+    walked = {
+        f"{session}/{rel_path}" if session else rel_path: (size, mtime)
+        for session, rel_path, size, mtime in zip(
+            session_column,
+            rel_path_column,
+            scan.datasets["file_size"].to_pylist(),
+            scan.datasets["mtime_ns"].to_pylist(),
+            strict=True,
+        )
+    }
+    _delete(cache_dir, chosen, walked)
     return sorted(to_delete)

@@ -10,7 +10,9 @@ of runs that are gone (:func:`remove_stale_tmp`).
 Permissions are those a user expects of a file written in place: a new table gets the mode the
 umask allows (``0644`` under umask 022, as ONE-api's tables), and a table that replaces another
 keeps the mode, group and (when run as root) owner of the one it replaces, so a nightly
-re-index does not lock lab members out or undo what an admin set. ``mkstemp`` creates ``0600``
+re-index does not lock lab members out or undo what an admin set; but only a regular file
+passes them on (never what a link there points to), and never its set-id or sticky bits. The
+rename replaces a link at a table's name, never what it points to. ``mkstemp`` creates ``0600``
 files and a rename keeps the mode, hence the explicit ``fchmod``.
 """
 
@@ -42,7 +44,7 @@ _TMP_SUFFIX = ".alfcache-tmp"
 _HOST = socket.gethostname().replace(".", "-") or "localhost"
 """This machine in temporary names (dots would blur the name's fields)."""
 _TMP_NAME = re.compile(
-    r"^\.(?:sessions\.pqt|datasets\.pqt|probe)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.\w+"
+    r"^\.(?:sessions\.pqt|datasets\.pqt|probe|alfcache-digests\.checkpoint)\.(?P<host>[^.]+)\.(?P<pid>\d+)\.\w+"
     + re.escape(_TMP_SUFFIX)
     + "$"
 )
@@ -227,17 +229,25 @@ def _umask() -> int:
 
 
 def _take_permissions(fd: int, final: Path) -> None:
-    """Give the open temporary file the permissions ``final`` has, or a new file would get."""
+    """Give the open temporary file the permissions ``final`` has, or a new file would get.
+
+    Only a table that is a regular file with one name passes them on: a link (or a hard
+    link) there may point at any file, which another user who can write the folder chose, and
+    its owner and mode are not the previous table's. Set-id and sticky bits never pass on: a
+    table is data, and a root run must not make a set-uid file of another user.
+    """
     try:
-        st = final.stat()
+        st = os.lstat(final)
     except FileNotFoundError:
+        st = None
+    if st is None or not stat.S_ISREG(st.st_mode) or st.st_nlink != 1:
         os.fchmod(fd, 0o666 & ~_umask())
         return
     # Only root may give a file away; anyone may pass it to a group they belong to, else the
     # new table gets this user's group.
     with contextlib.suppress(PermissionError):
         os.fchown(fd, st.st_uid if os.geteuid() == 0 else -1, st.st_gid)
-    os.fchmod(fd, stat.S_IMODE(st.st_mode))
+    os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o777)
 
 
 def _write_tmp(table: pa.Table, final: Path) -> Path:
