@@ -16,7 +16,7 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alfcache._cmd_common import add_lock_timeout, jobs, plural
+from alfcache._cmd_common import add_common, add_lock_timeout, jobs, plural
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._paths import shown
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
@@ -115,11 +115,7 @@ def add_parser(subparsers: Any) -> None:
         help="with --backend dask: the scheduler's address (tcp://host:8786), or 'local' for "
         "a LocalCluster of --jobs workers on this machine",
     )
-    idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
-    idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    idx.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
-    )
+    add_common(idx, "print a JSON summary on stdout")
     idx.set_defaults(func=run)
 
 

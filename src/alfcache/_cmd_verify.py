@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from alfcache._cmd_common import add_jobs, add_output, plural, print_json, say
+from alfcache._cmd_common import add_common, add_jobs, plural, print_json, say
 from alfcache._paths import shown
 
 SHOWN = 10
@@ -36,8 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         const=True,
         help="follow links to folders, as index does (default: as indexed)",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
-    add_output(parser, "print every difference as JSON on stdout")
+    add_common(parser, "print every difference as JSON on stdout")
     parser.set_defaults(func=run)
 
 
