@@ -313,21 +313,23 @@ def _remove_empty_tree(folder: Path) -> bool:
     return True
 
 
-def _remove_session_folder(folder: Path, cache_dir: Path) -> None:
+def _remove_session_folder(folder: Path, cache_dir: Path) -> bool:
     """Remove an emptied session folder, then its parents while they are empty.
 
-    Nothing at or directly below ``cache_dir`` is removed.
+    Nothing at or directly below ``cache_dir`` is removed. Returns True if ``folder`` was
+    removed (False: it held a file, a README say, and was kept).
     """
     if folder == cache_dir or folder.parent == cache_dir or not _remove_empty_tree(folder):
-        return
+        return False
     parent = folder.parent
     while parent.parent != cache_dir and parent != cache_dir:
         try:
             parent.rmdir()
         except OSError:  # not empty (or already gone): stop climbing
-            return
+            return True
         _logger.debug("Removed %s", parent)
         parent = parent.parent
+    return True
 
 
 def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
@@ -390,7 +392,8 @@ def remove_missing_datasets(
     Returns
     -------
     list of pathlib.Path
-        A sorted list of paths to be removed.
+        Sorted: when ``dry``, the paths that would be removed; else the paths removed (a
+        session folder kept because a non-ALF file lies in it is not among them).
 
     Raises
     ------
@@ -464,7 +467,9 @@ def prune(
         print("\n\t".join(sorted(map(str, to_delete))))
         return sorted(to_delete)
 
-    folders = []
+    # Only what was removed is returned: a session folder kept for a file in it (a README)
+    # reported as removed would tell the user it is gone.
+    folders, removed = [], []
     for path in to_delete:
         if path.is_dir() and not path.is_symlink():
             folders.append(path)
@@ -475,7 +480,9 @@ def prune(
             _logger.debug("Already gone: %s", path)
         else:
             _logger.debug("Removed %s", path)
+            removed.append(path)
     # Deepest first, so a session nested in another is gone before its parent is looked at.
     for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
-        _remove_session_folder(folder, cache_dir)
-    return sorted(to_delete)
+        if _remove_session_folder(folder, cache_dir):
+            removed.append(folder)
+    return sorted(removed)
