@@ -143,7 +143,10 @@ def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: P
     [line] = stderr.splitlines()
     assert line.startswith("alfcache: error: terminated by SIGTERM"), line
     saved = _checkpointed(out)
-    assert len(saved) >= 2 and f"of {N_BIG + 1} files are saved in {out / CHECKPOINT_FILE}" in line
+    n = len(saved)
+    assert n >= 2
+    where = out / CHECKPOINT_FILE
+    assert f"saved a checkpoint of {n} digests (of {N_BIG + 1} files) at {where}:" in line
     assert "run the same command again" in line
     assert saved <= set(_read_log(log))
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != CHECKPOINT_FILE}
@@ -159,6 +162,34 @@ def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: P
     )
     assert whole.wait(DEADLINE) == 0
     _assert_same_tables(tmp_path / "whole", out)
+
+
+def test_interrupted_run_says_it_saved_a_checkpoint_and_the_rerun_that_it_resumed(
+    tree: Path, tmp_path: Path
+) -> None:
+    # Ctrl-C, not SIGTERM: the one line says "interrupted", the next names the checkpoint.
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    proc = _start(
+        tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1"], READ_LOG=str(log)
+    )
+    _wait_for_reads(log, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == -signal.SIGINT, stderr
+    n, where = len(_checkpointed(out)), out / CHECKPOINT_FILE
+    assert f"alfcache: saved a checkpoint of {n} digests (of {N_BIG + 1} files) at {where}:" in (
+        stderr
+    )
+
+    log.unlink()
+    proc = _start(tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "--json"])
+    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, stderr
+    assert f"alfcache: resumed {n} digests from checkpoint {where}\n" in stderr
+    hashing = json.loads(stdout)["hashing"]
+    assert (hashing["resumed"], hashing["checkpoint"]) == (n, str(where))
+    assert hashing["files"] == N_BIG + 1 - n
 
 
 def test_killed_run_resumes_from_the_last_periodic_checkpoint(tree: Path, tmp_path: Path) -> None:

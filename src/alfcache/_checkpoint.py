@@ -24,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alfcache._arrow import numeric_array, string_array
+from alfcache._cmd_common import plural
 from alfcache._exceptions import Terminated
 from alfcache._hash import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._paths import shown
@@ -166,13 +167,18 @@ def digest_with_checkpoint(
             readers=readers,
         )
     except BaseException as exc:
-        if saver.files:
-            saver.save()  # Ctrl-C, a dead worker or SIGTERM: the next run reads only the rest
+        if not saver.files:
+            raise
+        saver.save()  # Ctrl-C, a dead worker or SIGTERM: the next run reads only the rest
+        saved = (
+            f"saved a checkpoint of {plural(saver.files, 'digest')} (of {len(paths)} files) "
+            f"at {shown(path)}: run the same command again to read only the others"
+        )
         if isinstance(exc, Terminated):
-            raise Terminated(
-                f"{exc}; the digests of {saver.files} of {len(paths)} files are saved in "
-                f"{shown(path)}: run the same command again to read only the others"
-            ) from exc
+            raise Terminated(f"{exc}; {saved}") from exc
+        # Ctrl-C or a failure: the command line prints the note under its one line. Set as
+        # BaseException.add_note does, which Python 3.10 (still supported) lacks.
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), saved]
         raise
     found.sizes[rest], found.mtimes[rest] = digests.sizes, digests.mtimes
     found.vanished[rest] = digests.vanished
@@ -180,7 +186,14 @@ def digest_with_checkpoint(
         for row, digest in zip(rest.tolist(), digests.columns[a], strict=True):
             found.columns[a][row] = digest
     found.skipped, found.bytes, found.seconds = digests.skipped, digests.bytes, digests.seconds
-    return found, Hashing(algorithms, digests.summary().files, digests.bytes, digests.seconds)
+    return found, Hashing(
+        algorithms,
+        digests.summary().files,
+        digests.bytes,
+        digests.seconds,
+        resumed=len(reused),
+        checkpoint=shown(path) if len(reused) else None,
+    )
 
 
 def remove_checkpoint(out_dir: Path) -> None:

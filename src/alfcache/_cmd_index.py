@@ -205,6 +205,12 @@ def run(args: argparse.Namespace) -> int:
                 "(below entries not indexed: see skipped)",
                 file=sys.stderr,
             )
+        if report.hashing and report.hashing.resumed:
+            print(
+                f"alfcache: resumed {plural(report.hashing.resumed, 'digest')} from checkpoint "
+                f"{report.hashing.checkpoint}",
+                file=sys.stderr,
+            )
         if report.hashing and report.hashing.files:
             h = report.hashing
             print(

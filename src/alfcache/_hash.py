@@ -476,6 +476,10 @@ class Hashing:
     """Files read (the others kept the digests of the previous tables)."""
     bytes: int
     seconds: float
+    resumed: int = 0
+    """Files whose digests came from a checkpoint of an interrupted run, not read again."""
+    checkpoint: str | None = None
+    """That checkpoint, as shown to a person (None: no digest came from one)."""
 
     @property
     def rate(self) -> float:
