@@ -169,11 +169,19 @@ def digest_with_checkpoint(
     except BaseException as exc:
         if not saver.files:
             raise
-        saver.save()  # Ctrl-C, a dead worker or SIGTERM: the next run reads only the rest
-        saved = (
-            f"saved a checkpoint of {plural(saver.files, 'digest')} (of {len(paths)} files) "
-            f"at {shown(path)}: run the same command again to read only the others"
-        )
+        try:
+            saver.save()  # Ctrl-C, a dead worker or SIGTERM: the next run reads only the rest
+        except OSError as failed:
+            # A full disk must not hide why the run stopped behind a bare "[Errno 28]".
+            saved = (
+                f"could not save a checkpoint of {plural(saver.files, 'digest')} at "
+                f"{shown(path)}: {failed.strerror or failed}"
+            )
+        else:
+            saved = (
+                f"saved a checkpoint of {plural(saver.files, 'digest')} (of {len(paths)} "
+                f"files) at {shown(path)}: run the same command again to read only the others"
+            )
         if isinstance(exc, Terminated):
             raise Terminated(f"{exc}; {saved}") from exc
         # Ctrl-C or a failure: the command line prints the note under its one line. Set as
