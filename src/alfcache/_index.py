@@ -48,7 +48,13 @@ from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
 from alfcache._sharding import METADATA_KEY as SHARD_KEY
 from alfcache._sharding import ArrayShard, check_shard
-from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
+from alfcache._store import (
+    check_space,
+    one_metadata,
+    prepare_out_dir,
+    provenance,
+    write_tables,
+)
 
 if TYPE_CHECKING:
     from alfcache._update import Changes
@@ -482,6 +488,8 @@ def index(
     try:
         walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
         tables = walked.tables
+        rows = tables.sessions.num_rows + tables.datasets.num_rows
+        check_space(out, rows, len(algorithms) * tables.datasets.num_rows)
         if update or algorithms:
             tables, hashing, changes = refresh(
                 str(root),
