@@ -28,9 +28,11 @@ from alfcache._engine import (
     Counter,
     Lister,
     Sharer,
+    Tally,
     Walked,
     add,
     serve,
+    tally,
     work,
 )
 from alfcache._exceptions import (
@@ -211,6 +213,7 @@ class RunningWalk:
         self._queued: Counter = self._ctx.Value("q", 0)
         self._waiting: Counter = self._ctx.Value("q", 0)
         self._outstanding: Counter = self._ctx.Value("q", 0)
+        self._found: Tally = self._ctx.Array("q", 2)
         self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
         self._sharer.enabled = False
         self._main_results: deque[ScanResult] = deque()
@@ -224,6 +227,7 @@ class RunningWalk:
             emit=self._main_results.append,
             on_idle=lambda n: add(self._outstanding, -n),
             share=self._sharer if self._n_workers else None,
+            found=self._found,
         )
         self._shards = 0
         self._walk_shards([Shard("", True)])
@@ -250,6 +254,7 @@ class RunningWalk:
                 self._waiting,
                 self._outstanding,
                 send,
+                self._found,
             )
             proc = self._procs.start(self._ctx, work, args)
             send.close()  # the worker holds the only write end: its death is an EOF here
@@ -260,6 +265,7 @@ class RunningWalk:
         """Start walking ``shards`` in this process (their own session rows are emitted here)."""
         walk = _Walk(self._root, self._follow_symlinks, self._array_shard)
         tasks = [walk.start(shard) for shard in shards]
+        tally(self._found, *walk.found)
         self._main_results.append(walk.flush())
         self._shards += len(tasks)
         add(self._outstanding, len(tasks))
@@ -275,7 +281,7 @@ class RunningWalk:
         """
         from alfcache._assemble import assemble
 
-        bar = Progress(enabled=progress)
+        bar = Progress(enabled=progress, start=self._start)
         results: list[ScanResult] = []
         listed = {"main": 0, "workers": 0}
         links: list[str] = []
@@ -286,11 +292,11 @@ class RunningWalk:
             results.append(result)
             listed[where] += result.listed
             links.extend(result.links)
-            bar.update(result.sessions.num_rows, result.datasets.num_rows)
 
         try:
             while True:
                 self._collect(take)
+                bar.show(self._found[0], self._found[1])  # each poll: a line is due every 5 s
                 if self._outstanding.value:
                     continue
                 # Every folder of this round is listed and every row has arrived.
