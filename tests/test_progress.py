@@ -14,6 +14,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
+import pytest
+
+import alfcache._hash
+from alfcache._hash import FileBoard
+
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 120.0
 HOLD_SECONDS = 10.0  # only waited out when the fix is missing
@@ -33,7 +39,7 @@ if os.environ.get("PROGRESS_LOG"):
 
     def _counted(pattern):
         text = _log.read_text() if _log.exists() else ""
-        return any(int(n.replace(",", "")) for n in re.findall(pattern, text))
+        return any(float(n.replace(",", "")) for n in re.findall(pattern, text))
 
     def hold_until(pattern, verdict):
         deadline = time.monotonic() + float(os.environ["HOLD_SECONDS"])
@@ -52,14 +58,23 @@ if os.environ.get("PROGRESS_LOG"):
                     hold_until(r"sessions, ([\\d,]+) files", os.environ["VERDICT"])
             return _scandir(*args, **kwargs)
         os.scandir = _held_scandir
+
+    if os.environ.get("HOLD_READ"):
+        import alfcache._hash
+        _read = alfcache._hash._read
+        def _held_read(folder, name, *args):
+            if name == os.environ["HOLD_READ"]:
+                hold_until(r"hashed ([\\d,.]+) of", os.environ["VERDICT"])
+            return _read(folder, name, *args)
+        alfcache._hash._read = _held_read
 """
 
 
-def _tree(root: Path, sessions: int) -> Path:
+def _tree(root: Path, sessions: int, size: int = 100) -> Path:
     for s in range(sessions):
-        path = root / f"s{s:02d}/2021-01-01/001/alf/spikes.times.npy"
+        path = root / f"s{s:02d}/2021-01-01/001/alf/spikes{s:02d}.times.npy"
         path.parent.mkdir(parents=True)
-        path.write_bytes(b"x" * 100)
+        path.write_bytes(b"x" * size)
     return root
 
 
@@ -94,3 +109,31 @@ def test_batch_progress_counts_files_before_the_walk_ends(tmp_path: Path) -> Non
     assert verdict.read_text() == "seen", done.stderr
     counts = [int(n) for n in re.findall(r"alfcache: \d+ sessions, (\d+) files", done.stderr)]
     assert any(0 < n < 20 for n in counts), done.stderr
+
+
+def test_hashing_progress_shows_the_bytes_of_small_files_as_they_are_read(tmp_path: Path) -> None:
+    # 20 files of 10 kB, read in two worker processes (small files), one task each: the read
+    # of one waits until a line shows bytes read, which the other files' tasks give. Whole
+    # megabytes showed "hashed 0 of 0 MB, 0 MB/s" all along.
+    root = _tree(tmp_path / "data", 20, size=10_000)
+    verdict = tmp_path / "verdict"
+    args = [str(root), "--out-dir", str(tmp_path / "out"), "--jobs", "2", "--hash", "md5"]
+    done = _index(tmp_path, args, HOLD_READ="spikes19.times.npy", VERDICT=str(verdict))
+    assert done.returncode == 0, done.stderr
+    assert verdict.read_text() == "seen", done.stderr
+    assert re.search(r"alfcache: hashed 0\.\d*[1-9]\d* of 0\.200 MB, ", done.stderr), done.stderr
+
+
+def test_file_board_shows_small_files_as_they_are_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A worker's task of small files never reaches the 16 MB between two writes by bytes: its
+    # counter is also written when a look (_POLL) has passed since the last write.
+    path = tmp_path / "board"
+    path.write_bytes(bytes(8 * 2))
+    board = FileBoard(str(path), 1)
+    monkeypatch.setattr(alfcache._hash, "_POLL", 0.0)
+    for n in (5, 7):
+        board.add(n)
+    assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 12]
+    board.close()

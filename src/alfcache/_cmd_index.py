@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from alfcache._cmd_common import add_common, add_lock_timeout, jobs, plural
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._paths import shown
+from alfcache._progress import megabytes
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
 if TYPE_CHECKING:
@@ -215,7 +216,8 @@ def run(args: argparse.Namespace) -> int:
             h = report.hashing
             print(
                 f"alfcache: hashed {plural(h.files, 'file')} ({h.bytes / 1e6:,.1f} MB, "
-                f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, {h.rate / 1e6:,.0f} MB/s",
+                f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, "
+                f"{megabytes(h.rate, h.rate)} MB/s",
                 file=sys.stderr,
             )
         notices = plural(len(report.notices), "notice")

@@ -129,6 +129,17 @@ class ByteProgress(_Display):
             rate = done / elapsed
             left = (self.total - done) / rate if rate else float("inf")
             self._print(
-                f"alfcache: hashed {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, "
-                f"{rate / 1e6:,.0f} MB/s, about {left:,.0f} s left"
+                f"alfcache: hashed {megabytes(done, self.total)} of "
+                f"{megabytes(self.total, self.total)} MB, {megabytes(rate, rate)} MB/s, "
+                f"about {left:,.0f} s left"
             )
+
+
+def megabytes(n: float, scale: float) -> str:
+    """``n`` bytes in MB, with the decimals that give ``scale`` three digits (three at most).
+
+    Whole megabytes said ``hashed 0 of 1 MB, 0 MB/s`` of a run of small files that was moving.
+    """
+    mb = scale / 1e6
+    decimals = 0 if mb >= 100 else 1 if mb >= 10 else 2 if mb >= 1 else 3
+    return f"{n / 1e6:,.{decimals}f}"
