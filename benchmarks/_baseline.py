@@ -4,7 +4,8 @@
 installs it into ``into/venv-baseline-REF``, a venv of the interpreter running this, with the
 dependency versions of this environment as constraints: the two versions then differ only in
 alfcache's own code, not in Polars or PyArrow. The venv is reused while ``ref`` names the same
-commit. No ``git worktree`` is added: the repository's worktree list is shared with others.
+commit and those versions are the same. No ``git worktree`` is added: the repository's
+worktree list is shared with others.
 
 The baseline is only ever run through its command line, ``PYTHON -I -m alfcache``, in an
 environment without ``PYTHONPATH``: a working tree put on ``PYTHONPATH`` would otherwise be the
@@ -13,6 +14,7 @@ one imported, by the command and by the workers it starts.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import os
 import re
@@ -25,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 STAMP = ".alfcache-baseline"
-"""File in the venv holding the commit and interpreter it was installed for."""
+"""File in the venv naming the commit, interpreter and dependency versions it was installed for."""
 
 _PATH_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
 
@@ -126,7 +128,10 @@ def install(ref: str, repo: Path, into: Path) -> Baseline:
     source, venv = into / f"baseline-{slug(ref)}", into / f"venv-baseline-{slug(ref)}"
     python = venv / "bin" / "python"
     stamp = venv / STAMP
-    key = f"{commit} {sys.version.split()[0]}\n"
+    pins = constraints()
+    # A new commit, interpreter or dependency version here means a new install there.
+    pinned = hashlib.sha256(pins.encode()).hexdigest()[:16]
+    key = f"{commit} {sys.version.split()[0]} {pinned}\n"
     constrained = True
     if stamp.exists() and stamp.read_text().startswith(key) and python.exists():
         constrained = stamp.read_text() == key
@@ -136,7 +141,7 @@ def install(ref: str, repo: Path, into: Path) -> Baseline:
         _export(commit, repo, source)
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([sys.executable, "-m", "venv", str(venv)], env=clean_env(), check=True)
-        if not _pip_install(python, source, constraints()):
+        if not _pip_install(python, source, pins):
             # The release may pin dependencies this environment has moved past.
             print(
                 f"baseline {ref}: pip cannot install it with this environment's dependency "

@@ -283,19 +283,20 @@ def _speedup_panel(ax: Any, rows: list[Row], knob: str, title: str, cores: int) 
         (kind("walker"), "bare 64-thread walker", "tab:purple"),
         (kind("find"), "find -printf", "black"),
     ]
+    shown = [one / t for _, t in points]
     for test, name, color in levels:
         if (row := _find(rows, test)) is not None:
             label = row["tool"] if name == "baseline" else name
+            shown.append(one / median(row))
             ax.axhline(
-                one / median(row),
-                color=color,
-                ls="-.",
-                lw=1.2,
-                label=f"{label}: {median(row):.2f} s",
+                shown[-1], color=color, ls="-.", lw=1.2, label=f"{label}: {median(row):.2f} s"
             )
     ax.set_xscale("log", base=2)
     ax.set_yscale("log", base=2)
     ax.set_xticks(xs, [str(n) for n in xs])
+    ax.yaxis.set_major_formatter(lambda value, _: f"{value:g}")
+    # The ideal line may leave the top: the measured curve and levels keep the scale.
+    ax.set_ylim(min(shown) / 1.5, max(2.0, *shown) * 1.5)
     ax.set(
         xlabel=f"--{knob.replace('_', '-')}",
         ylabel=f"speed-up over --{knob.replace('_', '-')} 1 ({one:.2f} s)",
@@ -314,11 +315,11 @@ def plots(report: dict[str, Any], out: Path) -> list[Path]:
     written = []
     groups = _groups(report)
     local = [row for (group, _), rows in groups.items() if group == "local" for row in rows]
-    # A tool measured at one size only (a sweep's setting) makes a point, not a line.
+    # A tool measured at one size only (a sweep's setting) is left out, unless all are.
     sizes_of: dict[str, int] = {}
     for row in local:
         sizes_of[row["tool"]] = sizes_of.get(row["tool"], 0) + 1
-    lines = [tool for tool, n in sizes_of.items() if n > 1]
+    lines = [tool for tool, n in sizes_of.items() if n > 1] or list(sizes_of)
 
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=90)
     for tool in lines:

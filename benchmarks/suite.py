@@ -351,14 +351,13 @@ def same_tables(tools: list[Tool], reference: Path | None = None) -> dict[str, o
             for name in ("sessions.pqt", "datasets.pqt")
         ]
 
-    ours_ = [t for t in tools if t.kind == "alfcache" and t.out is not None]
-    default = next(t for t in ours_ if t.default)
-    expected = read(default.out)  # type: ignore[arg-type]
-    others = {t.name: t.out for t in ours_ if not t.default}
+    written = {t.name: t.out for t in tools if t.kind == "alfcache" and t.out is not None}
+    default = next(t.name for t in tools if t.default)
+    expected = read(written.pop(default))
     if reference is not None and (reference / "datasets.pqt").exists():
-        others["the same tree on local disk"] = reference
-    differ = [name for name, out in others.items() if read(out) != expected]  # type: ignore[arg-type]
-    return {"compared": len(others), "differ": differ}
+        written["the same tree on local disk"] = reference
+    differ = [name for name, out in written.items() if read(out) != expected]
+    return {"compared": len(written), "differ": differ}
 
 
 @contextlib.contextmanager
@@ -382,17 +381,10 @@ def network_mount(source: Path, delay_ms: float) -> Iterator[Path | None]:
             mountpoint.rmdir()
 
 
-def hashing_group(
-    data: Path, out: Path, runs: int, setup: Setup, big_mib: int, n_small: int
-) -> list[Result]:
-    """MD5 and XXH3 against the best parallel md5sum, on bench_hashing's mixed tree."""
-    from bench_hashing import KIB, MIB, throughput_tree
-
-    big, small, n_big, cores = big_mib * MIB, 20 * KIB, 8, setup.cores
-    root = (data / f"hashing-{n_big}x{big_mib}M-{n_small}x20K").resolve()
-    throughput_tree(root, n_big, big, n_small, small)
-    cut = f"{(big + small) // 2 // KIB}k"
+def hashing_tools(root: Path, out: Path, setup: Setup, cut: str) -> list[Tool]:
+    """Parallel md5sum (files above ``cut`` one a process, the rest 64 a process), alfcache."""
     find = f"find {root} -type f -name '*.*.*'"
+    cores = setup.cores
     split = (
         f"{find} -size +{cut} -print0 | xargs -0 -n 1 -P {cores} md5sum > /dev/null && "
         f"{find} -size -{cut} -print0 | xargs -0 -n 64 -P {cores} md5sum > /dev/null"
@@ -413,6 +405,19 @@ def hashing_group(
     tools.append(
         Tool("alfcache --hash xxh3", "alfcache", ours(root, out / "xxh3", setup, "--hash", "xxh3"))
     )
+    return tools
+
+
+def hashing_group(
+    data: Path, out: Path, runs: int, setup: Setup, big_mib: int, n_small: int
+) -> list[Result]:
+    """MD5 and XXH3 against the best parallel md5sum, on bench_hashing's mixed tree."""
+    from bench_hashing import KIB, MIB, throughput_tree
+
+    big, small, n_big = big_mib * MIB, 20 * KIB, 8
+    root = (data / f"hashing-{n_big}x{big_mib}M-{n_small}x20K").resolve()
+    throughput_tree(root, n_big, big, n_small, small)
+    tools = hashing_tools(root, out, setup, cut=f"{(big + small) // 2 // KIB}k")
     size = f"{(n_big * big + n_small * small) / 1e9:.2f} GB"
     return run_group("hashing", size, n_big + n_small, tools, runs)
 
@@ -572,9 +577,12 @@ def main() -> int:
     skipped: list[str] = report["skipped"]  # type: ignore[assignment]
     identical: list[dict[str, object]] = report["identical"]  # type: ignore[assignment]
 
-    def measured(group: str, size: str, tools: list[Tool], new: list[Result], **same: object):
+    def measured(
+        group: str, size: str, tools: list[Tool], new: list[Result], reference: Path | None = None
+    ) -> None:
+        """Keep a group's results and whether its alfcache runs wrote the same tables."""
         results.extend(new)
-        identical.append({"group": group, "size": size, **same_tables(tools, **same)})  # type: ignore[arg-type]
+        identical.append({"group": group, "size": size, **same_tables(tools, reference)})
 
     out = Path(tempfile.mkdtemp(prefix="alfcache-suite-"))
     try:
