@@ -29,6 +29,8 @@ from pathlib import Path
 STAMP = ".alfcache-baseline"
 """File in the venv naming the commit, interpreter and dependency versions it was installed for."""
 
+VERSION = "import importlib.metadata as m; print(m.version('alfcache'))"
+
 _PATH_VARIABLES = ("PYTHONPATH", "PYTHONHOME", "PYTHONSTARTUP", "PYTHONUSERBASE")
 
 
@@ -39,7 +41,7 @@ class Baseline:
     python: str
     """The baseline venv's interpreter."""
     version: str
-    """``alfcache --version`` of the baseline."""
+    """``alfcache X.Y.Z``, from the installed package's metadata."""
     module: str
     """Where the baseline's ``alfcache`` package was imported from (inside its venv)."""
     help: str
@@ -159,7 +161,8 @@ def install(ref: str, repo: Path, into: Path) -> Baseline:
         ref=ref,
         commit=commit,
         python=str(python),
-        version=_ask(python, "-m", "alfcache", "--version"),
+        # From the package's metadata: releases before 0.1.0 have no --version.
+        version="alfcache " + _ask(python, "-c", VERSION),
         module=module,
         help=_ask(python, "-m", "alfcache", "index", "--help"),
         constrained=constrained,

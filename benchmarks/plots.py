@@ -40,6 +40,10 @@ def peak(row: Row) -> float:
     return max(s["peak_rss"] for s in row["samples"]) / MIB
 
 
+def n_runs(n: int) -> str:
+    return f"{n} run" if n == 1 else f"{n} runs"
+
+
 def _groups(report: dict[str, Any]) -> dict[tuple[str, str], list[Row]]:
     groups: dict[tuple[str, str], list[Row]] = {}
     for row in report["results"]:
@@ -156,7 +160,7 @@ def _targets(report: dict[str, Any]) -> list[tuple[str, ...]]:
         ]
         label = (
             f"tables identical to the default's for every --jobs, --io-depth and storage "
-            f"({sum(c['compared'] for c in compared)} runs compared)"
+            f"({n_runs(sum(c['compared'] for c in compared))} compared)"
         )
         lines.append(
             (
@@ -226,7 +230,7 @@ def tables(report: dict[str, Any]) -> str:
             verdict = f"NO: {', '.join(same['differ'])} differ" if same["differ"] else "yes"
             lines += [
                 "",
-                f"Tables identical to the default's ({same['compared']} runs): {verdict}.",
+                f"Tables identical to the default's ({n_runs(same['compared'])}): {verdict}.",
             ]
         lines.append("")
     lines += ["| target | measured | goal | met |", "|---|---|---|---|"]

@@ -79,6 +79,9 @@ REFERENCE = "from one.alf.cache import make_parquet_db; import sys; make_parquet
 
 DROP_CACHES = Path("/proc/sys/vm/drop_caches")
 
+LARGE_HASH_MIB = 1024
+"""With ``--large``, the 8 big hashing files make 8 GiB: issue 21's MD5 target."""
+
 PROFILES = {
     "full": {
         "sizes": "10k,100k,175k",
@@ -477,12 +480,15 @@ def numbers(text: str) -> list[int]:
 
 
 def parse_args() -> argparse.Namespace:
+    full = PROFILES["full"]
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=Path("bench-data/suite"))
     parser.add_argument(
-        "--results", type=Path, help="folder for the results file (default: benchmarks/results)"
+        "--results", type=Path, help=f"folder for the results file (default: {full['results']})"
     )
-    parser.add_argument("--runs", type=int, help="rounds of every group (default: 3)")
+    parser.add_argument(
+        "--runs", type=int, help=f"rounds of every group (default: {full['runs']})"
+    )
     parser.add_argument(
         "--quick",
         action="store_true",
@@ -498,7 +504,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--only", default="local,cold,network,hashing")
     parser.add_argument(
         "--sizes",
-        help=f"local-disk tree sizes, of {', '.join(SIZES)} (default: 10k,100k,175k; "
+        help=f"local-disk tree sizes, of {', '.join(SIZES)} (default: {full['sizes']}; "
         "--large adds 1M)",
     )
     parser.add_argument(
@@ -509,17 +515,22 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument(
         "--sweep",
         help="groups that also run --jobs-sweep and --depth-sweep, as GROUP:SIZE,... "
-        "(default: local:100k,network:10k; 'none' for none)",
+        f"(default: {full['sweep']}; 'none' for none)",
     )
     parser.add_argument("--jobs-sweep", default="1,2,4,8")
     parser.add_argument("--depth-sweep", default="1,2,4,8,16,32,64,128,256")
-    parser.add_argument("--cold-size", help="default: 100k")
-    parser.add_argument("--network-sizes", help="default: 10k,70k (2,000 sessions)")
+    parser.add_argument("--cold-size", help=f"default: {full['cold_size']}")
+    parser.add_argument("--network-sizes", help=f"default: {full['network_sizes']}")
     parser.add_argument("--delay-ms", type=float, default=1.0)
     parser.add_argument(
-        "--hash-mib", type=int, help="size of each of the 8 big hashing files (default: 64)"
+        "--hash-mib",
+        type=int,
+        help=f"MiB of each of the 8 big hashing files (default: {full['hash_mib']}, "
+        f"{LARGE_HASH_MIB} with --large)",
     )
-    parser.add_argument("--small-files", type=int, help="small hashing files (default: 2000)")
+    parser.add_argument(
+        "--small-files", type=int, help=f"small hashing files (default: {full['small_files']})"
+    )
     parser.add_argument("--no-reference", action="store_true", help="skip one-api (slow)")
     parser.add_argument(
         "--baseline",
@@ -528,17 +539,21 @@ def parse_args() -> argparse.Namespace:
         "in every group",
     )
     args = parser.parse_args()
+    if args.large and args.hash_mib is None:
+        args.hash_mib = LARGE_HASH_MIB
     for key, value in PROFILES["quick" if args.quick else "full"].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
-    if args.large:
-        args.sizes += "" if "1M" in args.sizes.split(",") else ",1M"
-        args.hash_mib = max(args.hash_mib, 1024)
+    if args.large and "1M" not in args.sizes.split(","):
+        args.sizes += ",1M"
+    sweeps = [s.partition(":") for s in args.sweep.split(",") if s not in ("", "none")]
+    if bad := [f"{g}{c}{s}" for g, c, s in sweeps if g not in ("local", "network") or not c]:
+        parser.error(f"--sweep {', '.join(bad)}: use local:SIZE or network:SIZE")
     for name in [
         *args.sizes.split(","),
         args.cold_size,
         *args.network_sizes.split(","),
-        *(s.partition(":")[2] for s in args.sweep.split(",") if s != "none"),
+        *(s for _, _, s in sweeps),
     ]:
         if name not in SIZES:
             parser.error(f"unknown size {name!r}; use {', '.join(SIZES)}")
