@@ -34,7 +34,16 @@ NAMESPACE = uuid.UUID("2a6e3c58-8e0a-4b1f-9d36-6c1f0b5a1c3e")  # documented, fix
 QC_LEVELS = ["NOT_SET", "PASS", "WARNING", "FAIL", "CRITICAL"]
 # Hashed ids (the default) are the frame's index, stored last, as one-api's make_parquet_db does.
 SESSIONS_COLUMNS = ["lab", "subject", "date", "number", "task_protocol", "projects", "id"]
-DATASETS_COLUMNS = ["rel_path", "file_size", "hash", "exists", "qc", "eid", "id"]
+DATASETS_COLUMNS = [
+    "rel_path",
+    "file_size",
+    "hash",
+    "exists",
+    "qc",
+    "default_revision",
+    "eid",
+    "id",
+]
 TABLE_FILES = {"sessions.pqt", "datasets.pqt"}
 JOBS = [1, 2]
 

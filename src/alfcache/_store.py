@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadOutDir, OutDirNotWritable, WriteFailed
 from alfcache._paths import shown
+from alfcache._revisions import with_default_revision
 from alfcache._schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
 
 SESSIONS_FILE = "sessions.pqt"
@@ -290,6 +291,8 @@ def write_tables(
         Writing failed (disk full, permissions); the previous tables are untouched.
     """
     more = extra or {}
+    # Here, where every path that writes tables meets (index, update, merge, the Dask backend).
+    datasets = with_default_revision(datasets)
     plan = (
         (_with_metadata(sessions, SESSIONS_INDEX, meta, record, more), out_dir / SESSIONS_FILE),
         (_with_metadata(datasets, DATASETS_INDEX, meta, record, more), out_dir / DATASETS_FILE),
