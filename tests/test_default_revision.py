@@ -15,7 +15,9 @@ import pytest
 from one.api import One
 
 import alfcache
+from alfcache._info import info
 from alfcache._revisions import default_revisions
+from alfcache._verify import verify
 
 pytestmark = pytest.mark.one
 
@@ -129,3 +131,45 @@ def test_one_loads_the_default_without_a_warning(
     relevant = [w for w in caught if "copy keyword is deprecated" not in str(w.message)]
     assert [str(w.message) for w in relevant] == []
     assert not [r for r in caplog.records if "default revision" in r.getMessage()]
+
+
+def _set_defaults(root: Path, flags: list[bool] | None) -> None:
+    """Rewrite the datasets table with other default_revision values (None: no column)."""
+    table = pq.read_table(root / "datasets.pqt")
+    position = table.schema.get_field_index("default_revision")
+    if position < 0:
+        position = table.num_columns
+    else:
+        table = table.remove_column(position)
+    if flags is not None:
+        table = table.add_column(position, "default_revision", pa.array(flags, pa.bool_()))
+    pq.write_table(table, root / "datasets.pqt")
+
+
+def test_info_warns_without_the_column_and_errors_on_other_than_one(root: Path) -> None:
+    _index(root)
+    assert not [m for m in info(root)["one_api"]["warnings"] if "default_revision" in m]
+    flags = pq.read_table(root / "datasets.pqt")["default_revision"].to_pylist()
+
+    _set_defaults(root, None)
+    report = info(root)["one_api"]
+    assert report["ok"]
+    assert [m for m in report["warnings"] if "no default_revision column" in m]
+
+    _set_defaults(root, [True] * len(flags))  # every revision a default
+    report = info(root)["one_api"]
+    assert not report["ok"]
+    assert [m for m in report["errors"] if "4 datasets with no or several" in m], report
+
+
+def test_verify_checks_the_column(root: Path) -> None:
+    _index(root)
+    assert verify(root, n_jobs=1).ok
+    flags = pq.read_table(root / "datasets.pqt")["default_revision"].to_pylist()
+    first = flags.index(True)
+    flags[first] = False
+    _set_defaults(root, flags)
+    report = verify(root, n_jobs=1)
+    assert [(d.kind, d.expected, d.found) for d in report.differences] == [
+        ("default_revision_mismatch", False, True)
+    ]

@@ -17,7 +17,7 @@ import pyarrow as pa
 
 from alfcache._arrow import mask_array
 
-__all__ = ["COLUMN", "default_revisions", "with_default_revision"]
+__all__ = ["COLUMN", "default_revisions", "groups_without_one_default", "with_default_revision"]
 
 COLUMN = "default_revision"
 
@@ -57,3 +57,15 @@ def with_default_revision(datasets: pa.Table) -> pa.Table:
     return datasets.append_column(
         pa.field(COLUMN, pa.bool_()), mask_array(default_revisions(datasets))
     )
+
+
+def groups_without_one_default(datasets: pa.Table) -> int:
+    """How many datasets (groups of the rule) have no row or several rows marked default."""
+    import polars as pl
+
+    frame = pl.from_arrow(datasets.select(["eid", "rel_path", COLUMN]))
+    assert isinstance(frame, pl.DataFrame)
+    counts = frame.group_by(["eid", pl.col("rel_path").str.replace(_REVISION, "")]).agg(
+        pl.col(COLUMN).fill_null(False).sum()
+    )
+    return counts.filter(pl.col(COLUMN) != 1).height
