@@ -37,14 +37,18 @@ PUBLIC = [
     "SchedulerUnreachable",
     "Terminated",
     "WriteFailed",
+    "cast_index_object",
+    "default_cache",
     "index",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
     "merge_tables",
     "patch_cache",
+    "patch_tables",
     "remove_cache_table_files",
     "remove_missing_datasets",
+    "remove_table_files",
 ]
 
 
