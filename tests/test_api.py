@@ -117,6 +117,7 @@ def test_exceptions_refine_builtins() -> None:
     assert issubclass(alfcache.RootNotReadable, PermissionError)
     assert issubclass(alfcache.BadArgument, ValueError)
     assert issubclass(alfcache.LabConflict, ValueError)
+    assert issubclass(alfcache.LabConflict, AssertionError)  # as one-api's make_parquet_db
     assert issubclass(alfcache.ScanFailed, RuntimeError)
     assert issubclass(alfcache.WriteFailed, OSError)
     for name in PUBLIC:
