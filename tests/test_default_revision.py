@@ -173,3 +173,17 @@ def test_verify_checks_the_column(root: Path) -> None:
     assert [(d.kind, d.expected, d.found) for d in report.differences] == [
         ("default_revision_mismatch", False, True)
     ]
+
+
+def test_shards_merged_mark_the_defaults(root: Path, tmp_path: Path) -> None:
+    """Merging array-task parts writes the column too (test_shards and test_dask compare
+    the merged and the Dask tables with a full run, column included)."""
+    from alfcache import merge_parts
+
+    parts = [tmp_path / "parts" / str(k) for k in range(2)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        for k, part in enumerate(parts):
+            alfcache.index(root, part, shard=(k, 2), n_jobs=1)
+    merge_parts(parts, root)
+    assert list(_defaults(root).values()) == [DEFAULTS, DEFAULTS]
