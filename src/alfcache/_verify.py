@@ -254,7 +254,7 @@ def verify(
     check_defaults = DEFAULT_COLUMN in ds_table.column_names
     if check_defaults:
         want_all = want_all.with_columns(
-            _column(ds_table, DEFAULT_COLUMN, pl.Boolean, ds_path),
+            _column(ds_table, DEFAULT_COLUMN, pl.Boolean(), ds_path),
             pl.Series("rule_default", default_revisions(ds_table)),
         )
 
