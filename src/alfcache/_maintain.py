@@ -43,7 +43,13 @@ from alfcache._paths import shown
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
-__all__ = ["patch_cache", "remove_cache_table_files", "remove_missing_datasets"]
+__all__ = [
+    "patch_cache",
+    "patch_tables",
+    "remove_cache_table_files",
+    "remove_missing_datasets",
+    "remove_table_files",
+]
 
 _logger = logging.getLogger("alfcache")
 
@@ -155,6 +161,10 @@ def patch_cache(
     return table
 
 
+patch_tables = patch_cache
+"""one-api 3.x's name of :func:`patch_cache` (the seed's name stays)."""
+
+
 # -------------------------------------------------------------------------------------------------
 # remove_cache_table_files
 # -------------------------------------------------------------------------------------------------
@@ -207,6 +217,10 @@ def remove_cache_table_files(
                 continue
             removed.append(file)
     return removed
+
+
+remove_table_files = remove_cache_table_files
+"""one-api 3.x's name of :func:`remove_cache_table_files` (the seed's name stays)."""
 
 
 # -------------------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadOutDir, OutDirNotWritable, WriteFailed
 from alfcache._paths import shown
+from alfcache._revisions import with_default_revision
 from alfcache._schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
 
 SESSIONS_FILE = "sessions.pqt"
@@ -207,14 +208,21 @@ def read_provenance(metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
 
 def _with_metadata(
     table: pa.Table,
-    index: tuple[str, ...],
+    ids: tuple[str, ...],
     meta: dict[str, str],
     record: dict[str, object] | None,
     extra: Mapping[str, object],
 ) -> pa.Table:
+    # The layout of one-api's make_parquet_db: it makes hashed ids the frame's index (pandas
+    # then stores them last) and leaves path ids as columns over a RangeIndex; its own tests
+    # read both shapes (``df.loc[0]`` of path ids, ``index.name == 'id'`` of hashed ones).
+    index: tuple[str, ...] = ()
+    if record is not None and record.get("id_kind") == "uuid3":
+        index = ids
+        table = table.select([n for n in table.column_names if n not in ids] + list(ids))
     metadata = {
         b"one_metadata": json.dumps(meta).encode(),
-        b"pandas": pandas_metadata(table.schema, index),
+        b"pandas": pandas_metadata(table.schema, index, table.num_rows),
     }
     if record is not None:
         metadata[PROVENANCE_KEY] = json.dumps(record).encode()
@@ -294,6 +302,8 @@ def write_tables(
         Writing failed (disk full, permissions); the previous tables are untouched.
     """
     more = extra or {}
+    # Here, where every path that writes tables meets (index, update, merge, the Dask backend).
+    datasets = with_default_revision(datasets)
     plan = (
         (_with_metadata(sessions, SESSIONS_INDEX, meta, record, more), out_dir / SESSIONS_FILE),
         (_with_metadata(datasets, DATASETS_INDEX, meta, record, more), out_dir / DATASETS_FILE),
