@@ -305,6 +305,21 @@ def test_request_larger_than_a_node_is_refused_at_submission(tmp_path: Path) -> 
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.parametrize(
+    "shards", [[], ["x"], ["1", "2"]], ids=["none", "not-a-number", "too-big"]
+)
+def test_resubmit_takes_shards_of_the_array(tmp_path: Path, shards: list[str]) -> None:
+    # Checked before anything is asked of SLURM: this runs without one.
+    env = _variables(tmp_path, tmp_path / "data", SHARDS="2")
+    done = subprocess.run(
+        [*_readme_resubmit(0)[:-1], *shards], cwd=tmp_path, env=env, capture_output=True, text=True
+    )
+    assert done.returncode == 2
+    got = shards[-1] if shards else "none"
+    assert done.stderr == f"usage: {SCRIPT} resubmit K [K ...], K a shard of 0-1; got {got}\n"
+    assert not (tmp_path / "cache").exists()
+
+
 def _readme_dask(**replace: str) -> str:
     """The README's SLURMCluster recipe with each ``old`` of ``replace`` (all there) replaced."""
     [code] = [
