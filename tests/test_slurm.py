@@ -1,12 +1,13 @@
 """The HPC path on a real SLURM: what the README tells users to run, submitted with ``sbatch``.
 
-``scripts/slurm-up`` brings up a one-node SLURM on this machine (``scripts/test`` runs it when
-it is root); without one every test here is skipped, which fails ``scripts/test`` on CI. The
-commands are the README's: the ``export`` of the array-job recipe names the variables (the
-tests give them their own values), and the ``bash scripts/slurm-index.sbatch ...`` lines of its
-code blocks are run as they are; the Dask recipe is the README's Python block with its sizes,
-paths and partition replaced. Jobs run in each test's ``tmp_path`` (the submit folder, where
-their logs go), and those still queued at the end are cancelled.
+``scripts/slurm-up`` brings up a one-node SLURM on this machine (``scripts/test`` runs it as
+root, or through sudo without a password); without one every test here is skipped, which
+fails ``scripts/test`` on CI. The commands are the README's: the ``export`` of the array-job
+recipe names the variables (the tests give them their own values), and the ``bash
+scripts/slurm-index.sbatch ...`` lines of its code blocks are run as they are; the Dask recipe
+is the README's Python block with its sizes, paths and partition replaced. Jobs run in each
+test's ``tmp_path`` (the submit folder, where their logs go), and those still queued at the end
+are cancelled.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 SCRIPT = REPO / "scripts" / "slurm-index.sbatch"
 README = (REPO / "README.md").read_text()
-# States after which a job never runs again (squeue's long names).
+# States after which a job never runs again (scontrol's JobState).
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
 WAIT = 240.0  # seconds for jobs to end; only reached on failure
 # What every task asks for here: one CPU (the node may have two), little memory.
@@ -47,7 +48,12 @@ def _slurm_missing() -> str | None:
     """Why SLURM cannot run jobs here, or None."""
     if shutil.which("sbatch") is None:
         return "no sbatch on PATH"
-    done = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True)
+    try:
+        done = subprocess.run(
+            ["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30
+        )
+    except subprocess.TimeoutExpired:
+        return "sinfo did not answer in 30 s (is slurmctld running?)"
     if done.returncode != 0 or not {"idle", "mixed", "allocated"} & set(done.stdout.split()):
         return f"sinfo shows no node up: {(done.stdout + done.stderr).strip() or 'nothing'}"
     return None
@@ -276,8 +282,11 @@ def test_time_limit_checkpoints_and_the_resubmitted_task_reads_the_rest(tmp_path
     assert 0 < len(saved) < N_FILES and saved <= read, (saved, read)
 
     # The README's resubmission, with a longer limit and no slow reading.
-    env |= {"SUBMIT_OPTIONS": f"{SMALL} --time=00:10:00", "READ_LOG": str(second)}
-    env["READ_DELAY"] = "0"
+    env |= {
+        "SUBMIT_OPTIONS": f"{SMALL} --time=00:10:00",
+        "READ_LOG": str(second),
+        "READ_DELAY": "0",
+    }
     [again], merge = _submit(_readme_resubmit(0), tmp_path, env)
     assert _states(_wait(again, merge)) == {again: "COMPLETED", merge: "COMPLETED"}
     reread = {str(Path(p).relative_to(root)) for p in _read(second)}
