@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from _inject import READ_HOOKS
 
 import alfcache._checkpoint
 from alfcache._checkpoint import CHECKPOINT_FILE
@@ -31,34 +32,6 @@ DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
 BIG = 8 << 20
 N_BIG = 6
 TABLES = ("sessions.pqt", "datasets.pqt")
-
-# READ_LOG=FILE: sleep READ_DELAY s before each file is read, append its path after.
-# KILL_AT=N: SIGKILL this process as the N-th file is about to be read. SAVE_EVERY: the
-# checkpoint interval, in seconds.
-HOOKS = """
-import os, pathlib, signal, time
-_log = os.environ.get("READ_LOG")
-if _log:
-    import alfcache._checkpoint, alfcache._hash
-    if os.environ.get("SAVE_EVERY"):
-        alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
-    _kill_at = int(os.environ.get("KILL_AT", "0"))
-    _real = alfcache._hash._read
-    def _logged_read(folder, name, *args):
-        # Files are opened relative to their open folder: log the whole path.
-        path = os.readlink(f"/proc/self/fd/{folder}") + "/" + name
-        # The sleep first: the main thread then has saved the last task's checkpoint.
-        time.sleep(float(os.environ.get("READ_DELAY", "0.4")))
-        log = pathlib.Path(_log)
-        done = log.read_text().count("\\n") if log.exists() else 0
-        if _kill_at and done + 1 >= _kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = _real(folder, name, *args)
-        with open(log, "a") as f:
-            f.write(path + "\\n")
-        return result
-    alfcache._hash._read = _logged_read
-"""
 
 
 @pytest.fixture
@@ -76,7 +49,7 @@ def tree(tmp_path: Path) -> Path:
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args)],
         env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
