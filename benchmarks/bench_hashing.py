@@ -38,10 +38,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 from _measure import Summary, measure
+from _trees import available_cores, make_tree
 from bench_index import ensure_tree
-
-from alfcache._index import available_cores
-from alfcache._synth import make_tree
 
 MIB = 1 << 20
 KIB = 1 << 10

@@ -21,9 +21,7 @@ import tempfile
 from pathlib import Path
 
 from _measure import Summary, measure
-
-from alfcache._index import available_cores
-from alfcache._synth import make_tree
+from _trees import available_cores, make_tree
 
 REFERENCE = (
     "from one.alf.cache import make_parquet_db; import sys; make_parquet_db(sys.argv[1], {})"

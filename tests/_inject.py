@@ -1,4 +1,4 @@
-"""Faults injected into a run in this process, shared by the test modules that need them."""
+"""Faults injected into runs, in this process or in a subprocess, shared by the test modules."""
 
 from __future__ import annotations
 
@@ -65,3 +65,44 @@ def change_on_read(
 def grow_on_read(monkeypatch: pytest.MonkeyPatch, target: Path, times: int) -> list[int]:
     """Make the first ``times`` reads of ``target`` append to it after their first block."""
     return change_on_read(monkeypatch, target, times)
+
+
+# A sitecustomize.py for command-line runs in subprocesses (test_checkpoint, test_slurm): put
+# its folder first on their PYTHONPATH. READ_LOG=FILE: sleep READ_DELAY s before each file is
+# read, append its path after. KILL_AT=N: SIGKILL this process as the N-th file is about to be
+# read. SAVE_EVERY: the checkpoint interval, in seconds. FILE.taken gets the files whose
+# digests the main thread took (a checkpoint saved then holds them). READ_IN_WORKERS=1: read on
+# worker processes (with -j 2).
+READ_HOOKS = """
+import os, pathlib, signal, time
+_log = os.environ.get("READ_LOG")
+if _log:
+    import alfcache._checkpoint, alfcache._hash
+    if os.environ.get("SAVE_EVERY"):
+        alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
+    if os.environ.get("READ_IN_WORKERS"):
+        alfcache._hash.FILE_COST = 1 << 40  # files read on worker processes, not threads
+    _kill_at = int(os.environ.get("KILL_AT", "0"))
+    _real = alfcache._hash._read
+    def _logged_read(folder, name, *args):
+        # Files are opened relative to their open folder: log the whole path.
+        path = os.readlink(f"/proc/self/fd/{folder}") + "/" + name
+        # The sleep first: the main thread then has saved the last task's checkpoint.
+        time.sleep(float(os.environ.get("READ_DELAY", "0.4")))
+        log = pathlib.Path(_log)
+        done = log.read_text().count("\\n") if log.exists() else 0
+        if _kill_at and done + 1 >= _kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)
+        result = _real(folder, name, *args)
+        with open(log, "a") as f:
+            f.write(path + "\\n")
+        return result
+    alfcache._hash._read = _logged_read
+    _on_task = alfcache._checkpoint._Saver.on_task
+    def _logged_on_task(self, rows, result):
+        # what a checkpoint saved now would hold: the main thread has taken these digests
+        _on_task(self, rows, result)
+        with open(_log + ".taken", "a") as f:
+            f.write("".join(self.paths[row] + "\\n" for row in rows))
+    alfcache._checkpoint._Saver.on_task = _logged_on_task
+"""

@@ -37,14 +37,18 @@ PUBLIC = [
     "SchedulerUnreachable",
     "Terminated",
     "WriteFailed",
+    "cast_index_object",
+    "default_cache",
     "index",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
     "merge_tables",
     "patch_cache",
+    "patch_tables",
     "remove_cache_table_files",
     "remove_missing_datasets",
+    "remove_table_files",
 ]
 
 
@@ -113,6 +117,7 @@ def test_exceptions_refine_builtins() -> None:
     assert issubclass(alfcache.RootNotReadable, PermissionError)
     assert issubclass(alfcache.BadArgument, ValueError)
     assert issubclass(alfcache.LabConflict, ValueError)
+    assert issubclass(alfcache.LabConflict, AssertionError)  # as one-api's make_parquet_db
     assert issubclass(alfcache.ScanFailed, RuntimeError)
     assert issubclass(alfcache.WriteFailed, OSError)
     for name in PUBLIC:

@@ -18,56 +18,22 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _inject import rewrite_in_place
+from _inject import READ_HOOKS, rewrite_in_place
 
+import alfcache._checkpoint
 from alfcache._checkpoint import CHECKPOINT_FILE
+from alfcache._cli import main as cli_main
+from alfcache._hash import TaskResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
 BIG = 8 << 20
 N_BIG = 6
 TABLES = ("sessions.pqt", "datasets.pqt")
-
-# READ_LOG=FILE: sleep READ_DELAY s before each file is read, append its path after.
-# FILE.taken gets the files whose digests the main thread took (a checkpoint saved then holds
-# them). KILL_AT=N: SIGKILL this process as the N-th file is about to be read. SAVE_EVERY: the
-# checkpoint interval, in seconds. READ_IN_WORKERS=1: read on worker processes (with -j 2).
-HOOKS = """
-import os, pathlib, signal, time
-_log = os.environ.get("READ_LOG")
-if _log:
-    import alfcache._checkpoint, alfcache._hash
-    if os.environ.get("SAVE_EVERY"):
-        alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
-    if os.environ.get("READ_IN_WORKERS"):
-        alfcache._hash.FILE_COST = 1 << 40  # files read on worker processes, not threads
-    _kill_at = int(os.environ.get("KILL_AT", "0"))
-    _real = alfcache._hash._read
-    def _logged_read(folder, name, *args):
-        # Files are opened relative to their open folder: log the whole path.
-        path = os.readlink(f"/proc/self/fd/{folder}") + "/" + name
-        # The sleep first: the main thread then has saved the last task's checkpoint.
-        time.sleep(float(os.environ.get("READ_DELAY", "0.4")))
-        log = pathlib.Path(_log)
-        done = log.read_text().count("\\n") if log.exists() else 0
-        if _kill_at and done + 1 >= _kill_at:
-            os.kill(os.getpid(), signal.SIGKILL)
-        result = _real(folder, name, *args)
-        with open(log, "a") as f:
-            f.write(path + "\\n")
-        return result
-    alfcache._hash._read = _logged_read
-    _on_task = alfcache._checkpoint._Saver.on_task
-    def _logged_on_task(self, rows, result):
-        # what a checkpoint saved now would hold: the main thread has taken these digests
-        _on_task(self, rows, result)
-        with open(_log + ".taken", "a") as f:
-            f.write("".join(self.paths[row] + "\\n" for row in rows))
-    alfcache._checkpoint._Saver.on_task = _logged_on_task
-"""
 
 
 @pytest.fixture
@@ -85,7 +51,7 @@ def tree(tmp_path: Path) -> Path:
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args)],
         env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
@@ -162,7 +128,10 @@ def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: P
     [line] = stderr.splitlines()
     assert line.startswith("alfcache: error: terminated by SIGTERM"), line
     saved = _checkpointed(out)
-    assert len(saved) >= 2 and f"of {N_BIG + 1} files are saved in {out / CHECKPOINT_FILE}" in line
+    n = len(saved)
+    assert n >= 2
+    where = out / CHECKPOINT_FILE
+    assert f"saved a checkpoint of {n} digests (of {N_BIG + 1} files) at {where}:" in line
     assert "run the same command again" in line
     assert saved <= set(_read_log(log))
     after = {p.name: p.read_bytes() for p in out.iterdir() if p.name != CHECKPOINT_FILE}
@@ -178,6 +147,68 @@ def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: P
     )
     assert whole.wait(DEADLINE) == 0
     _assert_same_tables(tmp_path / "whole", out)
+
+
+def test_interrupted_run_says_it_saved_a_checkpoint_and_the_rerun_that_it_resumed(
+    tree: Path, tmp_path: Path
+) -> None:
+    # Ctrl-C, not SIGTERM: the one line says "interrupted", the next names the checkpoint.
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    proc = _start(
+        tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1"], READ_LOG=str(log)
+    )
+    _wait_for_reads(log, 2, proc)
+    proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == -signal.SIGINT, stderr
+    n, where = len(_checkpointed(out)), out / CHECKPOINT_FILE
+    assert f"alfcache: saved a checkpoint of {n} digests (of {N_BIG + 1} files) at {where}:" in (
+        stderr
+    )
+
+    log.unlink()
+    proc = _start(tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "--json"])
+    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == 0, stderr
+    assert f"alfcache: resumed {n} digests from checkpoint {where}\n" in stderr
+    hashing = json.loads(stdout)["hashing"]
+    assert (hashing["resumed"], hashing["checkpoint"]) == (n, str(where))
+    assert hashing["files"] == N_BIG + 1 - n
+
+
+def test_sigterm_on_a_full_disk_says_the_run_stopped_and_why(
+    tree: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # The checkpoint written on the way out hits a full disk: its "[Errno 28]" once replaced
+    # the message that the run was stopped and the previous tables are intact.
+    out = tmp_path / "out"
+    assert cli_main(["index", str(tree), "--out-dir", str(out), "-j", "1", "-q"]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def one_task_then_sigterm(*args: Any, on_task: Any, **kwargs: Any) -> None:
+        on_task(np.zeros(1, dtype=np.int64), TaskResult([BIG], [1], [["0" * 32]], [], []))
+        os.kill(os.getpid(), signal.SIGTERM)  # the command line's handler raises here
+        pytest.fail("SIGTERM did not end the run")
+
+    def no_space(*args: Any, **kwargs: Any) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(alfcache._checkpoint, "digest_files", one_task_then_sigterm)
+    monkeypatch.setattr(alfcache._checkpoint.pq, "write_table", no_space)
+    code = cli_main(["index", str(tree), "--out-dir", str(out), "--hash", "md5", "-j", "1", "-q"])
+    [line] = capsys.readouterr().err.splitlines()
+    assert code == 1
+    assert line.startswith("alfcache: error: terminated by SIGTERM"), line
+    assert "no table was written, the previous tables are unchanged" in line
+    where = out / CHECKPOINT_FILE
+    assert line.endswith(
+        f"could not save a checkpoint of 1 digest at {where}: No space left on device"
+    ), line
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 
 def test_killed_run_resumes_from_the_last_periodic_checkpoint(tree: Path, tmp_path: Path) -> None:

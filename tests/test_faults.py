@@ -36,6 +36,7 @@ import pytest
 from _procs import alive, cmdline, comm, descendants, without_loky_tracker_noise
 
 import alfcache
+import alfcache._checkpoint
 import alfcache._store
 from alfcache._cli import main as cli_main
 from alfcache._executor import WORKER_NAME
@@ -366,6 +367,47 @@ def test_full_disk_cli_message(
     assert code == 1
     _one_error_line(captured.err, "No space left on device", "unchanged")
     assert _snapshot(out) == before
+
+
+def test_full_output_disk_is_found_before_any_file_is_read(
+    tmp_path: Path,
+    make_files: Any,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    # Found by the final write, a full disk threw hours of hashing away. Faked at statvfs:
+    # one free block, less than the smallest pair of tables.
+    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(3)])
+    out = tmp_path / "out"
+    before = _previous_tables(root, out)
+    real = os.statvfs(out)
+    one_block = os.statvfs_result((*real[:3], 1, 1, *real[5:]))
+    monkeypatch.setattr(alfcache._store.os, "statvfs", lambda path: one_block)
+
+    def read(*args: Any, **kwargs: Any) -> None:
+        pytest.fail("a file was read on a disk that cannot hold the tables")
+
+    monkeypatch.setattr(alfcache._checkpoint, "digest_files", read)
+    args = ["index", str(root), "--out-dir", str(out), "--jobs", "1", "--hash", "md5", "-q"]
+    code = cli_main(args)
+    assert code == 1
+    _one_error_line(
+        capsys.readouterr().err,
+        f"cannot write the cache tables in {out}: No space left on device",
+        "found before reading any file",
+        "the previous tables are unchanged",
+    )
+    assert _snapshot(out) == before
+
+
+def test_full_tmpfs_is_found_before_any_file_is_read(
+    small_disk: Path, tmp_path: Path, make_files: Any
+) -> None:
+    root = make_files(tmp_path / "data", [f"s{i}/2021-01-01/001/{SPIKES}" for i in range(3)])
+    _fill(small_disk)
+    code, _, stderr = _run([root, "--out-dir", small_disk, "--jobs", "1", "--hash", "md5", "-q"])
+    assert code == 1
+    _one_error_line(stderr, "No space left on device", "found before reading any file")
 
 
 # --------------------------------------------------------------------------------------------

@@ -39,7 +39,7 @@ from alfcache._hash import (
     FileBoard,
     plan_tasks,
 )
-from alfcache._progress import ByteProgress
+from alfcache._progress import ByteProgress, megabytes
 from alfcache._schema import DATASETS_SCHEMA, forbidden_extra_columns
 from alfcache._synth import make_tree
 
@@ -364,7 +364,7 @@ def test_workers_chosen_by_average_file_size(
     ours = _by_path(out, "hash")
     assert _md5sum(root, sorted(ours)) == ours
     err = capfd.readouterr().err
-    assert f"of {report.bytes / 1e6:,.0f} MB" in err
+    assert f"of {megabytes(report.bytes, report.bytes)} MB" in err
     assert "MB/s" in err
 
 

@@ -119,9 +119,12 @@ def test_info_of_one_api_tables(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert summary["alfcache_version"] is None and summary["options"] is None
     assert summary["id_kind"] == "uuid3" and summary["digests"] == []
     assert summary["one_api"]["ok"] is True
-    # one-api writes '' for "not hashed": ONE-api then MD5s every file it loads.
-    assert [w.split(":")[0] for w in summary["one_api"]["warnings"]] == ["datasets.pqt"]
-    assert "''" in summary["one_api"]["warnings"][0]
+    # one-api writes '' for "not hashed": ONE-api then MD5s every file it loads; and no
+    # default_revision column: ONE-api warns on every load.
+    warned = summary["one_api"]["warnings"]
+    assert len(warned) == 2 and all(w.startswith("datasets.pqt") for w in warned)
+    assert "''" in warned[0]
+    assert "no default_revision column" in warned[1]
 
 
 def _rewrite(path: Path, change: Callable[[pa.Table], pa.Table]) -> None:

@@ -232,7 +232,8 @@ def test_sigterm_never_writes_the_checkpoint_through_a_planted_link(
     _, stderr = proc.communicate(timeout=DEADLINE)
     assert proc.returncode == 1, stderr
     assert precious.read_bytes() == PRECIOUS
-    assert str(precious) not in stderr and f"saved in {out / CHECKPOINT_FILE}" in stderr
+    saved = f"at {out / CHECKPOINT_FILE}: run the same command again"
+    assert str(precious) not in stderr and saved in stderr
     checkpoint = os.lstat(out / CHECKPOINT_FILE)
     assert stat.S_ISREG(checkpoint.st_mode) and _checkpointed(out)
     assert planted.is_symlink()
@@ -338,11 +339,11 @@ def test_prune_never_deletes_through_a_folder_swapped_for_a_link(
     make_files(outside, [extra.split(f"/{swapped}/", 1)[1]])
     delete = alfcache._maintain._delete
 
-    def swap_then_delete(*args: Any) -> None:
+    def swap_then_delete(*args: Any) -> list[str]:
         # Between the walk (which planned to delete `extra`) and the deletion.
         folder.rename(tmp_path / "moved")
         folder.symlink_to(outside)
-        delete(*args)
+        return delete(*args)
 
     monkeypatch.setattr(alfcache._maintain, "_delete", swap_then_delete)
     with caplog.at_level(logging.WARNING, logger="alfcache"):
@@ -368,10 +369,10 @@ def test_prune_keeps_a_file_replaced_since_the_walk(
     extra.write_bytes(b"not in the tables")
     delete = alfcache._maintain._delete
 
-    def replace_then_delete(*args: Any) -> None:
+    def replace_then_delete(*args: Any) -> list[str]:
         extra.unlink()
         extra.write_bytes(b"someone's new file, not what was walked")
-        delete(*args)
+        return delete(*args)
 
     monkeypatch.setattr(alfcache._maintain, "_delete", replace_then_delete)
     with caplog.at_level(logging.WARNING, logger="alfcache"):

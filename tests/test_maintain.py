@@ -348,8 +348,12 @@ def test_dry_run_prints_the_list(pruned_tree: Path, capsys: pytest.CaptureFixtur
 def test_removes_only_the_flagged_files(pruned_tree: Path) -> None:
     root = pruned_tree
     before = _files(root)
-    flagged = alfcache.remove_missing_datasets(root, dry=False)
-    assert set(_rel(flagged, root)) == {*EXTRA_DATASETS, *NEW_SESSION_DATASETS, *NEW_SESSIONS}
+    removed = alfcache.remove_missing_datasets(root, dry=False)
+    # Only what was removed is returned: the session kept for its README is not (it was).
+    kept = NEW_SESSIONS[1]
+    assert set(_rel(removed, root)) == {*EXTRA_DATASETS, *NEW_SESSION_DATASETS, *NEW_SESSIONS} - {
+        kept
+    }
     assert _files(root) == before - {*EXTRA_DATASETS, *NEW_SESSION_DATASETS}
     # Emptied and empty new sessions are gone with their empty parents, up to (not including)
     # the folder directly below the cache folder.
@@ -358,14 +362,14 @@ def test_removes_only_the_flagged_files(pruned_tree: Path) -> None:
     assert not (root / "extra/SW0000").exists()
     assert (root / "extra").is_dir()
     # A new session holding a non-ALF file stays, as do table sessions (even empty ones).
-    assert (root / NEW_SESSIONS[1] / "README").is_file()
+    assert (root / kept / "README").is_file()
     assert (root / EMPTY_SES).is_dir()
     assert (root / "cortexlab/Subjects/SW0000/2024-01-01/1").is_dir()
     # The emptied revision folder inside a kept session is left as it is.
     assert (root / SES / "alf/probe00/#2024-06-01#").is_dir()
-    # Running again finds only the session kept for its non-ALF file.
-    again = alfcache.remove_missing_datasets(root, dry=False)
-    assert _rel(again, root) == [NEW_SESSIONS[1]]
+    # Running again still flags the session kept for its non-ALF file, and keeps it again.
+    assert _rel(alfcache.remove_missing_datasets(root), root) == [kept]
+    assert alfcache.remove_missing_datasets(root, dry=False) == []
 
 
 def test_never_removes_the_cache_folder(tmp_path: Path, make_files: MakeFiles) -> None:

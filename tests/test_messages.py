@@ -6,11 +6,17 @@ paths typed the way people type them (``../data``, ``./x/../y``, ``out/..``).
 
 from __future__ import annotations
 
+import argparse
+import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from conftest import MakeFiles
+
+from alfcache._cli import _parser
+from alfcache._cli import main as cli_main
 
 SESSION = "lab/Subjects/s1/2021-01-01/001"
 
@@ -120,3 +126,31 @@ def test_command_line_errors_name_the_options_not_the_parameters(
     done = _cli(tmp_path, "index", "--help")
     # ONE-api 3.0 and 3.6 both refuse path ids as eids: the option's help must say so.
     assert "rejects path ids" in " ".join(done.stdout.split()), done.stdout
+
+
+def test_every_verb_takes_the_common_options(
+    tmp_path: Path, make_files: MakeFiles, capsys: pytest.CaptureFixture[str]
+):
+    # A cron line written for one verb (--quiet --json) must work for every other verb: with
+    # them, stderr stays empty and stdout is JSON. The verbs come from the parser, so a new
+    # verb without the options fails here too.
+    root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    out, part = tmp_path / "out", tmp_path / "part"
+    args = {
+        "index": [str(root), "--out-dir", str(out), "--jobs", "1"],
+        "info": [str(out)],
+        "verify": [str(root), "--tables", str(out), "--jobs", "1"],
+        "prune": [str(root), "--tables", str(out)],
+        "merge": [str(part), "--out-dir", str(tmp_path / "merged")],
+        "synth": [str(tmp_path / "synth"), "--sessions", "1", "--force"],
+    }
+    subparsers = next(a for a in _parser()._actions if isinstance(a, argparse._SubParsersAction))
+    assert set(subparsers.choices) == set(args)
+    assert cli_main(["index", str(root), "--out-dir", str(part), "--shard", "0/1", "-q"]) == 0
+    capsys.readouterr()
+    for verb, verb_args in args.items():
+        for quiet in ("--quiet", "-q"):
+            assert cli_main([verb, *verb_args, quiet, "--json", "--debug"]) == 0, verb
+            done = capsys.readouterr()
+            assert done.err == "", (verb, done.err)
+            assert isinstance(json.loads(done.out), dict), verb

@@ -27,9 +27,7 @@ from alfcache._synth import make_tree
 
 pytestmark = [
     pytest.mark.one,
-    # one-api's own chatter, the same for the reference's tables: no table (theirs or ours)
-    # has a default_revision column, and one-api 3.6 calls a pandas-3-deprecated argument.
-    pytest.mark.filterwarnings("ignore:No default revision for dataset"),
+    # one-api's own chatter: one-api 3.6 calls a pandas-3-deprecated argument.
     pytest.mark.filterwarnings("ignore:The copy keyword is deprecated"),
 ]
 

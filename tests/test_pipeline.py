@@ -32,8 +32,18 @@ from alfcache._synth import DATASET_FILES, TreeSummary
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 NAMESPACE = uuid.UUID("2a6e3c58-8e0a-4b1f-9d36-6c1f0b5a1c3e")  # documented, fixed
 QC_LEVELS = ["NOT_SET", "PASS", "WARNING", "FAIL", "CRITICAL"]
-SESSIONS_COLUMNS = ["id", "lab", "subject", "date", "number", "task_protocol", "projects"]
-DATASETS_COLUMNS = ["eid", "id", "rel_path", "file_size", "hash", "exists", "qc"]
+# Hashed ids (the default) are the frame's index, stored last, as one-api's make_parquet_db does.
+SESSIONS_COLUMNS = ["lab", "subject", "date", "number", "task_protocol", "projects", "id"]
+DATASETS_COLUMNS = [
+    "rel_path",
+    "file_size",
+    "hash",
+    "exists",
+    "qc",
+    "default_revision",
+    "eid",
+    "id",
+]
 TABLE_FILES = {"sessions.pqt", "datasets.pqt"}
 JOBS = [1, 2]
 
@@ -166,9 +176,9 @@ def test_pandas_restores_index_and_dtypes(basic: Path, tmp_path: Path) -> None:
     ses = pd.read_parquet(fn_ses)
     dsets = pd.read_parquet(fn_dsets)
     assert list(ses.index.names) == ["id"]
-    assert list(ses.columns) == SESSIONS_COLUMNS[1:]
+    assert list(ses.columns) == SESSIONS_COLUMNS[:-1]
     assert list(dsets.index.names) == ["eid", "id"]
-    assert list(dsets.columns) == DATASETS_COLUMNS[2:]
+    assert list(dsets.columns) == DATASETS_COLUMNS[:-2]
     assert ses["number"].dtype == "uint16"
     assert all(isinstance(d, datetime.date) for d in ses["date"])
     assert str(dsets["file_size"].dtype) in {"UInt64", "uint64"}

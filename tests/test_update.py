@@ -209,6 +209,49 @@ def test_update_with_path_ids(tree: Path, tmp_path: Path, hash_ids: bool) -> Non
         alfcache.index(tree, out, update=True, hash_ids=not hash_ids, n_jobs=1)
 
 
+def _to_previous_layout(out: Path) -> None:
+    """Rewrite both tables as alfcache 0.1.0 laid them out, whatever their ids.
+
+    Ids first and recorded as the pandas index (``pd.read_parquet`` made them the index); the
+    other schema metadata is kept as written.
+    """
+    from alfcache._schema import pandas_metadata
+
+    for name, ids in (("sessions.pqt", ("id",)), ("datasets.pqt", ("eid", "id"))):
+        table = pq.read_table(out / name)
+        table = table.select([*ids, *(n for n in table.column_names if n not in ids)])
+        metadata = dict(table.schema.metadata)
+        metadata[b"pandas"] = pandas_metadata(table.schema, ids, table.num_rows)
+        pq.write_table(table.replace_schema_metadata(metadata), out / name)
+
+
+def _layout(out: Path) -> list[tuple[list[str], Any]]:
+    """Each table's column order and the pandas index it records."""
+    return [
+        (
+            pq.read_schema(out / name).names,
+            json.loads(pq.read_schema(out / name).metadata[b"pandas"])["index_columns"],
+        )
+        for name in ("sessions.pqt", "datasets.pqt")
+    ]
+
+
+@pytest.mark.parametrize("hash_ids", [True, False])
+def test_update_of_previous_layout_equals_full_reindex(
+    tree: Path, tmp_path: Path, hash_ids: bool
+) -> None:
+    """Tables laid out as alfcache 0.1.0 wrote them update to the tables of a fresh index."""
+    out, full = tmp_path / "out", tmp_path / "full"
+    _run(tree, out, hash_files=True, hash_ids=hash_ids)
+    _to_previous_layout(out)
+    assert _layout(out)[0][1] == ["id"]
+    _change_tree(tree)
+    _run(tree, out, update=True, hash_ids=hash_ids)
+    _run(tree, full, hash_files=True, hash_ids=hash_ids)
+    assert _tables(out) == _tables(full)
+    assert _layout(out) == _layout(full)
+
+
 # --------------------------------------------------------------------------------------------
 # vanished datasets
 # --------------------------------------------------------------------------------------------

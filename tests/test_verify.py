@@ -97,7 +97,7 @@ def test_missing_file(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     code, report, err = _verify(capsys, tree)
     assert code == 1
     assert _found(report) == [(FILE, "missing_file", size, None)]
-    assert f"alfcache: differs {FILE}: missing_file: expected {size}, found None" in err
+    assert f"alfcache: differs {FILE}: missing_file ({size} bytes in the tables, no file" in err
     assert "differ: 1 missing_file" in err.splitlines()[-1]
 
 
@@ -116,6 +116,15 @@ def test_file_gone_before_its_digest_is_read_is_missing(
     code, report, _ = _verify(capsys, tree, "--hashes")
     assert code == 1
     assert _found(report) == [(FILE, "missing_file", size, None)]
+
+
+def test_missing_session_is_said_in_words(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # A session has no size or digest to show: its line once read "expected None, found None".
+    shutil.rmtree(tree / OTHER)
+    code, _, err = _verify(capsys, tree)
+    assert code == 1
+    assert f"alfcache: differs {OTHER}: missing_session (in the tables, no folder on disk)" in err
+    assert "None" not in err, err
 
 
 def test_size_mismatch(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -37,9 +37,15 @@ if TYPE_CHECKING:
     )
     from alfcache._ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
-    from alfcache._maintain import patch_cache, remove_cache_table_files, remove_missing_datasets
+    from alfcache._maintain import (
+        patch_cache,
+        patch_tables,
+        remove_cache_table_files,
+        remove_missing_datasets,
+        remove_table_files,
+    )
     from alfcache._merge import merge_parts
-    from alfcache._tables import load_tables, merge_tables
+    from alfcache._tables import cast_index_object, default_cache, load_tables, merge_tables
 
 __version__ = "0.1.0"
 
@@ -65,14 +71,18 @@ __all__ = [
     "SchedulerUnreachable",
     "Terminated",
     "WriteFailed",
+    "cast_index_object",
+    "default_cache",
     "index",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
     "merge_tables",
     "patch_cache",
+    "patch_tables",
     "remove_cache_table_files",
     "remove_missing_datasets",
+    "remove_table_files",
 ]
 
 _LAZY = {
@@ -88,8 +98,12 @@ _LAZY = {
     "merge_parts": "_merge",
     "load_tables": "_tables",
     "merge_tables": "_tables",
+    "cast_index_object": "_tables",
+    "default_cache": "_tables",
     "patch_cache": "_maintain",
+    "patch_tables": "_maintain",
     "remove_cache_table_files": "_maintain",
+    "remove_table_files": "_maintain",
     "remove_missing_datasets": "_maintain",
 }
 

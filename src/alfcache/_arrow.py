@@ -36,5 +36,10 @@ def numeric_array(values: Sequence[int] | np.ndarray, dtype: pa.DataType) -> pa.
 
 def bool_array(value: bool, n: int) -> pa.Array:
     """A boolean array of ``n`` copies of ``value``."""
-    bits = np.packbits(np.full(n, value, dtype=bool), bitorder="little")
-    return pa.Array.from_buffers(pa.bool_(), n, [None, pa.py_buffer(bits)])
+    return mask_array(np.full(n, value, dtype=bool))
+
+
+def mask_array(mask: np.ndarray) -> pa.Array:
+    """A boolean array of the values of a NumPy bool array, without nulls."""
+    bits = np.packbits(mask, bitorder="little")
+    return pa.Array.from_buffers(pa.bool_(), len(mask), [None, pa.py_buffer(bits)])

@@ -35,6 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alfcache._arrow import numeric_array, string_array
+from alfcache._cmd_common import plural
 from alfcache._exceptions import Terminated
 from alfcache._hash import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._paths import shown
@@ -225,13 +226,26 @@ def digest_with_checkpoint(
             readers=readers,
         )
     except BaseException as exc:
-        if saver.files:
+        if not saver.files:
+            raise
+        try:
             saver.save()  # Ctrl-C, a dead worker or SIGTERM: the next run reads only the rest
+        except OSError as failed:
+            # A full disk must not hide why the run stopped behind a bare "[Errno 28]".
+            saved = (
+                f"could not save a checkpoint of {plural(saver.files, 'digest')} at "
+                f"{shown(path)}: {failed.strerror or failed}"
+            )
+        else:
+            saved = (
+                f"saved a checkpoint of {plural(saver.files, 'digest')} (of {len(paths)} "
+                f"files) at {shown(path)}: run the same command again to read only the others"
+            )
         if isinstance(exc, Terminated):
-            raise Terminated(
-                f"{exc}; the digests of {saver.files} of {len(paths)} files are saved in "
-                f"{shown(path)}: run the same command again to read only the others"
-            ) from exc
+            raise Terminated(f"{exc}; {saved}") from exc
+        # Ctrl-C or a failure: the command line prints the note under its one line. Set as
+        # BaseException.add_note does, which Python 3.10 (still supported) lacks.
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), saved]
         raise
     found.sizes[rest], found.mtimes[rest] = digests.sizes, digests.mtimes
     found.vanished[rest] = digests.vanished
@@ -239,7 +253,14 @@ def digest_with_checkpoint(
         for row, digest in zip(rest.tolist(), digests.columns[a], strict=True):
             found.columns[a][row] = digest
     found.skipped, found.bytes, found.seconds = digests.skipped, digests.bytes, digests.seconds
-    return found, Hashing(algorithms, digests.summary().files, digests.bytes, digests.seconds)
+    return found, Hashing(
+        algorithms,
+        digests.summary().files,
+        digests.bytes,
+        digests.seconds,
+        resumed=len(reused),
+        checkpoint=shown(path) if len(reused) else None,
+    )
 
 
 def remove_checkpoint(out_dir: Path) -> None:

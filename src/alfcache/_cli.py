@@ -101,8 +101,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     interrupts = _note_interrupts()
     try:
         args = _parser().parse_args(argv)
-    except KeyboardInterrupt:
-        return _interrupted()
+    except KeyboardInterrupt as exc:
+        return _interrupted(exc)
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         code = func(args)
@@ -110,29 +110,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         # interpreter's shutdown (joining threads, atexit hooks).
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         return code
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         if args.debug:
             raise
-        return _interrupted()
+        return _interrupted(exc)
     except Exception as exc:
         if args.debug:
             raise
         if interrupts:  # the KeyboardInterrupt was turned into this error on its way up
-            return _interrupted()
+            return _interrupted(exc)
         if isinstance(exc, AlfcacheError):
-            print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+            _error(exc)
             return 2 if isinstance(exc, _BAD_INPUT) else 1
         if isinstance(exc, OSError):
-            print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+            _error(exc)
             return 1
         raise
 
 
-def _interrupted() -> int:
+def _notes(exc: BaseException) -> None:
+    """What the run noted on the exception on its way up (a checkpoint it saved), a line each."""
+    for note in getattr(exc, "__notes__", ()):
+        print(f"alfcache: {note}", file=sys.stderr)
+
+
+def _error(exc: BaseException) -> None:
+    print(f"alfcache: error: {_one_line(exc)}", file=sys.stderr)
+    _notes(exc)
+
+
+def _interrupted(exc: BaseException) -> int:
     print(
         "alfcache: interrupted; no table was written, the previous tables are unchanged",
         file=sys.stderr,
     )
+    _notes(exc)
     return EXIT_INTERRUPTED
 
 

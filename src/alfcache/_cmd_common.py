@@ -1,4 +1,4 @@
-"""What the command-line verbs share: the worker-count type, ``--debug``, ``--json`` output.
+"""What the command-line verbs share: the worker-count type and the common options.
 
 Imported by ``_cli`` and every ``_cmd_<verb>`` module; it imports nothing of the library, so
 ``alfcache --help`` stays fast.
@@ -64,8 +64,17 @@ def add_lock_timeout(parser: argparse.ArgumentParser, folder: str) -> None:
     )
 
 
-def add_output(parser: argparse.ArgumentParser, json_help: str) -> None:
-    """``--json`` and ``--debug`` (the latter also accepted after the verb)."""
+def add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
+    """The options every verb takes: ``--quiet``, ``--json``, ``--debug``.
+
+    One set for all verbs, so that a script (or a cron line) written for one verb works for
+    another. ``--quiet`` silences what goes to stderr for a person (progress, the summary);
+    what goes to stdout (a listing, ``--json``) is the output asked for and stays. ``--debug``
+    is also accepted before the verb.
+    """
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="no progress and no summary on stderr"
+    )
     parser.add_argument("--json", action="store_true", help=json_help)
     parser.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"

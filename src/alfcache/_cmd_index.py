@@ -16,9 +16,10 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alfcache._cmd_common import add_lock_timeout, jobs, plural
+from alfcache._cmd_common import add_common, add_lock_timeout, jobs, plural
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._paths import shown
+from alfcache._progress import megabytes
 from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
 if TYPE_CHECKING:
@@ -115,11 +116,7 @@ def add_parser(subparsers: Any) -> None:
         help="with --backend dask: the scheduler's address (tcp://host:8786), or 'local' for "
         "a LocalCluster of --jobs workers on this machine",
     )
-    idx.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
-    idx.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
-    idx.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
-    )
+    add_common(idx, "print a JSON summary on stdout")
     idx.set_defaults(func=run)
 
 
@@ -209,11 +206,18 @@ def run(args: argparse.Namespace) -> int:
                 "(below entries not indexed: see skipped)",
                 file=sys.stderr,
             )
+        if report.hashing and report.hashing.resumed:
+            print(
+                f"alfcache: resumed {plural(report.hashing.resumed, 'digest')} from checkpoint "
+                f"{report.hashing.checkpoint}",
+                file=sys.stderr,
+            )
         if report.hashing and report.hashing.files:
             h = report.hashing
             print(
                 f"alfcache: hashed {plural(h.files, 'file')} ({h.bytes / 1e6:,.1f} MB, "
-                f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, {h.rate / 1e6:,.0f} MB/s",
+                f"{'+'.join(h.algorithms)}) in {h.seconds:.2f} s, "
+                f"{megabytes(h.rate, h.rate)} MB/s",
                 file=sys.stderr,
             )
         notices = plural(len(report.notices), "notice")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alfcache._cmd_common import add_output, plural, print_json, say
+from alfcache._cmd_common import add_common, plural, print_json, say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -16,7 +16,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "info", help="what a cache folder holds, who wrote it, and whether ONE-api can load it"
     )
     parser.add_argument("dir", help="folder of sessions.pqt and datasets.pqt")
-    add_output(parser, "print the description as JSON on stdout")
+    add_common(parser, "print the description as JSON on stdout")
     parser.set_defaults(func=run)
 
 
@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         for line in _human(summary):
             print(line)
     if not summary["one_api"]["ok"]:
-        say(f"the tables in {summary['tables']} do not meet what ONE-api needs (see above)")
+        if not args.quiet:
+            say(f"the tables in {summary['tables']} do not meet what ONE-api needs (see above)")
         return 1
     return 0

@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alfcache._cmd_common import add_output, plural, print_json, say
+from alfcache._cmd_common import add_common, plural, print_json, say
 from alfcache._lock import DEFAULT_TIMEOUT
 from alfcache._paths import shown
 
@@ -32,8 +32,7 @@ def add_parser(subparsers: Any) -> None:
         help="wait this long for another run writing into the output folder "
         f"(default: {DEFAULT_TIMEOUT:g})",
     )
-    merge.add_argument("--quiet", "-q", action="store_true", help="no summary")
-    add_output(merge, "print a JSON summary on stdout")
+    add_common(merge, "print a JSON summary on stdout")
     merge.set_defaults(func=run)
 
 

@@ -12,7 +12,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from alfcache._cmd_common import add_lock_timeout, add_output, plural, print_json, say
+from alfcache._cmd_common import add_common, add_lock_timeout, plural, print_json, say
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 
@@ -30,7 +30,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="keep session folders that the sessions table lacks",
     )
     add_lock_timeout(parser, "the tables' folder (with --apply)")
-    add_output(parser, "print the paths as JSON on stdout")
+    add_common(parser, "print the paths as JSON on stdout")
     parser.set_defaults(func=run)
 
 
@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         for path in relative:
             print(path)
-    verb = "removed" if args.apply else "would be removed (dry run; --apply deletes)"
-    say(f"prune: {plural(len(paths), 'path')} {verb} in {shown(root)}")
+    if not args.quiet:
+        verb = "removed" if args.apply else "would be removed (dry run; --apply deletes)"
+        say(f"prune: {plural(len(paths), 'path')} {verb} in {shown(root)}")
     return 0

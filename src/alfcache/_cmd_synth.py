@@ -6,11 +6,11 @@ The command line over :func:`alfcache._synth.make_tree`.
 from __future__ import annotations
 
 import argparse
-import sys
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-from alfcache._cmd_common import plural
+from alfcache._cmd_common import add_common, plural, print_json, say
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 
@@ -24,9 +24,7 @@ def add_parser(subparsers: Any) -> None:
     synth.add_argument(
         "--force", action="store_true", help="write into ROOT even if it is not empty"
     )
-    synth.add_argument(
-        "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
-    )
+    add_common(synth, "print what was written as JSON on stdout")
     synth.set_defaults(func=run)
 
 
@@ -46,10 +44,12 @@ def run(args: argparse.Namespace) -> int:
     if root.exists() and not root.is_dir():
         raise BadArgument(f"{shown(root)} is a file; pass a folder to write the tree into")
     tree = make_tree(root, args.sessions, seed=args.seed)
-    print(
-        f"alfcache: wrote {plural(tree.sessions, 'session')}, "
-        f"{plural(tree.datasets, 'dataset')} and {plural(tree.non_alf_files, 'non-ALF file')} "
-        f"({tree.bytes / 1e6:,.1f} MB) to {shown(tree.root)}",
-        file=sys.stderr,
-    )
+    if not args.quiet:
+        say(
+            f"wrote {plural(tree.sessions, 'session')}, {plural(tree.datasets, 'dataset')} "
+            f"and {plural(tree.non_alf_files, 'non-ALF file')} ({tree.bytes / 1e6:,.1f} MB) "
+            f"to {shown(tree.root)}"
+        )
+    if args.json:
+        print_json({**dataclasses.asdict(tree), "root": str(tree.root)})
     return 0

@@ -7,12 +7,38 @@ from __future__ import annotations
 
 import argparse
 from collections import Counter
+from typing import TYPE_CHECKING
 
-from alfcache._cmd_common import add_jobs, add_output, plural, print_json, say
+from alfcache._cmd_common import add_common, add_jobs, plural, print_json, say
 from alfcache._paths import shown
+
+if TYPE_CHECKING:
+    from alfcache._verify import Difference
 
 SHOWN = 10
 """Differences named on stderr; ``--json`` lists them all."""
+
+_SAYS = {
+    "missing_file": "{e} bytes in the tables, no file on disk",
+    "size_mismatch": "{e} bytes in the tables, {f} on disk",
+    "exists_mismatch": "marked missing (exists=False), a file of {f} bytes on disk",
+    "extra_file": "a file of {f} bytes on disk, not in the tables",
+    "missing_session": "in the tables, no folder on disk",
+    "extra_session": "a folder on disk, not in the tables",
+    "orphan_dataset": "its eid {e} is not in the sessions table",
+    "unreadable": "could not be read: {f}",
+}
+"""What each kind of difference means, in words; a digest mismatch shows both digests.
+
+A record's ``expected`` or ``found`` is None where that side has nothing (no file, no row):
+printed as such it read ``expected None, found None``.
+"""
+
+
+def _described(d: Difference) -> str:
+    """One difference as a line for a person: its path, kind, and what either side holds."""
+    says = _SAYS.get(d.kind, "expected {e}, found {f}")
+    return f"{d.path}: {d.kind} ({says.format(e=d.expected, f=d.found)})"
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -36,8 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         const=True,
         help="follow links to folders, as index does (default: as indexed)",
     )
-    parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
-    add_output(parser, "print every difference as JSON on stdout")
+    add_common(parser, "print every difference as JSON on stdout")
     parser.set_defaults(func=run)
 
 
@@ -55,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         for d in report.differences[:SHOWN]:
-            say(f"differs {d.path}: {d.kind}: expected {d.expected}, found {d.found}")
+            say(f"differs {_described(d)}")
         if len(report.differences) > SHOWN:
             say(
                 f"... {len(report.differences) - SHOWN} more differences "

@@ -98,6 +98,28 @@ def add(counter: Counter, n: int) -> None:
         counter.value += n
 
 
+class Tally(Protocol):
+    """A ``multiprocessing.Array`` of two integers: the sessions and files found so far.
+
+    Every listing thread of every process adds what each listing found, so progress moves as
+    folders are listed: rows travel only every ``BATCH_ROWS`` or when a process falls idle,
+    which on slow storage is the end of the walk.
+    """
+
+    def __getitem__(self, i: int) -> int: ...
+
+    def __setitem__(self, i: int, value: int) -> None: ...
+
+    def get_lock(self) -> Any: ...
+
+
+def tally(found: Tally | None, sessions: int, files: int) -> None:
+    if found is not None and (sessions or files):
+        with found.get_lock():
+            found[0] += sessions
+            found[1] += files
+
+
 class Depth:
     """How many listing threads a process allows: a hill climb on the measured listing rate.
 
@@ -165,6 +187,8 @@ class Lister:
     share : callable, optional
         Offered a thread's stack when it holds more than one task; may take a task from its
         bottom for other processes, and then returns True.
+    found : Tally, optional
+        Where each listing adds the sessions and files it found (for progress).
     """
 
     def __init__(
@@ -176,8 +200,10 @@ class Lister:
         on_idle: Callable[[int], None],
         share: Callable[[Stack], bool] | None = None,
         array_shard: ArrayShard | None = None,
+        found: Tally | None = None,
     ) -> None:
         self.root = root
+        self._found = found
         self.follow_symlinks = follow_symlinks
         self.array_shard = array_shard
         self._emit = emit
@@ -265,7 +291,9 @@ class Lister:
                 with self._cond:
                     self.used += 1
             while task is not None:
+                sessions, files = walk.found
                 walk.list_folder(task, stack)
+                tally(self._found, walk.found[0] - sessions, walk.found[1] - files)
                 if len(stack) > 1:
                     self._give(stack)
                 if walk.rows >= BATCH_ROWS:
@@ -406,6 +434,7 @@ def work(
     waiting: Counter,
     outstanding: Counter,
     conn: Connection,
+    found: Tally | None = None,
 ) -> None:
     """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
 
@@ -427,6 +456,7 @@ def work(
         on_idle=lambda n: send(("idle", n)),
         share=Sharer(tasks, queued, waiting, outstanding),
         array_shard=array_shard,
+        found=found,
     )
     serve(lister, tasks, queued, waiting)
     lister.stop()

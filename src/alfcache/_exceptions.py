@@ -54,8 +54,12 @@ class BadArgument(AlfcacheError, ValueError):
     """An argument has a value alfcache cannot use."""
 
 
-class LabConflict(AlfcacheError, ValueError):
-    """``lab=`` was given but some session folders already sit below another lab."""
+class LabConflict(AlfcacheError, ValueError, AssertionError):
+    """``lab=`` was given but some session folders already sit below another lab.
+
+    Also an AssertionError: one-api's ``make_parquet_db`` asserts here, and code (its own
+    tests) catches that.
+    """
 
 
 class ScanFailed(AlfcacheError, RuntimeError):

@@ -286,17 +286,20 @@ class FileBoard:
         self._fd = -1
         self._done = 0
         self._shown = 0
+        self._shown_at = 0.0
 
     def add(self, n: int) -> None:
+        # By bytes for large files, by time for small ones: a task of a thousand small files
+        # may never reach _REPORT_EVERY, and its bytes would show only once it is all read.
         self._done += n
-        if self._done - self._shown >= _REPORT_EVERY:
+        if self._done - self._shown >= _REPORT_EVERY or time.monotonic() - self._shown_at >= _POLL:
             self._write()
 
     def _write(self) -> None:
         if self._fd < 0:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
         os.pwrite(self._fd, struct.pack("<q", self._done), 8 * self.slot)
-        self._shown = self._done
+        self._shown, self._shown_at = self._done, time.monotonic()
 
     def close(self) -> None:
         if self._done != self._shown:
@@ -476,6 +479,10 @@ class Hashing:
     """Files read (the others kept the digests of the previous tables)."""
     bytes: int
     seconds: float
+    resumed: int = 0
+    """Files whose digests came from a checkpoint of an interrupted run, not read again."""
+    checkpoint: str | None = None
+    """That checkpoint, as shown to a person (None: no digest came from one)."""
 
     @property
     def rate(self) -> float:

@@ -28,9 +28,11 @@ from alfcache._engine import (
     Counter,
     Lister,
     Sharer,
+    Tally,
     Walked,
     add,
     serve,
+    tally,
     work,
 )
 from alfcache._exceptions import (
@@ -48,7 +50,13 @@ from alfcache._progress import Progress
 from alfcache._scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
 from alfcache._sharding import METADATA_KEY as SHARD_KEY
 from alfcache._sharding import ArrayShard, check_shard
-from alfcache._store import one_metadata, prepare_out_dir, provenance, write_tables
+from alfcache._store import (
+    check_space,
+    one_metadata,
+    prepare_out_dir,
+    provenance,
+    write_tables,
+)
 
 if TYPE_CHECKING:
     from alfcache._update import Changes
@@ -205,6 +213,7 @@ class RunningWalk:
         self._queued: Counter = self._ctx.Value("q", 0)
         self._waiting: Counter = self._ctx.Value("q", 0)
         self._outstanding: Counter = self._ctx.Value("q", 0)
+        self._found: Tally = self._ctx.Array("q", 2)
         self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
         self._sharer.enabled = False
         self._main_results: deque[ScanResult] = deque()
@@ -218,6 +227,7 @@ class RunningWalk:
             emit=self._main_results.append,
             on_idle=lambda n: add(self._outstanding, -n),
             share=self._sharer if self._n_workers else None,
+            found=self._found,
         )
         self._shards = 0
         self._walk_shards([Shard("", True)])
@@ -244,6 +254,7 @@ class RunningWalk:
                 self._waiting,
                 self._outstanding,
                 send,
+                self._found,
             )
             proc = self._procs.start(self._ctx, work, args)
             send.close()  # the worker holds the only write end: its death is an EOF here
@@ -254,6 +265,7 @@ class RunningWalk:
         """Start walking ``shards`` in this process (their own session rows are emitted here)."""
         walk = _Walk(self._root, self._follow_symlinks, self._array_shard)
         tasks = [walk.start(shard) for shard in shards]
+        tally(self._found, *walk.found)
         self._main_results.append(walk.flush())
         self._shards += len(tasks)
         add(self._outstanding, len(tasks))
@@ -269,7 +281,7 @@ class RunningWalk:
         """
         from alfcache._assemble import assemble
 
-        bar = Progress(enabled=progress)
+        bar = Progress(enabled=progress, start=self._start)
         results: list[ScanResult] = []
         listed = {"main": 0, "workers": 0}
         links: list[str] = []
@@ -280,11 +292,11 @@ class RunningWalk:
             results.append(result)
             listed[where] += result.listed
             links.extend(result.links)
-            bar.update(result.sessions.num_rows, result.datasets.num_rows)
 
         try:
             while True:
                 self._collect(take)
+                bar.show(self._found[0], self._found[1])  # each poll: a line is due every 5 s
                 if self._outstanding.value:
                     continue
                 # Every folder of this round is listed and every row has arrived.
@@ -482,6 +494,8 @@ def index(
     try:
         walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
         tables = walked.tables
+        rows = tables.sessions.num_rows + tables.datasets.num_rows
+        check_space(out, rows, len(algorithms) * tables.datasets.num_rows)
         if update or algorithms:
             tables, hashing, changes = refresh(
                 str(root),

@@ -23,9 +23,12 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from alfcache._cmd_common import plural
 from alfcache._exceptions import BadArgument
 from alfcache._hash import COLUMNS
 from alfcache._paths import shown
+from alfcache._revisions import COLUMN as DEFAULT_COLUMN
+from alfcache._revisions import groups_without_one_default
 from alfcache._schema import QC_LEVELS
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
@@ -184,6 +187,23 @@ def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
             warnings.append(
                 f"{path.name}: {other} hash value(s) are not lower-case MD5 hex: ONE-api logs "
                 "a mismatch for each such file it loads"
+            )
+    if {"eid", "rel_path"} <= set(table.column_names):
+        if DEFAULT_COLUMN not in table.column_names:
+            warnings.append(
+                f"{path.name} has no {DEFAULT_COLUMN} column: ONE-api warns 'No default "
+                "revision' for every dataset it loads, and list_datasets(..., "
+                "default_revisions_only=True) raises"
+            )
+        elif not pa.types.is_boolean(table.schema.field(DEFAULT_COLUMN).type):
+            errors.append(
+                f"{path.name}: column {DEFAULT_COLUMN!r} is "
+                f"{table.schema.field(DEFAULT_COLUMN).type}, ONE-api needs bool"
+            )
+        elif bad := groups_without_one_default(table):
+            errors.append(
+                f"{path.name}: {plural(bad, 'dataset')} with no or several {DEFAULT_COLUMN} "
+                "rows: ONE-api raises loading them"
             )
     if "qc" in table.column_names and pa.types.is_dictionary(table.schema.field("qc").type):
         qc = table["qc"]

@@ -43,7 +43,13 @@ from alfcache._paths import shown
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
 
-__all__ = ["patch_cache", "remove_cache_table_files", "remove_missing_datasets"]
+__all__ = [
+    "patch_cache",
+    "patch_tables",
+    "remove_cache_table_files",
+    "remove_missing_datasets",
+    "remove_table_files",
+]
 
 _logger = logging.getLogger("alfcache")
 
@@ -155,6 +161,10 @@ def patch_cache(
     return table
 
 
+patch_tables = patch_cache
+"""one-api 3.x's name of :func:`patch_cache` (the seed's name stays)."""
+
+
 # -------------------------------------------------------------------------------------------------
 # remove_cache_table_files
 # -------------------------------------------------------------------------------------------------
@@ -207,6 +217,10 @@ def remove_cache_table_files(
                 continue
             removed.append(file)
     return removed
+
+
+remove_table_files = remove_cache_table_files
+"""one-api 3.x's name of :func:`remove_cache_table_files` (the seed's name stays)."""
 
 
 # -------------------------------------------------------------------------------------------------
@@ -362,33 +376,38 @@ def _remove_folders_below(dir_fd: int, name: str) -> None:
     os.rmdir(name, dir_fd=dir_fd)  # fails, harmlessly, if a file appeared meanwhile
 
 
-def _remove_session_folder(parts: Sequence[str], folders: _OpenFolders) -> None:
+def _remove_session_folder(parts: Sequence[str], folders: _OpenFolders) -> bool:
     """Remove an emptied session folder (``parts`` below the cache folder), then its parents
     while they are empty.
 
-    Nothing at or directly below the cache folder is removed.
+    Nothing at or directly below the cache folder is removed. Returns True if the session
+    folder was removed (False: it held a file, a README say, and was kept).
     """
     if len(parts) < 2:
-        return
+        return False
     try:
         parent = folders.at(parts[:-1])
         if not _only_folders_below(parent, parts[-1]):
-            return
+            return False
         _remove_folders_below(parent, parts[-1])
     except OSError as exc:
         _logger.debug("Keeping %s: %s", "/".join(parts), exc)
-        return
+        return False
     _logger.debug("Removed %s", "/".join(parts))
     for depth in range(len(parts) - 1, 1, -1):
         try:
             os.rmdir(parts[depth - 1], dir_fd=folders.at(parts[: depth - 1]))
         except OSError:  # not empty (or already gone): stop climbing
-            return
+            break
         _logger.debug("Removed %s", "/".join(parts[:depth]))
+    return True
 
 
-def _delete(cache_dir: Path, to_delete: set[str], walked: Mapping[str, tuple[int, int]]) -> None:
-    """Delete the files and emptied session folders ``to_delete`` (relative to ``cache_dir``).
+def _delete(
+    cache_dir: Path, to_delete: set[str], walked: Mapping[str, tuple[int, int]]
+) -> list[str]:
+    """Delete the files and emptied session folders ``to_delete`` (relative to ``cache_dir``);
+    return those removed.
 
     A file is deleted only when it is still what the walk found (a regular file of the size
     and modification time in ``walked``; or a link, whose removal leaves its target alone),
@@ -396,6 +415,7 @@ def _delete(cache_dir: Path, to_delete: set[str], walked: Mapping[str, tuple[int
     since the walk is kept, with a warning.
     """
     kept: list[tuple[str, str]] = []
+    removed: list[str] = []
     session_folders = []
     folders = _OpenFolders(cache_dir)
     try:
@@ -420,9 +440,11 @@ def _delete(cache_dir: Path, to_delete: set[str], walked: Mapping[str, tuple[int
                 kept.append((rel, f"a folder on its path changed since the walk: {exc.strerror}"))
             else:
                 _logger.debug("Removed %s", rel)
+                removed.append(rel)
         # Deepest first, so a session nested in another is gone before its parent is looked at.
         for parts in sorted(session_folders, key=len, reverse=True):
-            _remove_session_folder(parts, folders)
+            if _remove_session_folder(parts, folders):
+                removed.append("/".join(parts))
     finally:
         folders.close()
     if kept:
@@ -434,6 +456,7 @@ def _delete(cache_dir: Path, to_delete: set[str], walked: Mapping[str, tuple[int
             kept[0][0],
             kept[0][1],
         )
+    return removed
 
 
 def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
@@ -581,5 +604,6 @@ def prune(
             strict=True,
         )
     }
-    _delete(cache_dir, chosen, walked)
-    return sorted(to_delete)
+    # Only what was removed is returned: a session folder kept for a file in it (a README)
+    # reported as removed would tell the user it is gone.
+    return sorted(cache_dir / p for p in _delete(cache_dir, chosen, walked))

@@ -10,14 +10,19 @@ import sys
 import time
 from typing import Any, TextIO
 
+INTERVAL = 5.0
+"""Seconds between two progress lines in a batch job (stderr not a terminal)."""
+
 
 class _Display:
     """What both displays share: the stream, the clock of the timed lines, the optional bar."""
 
-    def __init__(self, enabled: bool, stream: TextIO | None, interval: float, **bar: Any) -> None:
+    def __init__(
+        self, enabled: bool, stream: TextIO | None, interval: float | None, **bar: Any
+    ) -> None:
         self.stream = stream or sys.stderr
         self.enabled = enabled
-        self.interval = interval
+        self.interval = INTERVAL if interval is None else interval
         self.start = time.perf_counter()
         self._last_line = self.start
         self._bar = None
@@ -44,24 +49,37 @@ class _Display:
 
 
 class Progress(_Display):
-    """Counts sessions and files as shards finish and shows them."""
+    """Counts the sessions and files the walk has found and shows them."""
 
     def __init__(
-        self, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
+        self,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float | None = None,
+        start: float | None = None,
     ) -> None:
         super().__init__(enabled, stream, interval, unit=" files", desc="alfcache")
+        if start is not None:  # the walk began before its progress is shown: rate it whole
+            self.start = start
         self.sessions = 0
         self.files = 0
 
     def update(self, sessions: int, files: int) -> None:
         """Add the counts of a finished shard."""
-        self.sessions += sessions
-        self.files += files
+        self.show(self.sessions + sessions, self.files + files)
+
+    def show(self, sessions: int, files: int) -> None:
+        """Show that ``sessions`` and ``files`` have been found so far.
+
+        Called as often as the caller looks (not only when counts change): in a batch job a
+        line is then due every ``interval`` seconds even while a slow listing finds nothing.
+        """
+        step, self.sessions, self.files = files - self.files, sessions, files
         if not self.enabled:
             return
         if self._bar is not None:
             self._bar.set_postfix_str(f"{self.sessions} sessions", refresh=False)
-            self._bar.update(files)
+            self._bar.update(step)
             return
         if (elapsed := self._line_due()) is not None:
             rate = self.files / elapsed
@@ -78,7 +96,11 @@ class ByteProgress(_Display):
     """
 
     def __init__(
-        self, total: int, enabled: bool = True, stream: TextIO | None = None, interval: float = 5.0
+        self,
+        total: int,
+        enabled: bool = True,
+        stream: TextIO | None = None,
+        interval: float | None = None,
     ) -> None:
         super().__init__(
             enabled,
@@ -107,6 +129,17 @@ class ByteProgress(_Display):
             rate = done / elapsed
             left = (self.total - done) / rate if rate else float("inf")
             self._print(
-                f"alfcache: hashed {done / 1e6:,.0f} of {self.total / 1e6:,.0f} MB, "
-                f"{rate / 1e6:,.0f} MB/s, about {left:,.0f} s left"
+                f"alfcache: hashed {megabytes(done, self.total)} of "
+                f"{megabytes(self.total, self.total)} MB, {megabytes(rate, rate)} MB/s, "
+                f"about {left:,.0f} s left"
             )
+
+
+def megabytes(n: float, scale: float) -> str:
+    """``n`` bytes in MB, with the decimals that give ``scale`` three digits (three at most).
+
+    Whole megabytes said ``hashed 0 of 1 MB, 0 MB/s`` of a run of small files that was moving.
+    """
+    mb = scale / 1e6
+    decimals = 0 if mb >= 100 else 1 if mb >= 10 else 2 if mb >= 1 else 3
+    return f"{n / 1e6:,.{decimals}f}"

@@ -485,6 +485,11 @@ class _Walk:
     def rows(self) -> int:
         return len(self.ds_session) + len(self.ses_num)
 
+    @property
+    def found(self) -> tuple[int, int]:
+        """Sessions and files found since the last flush."""
+        return len(self.ses_num), len(self.ds_session)
+
     def flush(self) -> ScanResult:
         """What was found since the last flush, as one ScanResult; the walk starts afresh."""
         result = self.result()

@@ -1,8 +1,10 @@
 """The cache tables' Arrow schemas, as ONE-api needs them (see ``alf-layout.md``).
 
 Built with pyarrow only, so the indexing path never imports pandas. The ``pandas`` schema
-metadata is written by hand: it tells ``pandas.read_parquet`` (and so ONE-api) which columns
-form the index, exactly as pandas itself would have recorded it.
+metadata is written by hand, exactly as pandas itself records it when one-api's
+``make_parquet_db`` saves a frame: path ids are plain columns over a ``RangeIndex``, hashed ids the
+frame's index (its columns come last), so ``pd.read_parquet`` gives a user the same frame from
+either tool.
 """
 
 from __future__ import annotations
@@ -50,13 +52,19 @@ _PANDAS_TYPES: dict[pa.DataType, tuple[str, str, dict[str, object] | None]] = {
     pa.uint64(): ("uint64", "UInt64", None),
     pa.int64(): ("int64", "int64", None),
     pa.bool_(): ("bool", "bool", None),
-    pa.null(): ("empty", "object", None),
+    # An all-null hash (see _assemble) is recorded as the string column one-api writes, so
+    # pandas 2 and 3 read it as object None, never as pandas 3's NaN-holding string dtype.
+    pa.null(): ("unicode", "object", None),
     QC_ARROW_TYPE: ("categorical", "int8", {"num_categories": len(QC_LEVELS), "ordered": True}),
 }
 
 
-def pandas_metadata(schema: pa.Schema, index: tuple[str, ...]) -> bytes:
-    """The ``pandas`` key of a table's schema metadata, with ``index`` as its index columns."""
+def pandas_metadata(schema: pa.Schema, index: tuple[str, ...], num_rows: int) -> bytes:
+    """The ``pandas`` key of a table's schema metadata.
+
+    ``index`` names the index columns; empty, the table is read over a ``RangeIndex`` of
+    ``num_rows`` rows (pandas records it as ``{"kind": "range", ...}``, not as a column).
+    """
     columns = []
     for f in schema:
         pandas_type, numpy_type, meta = _PANDAS_TYPES[f.type]
@@ -71,7 +79,8 @@ def pandas_metadata(schema: pa.Schema, index: tuple[str, ...]) -> bytes:
         )
     return json.dumps(
         {
-            "index_columns": list(index),
+            "index_columns": list(index)
+            or [{"kind": "range", "name": None, "start": 0, "stop": num_rows, "step": 1}],
             "column_indexes": [
                 {
                     "name": None,

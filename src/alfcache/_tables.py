@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from alfcache._frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME
 from alfcache._maintain import patch_cache
 
-__all__ = ["Bunch", "load_tables", "merge_tables"]
+__all__ = ["Bunch", "cast_index_object", "default_cache", "load_tables", "merge_tables"]
 
 _logger = logging.getLogger("alfcache")
 
@@ -54,19 +54,68 @@ def _is_uuid_string(value: object) -> bool:
     return parsed.version in (3, 4, 5) and str(parsed) == value
 
 
-def _cast_index(frame: pd.DataFrame, dtype: Callable[[Any], Any]) -> pd.DataFrame:
-    """Map every index level through ``dtype`` (nulls left alone), as ``cast_index_object``."""
-    if isinstance(frame.index, pd.MultiIndex):
-        frame.index = pd.MultiIndex.from_arrays(
+def cast_index_object(df: pd.DataFrame, dtype: Callable[[Any], Any] = uuid.UUID) -> pd.DataFrame:
+    """Cast the index object to the specified dtype.
+
+    NB: The data frame index will remain as 'object', however the underlying object type will
+    be modified. Nulls are left alone.
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        A data frame with an index to cast; its index is replaced in place.
+    dtype : type, function
+        The desired dtype or a mapping function.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``df``, with its new index.
+    """
+    if isinstance(df.index, pd.MultiIndex):
+        df.index = pd.MultiIndex.from_arrays(
             [
-                frame.index.get_level_values(i).map(dtype, na_action="ignore")
-                for i in range(frame.index.nlevels)
+                df.index.get_level_values(i).map(dtype, na_action="ignore")
+                for i in range(df.index.nlevels)
             ],
-            names=frame.index.names,
+            names=df.index.names,
         )
     else:
-        frame.index = frame.index.map(dtype, na_action="ignore")
-    return frame
+        df.index = df.index.map(dtype, na_action="ignore")
+    return df
+
+
+def default_cache(origin: str = "") -> Bunch:
+    """An empty cache dictionary with the default tables, as one-api 3.x's ``default_cache``.
+
+    Parameters
+    ----------
+    origin : str, optional
+        The origin of the cache (e.g. a computer name or database name).
+
+    Returns
+    -------
+    Bunch
+        Empty ``datasets`` and ``sessions`` frames and ``_meta``, whose ``raw`` holds for each
+        table a ``date_created`` (now) and an ``origin``: the set of ``origin``, empty for ''.
+    """
+    now = datetime.datetime.now().isoformat(sep=" ", timespec="minutes")
+    return Bunch(
+        {
+            "datasets": EMPTY_DATASETS_FRAME.copy(),
+            "sessions": EMPTY_SESSIONS_FRAME.copy(),
+            "_meta": {
+                "created_time": None,
+                "loaded_time": None,
+                "modified_time": None,
+                "saved_time": None,
+                "raw": {
+                    table: {"date_created": now, "origin": set(filter(None, [origin]))}
+                    for table in ("datasets", "sessions")
+                },
+            },
+        }
+    )
 
 
 def _read(file: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
@@ -136,7 +185,7 @@ def load_tables(tables_dir: str | os.PathLike[str], glob_pattern: str = "*.pqt")
 
         # Old caches may have path ids: only UUID ids are cast.
         if any(map(_is_uuid_string, cache.index.get_level_values(0))):
-            cache = _cast_index(cache, uuid.UUID)
+            cache = cast_index_object(cache, uuid.UUID)
 
         # A sorted index makes MultiIndex look-ups O(1) instead of O(N).
         if not cache.index.is_monotonic_increasing:
@@ -154,7 +203,10 @@ def load_tables(tables_dir: str | os.PathLike[str], glob_pattern: str = "*.pqt")
 
 
 def merge_tables(
-    cache: dict[str, Any], strict: bool = False, **kwargs: pd.DataFrame | pd.Series | None
+    cache: dict[str, Any],
+    strict: bool = False,
+    origin: str | None = None,
+    **kwargs: pd.DataFrame | pd.Series | None,
 ) -> datetime.datetime | None:
     """Update the cache tables with new records.
 
@@ -165,6 +217,10 @@ def merge_tables(
     strict : bool
         If not True, the columns don't need to match. Extra columns in input tables are
         dropped and missing columns are added and filled with np.nan.
+    origin : str, optional
+        The origin of the records (e.g. a computer name or database name), added to the
+        ``origin`` set in each updated table's ``_meta['raw']`` (as one-api 3.1+). A table
+        without raw metadata gets a ``date_created``.
     kwargs
         pandas.DataFrame or pandas.Series to insert/update for each table.
 
@@ -209,8 +265,37 @@ def merge_tables(
         assert set(cache[table].columns) == set(records.columns)
         records = records.astype(cache[table].dtypes)
         to_update = records.index.isin(cache[table].index)
-        cache[table].loc[records.index[to_update], :] = records[to_update]
+        try:
+            cache[table].loc[records.index[to_update], :] = records[to_update]
+        except ValueError as exc:
+            # Nullable and categorical columns loaded from parquet may be backed by read-only
+            # Arrow buffers (one-api 3.1+ copies the table then, and so do we).
+            if "read-only" not in str(exc):
+                raise
+            cache[table] = cache[table].copy()
+            cache[table].loc[records.index[to_update], :] = records[to_update]
         cache[table] = pd.concat([cache[table], records[~to_update]]).sort_index()
         updated = datetime.datetime.now()
+        _note_origin(cache["_meta"], table, origin)
     cache["_meta"]["modified_time"] = updated
     return updated
+
+
+def _note_origin(meta: dict[str, Any], table: str, origin: str | None) -> None:
+    """Record ``origin`` and a ``date_created`` in the table's raw metadata, as one-api 3.1+.
+
+    The origin becomes a set; a table loaded by :func:`load_tables` holds it as written (a
+    string, as one-api 3.0.0 loads it, or a list after one-api re-saved it), so it is taken in.
+    """
+    table_meta = meta["raw"].get(table, {})
+    if origin is not None:
+        held = table_meta.get("origin")
+        if held is None:
+            table_meta["origin"] = {origin}
+        else:
+            held = held if isinstance(held, set | list | tuple) else [held]
+            table_meta["origin"] = {*filter(None, held), origin}
+        meta["raw"][table] = table_meta
+    if "date_created" not in table_meta:
+        table_meta["date_created"] = datetime.datetime.now().isoformat(sep=" ", timespec="minutes")
+        meta["raw"][table] = table_meta

@@ -18,6 +18,9 @@ say, ``found`` what the disk says. The kinds:
 ``missing_session``  a session in the tables without a folder on disk
 ``extra_session``    a session folder on disk that the tables lack
 ``orphan_dataset``   a dataset whose ``eid`` is not in the sessions table
+``default_revision_mismatch``  the row's ``default_revision`` differs from the rule of
+                     :mod:`alfcache._revisions` applied to the table's rows (tables without the
+                     column are not checked; ``info`` warns about them)
 """
 
 from __future__ import annotations
@@ -36,6 +39,8 @@ from alfcache._hash import COLUMNS, digest_files
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
 from alfcache._info import held_digests, read_table
 from alfcache._paths import shown
+from alfcache._revisions import COLUMN as DEFAULT_COLUMN
+from alfcache._revisions import default_revisions
 from alfcache._scan import Skip
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
@@ -246,6 +251,12 @@ def verify(
         follow_symlinks = options.get("follow_symlinks") is True
     want_ses = _keyed_sessions(_session_frame(ses_table, ses_path))
     want_all = _dataset_frame(ds_table, ds_path, algorithms)
+    check_defaults = DEFAULT_COLUMN in ds_table.column_names
+    if check_defaults:
+        want_all = want_all.with_columns(
+            _column(ds_table, DEFAULT_COLUMN, pl.Boolean(), ds_path),
+            pl.Series("rule_default", default_revisions(ds_table)),
+        )
 
     walked = start_walk(root, jobs, follow_symlinks).finish(
         hash_ids=True, lab=lab, progress=progress
@@ -316,6 +327,13 @@ def verify(
             None,
         ),
     ]
+    if check_defaults:
+        differences += _records(
+            want_ds.filter(pl.col(DEFAULT_COLUMN).ne_missing(pl.col("rule_default"))),
+            "default_revision_mismatch",
+            DEFAULT_COLUMN,
+            "rule_default",
+        )
     checked = 0
     if algorithms:
         to_read = both.filter(
