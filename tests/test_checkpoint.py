@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _inject import READ_HOOKS, rewrite_in_place
+from _procs import restore_sigint
 
 import alfcache._checkpoint
 from alfcache._checkpoint import CHECKPOINT_FILE
@@ -58,6 +59,7 @@ def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=restore_sigint,
     )
 
 

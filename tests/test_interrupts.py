@@ -28,6 +28,7 @@ from _procs import (
     comm,
     descendants,
     group_members,
+    restore_sigint,
     wait_all_gone,
     without_loky_tracker_noise,
 )
@@ -74,12 +75,6 @@ if os.getppid() == int(os.environ["ALFCACHE_TEST_PARENT"]):
 def _is_walk_worker(pid: int) -> bool:
     """The walk's worker processes name themselves; hashing workers are loky's."""
     return comm(pid) == WORKER_NAME or b"popen_loky" in cmdline(pid)
-
-
-def _restore_sigint() -> None:
-    # A shell that starts jobs in the background hands them SIGINT ignored, and Python then
-    # never raises KeyboardInterrupt: give the command line the default, as a terminal does.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
@@ -135,7 +130,7 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_restore_sigint,
+            preexec_fn=restore_sigint,
             start_new_session=True,
         )
         _wait_until_started(proc, started)
@@ -299,7 +294,7 @@ def _child(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_restore_sigint,
+        preexec_fn=restore_sigint,
         start_new_session=True,
     )
     try:
