@@ -403,3 +403,21 @@ def test_hashing_and_updating_never_import_pandas(tree: Path, tmp_path: Path) ->
         timeout=120,
     )
     assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("number", ["1000", "0001", "01234"])
+def test_a_long_session_number_folder_carries_nothing_over(
+    tmp_path: Path, make_files: Any, number: str
+) -> None:
+    # issue 17 item 5: the walk goes through subject/date/NNNN (not a session): it hides
+    # nothing, so a file deleted elsewhere is dropped as vanished, as a full re-index drops it
+    session = "lab1/Subjects/A/2024-01-01/001/alf"
+    root = make_files(tmp_path / "data", [f"{session}/x.y.npy", f"{session}/z.y.npy"])
+    (root / f"lab1/Subjects/B/2021-01-01/{number}").mkdir(parents=True)
+    out = tmp_path / "out"
+    _run(root, out)
+    (root / session / "z.y.npy").unlink()
+    report = _run(root, out, update=True)
+    assert report.changes is not None
+    assert (report.changes.vanished, report.changes.carried_over) == (1, 0)
+    assert list(_rows(out)) == ["lab1/Subjects/A/2024-01-01/001/alf/x.y.npy"]

@@ -407,14 +407,19 @@ def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]
     return paths
 
 
+_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date"})
+"""Reasons of folders the walk went through (seen, just not a session of their own): nothing
+below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
+must not stop an update dropping what vanished elsewhere."""
+
+
 def _below_left_out(
-    rows: pl.DataFrame, root: str, left_out: list[Skip], with_rel_path: bool
+    rows: pl.DataFrame, root: str, left_out: Sequence[Skip], with_rel_path: bool
 ) -> pl.Series:
     """Which previous rows may lie below an entry the walk left out (see left_out_prefixes)."""
     root_names = [n for n in root.split("/") if n]
     prefixes: set[str] = set()
-    # A near miss was walked (seen, just not ALF): nothing below it can have been missed.
-    for skip in (s for s in left_out if s.reason != NEAR_MISS):
+    for skip in (s for s in left_out if s.reason not in _WALKED):
         found = left_out_prefixes([*root_names, *Path(skip.path).parts])
         if found is None:  # a plain folder: it may hold any session
             return pl.Series([True] * rows.height, dtype=pl.Boolean)
