@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from alfcache._assemble import Tables
 from alfcache._checkpoint import digest_with_checkpoint
 from alfcache._exceptions import BadArgument
-from alfcache._grammar import left_out_prefixes
+from alfcache._grammar import is_dataset_name, left_out_prefixes
 from alfcache._hash import COLUMNS, Digests, Hashing, Readers
 from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
@@ -433,6 +433,18 @@ def _below_left_out(
     return pl.Series([any(map(covered, p)) for p in paths], dtype=pl.Boolean)
 
 
+def _may_hold_sessions(left_out: Sequence[Skip]) -> bool:
+    """Whether the walk left out a folder (not a file), which may hold any session.
+
+    A session nested in another's collection (``S1/2024-01-08/001/raw/S9/2024-01-08/002``) has
+    an ALF path that says nothing of where it lies, so no placement by path rules it out: while
+    a folder cannot be listed, a session the walk did not find at all is carried over.
+    """
+    return any(
+        s.reason not in _WALKED and not is_dataset_name(Path(s.path).name) for s in left_out
+    )
+
+
 def _count(datasets: pl.DataFrame, hashed: bool, *, vanished: int, carried: int) -> Changes:
     """What changed, as far as the previous tables can tell.
 
@@ -519,10 +531,14 @@ def reconcile(
         previous.sessions.select(pl.col("id").alias("eid"), *SESSION_KEY), on="eid", how="left"
     )
     carry = _below_left_out(gone_sessions, root, left_out, with_rel_path=True)
+    nested = _may_hold_sessions(left_out)
+    if nested:  # a session not found at all may be nested below the folder not listed
+        carry = carry | gone["eid"].is_in(vanished_sessions["id"].implode())
     carried, gone = gone.filter(carry), gone.filter(~carry)
     carried_sessions = vanished_sessions.filter(
         _below_left_out(vanished_sessions, root, left_out, with_rel_path=False)
         | pl.col("id").is_in(carried["eid"].implode())
+        | nested
     )
     changes = _count(datasets, bool(algorithms), vanished=gone.height, carried=carried.height)
     columns = [
