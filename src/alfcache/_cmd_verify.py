@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from collections import Counter
 
-from alfcache._cmd_common import add_jobs, add_output, plural, print_json, say
+from alfcache._cmd_common import add_any_origin, add_jobs, add_output, plural, print_json, say
 from alfcache._paths import shown
 
 SHOWN = 10
@@ -37,6 +37,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="follow links to folders, as index does (default: as indexed)",
     )
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress and no summary")
+    add_any_origin(parser)
     add_output(parser, "print every difference as JSON on stdout")
     parser.set_defaults(func=run)
 
@@ -52,6 +53,7 @@ def run(args: argparse.Namespace) -> int:
         n_jobs=args.jobs,
         follow_symlinks=args.follow_symlinks,
         progress=not args.quiet,
+        any_origin=args.any_origin,
     )
     if not args.quiet:
         for d in report.differences[:SHOWN]:

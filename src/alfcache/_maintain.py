@@ -38,6 +38,7 @@ from alfcache._ids import uuid_text
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
+from alfcache._tablecheck import check_tables_for
 
 __all__ = ["patch_cache", "remove_cache_table_files", "remove_missing_datasets"]
 
@@ -249,6 +250,24 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
     return tables
 
 
+def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
+    """Refuse to delete by partial tables, or (unless ``any_origin``) another tree's.
+
+    Raises
+    ------
+    BadArgument
+        See :func:`alfcache._tablecheck.check_tables_for`.
+    """
+    check_tables_for(
+        "pruning",
+        "pruning would delete every file of this tree that those tables lack",
+        pq.read_schema(tables_dir / SESSIONS_FILE).metadata,
+        root.resolve(),
+        tables_dir,
+        any_origin=any_origin,
+    )
+
+
 def _is_null(value: object) -> bool:
     return value is None or value is pd.NA or (isinstance(value, float) and np.isnan(value))
 
@@ -359,6 +378,7 @@ def remove_missing_datasets(
     dry: bool = True,
     *,
     lock_timeout: float = DEFAULT_TIMEOUT,
+    any_origin: bool = False,
 ) -> list[Path]:
     """Remove dataset files and session folders that are not in the provided cache.
 
@@ -386,6 +406,12 @@ def remove_missing_datasets(
     lock_timeout : float
         Unless ``dry``: seconds to wait for an index run writing into ``cache_dir``, whose lock
         (:mod:`alfcache._lock`) is held from reading the tables to the last deletion.
+    any_origin : bool
+        Unless ``dry``, tables read from ``cache_dir`` whose recorded origin is another folder
+        are refused (they would delete this tree's files that they lack) unless this is True
+        (tables moved on purpose); partial tables of one array shard are refused all the same.
+        Tables passed as ``tables``, and tables that record no absolute origin (Alyx's), are
+        not checked.
 
     Returns
     -------
@@ -396,6 +422,9 @@ def remove_missing_datasets(
     ------
     FileNotFoundError
         ``tables`` is None and a table file is missing from ``cache_dir``.
+    BadArgument
+        Not ``dry``, ``tables`` is None, and the tables in ``cache_dir`` are partial or
+        (unless ``any_origin``) of another origin.
     OutDirLocked
         Not ``dry``, and another run kept writing into ``cache_dir`` for ``lock_timeout``
         seconds.
@@ -406,6 +435,9 @@ def remove_missing_datasets(
     check_timeout(lock_timeout)
     # Deleting by tables that an index run is replacing would go by a pair of two runs.
     with out_dir_lock(cache_dir, lock_timeout):
+        if tables is None:
+            tables = read_cache_tables(cache_dir)
+            check_prune_tables(cache_dir, cache_dir, any_origin)
         return prune(cache_dir, tables, remove_empty_sessions, dry=False)
 
 

@@ -16,7 +16,6 @@ carries extra columns along as long as their names do not contain ``id``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -36,6 +35,8 @@ from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tablecheck import check_origin as check_tables_origin
+from alfcache._tablecheck import origin_of
 
 MTIME_COLUMN = "mtime_ns"
 
@@ -105,32 +106,22 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, table[name]).cast(dtype)
 
 
-def _origin(table: pa.Table) -> str | None:
-    meta = (table.schema.metadata or {}).get(b"one_metadata")
-    try:
-        origin = json.loads(meta)["origin"]
-    except (TypeError, KeyError, ValueError):
-        return None
-    return origin if isinstance(origin, str) else None
-
-
 def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
-    """Refuse to update tables made from another folder than ``root``.
+    """Refuse to update tables made from another folder than ``root`` (see
+    :func:`alfcache._tablecheck.check_origin`).
 
     Raises
     ------
     BadArgument
-        The tables record an absolute origin that is not ``root`` (a relative one, as ONE-api
-        may write, cannot be checked and is accepted).
+        The tables record an absolute origin that is not ``root``.
     """
-    if previous.origin is None or not Path(previous.origin).is_absolute():
-        return
-    if Path(previous.origin).resolve() != root:
-        raise BadArgument(
-            f"the tables in {shown(out_dir)} were made from {previous.origin}, not {root}: an "
-            "update would drop that tree's rows and carry their QC over to this one. Choose "
-            "another output folder, or move the old tables away"
-        )
+    check_tables_origin(
+        previous.origin,
+        root,
+        out_dir,
+        harm="an update would drop that tree's rows and carry their QC over to this one",
+        fix="Choose another output folder, or move the old tables away",
+    )
 
 
 def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
@@ -197,7 +188,7 @@ def read_previous(out_dir: Path) -> Previous | None:
     except pl.exceptions.PolarsError as exc:
         raise _bad_table(ds_path, exc) from exc
     algorithms = _recorded_algorithms(ds, datasets["old_md5"])
-    return Previous(sessions, datasets, algorithms, _origin(ses))
+    return Previous(sessions, datasets, algorithms, origin_of(ses.schema.metadata))
 
 
 def _no_previous() -> Previous:

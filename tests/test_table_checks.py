@@ -1,0 +1,134 @@
+"""What a verb checks of the tables before it acts on them (issue 17): whose tree they are,
+whether they are whole, whether both are of one run, and whether they can be read at all.
+
+Every refusal is one line on stderr with exit 2; nothing on disk changes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import alfcache
+from alfcache._cli import main as cli_main
+from alfcache._exceptions import BadArgument
+
+FILES = [
+    "lab1/Subjects/A/2024-01-01/001/alf/x.y.npy",
+    "lab1/Subjects/B/2024-01-02/001/alf/x.y.npy",
+    "lab1/Subjects/C/2024-01-03/001/alf/x.y.npy",
+    "lab1/Subjects/D/2024-01-04/001/alf/x.y.npy",
+]
+
+
+def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        alfcache.index(root, out, n_jobs=1, **kwargs)
+
+
+def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[object, str]:
+    try:
+        code: object = cli_main([str(a) for a in argv])
+    except SystemExit as exc:
+        code = exc.code
+    return code, capsys.readouterr().err
+
+
+def _files(root: Path) -> list[str]:
+    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*.npy"))
+
+
+@pytest.fixture
+def two_trees(tmp_path: Path, make_files: Any) -> tuple[Path, Path]:
+    """Tree ``one`` with tables of its own; tree ``two`` holding one more session."""
+    one = make_files(tmp_path / "one", FILES[:2])
+    two = make_files(tmp_path / "two", FILES)
+    _index(one)
+    return one, two
+
+
+# --------------------------------------------------------------------------------------------
+# item 3: origin and partial tables
+# --------------------------------------------------------------------------------------------
+
+
+def test_prune_apply_refuses_another_trees_tables(
+    two_trees: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    one, two = two_trees
+    before = _files(two)
+    code, err = _cli(capsys, "prune", two, "--tables", one, "--apply")
+    assert code == 2
+    assert err.count("\n") == 1 and f"were made from {one}, not {two}" in err
+    assert "--any-origin" in err
+    assert _files(two) == before
+    # moved on purpose: the override deletes what those tables lack
+    code, err = _cli(capsys, "prune", two, "--tables", one, "--apply", "--any-origin")
+    assert code == 0, err
+    assert _files(two) == FILES[:2]
+
+
+def test_remove_missing_datasets_refuses_another_trees_tables(
+    two_trees: tuple[Path, Path],
+) -> None:
+    one, two = two_trees
+    for name in ("sessions.pqt", "datasets.pqt"):
+        shutil.copy(one / name, two / name)
+    before = _files(two)
+    with pytest.raises(BadArgument, match="--any-origin"):
+        alfcache.remove_missing_datasets(two, dry=False)
+    assert _files(two) == before
+    # a dry run deletes nothing and is not checked, as ONE-api's
+    assert len(alfcache.remove_missing_datasets(two, dry=True)) == 4
+    alfcache.remove_missing_datasets(two, dry=False, any_origin=True)
+    assert _files(two) == FILES[:2]
+
+
+def test_verify_refuses_another_trees_tables(
+    two_trees: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    one, two = two_trees
+    code, err = _cli(capsys, "verify", two, "--tables", one, "--quiet")
+    assert code == 2
+    assert err.count("\n") == 1 and f"were made from {one}, not {two}" in err
+    code, err = _cli(capsys, "verify", two, "--tables", one, "--any-origin", "--jobs", "1")
+    assert code == 1 and "extra_session" in err
+
+
+def test_partial_tables_are_refused_even_with_any_origin(
+    two_trees: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    _, two = two_trees
+    part = tmp_path / "parts/0"
+    _index(two, part, shard=(0, 2))
+    before = _files(two)
+    for argv in (("prune", "--apply"), ("verify", "--quiet")):
+        code, err = _cli(capsys, argv[0], two, "--tables", part, *argv[1:], "--any-origin")
+        assert code == 2
+        assert err.count("\n") == 1 and "are partial (shard 0/2" in err
+        assert "alfcache merge" in err
+    assert _files(two) == before
+
+
+def test_tables_without_an_absolute_origin_are_accepted(
+    two_trees: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # Alyx's tables name a database, one-api's what it was given: only a folder is checked
+    import pyarrow.parquet as pq
+
+    one, two = two_trees
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("sessions.pqt", "datasets.pqt"):
+        table = pq.read_table(one / name)
+        meta = dict(table.schema.metadata)
+        meta[b"one_metadata"] = b'{"date_created": "2024-01-01 00:00", "origin": "alyx"}'
+        pq.write_table(table.replace_schema_metadata(meta), other / name)
+    code, err = _cli(capsys, "prune", two, "--tables", other, "--apply")
+    assert code == 0, err
+    assert _files(two) == FILES[:2]
