@@ -11,11 +11,15 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
 import alfcache
 from alfcache._cli import main as cli_main
 from alfcache._exceptions import BadArgument
+from alfcache._info import info
 
 FILES = [
     "lab1/Subjects/A/2024-01-01/001/alf/x.y.npy",
@@ -119,8 +123,6 @@ def test_tables_without_an_absolute_origin_are_accepted(
     two_trees: tuple[Path, Path], capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
     # Alyx's tables name a database, one-api's what it was given: only a folder is checked
-    import pyarrow.parquet as pq
-
     one, two = two_trees
     other = tmp_path / "other"
     other.mkdir()
@@ -132,3 +134,61 @@ def test_tables_without_an_absolute_origin_are_accepted(
     code, err = _cli(capsys, "prune", two, "--tables", other, "--apply")
     assert code == 0, err
     assert _files(two) == FILES[:2]
+
+
+# --------------------------------------------------------------------------------------------
+# item 11: malformed tables
+# --------------------------------------------------------------------------------------------
+
+VERBS = [("info",), ("verify", "--quiet"), ("prune",), ("prune", "--apply"), ("index", "--update")]
+
+
+def _not_utf8(table: pa.Table, column: str) -> pa.Table:
+    """``table`` whose first value of ``column`` holds the byte 0xff (pyarrow writes it as is)."""
+    index = table.schema.get_field_index(column)
+    values = table[column].combine_chunks()
+    data = b"alf/x\xff.y.npy"
+    offsets = np.array([0, len(data), *[len(data)] * (len(values) - 1)], dtype=np.int32)
+    broken = pa.Array.from_buffers(
+        pa.string(), len(values), [None, pa.py_buffer(offsets), pa.py_buffer(data)]
+    )
+    return table.set_column(index, table.schema.field(index), broken)
+
+
+@pytest.mark.parametrize("argv", VERBS, ids=lambda a: " ".join(a))
+def test_a_truncated_table_is_one_line_exit_2(
+    tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    root = make_files(tmp_path / "data", FILES)
+    _index(root)
+    table = root / "datasets.pqt"
+    table.write_bytes(table.read_bytes()[:200])
+    code, err = _cli(capsys, argv[0], root, *argv[1:])
+    assert code == 2
+    assert err.count("\n") == 1 and f"{table}: Parquet magic bytes not found" in err
+    assert _files(root) == FILES
+
+
+@pytest.mark.parametrize("argv", VERBS, ids=lambda a: " ".join(a))
+def test_a_value_that_is_not_utf8_is_reported(
+    tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    # verify panicked in Polars, prune raised, info said ONE-api can load the tables and
+    # --update carried the row forward
+    root = make_files(tmp_path / "data", FILES)
+    _index(root)
+    table = root / "datasets.pqt"
+    pq.write_table(_not_utf8(pq.read_table(table), "rel_path"), table)
+    before = table.read_bytes()
+    code, err = _cli(capsys, argv[0], root, *argv[1:])
+    expected = "datasets.pqt: column 'rel_path' holds a value that is not UTF-8"
+    if argv[0] == "info":
+        assert code == 1 and "do not meet what ONE-api needs" in err
+        assert info(root)["one_api"]["errors"] == [
+            f"{expected} (In chunk 0: Invalid: Invalid UTF8 sequence at string index 0): "
+            "ONE-api fails to load it"
+        ]
+    else:
+        assert code == 2
+        assert err.count("\n") == 1 and expected in err
+    assert table.read_bytes() == before and _files(root) == FILES

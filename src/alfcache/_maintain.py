@@ -35,6 +35,7 @@ from packaging.version import InvalidVersion, Version
 from alfcache._exceptions import BadArgument
 from alfcache._frames import QC_TYPE
 from alfcache._ids import uuid_text
+from alfcache._info import read_table
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
@@ -230,6 +231,8 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
     ------
     FileNotFoundError
         A table is missing: pruning against a missing table would flag the whole tree.
+    BadArgument
+        A table is not parquet or holds a value that is not UTF-8.
     KeyError
         A table without an index has no column whose name contains 'id'.
     """
@@ -240,7 +243,7 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
             raise FileNotFoundError(
                 f"{file} not found; index the folder first or pass the tables explicitly"
             )
-        table = pd.read_parquet(file)
+        table = read_table(file).to_pandas()
         if isinstance(table.index, pd.RangeIndex):
             id_columns = sorted(c for c in table.columns if "id" in str(c))
             if not id_columns:

@@ -35,8 +35,8 @@ from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tablecheck import bad_text, origin_of
 from alfcache._tablecheck import check_origin as check_tables_origin
-from alfcache._tablecheck import origin_of
 
 MTIME_COLUMN = "mtime_ns"
 
@@ -93,6 +93,8 @@ def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
             table = file.read()
     except (OSError, pa.ArrowException) as exc:
         raise _bad_table(path, exc) from exc
+    if why := bad_text(table):  # it would be carried forward into the new tables
+        raise _bad_table(path, why)
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise _bad_table(path, f"it has no column {', '.join(missing)}")
