@@ -6,6 +6,8 @@ Every refusal is one line on stderr with exit 2; nothing on disk changes.
 
 from __future__ import annotations
 
+import json
+import logging
 import shutil
 import warnings
 from pathlib import Path
@@ -192,3 +194,56 @@ def test_a_value_that_is_not_utf8_is_reported(
         assert code == 2
         assert err.count("\n") == 1 and expected in err
     assert table.read_bytes() == before and _files(root) == FILES
+
+
+# --------------------------------------------------------------------------------------------
+# item 12: a pair of two runs
+# --------------------------------------------------------------------------------------------
+
+
+def _run_id(table: Path) -> object:
+    return json.loads(pq.read_schema(table).metadata[b"alfcache"])["run"]
+
+
+@pytest.fixture
+def two_runs(tmp_path: Path, make_files: Any) -> Path:
+    """A tree whose sessions.pqt is of a second run, its datasets.pqt of the first, as a run
+    killed between its two renames leaves them."""
+    root = make_files(tmp_path / "data", FILES)
+    _index(root)
+    first = root / "datasets.pqt"
+    kept = first.read_bytes()
+    _index(root)
+    assert _run_id(root / "sessions.pqt") == _run_id(first)  # one run, one id
+    first.write_bytes(kept)
+    assert _run_id(root / "sessions.pqt") != _run_id(first)
+    return root
+
+
+def test_info_reports_a_pair_of_two_runs(two_runs: Path) -> None:
+    errors = info(two_runs)["one_api"]["errors"]
+    assert len(errors) == 1
+    assert "sessions.pqt and datasets.pqt were written by two runs" in errors[0]
+
+
+@pytest.mark.parametrize(
+    "argv", [("verify", "--quiet"), ("index", "--update"), ("prune", "--apply")], ids=str
+)
+def test_verbs_refuse_a_pair_of_two_runs(
+    two_runs: Path, capsys: pytest.CaptureFixture[str], argv: tuple[str, ...]
+) -> None:
+    tables = [(two_runs / n).read_bytes() for n in ("sessions.pqt", "datasets.pqt")]
+    code, err = _cli(capsys, argv[0], two_runs, *argv[1:])
+    assert code == 2
+    assert err.count("\n") == 1 and "were written by two runs" in err
+    assert [(two_runs / n).read_bytes() for n in ("sessions.pqt", "datasets.pqt")] == tables
+
+
+def test_load_tables_warns_of_a_pair_of_two_runs(
+    two_runs: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # one-api's load_tables does not check: it loads, and says why
+    with caplog.at_level(logging.WARNING, logger="alfcache"):
+        cache = alfcache.load_tables(two_runs)
+    assert len(cache["datasets"]) == len(FILES)
+    assert [r.getMessage() for r in caplog.records if "two runs" in r.getMessage()] != []

@@ -28,7 +28,7 @@ from alfcache._hash import COLUMNS
 from alfcache._paths import shown
 from alfcache._schema import QC_LEVELS
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._tablecheck import bad_text
+from alfcache._tablecheck import bad_text, pair_mismatch
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -247,6 +247,8 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
         e, w = _check_table(name, table, path)
         errors += e
         warnings += w
+    if why := pair_mismatch(sessions.schema.metadata, datasets.schema.metadata):
+        errors.append(f"{why}; ONE-api would join rows of two runs. Index the folder again")
     ids = sessions["id"].to_pylist() if "id" in sessions.column_names else []
     id_kind, e, w = _id_kind(ids)
     errors += e

@@ -254,7 +254,8 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
 
 
 def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
-    """Refuse to delete by partial tables, or (unless ``any_origin``) another tree's.
+    """Refuse to delete by partial tables, a pair of two runs, or (unless ``any_origin``)
+    another tree's.
 
     Raises
     ------
@@ -265,6 +266,7 @@ def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
         "pruning",
         "pruning would delete every file of this tree that those tables lack",
         pq.read_schema(tables_dir / SESSIONS_FILE).metadata,
+        pq.read_schema(tables_dir / DATASETS_FILE).metadata,
         root.resolve(),
         tables_dir,
         any_origin=any_origin,

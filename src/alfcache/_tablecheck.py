@@ -9,6 +9,8 @@ reader (``--update``, ``verify``, ``prune``, ``info``) applies the same one:
   are accepted.
 * :func:`check_whole`: the tables of one array shard (``--shard K/N``) lack the other shards'
   sessions.
+* :func:`pair_mismatch`: both tables carry the id of the run that wrote them; a run killed
+  between the two renames leaves a new ``sessions.pqt`` beside an old ``datasets.pqt``.
 * :func:`bad_text`: a parquet file may hold bytes that are not UTF-8 in a string column (pyarrow
   reads them unchecked); pandas, Polars (a panic) and ONE-api fail on them later, or an update
   carries them forward.
@@ -25,6 +27,7 @@ import pyarrow as pa
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._sharding import METADATA_KEY
+from alfcache._store import RUN_KEY, read_provenance
 
 ANY_ORIGIN = "--any-origin"
 """The option (``any_origin=True`` in the library) that accepts tables moved on purpose."""
@@ -91,10 +94,46 @@ def check_whole(metadata: Mapping[bytes, bytes] | None, tables_dir: Path, verb: 
     )
 
 
+def pair_mismatch(
+    sessions: Mapping[bytes, bytes] | None, datasets: Mapping[bytes, bytes] | None
+) -> str | None:
+    """Why the two tables (their schema metadata) are not of one run; None when they are.
+
+    Only tables that both carry alfcache's record can be paired (one-api's cannot, and pass);
+    one with a run id beside one of an older alfcache, without, is a pair of two runs.
+    """
+    records = [read_provenance(m) for m in (sessions, datasets)]
+    ses, ds = (r.get(RUN_KEY) for r in records)
+    if not all(records) or ses == ds:
+        return None
+    return (
+        f"sessions.pqt and datasets.pqt were written by two runs ({ses or 'no run id'} and "
+        f"{ds or 'no run id'}): a run was stopped between renaming them into place"
+    )
+
+
+def check_pair(
+    sessions: Mapping[bytes, bytes] | None,
+    datasets: Mapping[bytes, bytes] | None,
+    tables_dir: Path,
+    fix: str,
+) -> None:
+    """Refuse a pair of tables of two runs (see :func:`pair_mismatch`).
+
+    Raises
+    ------
+    BadArgument
+        The tables carry different run ids.
+    """
+    if why := pair_mismatch(sessions, datasets):
+        raise BadArgument(f"the tables in {shown(tables_dir)} do not match: {why}. {fix}")
+
+
 def check_tables_for(
     verb: str,
     harm: str,
     metadata: Mapping[bytes, bytes] | None,
+    datasets_metadata: Mapping[bytes, bytes] | None,
     root: Path,
     tables_dir: Path,
     *,
@@ -102,16 +141,17 @@ def check_tables_for(
 ) -> None:
     """The checks of a verb that acts on ``root`` by the tables in ``tables_dir``.
 
-    ``harm`` says what acting on another tree's tables would do, ``metadata`` is the sessions
-    table's schema metadata; ``any_origin`` skips the origin check (tables moved on purpose),
-    never the partial one.
+    ``harm`` says what acting on another tree's tables would do, ``metadata`` and
+    ``datasets_metadata`` are the tables' schema metadata; ``any_origin`` skips the origin
+    check (tables moved on purpose), never the others.
 
     Raises
     ------
     BadArgument
-        The tables are partial, or (unless ``any_origin``) of another origin.
+        The tables are partial, of two runs, or (unless ``any_origin``) of another origin.
     """
     check_whole(metadata, tables_dir, verb)
+    check_pair(metadata, datasets_metadata, tables_dir, "Index the folder again")
     if not any_origin:
         check_origin(
             origin_of(metadata),

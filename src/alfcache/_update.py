@@ -35,7 +35,7 @@ from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._tablecheck import bad_text, origin_of
+from alfcache._tablecheck import bad_text, origin_of, pair_mismatch
 from alfcache._tablecheck import check_origin as check_tables_origin
 
 MTIME_COLUMN = "mtime_ns"
@@ -174,13 +174,15 @@ def read_previous(out_dir: Path) -> Previous | None:
     Raises
     ------
     BadArgument
-        A table cannot be read or lacks a column an update needs.
+        A table cannot be read or lacks a column an update needs, or the two are of two runs.
     """
     ses_path, ds_path = out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
     if not (ses_path.exists() or ds_path.exists()):
         return None
     ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
     ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
+    if why := pair_mismatch(ses.schema.metadata, ds.schema.metadata):
+        raise _bad_table(out_dir, why)
     try:
         sessions = _sessions_frame(ses)
     except pl.exceptions.PolarsError as exc:  # a column of a type that cannot be cast

@@ -246,6 +246,7 @@ def verify(
         "verify",
         "every file of this tree would differ from them",
         ses_table.schema.metadata,
+        ds_table.schema.metadata,
         root,
         tables,
         any_origin=any_origin,
