@@ -83,7 +83,9 @@ def _metadata(path: Path) -> dict[bytes, object]:
     del one["date_created"]
     shard = json.loads(meta.pop(b"alfcache_shard", b"{}"))
     shard.pop("run", None)  # a fresh id per run, shared by its two tables
-    return {**meta, b"one_metadata": one, b"alfcache_shard": shard}
+    record = json.loads(meta.pop(b"alfcache"))
+    del record["run"]  # each write's own id
+    return {**meta, b"one_metadata": one, b"alfcache_shard": shard, b"alfcache": record}
 
 
 def assert_same_tables(expected: Path, actual: Path) -> None:
