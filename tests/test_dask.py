@@ -224,7 +224,7 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
     assert set(where) <= set(client.scheduler_info()["workers"]), set(where)
 
 
-def _broken(*args: object) -> None:
+def _broken(*args: object, **kwargs: object) -> None:
     raise OSError(errno.EIO, "Input/output error")
 
 

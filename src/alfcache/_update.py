@@ -583,12 +583,13 @@ def refresh(
     progress: bool,
     left_out: Sequence[Skip] = (),
     readers: Readers | None = None,
+    follow_symlinks: bool = False,
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
     Parameters are those of :func:`reconcile`, plus the indexed folder ``root``, the number of
-    workers, whether to show progress and where to read the files (``readers``, a Dask
-    cluster; None for this machine).
+    workers, whether to show progress, where to read the files (``readers``, a Dask
+    cluster; None for this machine) and whether to read links to files outside ``root``.
 
     Returns
     -------
@@ -621,5 +622,6 @@ def refresh(
         n_jobs=n_jobs,
         progress=progress,
         readers=readers,
+        follow_symlinks=follow_symlinks,
     )
     return plan.finish(digests), hashing, plan.changes if previous else None

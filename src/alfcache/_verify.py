@@ -339,7 +339,9 @@ def verify(
             & pl.any_horizontal([pl.col(a).is_not_null() for a in algorithms])
         )
         checked = to_read.height
-        differences += _check_digests(str(root), to_read, algorithms, jobs, progress)
+        differences += _check_digests(
+            str(root), to_read, algorithms, jobs, progress, follow_symlinks
+        )
     return VerifyReport(
         root=root,
         tables_dir=tables,
@@ -354,11 +356,23 @@ def verify(
 
 
 def _check_digests(
-    root: str, files: pl.DataFrame, algorithms: tuple[str, ...], n_jobs: int, progress: bool
+    root: str,
+    files: pl.DataFrame,
+    algorithms: tuple[str, ...],
+    n_jobs: int,
+    progress: bool,
+    follow_symlinks: bool,
 ) -> list[Difference]:
-    """Read ``files`` (``disk``, ``path``, ``disk_size``, a column per digest) and compare."""
+    """Read ``files`` (``disk``, ``path``, ``disk_size``, a column per digest) and compare;
+    links to files outside ``root`` only with ``follow_symlinks``, as ``index`` reads them."""
     digests = digest_files(
-        root, files["disk"].to_list(), files["disk_size"].to_numpy(), algorithms, n_jobs, progress
+        root,
+        files["disk"].to_list(),
+        files["disk_size"].to_numpy(),
+        algorithms,
+        n_jobs,
+        progress,
+        follow_symlinks=follow_symlinks,
     )
     found: list[Difference] = []
     why = {s.path: s.message for s in digests.skipped}
