@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import alfcache._hash
+import alfcache._scan
 
 
 def grow_on_read(monkeypatch: pytest.MonkeyPatch, target: Path, times: int) -> list[int]:
@@ -70,3 +74,18 @@ if _log:
         return result
     alfcache._hash._read = _logged_read
 """
+
+
+def eio_listing(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make the walk's listing of ``folder`` fail with EIO, as a flaky network mount does.
+
+    The walk lists folders by descriptor; any other listing (the test's own) is left alone.
+    """
+    real_scandir = os.scandir
+
+    def failing_scandir(fd: Any = ".") -> Any:
+        if isinstance(fd, int) and os.readlink(f"/proc/self/fd/{fd}") == str(folder):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_scandir(fd)
+
+    monkeypatch.setattr(alfcache._scan.os, "scandir", failing_scandir)
