@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import alfcache._hash
+import alfcache._scan
 
 
 def _append(target: Path) -> None:
@@ -106,3 +109,18 @@ if _log:
             f.write("".join(self.paths[row] + "\\n" for row in rows))
     alfcache._checkpoint._Saver.on_task = _logged_on_task
 """
+
+
+def eio_listing(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
+    """Make the walk's listing of ``folder`` fail with EIO, as a flaky network mount does.
+
+    The walk lists folders by descriptor; any other listing (the test's own) is left alone.
+    """
+    real_scandir = os.scandir
+
+    def failing_scandir(fd: Any = ".") -> Any:
+        if isinstance(fd, int) and os.readlink(f"/proc/self/fd/{fd}") == str(folder):
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        return real_scandir(fd)
+
+    monkeypatch.setattr(alfcache._scan.os, "scandir", failing_scandir)

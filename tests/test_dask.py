@@ -86,7 +86,9 @@ def _metadata(path: Path) -> dict[bytes, object]:
     del one["date_created"]
     shard = json.loads(meta.pop(b"alfcache_shard", b"{}"))
     shard.pop("run", None)  # a fresh id per run, shared by its two tables
-    return {**meta, b"one_metadata": one, b"alfcache_shard": shard}
+    record = json.loads(meta.pop(b"alfcache"))
+    del record["run"]  # each write's own id
+    return {**meta, b"one_metadata": one, b"alfcache_shard": shard, b"alfcache": record}
 
 
 def assert_same_tables(expected: Path, actual: Path) -> None:
@@ -257,7 +259,7 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
     assert set(where) <= set(client.scheduler_info()["workers"]), set(where)
 
 
-def _broken(*args: object) -> None:
+def _broken(*args: object, **kwargs: object) -> None:
     raise OSError(errno.EIO, "Input/output error")
 
 

@@ -127,6 +127,12 @@ def _fifo(root: Path, _: pytest.MonkeyPatch) -> None:
     os.mkfifo(root / SESSION / "alf/spikes.amps.npy")
 
 
+def _link_outside_root(root: Path, _: pytest.MonkeyPatch) -> None:
+    _write(root, f"{SESSION}/{SPIKES}")
+    outside = _write(root.parent, "elsewhere/spikes.amps.npy")
+    (root / SESSION / "alf/spikes.amps.npy").symlink_to(outside)
+
+
 def _near_miss(root: Path, _: pytest.MonkeyPatch) -> None:
     _write(root, f"{SESSION}/{SPIKES}")
     _write(root, f"s1/2021-1-5/001/{SPIKES}")
@@ -160,6 +166,13 @@ CASES = [
     ),
     Case("not_regular_file", "skipped", re.escape(f"{SESSION}/alf/spikes.amps.npy"), _fifo),
     Case("near_miss", "skipped", re.escape("s1/2021-1-5"), _near_miss),
+    Case(
+        "symlink_outside_root",
+        "notices",
+        re.escape(f"{SESSION}/alf/spikes.amps.npy"),
+        _link_outside_root,
+        ["--hash-files"],
+    ),
 ]
 
 

@@ -501,3 +501,52 @@ def test_cli_jobs_above_the_cap_is_one_line(
     assert info.value.code == 2
     err = capsys.readouterr().err
     assert "--jobs" in err and "at most" in err and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------------------------
+# issue 17 item 9: a link out of the root is indexed, never read for a digest unless asked
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_link_to_a_file_outside_the_root_is_not_read(
+    public_tmp: Path,  # noqa: F811
+    tmp_path: Path,
+    make_files: Any,
+    unprivileged: User,  # noqa: F811
+) -> None:
+    import hashlib
+
+    secret = tmp_path / "only" / "file"  # below root's private tmp_path: nobody cannot read it
+    secret.parent.mkdir()
+    secret.write_bytes(b"root's secret")
+    secret.chmod(0o600)
+    root = make_files(public_tmp / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    alf = root / "s1/2021-01-01/001/alf"
+    if os.geteuid() == 0:
+        os.chown(alf, unprivileged.uid, -1)
+    link = alf / "secret.pin.npy"
+    # the other user plants the link, in a folder of theirs inside the tree
+    code = f"import os; os.symlink({str(secret)!r}, {str(link)!r})"
+    done = subprocess.run(
+        [*unprivileged.python, "-c", code],
+        env={**ENV, **unprivileged.env},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0 and link.is_symlink(), done.stderr
+    out = public_tmp / "out"
+    report = alfcache.index(root, out, n_jobs=1, hash_algorithm="md5")
+    rows = {r["rel_path"]: r for r in pq.read_table(out / "datasets.pqt").to_pylist()}
+    md5 = hashlib.md5(secret.read_bytes()).hexdigest()
+    # indexed as before (its size is the walk's), but never read
+    assert rows["alf/secret.pin.npy"]["file_size"] == secret.stat().st_size
+    assert rows["alf/secret.pin.npy"]["hash"] is None
+    assert md5.encode() not in (out / "datasets.pqt").read_bytes()
+    assert rows[SPIKES]["hash"] is not None
+    [notice] = [n for n in report.notices if n.path.endswith("secret.pin.npy")]
+    assert notice.reason == "symlink_outside_root" and str(secret) in notice.message
+    # asked for: read
+    alfcache.index(root, out, n_jobs=1, hash_algorithm="md5", follow_symlinks=True)
+    rows = {r["rel_path"]: r for r in pq.read_table(out / "datasets.pqt").to_pylist()}
+    assert rows["alf/secret.pin.npy"]["hash"] == md5

@@ -70,6 +70,7 @@ def _metadata(path: Path, run_options: bool) -> dict[bytes, object]:
     one = json.loads(meta.pop(b"one_metadata"))
     del one["date_created"]
     record = json.loads(meta.pop(b"alfcache"))
+    del record["run"]  # each write's own id
     if not run_options:
         del record["options"]
     return {**meta, b"one_metadata": one, b"alfcache": record}

@@ -20,6 +20,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _inject import eio_listing
 
 import alfcache
 import alfcache._update
@@ -446,3 +447,40 @@ def test_hashing_and_updating_never_import_pandas(tree: Path, tmp_path: Path) ->
         timeout=120,
     )
     assert proc.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("number", ["1000", "0001", "01234"])
+def test_a_long_session_number_folder_carries_nothing_over(
+    tmp_path: Path, make_files: Any, number: str
+) -> None:
+    # issue 17 item 5: the walk goes through subject/date/NNNN (not a session): it hides
+    # nothing, so a file deleted elsewhere is dropped as vanished, as a full re-index drops it
+    session = "lab1/Subjects/A/2024-01-01/001/alf"
+    root = make_files(tmp_path / "data", [f"{session}/x.y.npy", f"{session}/z.y.npy"])
+    (root / f"lab1/Subjects/B/2021-01-01/{number}").mkdir(parents=True)
+    out = tmp_path / "out"
+    _run(root, out)
+    (root / session / "z.y.npy").unlink()
+    report = _run(root, out, update=True)
+    assert report.changes is not None
+    assert (report.changes.vanished, report.changes.carried_over) == (1, 0)
+    assert list(_rows(out)) == ["lab1/Subjects/A/2024-01-01/001/alf/x.y.npy"]
+
+
+def test_a_nested_session_below_an_unreadable_folder_is_carried_over(
+    tmp_path: Path, make_files: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # issue 17 item 6: S9/2024-01-08/002 lies below S1's session; while lab1/Subjects/S1
+    # cannot be listed (EIO) the walk finds neither, and the nested one must not be dropped
+    outer = "lab1/Subjects/S1/2024-01-08/001"
+    nested = f"{outer}/raw/S9/2024-01-08/002/alf/b.c.npy"
+    root = make_files(tmp_path / "data", [f"{outer}/alf/a.b.npy", nested])
+    out = tmp_path / "out"
+    _run(root, out)
+    before = _tables(out)
+    eio_listing(monkeypatch, root / "lab1/Subjects/S1")
+    report = _run(root, out, update=True)
+    assert [(s.path, s.reason) for s in report.skipped] == [("lab1/Subjects/S1", "unreadable")]
+    assert report.changes is not None
+    assert (report.changes.vanished, report.changes.carried_over) == (0, 2)
+    assert _tables(out) == before

@@ -179,11 +179,13 @@ def digest_with_checkpoint(
     n_jobs: int,
     progress: bool,
     readers: Readers | None = None,
+    follow_symlinks: bool = False,
 ) -> tuple[Digests, Hashing]:
     """:func:`alfcache._hash.digest_files`, resuming from and saving to a checkpoint.
 
     ``mtimes`` are the modification times the walk found, aligned with ``paths``; ``readers``
-    are where the files are read (a Dask cluster), None for this machine.
+    are where the files are read (a Dask cluster), None for this machine; ``follow_symlinks``
+    reads links to files outside ``root`` too.
 
     Returns
     -------
@@ -224,6 +226,7 @@ def digest_with_checkpoint(
             progress,
             on_task=saver.on_task,
             readers=readers,
+            follow_symlinks=follow_symlinks,
         )
     except BaseException as exc:
         if not saver.files:

@@ -12,7 +12,14 @@ import contextlib
 import io
 from pathlib import Path
 
-from alfcache._cmd_common import add_common, add_lock_timeout, plural, print_json, say
+from alfcache._cmd_common import (
+    add_any_origin,
+    add_common,
+    add_lock_timeout,
+    plural,
+    print_json,
+    say,
+)
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 
@@ -29,6 +36,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="keep session folders that the sessions table lacks",
     )
+    add_any_origin(parser)
     add_lock_timeout(parser, "the tables' folder (with --apply)")
     add_common(parser, "print the paths as JSON on stdout")
     parser.set_defaults(func=run)
@@ -37,7 +45,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from alfcache._index import resolve_root
     from alfcache._lock import out_dir_lock
-    from alfcache._maintain import prune, read_cache_tables
+    from alfcache._maintain import check_prune_tables, prune, read_cache_tables
 
     root = resolve_root(args.root)
     tables_dir = Path(args.tables).expanduser() if args.tables else root
@@ -50,6 +58,8 @@ def run(args: argparse.Namespace) -> int:
             tables = read_cache_tables(tables_dir)
         except (FileNotFoundError, KeyError) as exc:
             raise BadArgument(f"cannot prune {shown(root)}: {exc}") from exc
+        if args.apply:
+            check_prune_tables(tables_dir, root, args.any_origin)
         # Its own listing goes to stdout in dry mode; the command prints the paths itself.
         with contextlib.redirect_stdout(io.StringIO()):
             paths = prune(root, tables, not args.keep_empty_sessions, dry=not args.apply)

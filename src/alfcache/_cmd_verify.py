@@ -9,7 +9,7 @@ import argparse
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from alfcache._cmd_common import add_common, add_jobs, plural, print_json, say
+from alfcache._cmd_common import add_any_origin, add_common, add_jobs, plural, print_json, say
 from alfcache._paths import shown
 
 if TYPE_CHECKING:
@@ -62,6 +62,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         const=True,
         help="follow links to folders, as index does (default: as indexed)",
     )
+    add_any_origin(parser)
     add_common(parser, "print every difference as JSON on stdout")
     parser.set_defaults(func=run)
 
@@ -77,6 +78,7 @@ def run(args: argparse.Namespace) -> int:
         n_jobs=args.jobs,
         follow_symlinks=args.follow_symlinks,
         progress=not args.quiet,
+        any_origin=args.any_origin,
     )
     if not args.quiet:
         for d in report.differences[:SHOWN]:

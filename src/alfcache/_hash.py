@@ -40,6 +40,7 @@ the results and the checkpoints stay in this process.
 
 from __future__ import annotations
 
+import errno
 import functools
 import hashlib
 import itertools
@@ -344,8 +345,50 @@ class TaskResult(NamedTuple):
     skipped: list[Skip]
 
 
+class _OutsideRoot(Exception):
+    """The file is a link whose target lies outside the indexed folder (not read)."""
+
+
+def _open(folder: int, name: str, confine: str | None) -> int:
+    """Open ``name`` in ``folder`` to read; a link only when it leads inside ``confine``.
+
+    A link's target is judged by the file actually opened (its path in ``/proc/self/fd``), so
+    a link swapped between the walk and the reading cannot lead the reader elsewhere. Plain
+    files cost no more than the open.
+
+    Raises
+    ------
+    _OutsideRoot
+        ``name`` is a link to a file outside ``confine`` (a real path), or where the file lies
+        cannot be told.
+    """
+    # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the worker.
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+    if confine is None:
+        return os.open(name, flags, dir_fd=folder)
+    try:
+        return os.open(name, flags | os.O_NOFOLLOW, dir_fd=folder)
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:  # ELOOP: the name is a link
+            raise
+    fd = os.open(name, flags, dir_fd=folder)
+    try:
+        target = os.readlink(f"/proc/self/fd/{fd}")
+    except OSError:
+        target = None
+    if target is None or not (target == confine or target.startswith(confine + "/")):
+        os.close(fd)
+        raise _OutsideRoot(target or "a file this system cannot locate")
+    return fd
+
+
 def _read(
-    folder: int, name: str, algorithms: tuple[str, ...], view: memoryview, board: _Board
+    folder: int,
+    name: str,
+    algorithms: tuple[str, ...],
+    view: memoryview,
+    board: _Board,
+    confine: str | None = None,
 ) -> tuple[int, int, list[str]] | None:
     """Digest a file, reading it again if it changed while it was read; None if it changed twice.
 
@@ -355,6 +398,8 @@ def _read(
         Descriptor of the file's folder.
     name : str
         The file's name in that folder.
+    confine : str, optional
+        Read a link only if its target lies in this folder (a real path); see :func:`_open`.
 
     Returns
     -------
@@ -362,8 +407,7 @@ def _read(
         Size and modification time (ns) of the content digested, and the hex digests.
     """
     for _ in range(2):
-        # O_NONBLOCK: a file replaced by a FIFO since the walk must not hang the worker.
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=folder)
+        fd = _open(folder, name, confine)
         with open(fd, "rb", buffering=0) as f:
             before = os.fstat(fd)
             if not stat.S_ISREG(before.st_mode):
@@ -386,7 +430,11 @@ def _read(
 
 
 def hash_task(
-    root: str, paths: Sequence[str], algorithms: tuple[str, ...], board: _Board
+    root: str,
+    paths: Sequence[str],
+    algorithms: tuple[str, ...],
+    board: _Board,
+    follow_symlinks: bool = False,
 ) -> TaskResult:
     """Digest the files of one task (runs inside a worker).
 
@@ -401,12 +449,17 @@ def hash_task(
         Digests to compute, e.g. ``('md5', 'xxh3')``.
     board : FileBoard or _MemoryBoard
         Where to report the bytes read.
+    follow_symlinks : bool
+        Read links whose target lies outside ``root`` too; by default they are reported as
+        ``symlink_outside_root`` and left without a digest: a run as root must not put the
+        digest of a file only root may read into tables a link's owner can read.
 
     Returns
     -------
     TaskResult
     """
     view = memoryview(bytearray(BLOCK_SIZE))
+    confine = None if follow_symlinks else os.path.realpath(root)
     out = TaskResult([], [], [[] for _ in algorithms], [], [])
     folders = _Folders(root)
     try:
@@ -414,7 +467,13 @@ def hash_task(
             read = None
             parent, _, name = rel.rpartition("/")
             try:
-                read = _read(folders.open(parent), name, algorithms, view, board)
+                read = _read(folders.open(parent), name, algorithms, view, board, confine)
+            except _OutsideRoot as exc:
+                message = (
+                    f"link to {exc} outside the root; indexed without a digest "
+                    "(--follow-symlinks reads it)"
+                )
+                out.skipped.append(Skip(rel, "symlink_outside_root", message))
             except FileNotFoundError:
                 out.vanished.append(i)
                 out.skipped.append(Skip(rel, "vanished", _VANISHED))
@@ -549,6 +608,7 @@ def digest_files(
     *,
     on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
     readers: Readers | None = None,
+    follow_symlinks: bool = False,
 ) -> Digests:
     """Read ``paths`` once each and compute ``algorithms``, on ``n_jobs`` workers.
 
@@ -575,6 +635,8 @@ def digest_files(
     readers : Readers, optional
         Run the tasks there (a Dask cluster) instead of on this process's threads and the
         walk's processes; ``n_jobs`` and ``depth`` are then unused.
+    follow_symlinks : bool
+        Also read links to files outside ``root`` (see :func:`hash_task`).
 
     Returns
     -------
@@ -594,15 +656,16 @@ def digest_files(
     folders = folder_codes(paths)
     bar = ByteProgress(out.bytes, enabled=progress)
     try:
+        task = functools.partial(hash_task, follow_symlinks=follow_symlinks)
         if readers is not None:
             tasks = plan_tasks(sizes, readers.workers, folders)
-            _run_on_readers(readers, root, paths, sizes, tasks, algorithms, bar, out)
+            _run_on_readers(readers, root, paths, sizes, tasks, algorithms, bar, out, task)
         elif (threads := small_file_threads(root, paths, out.bytes, n_jobs, depth)) == 0:
             tasks = plan_tasks(sizes, n_jobs, folders)
-            _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out)
+            _run_in_processes(root, paths, tasks, algorithms, n_jobs, bar, out, task)
         else:
             tasks, large = plan_thread_tasks(sizes, n_jobs, folders, threads)
-            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, threads)
+            _run_in_threads(root, paths, tasks, algorithms, n_jobs, bar, out, large, threads, task)
     finally:
         bar.close()
     out.seconds = time.perf_counter() - start
@@ -673,8 +736,10 @@ def _run_in_threads(
     out: Digests,
     large: int,
     depth: int,
+    task: Callable[..., TaskResult],
 ) -> None:
-    """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads."""
+    """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads;
+    ``task`` is :func:`hash_task` with its options."""
     counts = [0] * len(tasks)
     stop = threading.Event()
     # A pool starts a thread per task submitted until it is full: small trees start few. With
@@ -690,7 +755,7 @@ def _run_in_threads(
     def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
         board = _MemoryBoard(counts, slot, stop)
         pool = readers if slot < large else openers
-        return pool.submit(hash_task, root, [paths[i] for i in rows], algorithms, board)
+        return pool.submit(task, root, [paths[i] for i in rows], algorithms, board)
 
     try:
         _collect(submit, tasks, len(tasks), lambda: sum(counts), bar, out)
@@ -708,6 +773,7 @@ def _run_in_processes(
     n_jobs: int,
     bar: ByteProgress,
     out: Digests,
+    task: Callable[..., TaskResult],
 ) -> None:
     # Imported here: most runs hash on threads.
     from joblib.externals.loky import get_reusable_executor
@@ -720,7 +786,7 @@ def _run_in_processes(
 
         def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
             task_paths = [paths[i] for i in rows]
-            return executor.submit(hash_task, root, task_paths, algorithms, FileBoard(board, slot))
+            return executor.submit(task, root, task_paths, algorithms, FileBoard(board, slot))
 
         def bytes_read() -> int:
             return int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum())
@@ -748,13 +814,15 @@ def _run_on_readers(
     algorithms: tuple[str, ...],
     bar: ByteProgress,
     out: Digests,
+    task: Callable[..., TaskResult],
 ) -> None:
-    """Run ``tasks`` on ``readers``, :data:`READERS_WINDOW` per thread in flight at a time."""
+    """Run ``tasks`` on ``readers``, :data:`READERS_WINDOW` per thread in flight at a time;
+    ``task`` is :func:`hash_task` with its options."""
     cost = np.asarray(sizes, dtype=np.int64)
     running: dict[Future[TaskResult], int] = {}  # each task's planned bytes
 
     def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
-        future = readers.submit(hash_task, root, [paths[i] for i in rows], algorithms, NullBoard())
+        future = readers.submit(task, root, [paths[i] for i in rows], algorithms, NullBoard())
         running[future] = int(cost[rows].sum())
         return future
 

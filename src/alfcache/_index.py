@@ -511,6 +511,7 @@ def index(
                 # The cluster that walked reads the files too: its nodes, not this one, are
                 # the ones near the storage.
                 readers=walk.readers() if isinstance(walk, DaskWalk) else None,
+                follow_symlinks=follow_symlinks,
             )
     finally:
         walk.abort()  # a Dask cluster started for the run, kept for reading, closes here

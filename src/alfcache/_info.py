@@ -31,6 +31,7 @@ from alfcache._revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._revisions import groups_without_one_default
 from alfcache._schema import QC_LEVELS
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tablecheck import bad_text, pair_mismatch
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -56,13 +57,16 @@ _NEEDS: dict[str, dict[str, tuple[str, Callable[[pa.DataType], bool]]]] = {
 _INDEX = {"sessions": ["id"], "datasets": ["eid", "id"]}
 
 
-def read_table(path: Path) -> pa.Table:
-    """A cache table as Arrow, without pandas.
+def read_table(path: Path, *, text: bool = True) -> pa.Table:
+    """A cache table as Arrow, without pandas; every verb reads its tables here.
+
+    ``text=False`` leaves values that are not UTF-8 to the caller (``info`` reports them).
 
     Raises
     ------
     BadArgument
-        The file is missing, cannot be opened or is not parquet.
+        The file is missing, cannot be opened or is not parquet, or (``text``) holds a value
+        that is not UTF-8.
     """
     if not path.is_file():
         raise BadArgument(
@@ -72,7 +76,7 @@ def read_table(path: Path) -> pa.Table:
     try:
         # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
         with pq.ParquetFile(path) as file:
-            return file.read()
+            table = file.read()
     except OSError as exc:  # before ArrowException: pyarrow's IOError is both
         raise BadArgument(
             f"cannot read table {shown(path)}: {exc.strerror or exc}; check its permissions"
@@ -81,6 +85,9 @@ def read_table(path: Path) -> pa.Table:
         raise BadArgument(
             f"cannot read table {shown(path)}: {exc}; is it a parquet file?"
         ) from exc
+    if text and (why := bad_text(table)):
+        raise BadArgument(f"cannot read table {shown(path)}: {why}; index the folder again")
+    return table
 
 
 def _one_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, object] | None:
@@ -250,13 +257,18 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
             f"{shown(folder)} is not a folder; pass the folder that holds the tables"
         )
     ses_path, ds_path = folder / SESSIONS_FILE, folder / DATASETS_FILE
-    sessions, datasets = read_table(ses_path), read_table(ds_path)
+    sessions, datasets = read_table(ses_path, text=False), read_table(ds_path, text=False)
     errors: list[str] = []
     warnings: list[str] = []
+    for table, path in ((sessions, ses_path), (datasets, ds_path)):
+        if why := bad_text(table):
+            errors.append(f"{path.name}: {why}: ONE-api fails to load it")
     for name, table, path in (("sessions", sessions, ses_path), ("datasets", datasets, ds_path)):
         e, w = _check_table(name, table, path)
         errors += e
         warnings += w
+    if why := pair_mismatch(sessions.schema.metadata, datasets.schema.metadata):
+        errors.append(f"{why}; ONE-api would join rows of two runs. Index the folder again")
     ids = sessions["id"].to_pylist() if "id" in sessions.column_names else []
     id_kind, e, w = _id_kind(ids)
     errors += e

@@ -38,10 +38,12 @@ from alfcache._cmd_common import plural
 from alfcache._exceptions import BadArgument
 from alfcache._frames import QC_TYPE
 from alfcache._ids import uuid_text
+from alfcache._info import read_table
 from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._paths import shown
 from alfcache._scan import Shard, scan_shards
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE
+from alfcache._tablecheck import check_tables_for
 
 __all__ = [
     "patch_cache",
@@ -247,6 +249,8 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
     ------
     FileNotFoundError
         A table is missing: pruning against a missing table would flag the whole tree.
+    BadArgument
+        A table is not parquet or holds a value that is not UTF-8.
     KeyError
         A table without an index has no column whose name contains 'id'.
     """
@@ -257,7 +261,7 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
             raise FileNotFoundError(
                 f"{file} not found; index the folder first or pass the tables explicitly"
             )
-        table = pd.read_parquet(file)
+        table = read_table(file).to_pandas()
         if isinstance(table.index, pd.RangeIndex):
             id_columns = sorted(c for c in table.columns if "id" in str(c))
             if not id_columns:
@@ -265,6 +269,26 @@ def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
             table = table.set_index(id_columns)
         tables[name] = patch_cache(table, _min_api_version(file), name)
     return tables
+
+
+def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
+    """Refuse to delete by partial tables, a pair of two runs, or (unless ``any_origin``)
+    another tree's.
+
+    Raises
+    ------
+    BadArgument
+        See :func:`alfcache._tablecheck.check_tables_for`.
+    """
+    check_tables_for(
+        "pruning",
+        "pruning would delete every file of this tree that those tables lack",
+        pq.read_schema(tables_dir / SESSIONS_FILE).metadata,
+        pq.read_schema(tables_dir / DATASETS_FILE).metadata,
+        root.resolve(),
+        tables_dir,
+        any_origin=any_origin,
+    )
 
 
 def _is_null(value: object) -> bool:
@@ -488,6 +512,7 @@ def remove_missing_datasets(
     dry: bool = True,
     *,
     lock_timeout: float = DEFAULT_TIMEOUT,
+    any_origin: bool = False,
 ) -> list[Path]:
     """Remove dataset files and session folders that are not in the provided cache.
 
@@ -515,6 +540,12 @@ def remove_missing_datasets(
     lock_timeout : float
         Unless ``dry``: seconds to wait for an index run writing into ``cache_dir``, whose lock
         (:mod:`alfcache._lock`) is held from reading the tables to the last deletion.
+    any_origin : bool
+        Unless ``dry``, tables read from ``cache_dir`` whose recorded origin is another folder
+        are refused (they would delete this tree's files that they lack) unless this is True
+        (tables moved on purpose); partial tables of one array shard are refused all the same.
+        Tables passed as ``tables``, and tables that record no absolute origin (Alyx's), are
+        not checked.
 
     Returns
     -------
@@ -525,6 +556,9 @@ def remove_missing_datasets(
     ------
     FileNotFoundError
         ``tables`` is None and a table file is missing from ``cache_dir``.
+    BadArgument
+        Not ``dry``, ``tables`` is None, and the tables in ``cache_dir`` are partial or
+        (unless ``any_origin``) of another origin.
     OutDirLocked
         Not ``dry``, and another run kept writing into ``cache_dir`` for ``lock_timeout``
         seconds.
@@ -535,6 +569,9 @@ def remove_missing_datasets(
     check_timeout(lock_timeout)
     # Deleting by tables that an index run is replacing would go by a pair of two runs.
     with out_dir_lock(cache_dir, lock_timeout):
+        if tables is None:
+            tables = read_cache_tables(cache_dir)
+            check_prune_tables(cache_dir, cache_dir, any_origin)
         return prune(cache_dir, tables, remove_empty_sessions, dry=False)
 
 

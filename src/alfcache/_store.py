@@ -28,6 +28,7 @@ import socket
 import stat
 import tempfile
 import time
+import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -107,6 +108,11 @@ def remove_stale_tmp(out_dir: Path) -> list[Path]:
 PROVENANCE_KEY = b"alfcache"
 """The schema-metadata key of alfcache's own record of a run (see :func:`provenance`); kept out
 of ``one_metadata``, which holds only what one-api writes."""
+
+
+RUN_KEY = "run"
+"""The key of the provenance record holding the id (a UUID4, hex) shared by the tables of one
+write."""
 
 
 def prepare_out_dir(out_dir: Path) -> Path:
@@ -287,9 +293,9 @@ def write_tables(
 ) -> tuple[Path, Path]:
     """Write both tables into ``out_dir`` atomically (see the module docstring).
 
-    ``meta`` goes under ``one_metadata``, ``record`` (see :func:`provenance`) under
-    :data:`PROVENANCE_KEY`; ``extra`` maps further schema metadata keys (e.g.
-    ``alfcache_shard``) to JSON values.
+    ``meta`` goes under ``one_metadata``, ``record`` (see :func:`provenance`) with a fresh
+    run id (:data:`RUN_KEY`) under :data:`PROVENANCE_KEY`; ``extra`` maps further schema
+    metadata keys (e.g. ``alfcache_shard``) to JSON values.
 
     Returns
     -------
@@ -304,6 +310,9 @@ def write_tables(
     more = extra or {}
     # Here, where every path that writes tables meets (index, update, merge, the Dask backend).
     datasets = with_default_revision(datasets)
+    # Both tables carry one id of this run: a run killed between the two renames leaves a pair
+    # of two runs, which every reader detects (alfcache._tablecheck.pair_mismatch).
+    record = {**(record or {}), RUN_KEY: uuid.uuid4().hex}
     plan = (
         (_with_metadata(sessions, SESSIONS_INDEX, meta, record, more), out_dir / SESSIONS_FILE),
         (_with_metadata(datasets, DATASETS_INDEX, meta, record, more), out_dir / DATASETS_FILE),

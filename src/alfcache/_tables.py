@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from alfcache._frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME
 from alfcache._maintain import patch_cache
+from alfcache._tablecheck import pair_mismatch
 
 __all__ = ["Bunch", "cast_index_object", "default_cache", "load_tables", "merge_tables"]
 
@@ -129,6 +130,18 @@ def _read(file: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     return table.to_pandas(), metadata
 
 
+def _warn_if_two_runs(files: dict[str, Path]) -> None:
+    """Warn when the loaded sessions and datasets tables were written by two runs.
+
+    one-api's ``load_tables`` does not check, so neither refuses: code written for it still
+    runs, and the log says why its queries may find rows of another run.
+    """
+    if "sessions" in files and "datasets" in files:
+        metadata = (pq.read_schema(files[t]).metadata for t in ("sessions", "datasets"))
+        if why := pair_mismatch(*metadata):
+            _logger.warning("%s in %s; index the folder again", why, files["sessions"].parent)
+
+
 def load_tables(tables_dir: str | os.PathLike[str], glob_pattern: str = "*.pqt") -> Bunch:
     """Load parquet cache files from a local directory.
 
@@ -167,6 +180,7 @@ def load_tables(tables_dir: str | os.PathLike[str], glob_pattern: str = "*.pqt")
             "_meta": meta,
         }
     )
+    files: dict[str, Path] = {}
     for cache_file in Path(tables_dir).glob(glob_pattern):
         table = cache_file.stem
         cache, meta["raw"][table] = _read(cache_file)
@@ -191,7 +205,9 @@ def load_tables(tables_dir: str | os.PathLike[str], glob_pattern: str = "*.pqt")
         if not cache.index.is_monotonic_increasing:
             cache = cache.sort_index()
         caches[table] = cache
+        files[table] = cache_file
 
+    _warn_if_two_runs(files)
     created = [
         datetime.datetime.fromisoformat(x["date_created"])
         for x in meta["raw"].values()

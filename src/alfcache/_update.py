@@ -16,7 +16,6 @@ carries extra columns along as long as their names do not contain ``id``.
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,12 +29,14 @@ import pyarrow.parquet as pq
 from alfcache._assemble import Tables
 from alfcache._checkpoint import digest_with_checkpoint
 from alfcache._exceptions import BadArgument
-from alfcache._grammar import left_out_prefixes
+from alfcache._grammar import is_dataset_name, left_out_prefixes
 from alfcache._hash import COLUMNS, Digests, Hashing, Readers
 from alfcache._paths import shown
 from alfcache._scan import NEAR_MISS, Skip
 from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tablecheck import bad_text, origin_of, pair_mismatch
+from alfcache._tablecheck import check_origin as check_tables_origin
 
 MTIME_COLUMN = "mtime_ns"
 
@@ -92,6 +93,8 @@ def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
             table = file.read()
     except (OSError, pa.ArrowException) as exc:
         raise _bad_table(path, exc) from exc
+    if why := bad_text(table):  # it would be carried forward into the new tables
+        raise _bad_table(path, why)
     missing = [c for c in required if c not in table.column_names]
     if missing:
         raise _bad_table(path, f"it has no column {', '.join(missing)}")
@@ -105,32 +108,22 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
     return pl.Series(name, table[name]).cast(dtype)
 
 
-def _origin(table: pa.Table) -> str | None:
-    meta = (table.schema.metadata or {}).get(b"one_metadata")
-    try:
-        origin = json.loads(meta)["origin"]
-    except (TypeError, KeyError, ValueError):
-        return None
-    return origin if isinstance(origin, str) else None
-
-
 def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
-    """Refuse to update tables made from another folder than ``root``.
+    """Refuse to update tables made from another folder than ``root`` (see
+    :func:`alfcache._tablecheck.check_origin`).
 
     Raises
     ------
     BadArgument
-        The tables record an absolute origin that is not ``root`` (a relative one, as ONE-api
-        may write, cannot be checked and is accepted).
+        The tables record an absolute origin that is not ``root``.
     """
-    if previous.origin is None or not Path(previous.origin).is_absolute():
-        return
-    if Path(previous.origin).resolve() != root:
-        raise BadArgument(
-            f"the tables in {shown(out_dir)} were made from {previous.origin}, not {root}: an "
-            "update would drop that tree's rows and carry their QC over to this one. Choose "
-            "another output folder, or move the old tables away"
-        )
+    check_tables_origin(
+        previous.origin,
+        root,
+        out_dir,
+        harm="an update would drop that tree's rows and carry their QC over to this one",
+        fix="Choose another output folder, or move the old tables away",
+    )
 
 
 def _recorded_algorithms(table: pa.Table, hashes: pl.Series) -> tuple[str, ...]:
@@ -181,13 +174,15 @@ def read_previous(out_dir: Path) -> Previous | None:
     Raises
     ------
     BadArgument
-        A table cannot be read or lacks a column an update needs.
+        A table cannot be read or lacks a column an update needs, or the two are of two runs.
     """
     ses_path, ds_path = out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
     if not (ses_path.exists() or ds_path.exists()):
         return None
     ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
     ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
+    if why := pair_mismatch(ses.schema.metadata, ds.schema.metadata):
+        raise _bad_table(out_dir, why)
     try:
         sessions = _sessions_frame(ses)
     except pl.exceptions.PolarsError as exc:  # a column of a type that cannot be cast
@@ -197,7 +192,7 @@ def read_previous(out_dir: Path) -> Previous | None:
     except pl.exceptions.PolarsError as exc:
         raise _bad_table(ds_path, exc) from exc
     algorithms = _recorded_algorithms(ds, datasets["old_md5"])
-    return Previous(sessions, datasets, algorithms, _origin(ses))
+    return Previous(sessions, datasets, algorithms, origin_of(ses.schema.metadata))
 
 
 def _no_previous() -> Previous:
@@ -407,14 +402,19 @@ def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]
     return paths
 
 
+_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date"})
+"""Reasons of folders the walk went through (seen, just not a session of their own): nothing
+below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
+must not stop an update dropping what vanished elsewhere."""
+
+
 def _below_left_out(
-    rows: pl.DataFrame, root: str, left_out: list[Skip], with_rel_path: bool
+    rows: pl.DataFrame, root: str, left_out: Sequence[Skip], with_rel_path: bool
 ) -> pl.Series:
     """Which previous rows may lie below an entry the walk left out (see left_out_prefixes)."""
     root_names = [n for n in root.split("/") if n]
     prefixes: set[str] = set()
-    # A near miss was walked (seen, just not ALF): nothing below it can have been missed.
-    for skip in (s for s in left_out if s.reason != NEAR_MISS):
+    for skip in (s for s in left_out if s.reason not in _WALKED):
         found = left_out_prefixes([*root_names, *Path(skip.path).parts])
         if found is None:  # a plain folder: it may hold any session
             return pl.Series([True] * rows.height, dtype=pl.Boolean)
@@ -426,6 +426,18 @@ def _below_left_out(
 
     paths = _alf_paths(rows, with_rel_path) if prefixes else [()] * rows.height
     return pl.Series([any(map(covered, p)) for p in paths], dtype=pl.Boolean)
+
+
+def _may_hold_sessions(left_out: Sequence[Skip]) -> bool:
+    """Whether the walk left out a folder (not a file), which may hold any session.
+
+    A session nested in another's collection (``S1/2024-01-08/001/raw/S9/2024-01-08/002``) has
+    an ALF path that says nothing of where it lies, so no placement by path rules it out: while
+    a folder cannot be listed, a session the walk did not find at all is carried over.
+    """
+    return any(
+        s.reason not in _WALKED and not is_dataset_name(Path(s.path).name) for s in left_out
+    )
 
 
 def _count(datasets: pl.DataFrame, hashed: bool, *, vanished: int, carried: int) -> Changes:
@@ -514,10 +526,14 @@ def reconcile(
         previous.sessions.select(pl.col("id").alias("eid"), *SESSION_KEY), on="eid", how="left"
     )
     carry = _below_left_out(gone_sessions, root, left_out, with_rel_path=True)
+    nested = _may_hold_sessions(left_out)
+    if nested:  # a session not found at all may be nested below the folder not listed
+        carry = carry | gone["eid"].is_in(vanished_sessions["id"].implode())
     carried, gone = gone.filter(carry), gone.filter(~carry)
     carried_sessions = vanished_sessions.filter(
         _below_left_out(vanished_sessions, root, left_out, with_rel_path=False)
         | pl.col("id").is_in(carried["eid"].implode())
+        | nested
     )
     changes = _count(datasets, bool(algorithms), vanished=gone.height, carried=carried.height)
     columns = [
@@ -567,12 +583,13 @@ def refresh(
     progress: bool,
     left_out: Sequence[Skip] = (),
     readers: Readers | None = None,
+    follow_symlinks: bool = False,
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
     Parameters are those of :func:`reconcile`, plus the indexed folder ``root``, the number of
-    workers, whether to show progress and where to read the files (``readers``, a Dask
-    cluster; None for this machine).
+    workers, whether to show progress, where to read the files (``readers``, a Dask
+    cluster; None for this machine) and whether to read links to files outside ``root``.
 
     Returns
     -------
@@ -605,5 +622,6 @@ def refresh(
         n_jobs=n_jobs,
         progress=progress,
         readers=readers,
+        follow_symlinks=follow_symlinks,
     )
     return plan.finish(digests), hashing, plan.changes if previous else None

@@ -43,6 +43,7 @@ from alfcache._revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._revisions import default_revisions
 from alfcache._scan import Skip
 from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tablecheck import check_tables_for
 
 SESSION_KEY = ("lab", "subject", "date", "number")
 DATASET_KEY = (*SESSION_KEY, "rel_path")
@@ -199,6 +200,7 @@ def verify(
     n_jobs: int | None = None,
     follow_symlinks: bool | None = None,
     progress: bool = False,
+    any_origin: bool = False,
 ) -> VerifyReport:
     """Compare the cache tables in ``tables_dir`` with the ALF tree in ``root_dir``.
 
@@ -221,6 +223,9 @@ def verify(
         as recorded in the tables by alfcache (else not).
     progress : bool
         Show progress on stderr.
+    any_origin : bool
+        Compare tables that record another origin than ``root_dir`` (moved on purpose); by
+        default they are refused, as are the partial tables of one array shard.
 
     Returns
     -------
@@ -232,7 +237,8 @@ def verify(
     BadRoot, RootNotReadable
         ``root_dir`` is missing, not a folder or cannot be listed.
     BadArgument
-        A table is missing or cannot be read or compared, or ``n_jobs`` is not usable.
+        A table is missing or cannot be read or compared, is of another origin (unless
+        ``any_origin``) or partial, or ``n_jobs`` is not usable.
     """
     start = time.perf_counter()
     root = resolve_root(root_dir)
@@ -241,6 +247,15 @@ def verify(
     # Read before the walk starts: a bad table fails at once, with no worker left walking.
     ses_path, ds_path = tables / SESSIONS_FILE, tables / DATASETS_FILE
     ses_table, ds_table = read_table(ses_path), read_table(ds_path)
+    check_tables_for(
+        "verify",
+        "every file of this tree would differ from them",
+        ses_table.schema.metadata,
+        ds_table.schema.metadata,
+        root,
+        tables,
+        any_origin=any_origin,
+    )
     algorithms = tuple(held_digests(ds_table)) if hashes else ()
     # The tree is walked as it was indexed, or sessions and links would differ for nothing.
     options = read_provenance(ds_table.schema.metadata).get("options")
@@ -342,7 +357,9 @@ def verify(
             & pl.any_horizontal([pl.col(a).is_not_null() for a in algorithms])
         )
         checked = to_read.height
-        differences += _check_digests(str(root), to_read, algorithms, jobs, progress)
+        differences += _check_digests(
+            str(root), to_read, algorithms, jobs, progress, follow_symlinks
+        )
     return VerifyReport(
         root=root,
         tables_dir=tables,
@@ -357,11 +374,23 @@ def verify(
 
 
 def _check_digests(
-    root: str, files: pl.DataFrame, algorithms: tuple[str, ...], n_jobs: int, progress: bool
+    root: str,
+    files: pl.DataFrame,
+    algorithms: tuple[str, ...],
+    n_jobs: int,
+    progress: bool,
+    follow_symlinks: bool,
 ) -> list[Difference]:
-    """Read ``files`` (``disk``, ``path``, ``disk_size``, a column per digest) and compare."""
+    """Read ``files`` (``disk``, ``path``, ``disk_size``, a column per digest) and compare;
+    links to files outside ``root`` only with ``follow_symlinks``, as ``index`` reads them."""
     digests = digest_files(
-        root, files["disk"].to_list(), files["disk_size"].to_numpy(), algorithms, n_jobs, progress
+        root,
+        files["disk"].to_list(),
+        files["disk_size"].to_numpy(),
+        algorithms,
+        n_jobs,
+        progress,
+        follow_symlinks=follow_symlinks,
     )
     found: list[Difference] = []
     why = {s.path: s.message for s in digests.skipped}
