@@ -8,6 +8,7 @@ it read again. The files are sparse, 8 MiB each: every one is a reading task of 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -18,9 +19,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _inject import READ_HOOKS
+from _inject import READ_HOOKS, rewrite_in_place
+from _procs import restore_sigint
 
 import alfcache._checkpoint
 from alfcache._checkpoint import CHECKPOINT_FILE
@@ -56,6 +59,7 @@ def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Pop
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=restore_sigint,
     )
 
 
@@ -65,11 +69,17 @@ def _read_log(log: Path) -> list[str]:
     return [line.split("/data/", 1)[1] for line in lines]
 
 
+def _taken(log: Path) -> Path:
+    """The hook's log of the files whose digests the main thread took."""
+    return log.with_name(log.name + ".taken")
+
+
 def _wait_for_reads(log: Path, n: int, proc: subprocess.Popen[str]) -> None:
+    """Wait until ``log`` (of the files read, or ``_taken``) has ``n`` lines."""
     deadline = time.monotonic() + DEADLINE
-    while len(_read_log(log)) < n:
+    while (done := log.read_text().count("\n") if log.exists() else 0) < n:
         if proc.poll() is not None:
-            pytest.fail(f"run ended after {len(_read_log(log))} files: {proc.communicate()}")
+            pytest.fail(f"run ended after {done} files: {proc.communicate()}")
         if time.monotonic() > deadline:
             proc.kill()
             pytest.fail(f"{n} files were never read")
@@ -112,7 +122,7 @@ def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: P
     log = tmp_path / "read.log"
     args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
     proc = _start(tmp_path, args, READ_LOG=str(log))
-    _wait_for_reads(log, 2, proc)  # the two largest files' tasks are done
+    _wait_for_reads(_taken(log), 2, proc)  # the two largest files' tasks are done
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=DEADLINE)
 
@@ -230,3 +240,58 @@ def test_checkpoint_of_other_digests_is_not_used(tree: Path, tmp_path: Path) -> 
     assert len(_checkpointed(out)) == 2
     summary = _rerun(tmp_path, tree, out, log)  # asks for MD5: the XXH3 digests do not help
     assert summary["hashing"]["files"] == N_BIG + 1
+
+
+def test_a_saved_file_rewritten_before_the_rerun_is_read_again(tree: Path, tmp_path: Path) -> None:
+    # same path, same size, a later mtime: its saved digest is of content that is gone
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
+    proc.communicate(timeout=DEADLINE)
+    saved = _checkpointed(out)
+    assert len(saved) == 3
+    rewritten = sorted(saved)[0]
+    rewrite_in_place(tree / rewritten)
+    summary = _rerun(tmp_path, tree, out, log)
+    assert set(_read_log(log)) & saved == {rewritten}
+    assert summary["hashing"]["files"] == N_BIG + 1 - 2
+    hashes = dict(
+        zip(
+            *pq.read_table(out / "datasets.pqt", columns=["rel_path", "hash"]).columns,
+            strict=True,
+        )
+    )
+    rel_path = rewritten.split("/", 3)[3]  # below mouse/DATE/NNN
+    want = hashlib.md5((tree / rewritten).read_bytes()).hexdigest()
+    assert hashes[pa.scalar(rel_path)].as_py() == want
+
+
+def _checkpoint_after_failure(
+    tmp_path: Path, tree: Path, jobs: str, code: int, **env: str
+) -> set[str]:
+    """Start a run that reads slowly and saves no periodic checkpoint; the digests it saved
+    once it failed with exit ``code`` (``env``: what makes it fail, else a SIGINT)."""
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", jobs, "-q"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="3600", **env)
+    if "KILL_AT" not in env:
+        _wait_for_reads(_taken(log), 2, proc)
+        proc.send_signal(signal.SIGINT)
+    _, stderr = proc.communicate(timeout=DEADLINE)
+    assert proc.returncode == code, stderr
+    assert not (out / "sessions.pqt").exists()
+    saved = _checkpointed(out)
+    assert saved and saved <= set(_read_log(log))
+    return saved
+
+
+def test_ctrl_c_mid_hash_saves_the_checkpoint(tree: Path, tmp_path: Path) -> None:
+    assert len(_checkpoint_after_failure(tmp_path, tree, "1", -signal.SIGINT)) >= 2
+
+
+def test_a_dead_reading_worker_saves_the_checkpoint(tree: Path, tmp_path: Path) -> None:
+    # the worker about to read the 4th file kills itself; the main process lives on to save
+    saved = _checkpoint_after_failure(tmp_path, tree, "2", 1, KILL_AT="4", READ_IN_WORKERS="1")
+    assert saved

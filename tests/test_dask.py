@@ -72,8 +72,11 @@ def tree(tmp_path: Path, make_files: Any) -> Path:
     elsewhere = make_files(tmp_path / "elsewhere", ["alf/linked.times.npy"])
     (root / "s1/2021-01-01/001/linked").symlink_to(elsewhere)  # followed with the option
     (root / "s4/2021-04-01/001/again").symlink_to(elsewhere)  # then a revisit
-    other = make_files(tmp_path / "other", ["s8/2021-06-01/001/alf/via.link.npy"])
-    (root / "more").symlink_to(other)  # a link above the sessions: every task meets it
+    # a link above the sessions: every task meets it; its sessions fall in both array shards
+    other = make_files(
+        tmp_path / "other", [f"s{i}/2021-06-01/001/alf/via.link.npy" for i in range(8, 16)]
+    )
+    (root / "more").symlink_to(other)
     return root
 
 
@@ -96,17 +99,13 @@ def assert_same_tables(expected: Path, actual: Path) -> None:
         assert _metadata(actual / name) == _metadata(expected / name), name
 
 
-@pytest.mark.parametrize(
-    "options",
-    [{}, {"follow_symlinks": True, "hash_algorithm": "md5"}, {"shard": (1, 2)}],
-    ids=["plain", "links-and-md5", "array-shard"],
-)
-def test_tables_and_report_equal_the_default_backend(
-    tree: Path, tmp_path: Path, client: Client, options: dict[str, Any]
-) -> None:
-    default = alfcache.index(tree, tmp_path / "default", n_jobs=2, **options)
+def _same_as_the_default_backend(
+    root: Path, tmp_path: Path, client: Client, **options: Any
+) -> alfcache.IndexReport:
+    """Index ``root`` with both backends; the Dask run's report, once proven equal."""
+    default = alfcache.index(root, tmp_path / "default", n_jobs=2, **options)
     dask = alfcache.index(
-        tree, tmp_path / "dask", n_jobs=2, backend="dask", scheduler=client, **options
+        root, tmp_path / "dask", n_jobs=2, backend="dask", scheduler=client, **options
     )
     assert_same_tables(tmp_path / "default", tmp_path / "dask")
     assert dask.skipped == default.skipped
@@ -116,6 +115,23 @@ def test_tables_and_report_equal_the_default_backend(
         default.datasets,
         default.ignored,
     )
+    return dask
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {"follow_symlinks": True, "hash_algorithm": "md5"},
+        {"shard": (1, 2)},
+        {"shard": (1, 2), "follow_symlinks": True},
+    ],
+    ids=["plain", "links-and-md5", "array-shard", "array-shard-and-links"],
+)
+def test_tables_and_report_equal_the_default_backend(
+    tree: Path, tmp_path: Path, client: Client, options: dict[str, Any]
+) -> None:
+    dask = _same_as_the_default_backend(tree, tmp_path, client, **options)
     if "shard" not in options:  # the tree holds what it should (a shard holds some of it)
         reasons = {s.reason for s in dask.skipped}
         assert {"session_clash", "invalid_date", "near_miss"} <= reasons, reasons
@@ -123,6 +139,25 @@ def test_tables_and_report_equal_the_default_backend(
     # Many more tasks than the cluster's two threads, so that the scheduler balances them.
     assert dask.shards >= 2 * _dask.TASKS_PER_THREAD
     assert client.status == "running"  # the caller's client is the caller's to close
+
+
+@pytest.mark.parametrize("where", ["root", "link"])
+def test_sessions_where_a_task_starts_equal_the_default_backend(
+    tmp_path: Path, client: Client, make_files: Any, where: str
+) -> None:
+    # the start of a task's walk is itself a session: the indexed folder, or a followed link
+    # named like a session; its own rows come from the task's start, not from a listing
+    session = "s1/2021-01-01/001"
+    files = ["alf/spikes.times.npy", "raw/wheel.position.npy"]
+    if where == "root":
+        root = make_files(tmp_path / "data" / session, files)
+    else:
+        root = make_files(tmp_path / "data", [f"s0/2021-01-01/001/{f}" for f in files])
+        target = make_files(tmp_path / "archive", files)
+        (root / session).parent.mkdir(parents=True)
+        (root / session).symlink_to(target)
+    dask = _same_as_the_default_backend(root, tmp_path, client, follow_symlinks=True)
+    assert (dask.sessions, dask.datasets) == (1 if where == "root" else 2, dask.sessions * 2)
 
 
 def _record_readers(monkeypatch: pytest.MonkeyPatch) -> list[str]:

@@ -33,7 +33,14 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
-from _procs import alive, cmdline, comm, descendants, without_loky_tracker_noise
+from _procs import (
+    alive,
+    cmdline,
+    comm,
+    descendants,
+    restore_sigint,
+    without_loky_tracker_noise,
+)
 
 import alfcache
 import alfcache._checkpoint
@@ -55,12 +62,6 @@ DEADLINE = 60.0  # seconds to wait for a run to reach a state; only reached on f
 # --------------------------------------------------------------------------------------------
 
 
-def _restore_sigint() -> None:
-    # A shell that starts jobs in the background hands them SIGINT ignored, and Python then
-    # never raises KeyboardInterrupt: give the command line the default, as a terminal does.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def _start(
     args: Sequence[str | Path],
     user: User | None = None,
@@ -74,7 +75,7 @@ def _start(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_restore_sigint,
+        preexec_fn=restore_sigint,
         start_new_session=True,
     )
 

@@ -25,7 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xxhash
-from _inject import grow_on_read
+from _inject import change_on_read, grow_on_read, rewrite_in_place
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -421,6 +421,23 @@ def test_file_that_moves_once_is_read_again(
     final = target.read_bytes()
     assert row["hash"] == hashlib.md5(final).hexdigest()
     assert row["file_size"] == len(final)  # the size of what was digested
+    assert row["mtime_ns"] == target.stat().st_mtime_ns
+
+
+def test_file_rewritten_in_place_at_the_same_size_is_read_again(
+    tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # same size, new bytes, a later mtime: the first digest mixes old and new content
+    root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    target = root / SESSION / "alf/spikes.times.npy"
+    size = target.stat().st_size
+    reads = change_on_read(monkeypatch, target, times=1, change=rewrite_in_place)
+    out = tmp_path / "out"
+    report = _run(root, out, hash_files=True, n_jobs=1)
+    assert len(reads) == 2 and not report.skipped and not report.notices
+    row = _datasets(out).to_pylist()[0]
+    assert target.stat().st_size == size
+    assert row["hash"] == hashlib.md5(target.read_bytes()).hexdigest()
     assert row["mtime_ns"] == target.stat().st_mtime_ns
 
 

@@ -73,6 +73,28 @@ def test_info_of_alfcache_tables(tree: TreeSummary, capsys: pytest.CaptureFixtur
     assert summary["one_api"] == {"ok": True, "errors": [], "warnings": []}
 
 
+def test_info_bytes_leave_out_kept_missing_rows(
+    tree: TreeSummary, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _index(tree.root)
+    datasets = pq.read_table(tree.root / "datasets.pqt").to_pylist()
+    gone = [d for d in datasets if d["file_size"]][:2]
+    session = {s["id"]: s for s in pq.read_table(tree.root / "sessions.pqt").to_pylist()}
+    for row in gone:
+        s = session[row["eid"]]
+        folder = "/".join(
+            p for p in (s["lab"] and f"{s['lab']}/Subjects", s["subject"], str(s["date"])) if p
+        )
+        (tree.root / folder / f"{s['number']:03d}" / row["rel_path"]).unlink()
+    _index(tree.root, update=True, keep_missing=True)
+    code, out, _ = _cli(capsys, "info", str(tree.root), "--json")
+    summary = json.loads(out)
+    assert code == 0 and summary["missing_datasets"] == 2
+    assert summary["datasets"] == tree.datasets
+    # rows kept with exists=False hold a size, but no byte of them is on disk
+    assert summary["bytes"] == tree.bytes - sum(d["file_size"] for d in gone)
+
+
 def test_info_human_output(tree: TreeSummary, capsys: pytest.CaptureFixture[str]) -> None:
     _index(tree.root, hash_ids=False)
     code, out, err = _cli(capsys, "info", str(tree.root))

@@ -28,6 +28,7 @@ from _procs import (
     comm,
     descendants,
     group_members,
+    restore_sigint,
     wait_all_gone,
     without_loky_tracker_noise,
 )
@@ -74,12 +75,6 @@ if os.getppid() == int(os.environ["ALFCACHE_TEST_PARENT"]):
 def _is_walk_worker(pid: int) -> bool:
     """The walk's worker processes name themselves; hashing workers are loky's."""
     return comm(pid) == WORKER_NAME or b"popen_loky" in cmdline(pid)
-
-
-def _restore_sigint() -> None:
-    # A shell that starts jobs in the background hands them SIGINT ignored, and Python then
-    # never raises KeyboardInterrupt: give the command line the default, as a terminal does.
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _snapshot(out: Path) -> dict[str, bytes]:
@@ -135,7 +130,7 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            preexec_fn=_restore_sigint,
+            preexec_fn=restore_sigint,
             start_new_session=True,
         )
         _wait_until_started(proc, started)
@@ -205,7 +200,8 @@ os.scandir = _slow_scandir
 
 # The main process's import of Polars sends it a SIGINT (where a user's Ctrl-C may land: the
 # import takes a second). With RAISE set, the KeyboardInterrupt is turned into an ImportError
-# on its way out of the import, as NumPy's C extension does.
+# on its way out of the import, as NumPy's C extension does. With WALKERS=N, the SIGINT waits
+# until N forked workers have named themselves alfcache-walk (a fork returns before that).
 INTERRUPTED_POLARS_IMPORT = """
 import os, signal, sys, time
 class _InterruptPolars:
@@ -213,6 +209,13 @@ class _InterruptPolars:
         if name != "polars":
             return None
         sys.meta_path.remove(self)
+        if walkers := int(os.environ.get("ALFCACHE_TEST_WALKERS", "0")):
+            from _procs import comm, descendants
+            deadline = time.monotonic() + 30.0
+            while time.monotonic() < deadline and sum(
+                comm(p) == "alfcache-walk" for p in descendants(os.getpid())
+            ) < walkers:
+                time.sleep(0.005)
         if not os.environ.get("ALFCACHE_TEST_RAISE"):
             os.kill(os.getpid(), signal.SIGINT)
             return None
@@ -291,7 +294,7 @@ def _child(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
-        preexec_fn=_restore_sigint,
+        preexec_fn=restore_sigint,
         start_new_session=True,
     )
     try:
@@ -327,7 +330,8 @@ def test_interrupt_while_polars_loads_kills_the_workers(tmp_path: Path) -> None:
     # Forked workers (the caller has one thread and no Polars): they run before the main
     # process imports Polars, which is where the SIGINT lands.
     make_tree(tmp_path / "data", 4, files_per_session=3)
-    seen = _interrupted_caller(tmp_path, INTERRUPTED_POLARS_IMPORT, {})
+    # n_jobs=2: one walk worker, named before the SIGINT comes
+    seen = _interrupted_caller(tmp_path, INTERRUPTED_POLARS_IMPORT, {"ALFCACHE_TEST_WALKERS": "1"})
     assert seen["at_interrupt"]
     assert seen["after"] == [], f"walk workers {seen['after']} outlived the interrupted call"
 

@@ -153,6 +153,33 @@ def test_lock_is_taken_again_after_release(tmp_path: Path) -> None:
     assert not lock.exists()
 
 
+def test_a_lock_file_removed_between_open_and_flock_is_not_held(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # This run opens the lock file; before its flock, the holder releases and removes it and a
+    # third run creates and locks a new one. A lock on the removed file protects nothing.
+    import fcntl
+
+    lock = tmp_path / LOCK_FILE
+    lock.touch()
+    real_flock = fcntl.flock
+    third: list[int] = []
+
+    def holder_leaves_then_third_run_locks(fd: int, operation: int) -> None:
+        if not third:
+            lock.unlink()
+            third.append(os.open(lock, os.O_RDWR | os.O_CREAT, 0o644))
+            real_flock(third[0], fcntl.LOCK_EX | fcntl.LOCK_NB)
+        real_flock(fd, operation)
+
+    monkeypatch.setattr(fcntl, "flock", holder_leaves_then_third_run_locks)
+    try:
+        with pytest.raises(OutDirLocked), out_dir_lock(tmp_path, timeout=0.2):
+            pass
+    finally:
+        os.close(third[0])
+
+
 @pytest.mark.parametrize("bad", [-1, float("nan"), "10", True])
 def test_bad_lock_timeout(tmp_path: Path, make_files: Any, bad: object) -> None:
     root = _tree(make_files, tmp_path / "data", "mouse")

@@ -132,7 +132,10 @@ def test_readers_follow_how_long_an_open_takes(
     threads: int | None,
 ) -> None:
     """Small files go to the worker processes on local disk (one job: one thread), but to
-    ``depth`` threads when opening a file waits (every open of this process sleeps)."""
+    ``depth`` threads when opening a file waits (every open of this process sleeps).
+
+    A real open on a loaded machine may take longer than ``SLOW_OPEN``: local disk is an
+    injected open time of 0, only the slow opens are measured (a sleep is a lower bound)."""
     paths = _small_files(tmp_path, folders=4, per_folder=25)
     used: list[tuple[str, int | None]] = []
     for name in ("processes", "threads"):
@@ -143,7 +146,10 @@ def test_readers_follow_how_long_an_open_takes(
             real(*args)
 
         monkeypatch.setattr(alfcache._hash, f"_run_in_{name}", spy)
-    _slow_opens(monkeypatch, delay)
+    if delay:
+        _slow_opens(monkeypatch, delay)
+    else:
+        monkeypatch.setattr(alfcache._hash, "open_latency", lambda root, paths: 0.0)
     found = _digest(tmp_path, paths, n_jobs=n_jobs, depth=16)
     assert used == [(runner, threads)]
     assert found.columns["md5"] == [

@@ -174,6 +174,30 @@ def test_update_carries_over_a_link_not_followed(tmp_path: Path, make_files: Any
     assert _rows(out) == before
 
 
+def test_update_carries_over_a_link_not_followed_in_an_unpadded_session(
+    tmp_path: Path, make_files: Any
+) -> None:
+    # the rows' ALF path says 001, the folder (and the skip record) says 1
+    session = "mainenlab/Subjects/ZM_1/2021-01-01/1"
+    root = make_files(
+        tmp_path / "data",
+        [f"{session}/raw/a.raw.npy", f"{session}/raw/b.raw.npy", f"{session}/{SPIKES}"],
+    )
+    out = tmp_path / "out"
+    with pytest.warns(RuntimeWarning, match="not_loadable"):  # ONE-api looks in .../001
+        alfcache.make_parquet_db(root, out, n_jobs=1)
+    before = _rows(out)
+    (root / session / "raw").rename(tmp_path / "raw")
+    (root / session / "raw").symlink_to(tmp_path / "raw")
+    report = alfcache.index(root, out, n_jobs=1, update=True)
+    assert [(s.path, s.reason) for s in report.skipped] == [
+        (f"{session}/raw", "symlink_not_followed")
+    ]
+    assert report.changes is not None
+    assert (report.changes.vanished, report.changes.carried_over) == (0, 2)
+    assert _rows(out) == before
+
+
 # --------------------------------------------------------------------------------------------
 # item 3: remove_missing_datasets never deletes below a folder the indexer left out
 # --------------------------------------------------------------------------------------------
@@ -230,6 +254,23 @@ def test_prune_leaves_alone_a_folder_it_cannot_list(
     assert "x.times.npy" in flagged and "s2" not in flagged
 
 
+def test_prune_leaves_alone_a_session_holding_a_link_not_followed(
+    tmp_path: Path, make_files: Any
+) -> None:
+    # the same rule as above without another user: a session the tables do not know, whose
+    # only content is a link to a folder the walk did not follow
+    root = make_files(tmp_path / "data", [f"s1/2024-03-01/001/{SPIKES}"])
+    alfcache.make_parquet_db(root, n_jobs=1)
+    make_files(tmp_path / "elsewhere", [SPIKES])
+    (root / "s2/2024-03-01/001").mkdir(parents=True)
+    (root / "s2/2024-03-01/001/raw").symlink_to(tmp_path / "elsewhere")
+    make_files(root, ["s1/2024-03-01/001/alf/x.times.npy"])
+    flagged = alfcache.remove_missing_datasets(root, dry=False)
+    assert flagged == [root / "s1/2024-03-01/001/alf/x.times.npy"]
+    assert (root / "s2/2024-03-01/001/raw").is_symlink()
+    assert (tmp_path / "elsewhere" / SPIKES).exists()
+
+
 # --------------------------------------------------------------------------------------------
 # item 4: leftovers
 # --------------------------------------------------------------------------------------------
@@ -269,6 +310,28 @@ def test_temporary_files_of_dead_runs_are_removed_at_start(
     assert left == {names[k] for k in ("live", "other_host", "recent_release", "not_ours")}
 
 
+def test_temporary_files_of_another_users_live_run_are_kept(
+    public_tmp: Path,  # noqa: F811
+    make_files: Any,
+    unprivileged: User,  # noqa: F811
+) -> None:
+    # a shared output folder: a run of one user must not take another user's live run for
+    # dead because it may not signal it (kill(pid, 0) fails with EPERM, not ESRCH)
+    holder = 1  # init: alive, and never this unprivileged user's
+    if os.stat(f"/proc/{holder}").st_uid == unprivileged.uid:
+        pytest.skip("PID 1 belongs to the user that runs the tool")
+    root = make_files(public_tmp / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    out = public_tmp / "out"
+    out.mkdir()
+    if os.geteuid() == 0:
+        os.chown(out, unprivileged.uid, -1)
+    live = out / f".sessions.pqt.{alfcache._store._HOST}.{holder}.k2j4.alfcache-tmp"
+    live.write_bytes(b"PAR1")  # root's file, in a folder the other user owns: removable
+    done = _cli_as(unprivileged, root, "--out-dir", out, "--jobs", "1", "-q")
+    assert done.returncode == 0, done.stderr
+    assert live.exists()
+
+
 def test_write_names_its_temporary_files_after_host_and_pid(
     tmp_path: Path, make_files: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -286,6 +349,31 @@ def test_write_names_its_temporary_files_after_host_and_pid(
     assert [n.split(".")[1:5] for n in seen] == [
         [t, "pqt", host, str(os.getpid())] for t in ("sessions", "datasets")
     ]
+
+
+def test_each_temporary_table_reaches_the_disk_before_its_rename(
+    tmp_path: Path, make_files: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # without an fsync before the rename, a power cut can leave the new name on an empty file
+    root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
+    events: list[tuple[str, str]] = []
+    fsync, replace = os.fsync, Path.replace
+
+    def spy_fsync(fd: int) -> None:
+        events.append(("fsync", os.path.basename(os.readlink(f"/proc/self/fd/{fd}"))))
+        fsync(fd)
+
+    def spy_replace(self: Path, target: Path) -> Path:
+        events.append(("rename", self.name))
+        return replace(self, target)
+
+    monkeypatch.setattr(alfcache._store.os, "fsync", spy_fsync)
+    monkeypatch.setattr(alfcache._store.Path, "replace", spy_replace)
+    alfcache.make_parquet_db(root, n_jobs=1)
+    renamed = [name for kind, name in events if kind == "rename"]
+    assert len(renamed) == 2
+    for name in renamed:
+        assert ("fsync", name) in events[: events.index(("rename", name))]
 
 
 def test_synth_refuses_a_folder_that_is_not_empty(

@@ -196,6 +196,11 @@ def test_missing_doubled_and_mismatched_parts(tree: Path, tmp_path: Path) -> Non
     out = tmp_path / "merged"
     with pytest.raises(MergeFailed, match=r"shards missing: 1/3 \(have 2 of 3\)"):
         merge_parts([parts / "0", parts / "2"], out)
+    # the first and the last shard are as easy to miss as a middle one
+    with pytest.raises(MergeFailed, match=r"shards missing: 0/3 \(have 2 of 3\)"):
+        merge_parts([parts / "1", parts / "2"], out)
+    with pytest.raises(MergeFailed, match=r"shards missing: 2/3 \(have 2 of 3\)"):
+        merge_parts([parts / "0", parts / "1"], out)
     with pytest.raises(MergeFailed, match=r"more than once: shard 2/3 in .*parts/2, .*parts/2"):
         merge_parts([parts / "0", parts / "1", parts / "2", parts / "2"], out)
     alfcache.index(tree, tmp_path / "hashed", shard=(1, 3), n_jobs=1, hash_files=True)

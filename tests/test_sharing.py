@@ -24,32 +24,39 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 SPIKES = "alf/spikes.times.npy"
 DEADLINE = 120.0
 
-# Loaded by every Python process of the run (PYTHONPATH): each folder listing sleeps, and a
-# loky worker (its command line names loky's popen module) starts late, so that the main
-# process walks several tasks before any worker answers.
+# Loaded by every Python process of the run (PYTHONPATH): each folder listing sleeps
+# ALFCACHE_TEST_SLOW_LISTINGS seconds, and with ALFCACHE_TEST_LATE_WORKERS a loky worker (its
+# command line names loky's popen module) starts late, so that the main process walks several
+# tasks before any worker answers.
 SLOW_LISTINGS = """
 import os, time
 if os.environ.get("ALFCACHE_TEST_SLOW_LISTINGS"):
-    with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
-        if b"popen_loky" in f.read():
-            time.sleep(1.5)
+    _delay = float(os.environ["ALFCACHE_TEST_SLOW_LISTINGS"])
+    if os.environ.get("ALFCACHE_TEST_LATE_WORKERS"):
+        with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
+            if b"popen_loky" in f.read():
+                time.sleep(1.5)
     _scandir = os.scandir
     def _slow_scandir(*args, **kwargs):
-        time.sleep(0.05)
+        time.sleep(_delay)
         return _scandir(*args, **kwargs)
     os.scandir = _slow_scandir
 """
 
 
-def _slow_run(tmp_path: Path, root: Path, out: Path, *options: str) -> dict[str, Any]:
-    """``alfcache index ROOT --jobs 2 --json`` with slow listings and late workers."""
+def _slow_run(
+    tmp_path: Path, root: Path, out: Path, *options: str, delay: float = 0.05, late: bool = True
+) -> dict[str, Any]:
+    """``alfcache index ROOT --jobs 2 --json`` with listings of ``delay`` seconds and, when
+    ``late``, late workers; a run that does not end within DEADLINE fails the test."""
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
     env = {
         **os.environ,
         "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_SLOW_LISTINGS": "1",
+        "ALFCACHE_TEST_SLOW_LISTINGS": str(delay),
+        **({"ALFCACHE_TEST_LATE_WORKERS": "1"} if late else {}),
     }
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
@@ -111,6 +118,31 @@ def test_main_process_follows_links_while_workers_start(tmp_path: Path) -> None:
     _assert_both_walked(two)
     assert two["skipped"] == [s._asdict() for s in one.skipped]
     _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+
+
+def test_workers_take_a_share_of_a_slow_walk(tmp_path: Path) -> None:
+    # The queue is refilled while fewer tasks wait in it than processes wait for one: a count
+    # of queued tasks that never went down would stop the sharing after the first few tasks
+    # (then the workers list 8 of the 401 folders here, and the main process the rest).
+    root = _sessions(tmp_path / "data", 100)
+    summary = _slow_run(tmp_path, root, tmp_path / "out", delay=0.05, late=False)
+    listed = summary["listed"]
+    assert sum(listed.values()) == 100 * 4 + 1
+    assert listed["workers"] >= 40, listed
+
+
+def test_workers_taking_several_tasks_per_idle_report_end_the_run(tmp_path: Path) -> None:
+    # The depth left to adapt, slow listings and 180 sessions: a worker takes several shared
+    # tasks before it falls idle, and reports them all at once. Counting only one of them
+    # would leave work outstanding forever; DEADLINE turns that hang into a failure.
+    root = tmp_path / "data"
+    for i in range(60 * 3):
+        path = root / f"s{i // 3:02d}/2021-01-0{1 + i % 3}/001/{SPIKES}"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"0")
+    summary = _slow_run(tmp_path, root, tmp_path / "out", delay=0.03, late=False)
+    assert summary["sessions"] == 180
+    assert summary["listed"]["workers"] > 0, summary["listed"]
 
 
 def test_listed_in_the_report(tmp_path: Path) -> None:

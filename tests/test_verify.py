@@ -26,6 +26,7 @@ import xxhash
 from test_faults import ENV, User
 
 import alfcache
+import alfcache._verify
 from alfcache._cli import main as cli_main
 from alfcache._synth import DATASET_FILES, make_tree
 
@@ -98,6 +99,23 @@ def test_missing_file(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _found(report) == [(FILE, "missing_file", size, None)]
     assert f"alfcache: differs {FILE}: missing_file ({size} bytes in the tables, no file" in err
     assert "differ: 1 missing_file" in err.splitlines()[-1]
+
+
+def test_file_gone_before_its_digest_is_read_is_missing(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the walk of verify sees the file; it is deleted before the reading starts
+    size = _size(tree, FILE)
+    real = alfcache._verify.digest_files
+
+    def delete_then_read(*args: Any, **kwargs: Any) -> Any:
+        (tree / FILE).unlink()
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(alfcache._verify, "digest_files", delete_then_read)
+    code, report, _ = _verify(capsys, tree, "--hashes")
+    assert code == 1
+    assert _found(report) == [(FILE, "missing_file", size, None)]
 
 
 def test_missing_session_is_said_in_words(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
