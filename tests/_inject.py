@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-import alfcache._hash
-import alfcache._scan
+import alfcache._digest.read
+import alfcache._walk.scan
 
 
 def _append(target: Path) -> None:
@@ -38,7 +38,7 @@ def change_on_read(
 
     Returns the list that gets one item per read (the tree must hold no other file to hash).
     """
-    real_md5 = alfcache._hash._NEW["md5"]
+    real_md5 = alfcache._digest.read._NEW["md5"]
     reads: list[int] = []
 
     class Changing:
@@ -61,7 +61,7 @@ def change_on_read(
         hasher.change = len(reads) <= times
         return hasher
 
-    monkeypatch.setitem(alfcache._hash._NEW, "md5", new)
+    monkeypatch.setitem(alfcache._digest.read._NEW, "md5", new)
     return reads
 
 
@@ -80,13 +80,13 @@ READ_HOOKS = """
 import os, pathlib, signal, time
 _log = os.environ.get("READ_LOG")
 if _log:
-    import alfcache._checkpoint, alfcache._hash
+    import alfcache._digest.checkpoint, alfcache._digest.read
     if os.environ.get("SAVE_EVERY"):
-        alfcache._checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
+        alfcache._digest.checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
     if os.environ.get("READ_IN_WORKERS"):
-        alfcache._hash.FILE_COST = 1 << 40  # files read on worker processes, not threads
+        alfcache._digest.read.FILE_COST = 1 << 40  # files read on worker processes, not threads
     _kill_at = int(os.environ.get("KILL_AT", "0"))
-    _real = alfcache._hash._read
+    _real = alfcache._digest.read._read
     def _logged_read(folder, name, *args):
         # Files are opened relative to their open folder: log the whole path.
         path = os.readlink(f"/proc/self/fd/{folder}") + "/" + name
@@ -100,14 +100,14 @@ if _log:
         with open(log, "a") as f:
             f.write(path + "\\n")
         return result
-    alfcache._hash._read = _logged_read
-    _on_task = alfcache._checkpoint._Saver.on_task
+    alfcache._digest.read._read = _logged_read
+    _on_task = alfcache._digest.checkpoint._Saver.on_task
     def _logged_on_task(self, rows, result):
         # what a checkpoint saved now would hold: the main thread has taken these digests
         _on_task(self, rows, result)
         with open(_log + ".taken", "a") as f:
             f.write("".join(self.paths[row] + "\\n" for row in rows))
-    alfcache._checkpoint._Saver.on_task = _logged_on_task
+    alfcache._digest.checkpoint._Saver.on_task = _logged_on_task
 """
 
 
@@ -123,4 +123,4 @@ def eio_listing(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return real_scandir(fd)
 
-    monkeypatch.setattr(alfcache._scan.os, "scandir", failing_scandir)
+    monkeypatch.setattr(alfcache._walk.scan.os, "scandir", failing_scandir)

@@ -11,7 +11,7 @@ import time
 def restore_sigint() -> None:
     """A ``preexec_fn`` that gives a command line SIGINT's default disposition, as a terminal
     does: a shell that starts jobs in the background hands them SIGINT ignored, and so does
-    this process once an in-process ``alfcache._cli.main`` has finished a run (it ignores a
+    this process once an in-process ``alfcache._cli.main.main`` has finished a run (it ignores a
     late Ctrl-C); Python then never raises KeyboardInterrupt."""
     signal.signal(signal.SIGINT, signal.SIG_DFL)
 

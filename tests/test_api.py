@@ -126,7 +126,9 @@ def test_exceptions_refine_builtins() -> None:
             assert issubclass(value, alfcache.AlfcacheError)
 
 
-@pytest.mark.parametrize("module", ["alfcache._scan", "alfcache._cli", "alfcache._index"])
+@pytest.mark.parametrize(
+    "module", ["alfcache._walk.scan", "alfcache._cli.main", "alfcache._index"]
+)
 def test_indexing_path_does_not_import_pandas_or_polars_early(module: str) -> None:
     """Workers import only the scanner; pandas must never be needed to index."""
     code = f"import sys, {module}; print('pandas' in sys.modules, 'polars' in sys.modules)"

@@ -28,7 +28,7 @@ import pytest
 
 import alfcache
 import alfcache._index
-from alfcache._cli import main as cli_main
+from alfcache._cli.main import main as cli_main
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 SPIKES = "alf/spikes.times.npy"

@@ -25,10 +25,10 @@ import pytest
 from _inject import READ_HOOKS, rewrite_in_place
 from _procs import restore_sigint
 
-import alfcache._checkpoint
-from alfcache._checkpoint import CHECKPOINT_FILE
-from alfcache._cli import main as cli_main
-from alfcache._hash import TaskResult
+import alfcache._digest.checkpoint
+from alfcache._cli.main import main as cli_main
+from alfcache._digest.checkpoint import CHECKPOINT_FILE
+from alfcache._digest.read import TaskResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
@@ -199,8 +199,8 @@ def test_sigterm_on_a_full_disk_says_the_run_stopped_and_why(
     def no_space(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(alfcache._checkpoint, "digest_files", one_task_then_sigterm)
-    monkeypatch.setattr(alfcache._checkpoint.pq, "write_table", no_space)
+    monkeypatch.setattr(alfcache._digest.checkpoint, "digest_files", one_task_then_sigterm)
+    monkeypatch.setattr(alfcache._digest.checkpoint.pq, "write_table", no_space)
     code = cli_main(["index", str(tree), "--out-dir", str(out), "--hash", "md5", "-j", "1", "-q"])
     [line] = capsys.readouterr().err.splitlines()
     assert code == 1

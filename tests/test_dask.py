@@ -29,9 +29,11 @@ import pytest
 from distributed import Client, LocalCluster
 
 import alfcache
-import alfcache._hash
-from alfcache import BadArgument, ScanFailed, _cli, _dask
+import alfcache._digest.read
+from alfcache import BadArgument, ScanFailed
+from alfcache._cli import main as _cli
 from alfcache._synth import make_tree
+from alfcache._walk import dask as _dask
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
@@ -167,7 +169,7 @@ def _record_readers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     is the one they call; outside a task, ``get_worker`` finds no worker.
     """
     where: list[str] = []
-    real_read = alfcache._hash._read
+    real_read = alfcache._digest.read._read
 
     def recording_read(*args: Any) -> Any:
         try:
@@ -176,7 +178,7 @@ def _record_readers(monkeypatch: pytest.MonkeyPatch) -> list[str]:
             where.append("main process")
         return real_read(*args)
 
-    monkeypatch.setattr(alfcache._hash, "_read", recording_read)
+    monkeypatch.setattr(alfcache._digest.read, "_read", recording_read)
     return where
 
 
@@ -231,7 +233,7 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
 ) -> None:
     target = tree / "s4/2021-04-01/001/alf/outer.times.npy"
     content, before = target.read_bytes(), target.stat()
-    real_digest_files = alfcache._hash.digest_files
+    real_digest_files = alfcache._digest.read.digest_files
 
     def swap_then_digest(*args: Any, **kwargs: Any) -> Any:
         # After the walk, before the read: a folder where the walk saw a file cannot be read.
@@ -244,7 +246,7 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
             target.write_bytes(content)
             os.utime(target, ns=(before.st_atime_ns, before.st_mtime_ns))  # as the walk saw it
 
-    monkeypatch.setattr("alfcache._checkpoint.digest_files", swap_then_digest)
+    monkeypatch.setattr("alfcache._digest.checkpoint.digest_files", swap_then_digest)
     default = alfcache.index(tree, tmp_path / "default", n_jobs=1, hash_files=True)
     where = _record_readers(monkeypatch)
     dask = alfcache.index(
@@ -280,7 +282,7 @@ def local_clusters(monkeypatch: pytest.MonkeyPatch) -> list[LocalCluster]:
 def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_clusters: list[LocalCluster]
 ) -> None:
-    monkeypatch.setattr(alfcache._hash, "hash_task", _broken)
+    monkeypatch.setattr(alfcache._digest.read, "hash_task", _broken)
     match = r"reading files on the Dask cluster failed \(OSError: \[Errno 5\]"
     with pytest.raises(ScanFailed, match=match):
         alfcache.index(

@@ -15,9 +15,9 @@ import pytest
 from one.api import One
 
 import alfcache
-from alfcache._info import info
-from alfcache._revisions import default_revisions
-from alfcache._verify import verify
+from alfcache._maintain.info import info
+from alfcache._maintain.verify import verify
+from alfcache._tables.revisions import default_revisions
 
 pytestmark = pytest.mark.one
 

@@ -26,8 +26,8 @@ from _procs import alive, comm, descendants
 
 import alfcache
 import alfcache._index
-from alfcache import _executor
-from alfcache._engine import GAIN, HOLD, Depth
+from alfcache import _processes as _executor
+from alfcache._walk.engine import GAIN, HOLD, Depth
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SPIKES = "alf/spikes.times.npy"

@@ -43,10 +43,10 @@ from _procs import (
 )
 
 import alfcache
-import alfcache._checkpoint
-import alfcache._store
-from alfcache._cli import main as cli_main
-from alfcache._executor import WORKER_NAME
+import alfcache._digest.checkpoint
+import alfcache._tables.store
+from alfcache._cli.main import main as cli_main
+from alfcache._processes import WORKER_NAME
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 ENV = {**os.environ, "PYTHONPATH": str(SRC)}
@@ -177,7 +177,7 @@ def slow_tree(tmp_path: Path) -> Path:
 # of reading sends the sparse files to the workers.
 HASH_IN_WORKERS = (
     "-c",
-    "import sys, alfcache._hash as h; h.FILE_COST = 1 << 40; "
+    "import sys, alfcache._digest.read as h; h.FILE_COST = 1 << 40; "
     "from alfcache.__main__ import run; run(sys.argv[1:])",
 )
 
@@ -362,7 +362,7 @@ def test_full_disk_cli_message(
     def no_space(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(alfcache._store.pq, "write_table", no_space)
+    monkeypatch.setattr(alfcache._tables.store.pq, "write_table", no_space)
     code = cli_main(["index", str(root), "--out-dir", str(out), "--jobs", "1", "--quiet"])
     captured = capsys.readouterr()
     assert code == 1
@@ -383,12 +383,12 @@ def test_full_output_disk_is_found_before_any_file_is_read(
     before = _previous_tables(root, out)
     real = os.statvfs(out)
     one_block = os.statvfs_result((*real[:3], 1, 1, *real[5:]))
-    monkeypatch.setattr(alfcache._store.os, "statvfs", lambda path: one_block)
+    monkeypatch.setattr(alfcache._tables.store.os, "statvfs", lambda path: one_block)
 
     def read(*args: Any, **kwargs: Any) -> None:
         pytest.fail("a file was read on a disk that cannot hold the tables")
 
-    monkeypatch.setattr(alfcache._checkpoint, "digest_files", read)
+    monkeypatch.setattr(alfcache._digest.checkpoint, "digest_files", read)
     args = ["index", str(root), "--out-dir", str(out), "--jobs", "1", "--hash", "md5", "-q"]
     code = cli_main(args)
     assert code == 1
@@ -462,7 +462,7 @@ def unprivileged() -> User:
         candidates.append((system, {**ENV, "PYTHONPATH": f"{SRC}{os.pathsep}{packages}"}))
     # The Python must start worker processes with its own sys.executable, as loky does.
     check = (
-        "import subprocess, sys, alfcache._cli; "
+        "import subprocess, sys, alfcache._cli.main; "
         "subprocess.run([sys.executable, '-c', ''], check=True)"
     )
     errors = []

@@ -13,7 +13,7 @@ import pytest
 from one.alf import spec
 from one.alf.path import session_path_parts
 
-from alfcache._grammar import (
+from alfcache._alf.grammar import (
     SessionParts,
     is_dataset_name,
     is_real_date,

@@ -30,8 +30,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import alfcache
-import alfcache._hash
-from alfcache._hash import (
+import alfcache._digest.read
+from alfcache._digest.read import (
     BLOCK_SIZE,
     FILE_COST,
     MIN_TASK_COST,
@@ -40,8 +40,8 @@ from alfcache._hash import (
     plan_tasks,
 )
 from alfcache._progress import ByteProgress, megabytes
-from alfcache._schema import DATASETS_SCHEMA, forbidden_extra_columns
 from alfcache._synth import make_tree
+from alfcache._tables.schema import DATASETS_SCHEMA, forbidden_extra_columns
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 JOBS = [1, 2]
@@ -158,7 +158,7 @@ def test_both_digests_from_one_read(
             opened.append(full)
         return real_open(path, *args, dir_fd=dir_fd, **kwargs)
 
-    monkeypatch.setattr(alfcache._hash.os, "open", counting_open)
+    monkeypatch.setattr(alfcache._digest.read.os, "open", counting_open)
     out = tmp_path / "out"
     report = _run(sized_tree, out, hash_algorithm="both", n_jobs=1)
     md5, xxh3 = _by_path(out, "hash"), _by_path(out, "xxh3_128")
@@ -316,7 +316,7 @@ def test_file_board_counts_bytes_per_task(tmp_path: Path) -> None:
     path.write_bytes(bytes(8 * 3))
     board = FileBoard(str(path), 1)
     board.add(5)
-    board.add(alfcache._hash._REPORT_EVERY)
+    board.add(alfcache._digest.read._REPORT_EVERY)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 5 + (16 << 20), 0]
     board.add(7)
     board.close()
@@ -352,16 +352,16 @@ def test_workers_chosen_by_average_file_size(
     root = request.getfixturevalue(tree)
     used: list[str] = []
     for name in ("_run_in_processes", "_run_in_threads"):
-        real = getattr(alfcache._hash, name)
+        real = getattr(alfcache._digest.read, name)
 
         def spy(*args: Any, real: Callable[..., None] = real, name: str = name) -> None:
             used.append(name)
             real(*args)
 
-        monkeypatch.setattr(alfcache._hash, name, spy)
-    monkeypatch.setattr(alfcache._hash, "_POLL", 0.0)
+        monkeypatch.setattr(alfcache._digest.read, name, spy)
+    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
     every_update = functools.partial(ByteProgress, interval=0)
-    monkeypatch.setattr(alfcache._hash, "ByteProgress", every_update)
+    monkeypatch.setattr(alfcache._digest.read, "ByteProgress", every_update)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=2, progress=True)
     assert used == [runner]
@@ -376,7 +376,7 @@ def test_interrupted_threads_stop_at_the_next_block(
     large_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Ctrl-C must not wait for threads to finish reading a 50 GB file."""
-    real_md5 = alfcache._hash._NEW["md5"]
+    real_md5 = alfcache._digest.read._NEW["md5"]
     blocks: list[int] = []
 
     class Slow:
@@ -394,13 +394,13 @@ def test_interrupted_threads_stop_at_the_next_block(
     def interrupt(*args: Any, **kwargs: Any) -> Any:
         raise KeyboardInterrupt
 
-    monkeypatch.setitem(alfcache._hash._NEW, "md5", Slow)
-    monkeypatch.setattr(alfcache._hash, "wait", interrupt)
+    monkeypatch.setitem(alfcache._digest.read._NEW, "md5", Slow)
+    monkeypatch.setattr(alfcache._digest.read, "wait", interrupt)
     paths = sorted(p.relative_to(large_tree).as_posix() for p in large_tree.rglob("*.cbin"))
     sizes = [(large_tree / p).stat().st_size for p in paths]
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        alfcache._hash.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
+        alfcache._digest.read.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
     assert time.perf_counter() - start < 0.5
     assert len(blocks) < sum(sizes) // BLOCK_SIZE // 4
 
@@ -480,7 +480,7 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
             raise PermissionError(13, "Permission denied", path)
         return real_open(path, *args, dir_fd=dir_fd, **kwargs)
 
-    monkeypatch.setattr(alfcache._hash.os, "open", refusing_open)
+    monkeypatch.setattr(alfcache._digest.read.os, "open", refusing_open)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
     assert not report.skipped  # indexed without a digest: a notice
@@ -499,13 +499,13 @@ def test_file_gone_before_it_is_read_is_dropped(
 ) -> None:
     files = [f"{SESSION}/alf/spikes.times.npy", f"{SESSION}/alf/spikes.amps.npy"]
     root = make_files(tmp_path / "data", files)
-    real_digest_files = alfcache._hash.digest_files
+    real_digest_files = alfcache._digest.read.digest_files
 
     def delete_then_digest(*args: Any, **kwargs: Any) -> Any:
         (root / files[0]).unlink()  # after the walk, before the read
         return real_digest_files(*args, **kwargs)
 
-    monkeypatch.setattr("alfcache._checkpoint.digest_files", delete_then_digest)
+    monkeypatch.setattr("alfcache._digest.checkpoint.digest_files", delete_then_digest)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=1)
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]

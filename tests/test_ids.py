@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 import alfcache
-from alfcache._ids import NAMESPACE, uuid3_strings
+from alfcache._alf.ids import NAMESPACE, uuid3_strings
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-3[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 

@@ -34,7 +34,7 @@ from test_checkpoint import (  # noqa: F401  (tree: a fixture)
 )
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
-from alfcache._checkpoint import CHECKPOINT_FILE
+from alfcache._digest.checkpoint import CHECKPOINT_FILE
 
 NOBODY = 65534
 SPIKES = "lab/Subjects/mouse/2021-01-01/001/alf/spikes.times.npy"
@@ -162,7 +162,7 @@ def test_lock_file_of_another_user_is_locked_but_not_written_or_removed(
 
 
 def test_lock_released_unlinks_only_the_file_it_locked(tmp_path: Path, precious: Path) -> None:
-    from alfcache._lock import LOCK_FILE, out_dir_lock
+    from alfcache._tables.lock import LOCK_FILE, out_dir_lock
 
     with out_dir_lock(tmp_path, timeout=0) as lock:
         # Swapped for a link while held (another user renamed theirs over it).
@@ -300,14 +300,14 @@ def test_checkpoint_temporary_file_of_a_dead_run_is_removed(
     tmp_path: Path, make_files: Any
 ) -> None:
     # Its name is new each time, so one a SIGKILL left mid-write is not overwritten later.
-    import alfcache._store
+    import alfcache._tables.store
 
     root = make_files(tmp_path / "data", [SPIKES])
     out = tmp_path / "out"
     out.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    left = out / f"{CHECKPOINT_FILE}.{alfcache._store._HOST}.{dead.pid}.k2j4.alfcache-tmp"
+    left = out / f"{CHECKPOINT_FILE}.{alfcache._tables.store._HOST}.{dead.pid}.k2j4.alfcache-tmp"
     left.write_bytes(b"PAR1")
     assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
     assert not left.exists()
@@ -327,7 +327,7 @@ def test_prune_never_deletes_through_a_folder_swapped_for_a_link(
     swapped: str,
 ) -> None:
     import alfcache
-    import alfcache._maintain
+    import alfcache._maintain.prune
 
     root = make_files(tmp_path / "data", [SPIKES])
     alfcache.make_parquet_db(root, n_jobs=1)
@@ -337,7 +337,7 @@ def test_prune_never_deletes_through_a_folder_swapped_for_a_link(
     folder = root / SPIKES.split(f"/{swapped}/")[0] / swapped
     outside = tmp_path / "outside"
     make_files(outside, [extra.split(f"/{swapped}/", 1)[1]])
-    delete = alfcache._maintain._delete
+    delete = alfcache._maintain.prune._delete
 
     def swap_then_delete(*args: Any) -> list[str]:
         # Between the walk (which planned to delete `extra`) and the deletion.
@@ -345,7 +345,7 @@ def test_prune_never_deletes_through_a_folder_swapped_for_a_link(
         folder.symlink_to(outside)
         return delete(*args)
 
-    monkeypatch.setattr(alfcache._maintain, "_delete", swap_then_delete)
+    monkeypatch.setattr(alfcache._maintain.prune, "_delete", swap_then_delete)
     with caplog.at_level(logging.WARNING, logger="alfcache"):
         alfcache.remove_missing_datasets(root, dry=False)
     assert (outside / extra.split(f"/{swapped}/", 1)[1]).exists()
@@ -361,20 +361,20 @@ def test_prune_keeps_a_file_replaced_since_the_walk(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     import alfcache
-    import alfcache._maintain
+    import alfcache._maintain.prune
 
     root = make_files(tmp_path / "data", [SPIKES])
     alfcache.make_parquet_db(root, n_jobs=1)
     extra = root / SPIKES.replace("spikes.times", "extra.thing")
     extra.write_bytes(b"not in the tables")
-    delete = alfcache._maintain._delete
+    delete = alfcache._maintain.prune._delete
 
     def replace_then_delete(*args: Any) -> list[str]:
         extra.unlink()
         extra.write_bytes(b"someone's new file, not what was walked")
         return delete(*args)
 
-    monkeypatch.setattr(alfcache._maintain, "_delete", replace_then_delete)
+    monkeypatch.setattr(alfcache._maintain.prune, "_delete", replace_then_delete)
     with caplog.at_level(logging.WARNING, logger="alfcache"):
         alfcache.remove_missing_datasets(root, dry=False)
     assert extra.exists()

@@ -126,7 +126,7 @@ def test_cli_summary_and_json_tell_the_folder_to_index(
 ) -> None:
     import json
 
-    from alfcache._cli import main
+    from alfcache._cli.main import main
 
     labroot = make_files(
         tmp_path / "labroot",

@@ -23,7 +23,7 @@ import pytest
 
 import alfcache
 from alfcache import OutDirLocked
-from alfcache._lock import LOCK_FILE, out_dir_lock
+from alfcache._tables.lock import LOCK_FILE, out_dir_lock
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
@@ -47,12 +47,12 @@ if _pause:
     pathlib.Path.replace = _paused_replace
 _mark = os.environ.get("MARK_LOCK")
 if _mark:
-    import alfcache._lock
-    _try = alfcache._lock._try_lock
+    import alfcache._tables.lock
+    _try = alfcache._tables.lock._try_lock
     def _marked(path):
         pathlib.Path(_mark).touch()
         return _try(path)
-    alfcache._lock._try_lock = _marked
+    alfcache._tables.lock._try_lock = _marked
 """
 
 

@@ -2,7 +2,7 @@
 
 Each function is checked on its own and against ``one.alf.cache`` (ONE-api 3.0.0) where the
 reference behaves as documented. Two reference quirks are avoided in the differential tests
-(see ``alfcache._maintain``): it only looks at files directly in a session folder, and it
+(see ``alfcache._maintain.prune``): it only looks at files directly in a session folder, and it
 compares file paths with the datasets frame's *index*, so only path ids equal to ``rel_path``
 work there.
 """
@@ -26,7 +26,7 @@ from iblutil.io import parquet
 from packaging.version import Version
 
 import alfcache
-from alfcache._maintain import _uuid_strings, read_cache_tables
+from alfcache._maintain.prune import _uuid_strings, read_cache_tables
 from alfcache._synth import TreeSummary, make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from conftest import MakeFiles
 
-from alfcache._cli import _parser
-from alfcache._cli import main as cli_main
+from alfcache._cli.main import _parser
+from alfcache._cli.main import main as cli_main
 
 SESSION = "lab/Subjects/s1/2021-01-01/001"
 

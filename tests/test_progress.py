@@ -17,8 +17,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import alfcache._hash
-from alfcache._hash import FileBoard
+import alfcache._digest.read
+from alfcache._digest.read import FileBoard
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 120.0
@@ -60,13 +60,13 @@ if os.environ.get("PROGRESS_LOG"):
         os.scandir = _held_scandir
 
     if os.environ.get("HOLD_READ"):
-        import alfcache._hash
-        _read = alfcache._hash._read
+        import alfcache._digest.read
+        _read = alfcache._digest.read._read
         def _held_read(folder, name, *args):
             if name == os.environ["HOLD_READ"]:
                 hold_until(r"hashed ([\\d,.]+) of", os.environ["VERDICT"])
             return _read(folder, name, *args)
-        alfcache._hash._read = _held_read
+        alfcache._digest.read._read = _held_read
 """
 
 
@@ -132,7 +132,7 @@ def test_file_board_shows_small_files_as_they_are_read(
     path = tmp_path / "board"
     path.write_bytes(bytes(8 * 2))
     board = FileBoard(str(path), 1)
-    monkeypatch.setattr(alfcache._hash, "_POLL", 0.0)
+    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
     for n in (5, 7):
         board.add(n)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 12]

@@ -24,7 +24,7 @@ from one.alf import spec
 
 import alfcache
 import alfcache._index
-from alfcache._grammar import is_dataset_name, is_session_path, session_parts
+from alfcache._alf.grammar import is_dataset_name, is_session_path, session_parts
 
 GRAMMAR = settings(max_examples=100, deadline=None, database=None)
 TREES = settings(

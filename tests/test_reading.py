@@ -1,8 +1,8 @@
 """Reading files for their digests: many in flight, opened in their folder, faults reported.
 
 Expected digests come from ``hashlib`` on the file contents, never from alfcache. Files are
-read through :func:`alfcache._hash.digest_files` directly (what an index or update calls after
-the walk), so that the tree can change between the walk and the reading.
+read through :func:`alfcache._digest.read.digest_files` directly (what an index or update calls
+after the walk), so that the tree can change between the walk and the reading.
 """
 
 from __future__ import annotations
@@ -22,8 +22,14 @@ import numpy as np
 import pytest
 
 import alfcache
-import alfcache._hash
-from alfcache._hash import LARGE_FILE, digest_files, folder_codes, hash_task, plan_thread_tasks
+import alfcache._digest.read
+from alfcache._digest.read import (
+    LARGE_FILE,
+    digest_files,
+    folder_codes,
+    hash_task,
+    plan_thread_tasks,
+)
 
 SRC = Path(alfcache.__file__).parent.parent
 SESSION = "lab/Subjects/s1/2021-01-01/001"
@@ -50,10 +56,10 @@ def _slow_opens(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
         time.sleep(delay)
         return real_open(*args, **kwargs)
 
-    monkeypatch.setattr(alfcache._hash.os, "open", waiting_open)
+    monkeypatch.setattr(alfcache._digest.read.os, "open", waiting_open)
 
 
-def _digest(root: Path, paths: list[str], **kwargs: Any) -> alfcache._hash.Digests:
+def _digest(root: Path, paths: list[str], **kwargs: Any) -> alfcache._digest.read.Digests:
     sizes = [(root / p).stat().st_size for p in paths]
     return digest_files(str(root), paths, sizes, ("md5",), **kwargs)
 
@@ -66,7 +72,7 @@ def test_many_small_files_read_by_several_threads_at_once(
     the run fails unless four files are being read at the same time."""
     paths = _small_files(tmp_path, folders=20, per_folder=40)
     _slow_opens(monkeypatch, 0.001)
-    real_md5 = alfcache._hash._NEW["md5"]
+    real_md5 = alfcache._digest.read._NEW["md5"]
     together = threading.Barrier(4, timeout=30)
     started = []
     lock = threading.Lock()
@@ -79,7 +85,7 @@ def test_many_small_files_read_by_several_threads_at_once(
             together.wait()  # raises BrokenBarrierError if fewer than 4 threads read at once
         return real_md5()
 
-    monkeypatch.setitem(alfcache._hash._NEW, "md5", meeting)
+    monkeypatch.setitem(alfcache._digest.read._NEW, "md5", meeting)
     found = _digest(tmp_path, paths, n_jobs=1, depth=8)
     assert found.columns["md5"] == [
         hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
@@ -100,14 +106,14 @@ def test_large_files_read_one_per_job(tmp_path: Path, monkeypatch: pytest.Monkey
         (tmp_path / rel).write_bytes(os.urandom(LARGE_FILE + i))
         paths.append(rel)
     paths += _small_files(tmp_path, folders=2, per_folder=5)
-    real_read = alfcache._hash._read
+    real_read = alfcache._digest.read._read
     readers: dict[str, str] = {}
 
     def recording(folder: int, name: str, *args: Any) -> Any:
         readers[name] = threading.current_thread().name
         return real_read(folder, name, *args)
 
-    monkeypatch.setattr(alfcache._hash, "_read", recording)
+    monkeypatch.setattr(alfcache._digest.read, "_read", recording)
     _slow_opens(monkeypatch, 0.001)
     found = _digest(tmp_path, paths, n_jobs=2, depth=16)
     assert found.columns["md5"] == [
@@ -139,17 +145,17 @@ def test_readers_follow_how_long_an_open_takes(
     paths = _small_files(tmp_path, folders=4, per_folder=25)
     used: list[tuple[str, int | None]] = []
     for name in ("processes", "threads"):
-        real = getattr(alfcache._hash, f"_run_in_{name}")
+        real = getattr(alfcache._digest.read, f"_run_in_{name}")
 
         def spy(*args: Any, real: Any = real, name: str = name) -> None:
             used.append((name, args[8] if name == "threads" else None))
             real(*args)
 
-        monkeypatch.setattr(alfcache._hash, f"_run_in_{name}", spy)
+        monkeypatch.setattr(alfcache._digest.read, f"_run_in_{name}", spy)
     if delay:
         _slow_opens(monkeypatch, delay)
     else:
-        monkeypatch.setattr(alfcache._hash, "open_latency", lambda root, paths: 0.0)
+        monkeypatch.setattr(alfcache._digest.read, "open_latency", lambda root, paths: 0.0)
     found = _digest(tmp_path, paths, n_jobs=n_jobs, depth=16)
     assert used == [(runner, threads)]
     assert found.columns["md5"] == [
@@ -188,8 +194,8 @@ def test_files_opened_relative_to_their_folder(
         calls.append((str(path), dir_fd))
         return real_open(path, flags, *args, dir_fd=dir_fd)
 
-    monkeypatch.setattr(alfcache._hash.os, "open", spying_open)
-    board = alfcache._hash._MemoryBoard([0], 0, threading.Event())
+    monkeypatch.setattr(alfcache._digest.read.os, "open", spying_open)
+    board = alfcache._digest.read._MemoryBoard([0], 0, threading.Event())
     result = hash_task(str(tmp_path), paths, ("md5",), board)
     assert result.digests[0] == [
         hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
@@ -223,7 +229,7 @@ def test_folder_gone_or_replaced_before_reading(tmp_path: Path) -> None:
 
 READ_AS_OTHER_USER = """
 import json, sys
-from alfcache._hash import digest_files
+from alfcache._digest.read import digest_files
 root, paths, sizes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 found = digest_files(root, paths, sizes, ("md5",), n_jobs=1)
 print(json.dumps({"md5": found.columns["md5"],

@@ -26,9 +26,9 @@ from _inject import grow_on_read
 from test_awkward import ONE_TREE_NOTICES, ONE_TREE_SKIPPED
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
-import alfcache._hash
-import alfcache._scan
-from alfcache._cli import main as cli_main
+import alfcache._digest.read
+import alfcache._walk.scan
+from alfcache._cli.main import main as cli_main
 
 RULES = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
 SESSION = "s1/2021-01-01/001"
@@ -91,7 +91,7 @@ def _unreadable_while_hashing(root: Path, monkeypatch: pytest.MonkeyPatch) -> No
             raise OSError(errno.EIO, os.strerror(errno.EIO), path)
         return real_open(path, flags, *args, dir_fd=dir_fd)
 
-    monkeypatch.setattr(alfcache._hash.os, "open", failing_open)
+    monkeypatch.setattr(alfcache._digest.read.os, "open", failing_open)
 
 
 def _vanished(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -109,7 +109,7 @@ def _vanished(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
             doomed.unlink(missing_ok=True)
         return entries
 
-    monkeypatch.setattr(alfcache._scan.os, "scandir", scandir_then_delete)
+    monkeypatch.setattr(alfcache._walk.scan.os, "scandir", scandir_then_delete)
 
 
 def _changing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:

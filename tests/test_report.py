@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 import alfcache
-from alfcache._cli import main as cli_main
+from alfcache._cli.main import main as cli_main
 
 SPIKES = "alf/spikes.times.npy"
 SES = "s1/2021-01-01/001"

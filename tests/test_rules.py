@@ -22,7 +22,7 @@ import pytest
 
 import alfcache
 import alfcache._index
-import alfcache._scan
+import alfcache._walk.scan
 
 SPIKES = "alf/spikes.times.npy"
 
@@ -262,7 +262,7 @@ def test_walk_reports_other_errors_as_unreadable(
             raise OSError(errno.EIO, os.strerror(errno.EIO))
         return entries
 
-    monkeypatch.setattr(alfcache._scan.os, "scandir", failing_scandir)
+    monkeypatch.setattr(alfcache._walk.scan.os, "scandir", failing_scandir)
     report = alfcache.index(root, tmp_path / "out", n_jobs=1)
     assert [(s.path, s.reason) for s in report.skipped] == [
         (f"{session}/alf/bad.times.npy", "unreadable"),

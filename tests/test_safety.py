@@ -19,7 +19,7 @@ import pytest
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
 import alfcache
-import alfcache._store
+import alfcache._tables.store
 
 SPIKES = "alf/spikes.times.npy"
 TABLES = ("sessions.pqt", "datasets.pqt")
@@ -287,7 +287,7 @@ def test_temporary_files_of_dead_runs_are_removed_at_start(
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    host = alfcache._store._HOST
+    host = alfcache._tables.store._HOST
     names = {
         "dead": f".sessions.pqt.{host}.{dead.pid}.k2j4.alfcache-tmp",
         "live": f".datasets.pqt.{host}.{live.pid}.x8d1.alfcache-tmp",
@@ -325,7 +325,7 @@ def test_temporary_files_of_another_users_live_run_are_kept(
     out.mkdir()
     if os.geteuid() == 0:
         os.chown(out, unprivileged.uid, -1)
-    live = out / f".sessions.pqt.{alfcache._store._HOST}.{holder}.k2j4.alfcache-tmp"
+    live = out / f".sessions.pqt.{alfcache._tables.store._HOST}.{holder}.k2j4.alfcache-tmp"
     live.write_bytes(b"PAR1")  # root's file, in a folder the other user owns: removable
     done = _cli_as(unprivileged, root, "--out-dir", out, "--jobs", "1", "-q")
     assert done.returncode == 0, done.stderr
@@ -343,9 +343,9 @@ def test_write_names_its_temporary_files_after_host_and_pid(
         seen.append(self.name)
         return replace(self, target)
 
-    monkeypatch.setattr(alfcache._store.Path, "replace", spy)
+    monkeypatch.setattr(alfcache._tables.store.Path, "replace", spy)
     alfcache.make_parquet_db(root, n_jobs=1)
-    host = alfcache._store._HOST
+    host = alfcache._tables.store._HOST
     assert [n.split(".")[1:5] for n in seen] == [
         [t, "pqt", host, str(os.getpid())] for t in ("sessions", "datasets")
     ]
@@ -367,8 +367,8 @@ def test_each_temporary_table_reaches_the_disk_before_its_rename(
         events.append(("rename", self.name))
         return replace(self, target)
 
-    monkeypatch.setattr(alfcache._store.os, "fsync", spy_fsync)
-    monkeypatch.setattr(alfcache._store.Path, "replace", spy_replace)
+    monkeypatch.setattr(alfcache._tables.store.os, "fsync", spy_fsync)
+    monkeypatch.setattr(alfcache._tables.store.Path, "replace", spy_replace)
     alfcache.make_parquet_db(root, n_jobs=1)
     renamed = [name for kind, name in events if kind == "rename"]
     assert len(renamed) == 2
@@ -379,7 +379,7 @@ def test_each_temporary_table_reaches_the_disk_before_its_rename(
 def test_synth_refuses_a_folder_that_is_not_empty(
     tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alfcache._cli import main
+    from alfcache._cli.main import main
 
     lab = make_files(tmp_path / "lab", ["notes.txt"])
     assert main(["synth", str(lab), "--sessions", "2"]) == 2
@@ -400,7 +400,7 @@ def test_synth_refuses_a_folder_that_is_not_empty(
 def test_hash_files_with_xxh3_only_is_refused(
     tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alfcache._cli import main
+    from alfcache._cli.main import main
 
     root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
     with pytest.raises(alfcache.BadArgument, match=r"hash_files=True.*hash_algorithm='xxh3'"):
@@ -493,7 +493,7 @@ def test_jobs_above_the_cap_are_refused(tmp_path: Path, make_files: Any) -> None
 def test_cli_jobs_above_the_cap_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from alfcache._cli import main
+    from alfcache._cli.main import main
     from alfcache._index import MAX_JOBS_PER_CORE, available_cores
 
     with pytest.raises(SystemExit) as info:

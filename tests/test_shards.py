@@ -29,10 +29,10 @@ import pytest
 
 import alfcache
 from alfcache import BadArgument, MergeFailed
-from alfcache._merge import merge_parts
-from alfcache._scan import Shard, scan_shards
-from alfcache._sharding import METADATA_KEY, ArrayShard, session_shard, shard_from_env
+from alfcache._alf.sharding import METADATA_KEY, ArrayShard, session_shard, shard_from_env
+from alfcache._maintain.merge import merge_parts
 from alfcache._synth import make_tree
+from alfcache._walk.scan import Shard, scan_shards
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")

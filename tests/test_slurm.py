@@ -29,9 +29,9 @@ from _inject import READ_HOOKS
 from test_shards import assert_same_tables
 
 import alfcache
-from alfcache._checkpoint import CHECKPOINT_FILE
-from alfcache._lock import LOCK_FILE
+from alfcache._digest.checkpoint import CHECKPOINT_FILE
 from alfcache._synth import make_tree
+from alfcache._tables.lock import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"

@@ -19,9 +19,9 @@ import pyarrow.parquet as pq
 import pytest
 
 import alfcache
-from alfcache._cli import main as cli_main
+from alfcache._cli.main import main as cli_main
 from alfcache._exceptions import BadArgument
-from alfcache._info import info
+from alfcache._maintain.info import info
 
 FILES = [
     "lab1/Subjects/A/2024-01-01/001/alf/x.y.npy",

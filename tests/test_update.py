@@ -23,7 +23,7 @@ import pytest
 from _inject import eio_listing
 
 import alfcache
-import alfcache._update
+import alfcache._maintain.update
 from alfcache._synth import DATASET_FILES, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
@@ -175,7 +175,7 @@ def test_nothing_changed_reads_nothing(tree: Path, tmp_path: Path) -> None:
     assert report.hashing is not None
     assert report.hashing.algorithms == ("md5", "xxh3")  # taken from the previous tables
     assert report.hashing.files == 0
-    assert report.changes == alfcache._update.Changes(0, 0, first.datasets, 0)
+    assert report.changes == alfcache._maintain.update.Changes(0, 0, first.datasets, 0)
 
 
 def test_update_with_new_algorithm_reads_what_lacks_it(tree: Path, tmp_path: Path) -> None:
@@ -216,7 +216,7 @@ def _to_previous_layout(out: Path) -> None:
     Ids first and recorded as the pandas index (``pd.read_parquet`` made them the index); the
     other schema metadata is kept as written.
     """
-    from alfcache._schema import pandas_metadata
+    from alfcache._tables.schema import pandas_metadata
 
     for name, ids in (("sessions.pqt", ("id",)), ("datasets.pqt", ("eid", "id"))):
         table = pq.read_table(out / name)

@@ -1,6 +1,6 @@
 """``alfcache verify``: each kind of difference on a changed tree, none on an untouched one.
 
-The verb runs as a user runs it (``alfcache._cli.main`` with the arguments of a command line);
+The verb runs as a user runs it (``alfcache._cli.main.main`` with the arguments of a command line);
 exit codes, stderr and ``--json`` are checked.
 """
 
@@ -26,8 +26,8 @@ import xxhash
 from test_faults import ENV, User
 
 import alfcache
-import alfcache._verify
-from alfcache._cli import main as cli_main
+import alfcache._maintain.verify
+from alfcache._cli.main import main as cli_main
 from alfcache._synth import DATASET_FILES, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
@@ -106,13 +106,13 @@ def test_file_gone_before_its_digest_is_read_is_missing(
 ) -> None:
     # the walk of verify sees the file; it is deleted before the reading starts
     size = _size(tree, FILE)
-    real = alfcache._verify.digest_files
+    real = alfcache._maintain.verify.digest_files
 
     def delete_then_read(*args: Any, **kwargs: Any) -> Any:
         (tree / FILE).unlink()
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(alfcache._verify, "digest_files", delete_then_read)
+    monkeypatch.setattr(alfcache._maintain.verify, "digest_files", delete_then_read)
     code, report, _ = _verify(capsys, tree, "--hashes")
     assert code == 1
     assert _found(report) == [(FILE, "missing_file", size, None)]

@@ -1,8 +1,8 @@
 """alfcache: a parallel indexer that writes ONE-api's parquet cache tables.
 
 The public API mirrors ``one.alf.cache``. Names are resolved on first access (PEP 562): a scan
-worker imports ``alfcache._scan`` and must not pay for Polars, pandas or the parquet writer, and
-``QC_TYPE`` and the empty frames are the only reason to load pandas at all.
+worker imports ``alfcache._walk.scan`` and must not pay for Polars, pandas or the parquet
+writer, and ``QC_TYPE`` and the empty frames are the only reason to load pandas at all.
 """
 
 from __future__ import annotations
@@ -28,24 +28,29 @@ from alfcache._exceptions import (
 )
 
 if TYPE_CHECKING:
-    from alfcache._frames import (
-        DATASETS_COLUMNS,
-        EMPTY_DATASETS_FRAME,
-        EMPTY_SESSIONS_FRAME,
-        QC_TYPE,
-        SESSIONS_COLUMNS,
-    )
-    from alfcache._ids import NAMESPACE
+    from alfcache._alf.ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
-    from alfcache._maintain import (
+    from alfcache._maintain.merge import merge_parts
+    from alfcache._maintain.prune import (
         patch_cache,
         patch_tables,
         remove_cache_table_files,
         remove_missing_datasets,
         remove_table_files,
     )
-    from alfcache._merge import merge_parts
-    from alfcache._tables import cast_index_object, default_cache, load_tables, merge_tables
+    from alfcache._tables.frames import (
+        DATASETS_COLUMNS,
+        EMPTY_DATASETS_FRAME,
+        EMPTY_SESSIONS_FRAME,
+        QC_TYPE,
+        SESSIONS_COLUMNS,
+    )
+    from alfcache._tables.one_api import (
+        cast_index_object,
+        default_cache,
+        load_tables,
+        merge_tables,
+    )
 
 __version__ = "0.1.0"
 
@@ -86,25 +91,25 @@ __all__ = [
 ]
 
 _LAZY = {
-    "QC_TYPE": "_frames",
-    "SESSIONS_COLUMNS": "_frames",
-    "DATASETS_COLUMNS": "_frames",
-    "EMPTY_DATASETS_FRAME": "_frames",
-    "EMPTY_SESSIONS_FRAME": "_frames",
-    "NAMESPACE": "_ids",
+    "QC_TYPE": "_tables.frames",
+    "SESSIONS_COLUMNS": "_tables.frames",
+    "DATASETS_COLUMNS": "_tables.frames",
+    "EMPTY_DATASETS_FRAME": "_tables.frames",
+    "EMPTY_SESSIONS_FRAME": "_tables.frames",
+    "NAMESPACE": "_alf.ids",
     "IndexReport": "_index",
     "index": "_index",
     "make_parquet_db": "_index",
-    "merge_parts": "_merge",
-    "load_tables": "_tables",
-    "merge_tables": "_tables",
-    "cast_index_object": "_tables",
-    "default_cache": "_tables",
-    "patch_cache": "_maintain",
-    "patch_tables": "_maintain",
-    "remove_cache_table_files": "_maintain",
-    "remove_table_files": "_maintain",
-    "remove_missing_datasets": "_maintain",
+    "merge_parts": "_maintain.merge",
+    "load_tables": "_tables.one_api",
+    "merge_tables": "_tables.one_api",
+    "cast_index_object": "_tables.one_api",
+    "default_cache": "_tables.one_api",
+    "patch_cache": "_maintain.prune",
+    "patch_tables": "_maintain.prune",
+    "remove_cache_table_files": "_maintain.prune",
+    "remove_table_files": "_maintain.prune",
+    "remove_missing_datasets": "_maintain.prune",
 }
 
 

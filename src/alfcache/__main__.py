@@ -38,7 +38,7 @@ def _end_by_sigint() -> NoReturn:
 def run(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line in this process and end it with the command line's exit code."""
     try:
-        from alfcache._cli import EXIT_INTERRUPTED, main
+        from alfcache._cli.main import EXIT_INTERRUPTED, main
     except KeyboardInterrupt:  # a Ctrl-C before the command line can catch it is one line too
         message = "interrupted; no table was written, the previous tables are unchanged"
         print(f"alfcache: {message}", file=sys.stderr)

@@ -20,9 +20,30 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alfcache import _executor as executor
-from alfcache._dask import DaskWalk, check_backend
-from alfcache._engine import (
+from alfcache import _processes as executor
+from alfcache._alf.sharding import METADATA_KEY as SHARD_KEY
+from alfcache._alf.sharding import ArrayShard, check_shard
+from alfcache._digest.read import Hashing, resolve_algorithms
+from alfcache._exceptions import (
+    BadArgument,
+    BadRoot,
+    MissingRoot,
+    RootNotReadable,
+    ScanFailed,
+    workers_died,
+)
+from alfcache._paths import shown
+from alfcache._progress import Progress
+from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._tables.store import (
+    check_space,
+    one_metadata,
+    prepare_out_dir,
+    provenance,
+    write_tables,
+)
+from alfcache._walk.dask import DaskWalk, check_backend
+from alfcache._walk.engine import (
     DEFAULT_IO_DEPTH,
     POLL_SECONDS,
     Counter,
@@ -35,31 +56,10 @@ from alfcache._engine import (
     tally,
     work,
 )
-from alfcache._exceptions import (
-    BadArgument,
-    BadRoot,
-    MissingRoot,
-    RootNotReadable,
-    ScanFailed,
-    workers_died,
-)
-from alfcache._hash import Hashing, resolve_algorithms
-from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
-from alfcache._paths import shown
-from alfcache._progress import Progress
-from alfcache._scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
-from alfcache._sharding import METADATA_KEY as SHARD_KEY
-from alfcache._sharding import ArrayShard, check_shard
-from alfcache._store import (
-    check_space,
-    one_metadata,
-    prepare_out_dir,
-    provenance,
-    write_tables,
-)
+from alfcache._walk.scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
 
 if TYPE_CHECKING:
-    from alfcache._update import Changes
+    from alfcache._maintain.update import Changes
 
 MAX_JOBS_PER_CORE = 4
 """More workers than this per core only add start-up time and memory: refused."""
@@ -186,9 +186,9 @@ class RunningWalk:
     links round after round and assembles. This is the one entry point to the walk for every
     verb that needs the tree (``index``, ``verify``), so they share its speed and its fault
     handling. The main process starts walking at once on its own listing threads; ``n_jobs - 1``
-    worker processes take subtrees from the shared queue (see :mod:`alfcache._engine`). They are
-    forked at once when that is safe, else started from a fork server once the walk has lasted
-    ``LATE_START_SECONDS``. :meth:`abort` kills them.
+    worker processes take subtrees from the shared queue (see :mod:`alfcache._walk.engine`).
+    They are forked at once when that is safe, else started from a fork server once the walk has
+    lasted ``LATE_START_SECONDS``. :meth:`abort` kills them.
     """
 
     def __init__(
@@ -279,7 +279,7 @@ class RunningWalk:
         ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
         folders than where they were found are reported (``not_loadable``).
         """
-        from alfcache._assemble import assemble
+        from alfcache._tables.build import assemble
 
         bar = Progress(enabled=progress, start=self._start)
         results: list[ScanResult] = []
@@ -404,7 +404,7 @@ def start_walk(
     """
     walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard)
     try:
-        import alfcache._assemble  # noqa: F401  Polars loads while the walk runs
+        import alfcache._tables.build  # noqa: F401  Polars loads while the walk runs
     except BaseException:
         walk.abort()  # Ctrl-C while Polars loads: the workers must not outlive us
         raise
@@ -462,7 +462,7 @@ def index(
     check_backend(backend, scheduler)
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
     if update and array_shard:
-        from alfcache._merge import check_update_shard
+        from alfcache._maintain.merge import check_update_shard
 
         check_update_shard(out, array_shard, str(root))
 
@@ -474,7 +474,7 @@ def index(
     previous = None
     try:
         if update or algorithms:
-            from alfcache._update import check_origin, read_previous, refresh
+            from alfcache._maintain.update import check_origin, read_previous, refresh
 
             if update:
                 with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
@@ -534,7 +534,7 @@ def index(
     )
     extra: dict[str, object] = {}
     if array_shard:
-        from alfcache._merge import shard_metadata
+        from alfcache._maintain.merge import shard_metadata
 
         # Every option that shapes the rows: merge accepts only parts that agree on them.
         options = {
@@ -551,7 +551,7 @@ def index(
             tables.sessions, tables.datasets, out, meta, record, extra=extra
         )
     if hashing:
-        from alfcache._checkpoint import remove_checkpoint
+        from alfcache._digest.checkpoint import remove_checkpoint
 
         remove_checkpoint(out)  # its digests are in the tables now
     return IndexReport(
@@ -642,14 +642,14 @@ def make_parquet_db(
         dropping them.
     lock_timeout : float
         Seconds to wait for another run that is writing into ``out_dir`` (see
-        :mod:`alfcache._lock`); then ``OutDirLocked`` is raised.
+        :mod:`alfcache._tables.lock`); then ``OutDirLocked`` is raised.
     shard : (int, int), optional
         ``(k, n)``: index only shard ``k`` of ``n`` (``0 <= k < n``), for one task of an array
         job; the partial tables record it, and ``alfcache merge`` joins all ``n`` of them into
-        the tables of one full run (see :mod:`alfcache._sharding`).
+        the tables of one full run (see :mod:`alfcache._alf.sharding`).
     backend : {'processes', 'dask'}
         Who walks: this machine's processes (``n_jobs`` of them), or a Dask cluster (needs the
-        ``dask`` extra; see :mod:`alfcache._dask`). The same backend reads the files.
+        ``dask`` extra; see :mod:`alfcache._walk.dask`). The same backend reads the files.
     scheduler : str or distributed.Client, optional
         With ``backend='dask'``: the scheduler's address (``'tcp://host:8786'``), ``'local'``
         for a ``LocalCluster`` of ``n_jobs`` workers (closed at the end), or a client; None

@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from alfcache._arrow import mask_array
+from alfcache._tables.arrow import mask_array
 
 __all__ = ["COLUMN", "default_revisions", "groups_without_one_default", "with_default_revision"]
 

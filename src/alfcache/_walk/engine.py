@@ -1,6 +1,6 @@
 """Scheduling of the walk: many listings in flight per process, work shared as it is found.
 
-:mod:`alfcache._scan` decides what an entry is; this module decides who lists which folder.
+:mod:`alfcache._walk.scan` decides what an entry is; this module decides who lists which folder.
 
 * In every process a :class:`Lister` runs listing threads over a pool of folder tasks. Each
   thread walks depth first on its own stack and moves the bottom of its stack (the largest
@@ -38,11 +38,11 @@ from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alfcache._scan import ScanResult, Shard, Skip, Stack, Task, _Walk
-from alfcache._sharding import ArrayShard
+from alfcache._alf.sharding import ArrayShard
+from alfcache._walk.scan import ScanResult, Shard, Skip, Stack, Task, _Walk
 
 if TYPE_CHECKING:
-    from alfcache._assemble import Tables  # a type only: Polars stays out of the workers
+    from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
 
 DEFAULT_IO_DEPTH = 64
 """Listings in flight at most, over all processes, when the depth adapts (``io_depth=None``)."""
@@ -174,7 +174,7 @@ class Lister:
     root : str
         Absolute path of the indexed folder.
     follow_symlinks : bool
-        See :func:`alfcache._scan.scan_shards`.
+        See :func:`alfcache._walk.scan.scan_shards`.
     cap : int
         The most threads that may list at once in this process.
     array_shard : ArrayShard, optional

@@ -1,6 +1,6 @@
 """``alfcache index ROOT``: write sessions.pqt and datasets.pqt for a data folder.
 
-The command line over :func:`alfcache._index.index`; ``alfcache._cli`` dispatches to it and
+The command line over :func:`alfcache._index.index`; ``alfcache._cli.main`` dispatches to it and
 maps its errors. The summary (the first skipped entries and notices, the update's and the
 hashing's counts, one closing line) goes to stderr; ``--json`` prints the whole report on stdout.
 """
@@ -16,14 +16,14 @@ import warnings
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from alfcache._cmd_common import add_common, add_lock_timeout, jobs, plural
+from alfcache._alf.sharding import ArrayShard, parse_shard, shard_from_env
+from alfcache._cli.common import add_common, add_lock_timeout, jobs, plural
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._paths import shown
 from alfcache._progress import megabytes
-from alfcache._sharding import ArrayShard, parse_shard, shard_from_env
 
 if TYPE_CHECKING:
-    from alfcache._scan import Skip
+    from alfcache._walk.scan import Skip
 
 _SHOWN_SKIPS = 5
 
@@ -105,7 +105,7 @@ def add_parser(subparsers: Any) -> None:
     add_lock_timeout(idx, "the output folder")
     idx.add_argument(
         "--backend",
-        choices=("processes", "dask"),  # alfcache._dask.BACKENDS, which would load pyarrow
+        choices=("processes", "dask"),  # alfcache._walk.dask.BACKENDS, which would load pyarrow
         default="processes",
         help="who walks and reads files: this machine's processes (default) or a Dask "
         "cluster (needs --scheduler and pip install 'alfcache[dask]')",
@@ -122,7 +122,7 @@ def add_parser(subparsers: Any) -> None:
 
 def _terminate(signum: int, frame: object) -> None:
     # SIGTERM is how a batch scheduler ends a job at its time limit: end like Ctrl-C, but say
-    # so, and let the hashing save its checkpoint on the way out (alfcache._checkpoint).
+    # so, and let the hashing save its checkpoint on the way out (alfcache._digest.checkpoint).
     raise Terminated(
         "terminated by SIGTERM (a job's time limit?); no table was written, the previous "
         "tables are unchanged"

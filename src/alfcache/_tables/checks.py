@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from alfcache._alf.sharding import METADATA_KEY
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
-from alfcache._sharding import METADATA_KEY
-from alfcache._store import RUN_KEY, read_provenance
+from alfcache._tables.store import RUN_KEY, read_provenance
 
 ANY_ORIGIN = "--any-origin"
 """The option (``any_origin=True`` in the library) that accepts tables moved on purpose."""

@@ -1,7 +1,8 @@
 """``alfcache merge PARTS... --out-dir DIR``: join the partial tables of an array job.
 
-The command line over :func:`alfcache._merge.merge_parts`; ``alfcache._cli`` dispatches to it
-and maps its errors (a missing, doubled or mismatched part is bad input: exit code 2).
+The command line over :func:`alfcache._maintain.merge.merge_parts`; ``alfcache._cli.main``
+dispatches to it and maps its errors (a missing, doubled or mismatched part is bad input: exit
+code 2).
 """
 
 from __future__ import annotations
@@ -9,9 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alfcache._cmd_common import add_common, plural, print_json, say
-from alfcache._lock import DEFAULT_TIMEOUT
+from alfcache._cli.common import add_common, plural, print_json, say
 from alfcache._paths import shown
+from alfcache._tables.lock import DEFAULT_TIMEOUT
 
 
 def add_parser(subparsers: Any) -> None:
@@ -38,7 +39,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Merge, print the summary; errors propagate to the dispatcher."""
-    from alfcache._merge import merge_parts
+    from alfcache._maintain.merge import merge_parts
 
     report = merge_parts(args.parts, args.out_dir, lock_timeout=args.lock_timeout)
     if not args.quiet:

@@ -47,7 +47,7 @@ def context() -> BaseContext:
         return multiprocessing.get_context("fork")
     ctx = multiprocessing.get_context("forkserver")
     # The fork server imports the scanner once; every worker it forks then starts warm.
-    ctx.set_forkserver_preload(["alfcache._scan"])
+    ctx.set_forkserver_preload(["alfcache._walk.scan"])
     return ctx
 
 

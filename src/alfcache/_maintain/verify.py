@@ -19,8 +19,8 @@ say, ``found`` what the disk says. The kinds:
 ``extra_session``    a session folder on disk that the tables lack
 ``orphan_dataset``   a dataset whose ``eid`` is not in the sessions table
 ``default_revision_mismatch``  the row's ``default_revision`` differs from the rule of
-                     :mod:`alfcache._revisions` applied to the table's rows (tables without the
-                     column are not checked; ``info`` warns about them)
+                     :mod:`alfcache._tables.revisions` applied to the table's rows (tables
+                     without the column are not checked; ``info`` warns about them)
 """
 
 from __future__ import annotations
@@ -34,16 +34,16 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from alfcache._digest.read import COLUMNS, digest_files
 from alfcache._exceptions import BadArgument
-from alfcache._hash import COLUMNS, digest_files
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
-from alfcache._info import held_digests, read_table
+from alfcache._maintain.info import held_digests, read_table
 from alfcache._paths import shown
-from alfcache._revisions import COLUMN as DEFAULT_COLUMN
-from alfcache._revisions import default_revisions
-from alfcache._scan import Skip
-from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._tablecheck import check_tables_for
+from alfcache._tables.checks import check_tables_for
+from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
+from alfcache._tables.revisions import default_revisions
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._walk.scan import Skip
 
 SESSION_KEY = ("lab", "subject", "date", "number")
 DATASET_KEY = (*SESSION_KEY, "rel_path")

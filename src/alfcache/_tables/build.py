@@ -2,7 +2,7 @@
 
 Polars concatenates the workers' Arrow batches, removes duplicates, resolves session clashes,
 fills the lab, assigns ids and sorts; the result is handed back as Arrow tables with exactly the
-schemas of :mod:`alfcache._schema`.
+schemas of :mod:`alfcache._tables.schema`.
 """
 
 from __future__ import annotations
@@ -14,11 +14,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from alfcache._arrow import bool_array, numeric_array, string_array
+from alfcache._alf.grammar import folder_to_index
+from alfcache._alf.ids import uuid3_strings
 from alfcache._exceptions import LabConflict
-from alfcache._grammar import folder_to_index
-from alfcache._ids import uuid3_strings
-from alfcache._scan import (
+from alfcache._tables.arrow import bool_array, numeric_array, string_array
+from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
+from alfcache._walk.scan import (
     DATASET_BATCH_SCHEMA,
     NEAR_MISS,
     NOTICE_REASONS,
@@ -26,7 +27,6 @@ from alfcache._scan import (
     ScanResult,
     Skip,
 )
-from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 
 _SHOWN = 5  # sessions named in a LabConflict message
 
@@ -189,7 +189,7 @@ def assemble(
     results : sequence of ScanResult
         What the workers returned.
     hash_ids : bool
-        UUID v3 ids (see :mod:`alfcache._ids`) when True, path ids otherwise.
+        UUID v3 ids (see :mod:`alfcache._alf.ids`) when True, path ids otherwise.
     lab : str, optional
         Lab name for sessions whose folders carry none.
     root, cache_dir : str, optional
@@ -298,8 +298,8 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
         string_array(QC_LEVELS).cast(pa.string()),
         ordered=True,
     )
-    # No file is hashed yet (alfcache._update fills the hashes in): a column of Arrow's null
-    # type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is not None``) takes
+    # No file is hashed yet (alfcache._maintain.update fills the hashes in): a column of Arrow's
+    # null type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is not None``) takes
     # for a digest and re-hashes every file it loads; a null-typed column reads back as None
     # under pandas 2 and 3 alike.
     schema = DATASETS_SCHEMA.set(

@@ -12,7 +12,7 @@ import contextlib
 import io
 from pathlib import Path
 
-from alfcache._cmd_common import (
+from alfcache._cli.common import (
     add_any_origin,
     add_common,
     add_lock_timeout,
@@ -44,8 +44,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from alfcache._index import resolve_root
-    from alfcache._lock import out_dir_lock
-    from alfcache._maintain import check_prune_tables, prune, read_cache_tables
+    from alfcache._maintain.prune import check_prune_tables, prune, read_cache_tables
+    from alfcache._tables.lock import out_dir_lock
 
     root = resolve_root(args.root)
     tables_dir = Path(args.tables).expanduser() if args.tables else root

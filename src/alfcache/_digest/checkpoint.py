@@ -34,12 +34,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alfcache._arrow import numeric_array, string_array
-from alfcache._cmd_common import plural
+from alfcache._cli.common import plural
+from alfcache._digest.read import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._exceptions import Terminated
-from alfcache._hash import Digests, Hashing, Readers, TaskResult, digest_files
 from alfcache._paths import shown
-from alfcache._store import _TMP_SUFFIX, _tmp_prefix
+from alfcache._tables.arrow import numeric_array, string_array
+from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -83,7 +83,7 @@ class _Saver:
 
     def save(self) -> None:
         """Write the checkpoint under a temporary name, then rename it over the last one."""
-        # Built from buffers: pa.array on lists imports pandas (see alfcache._arrow).
+        # Built from buffers: pa.array on lists imports pandas (see alfcache._tables.arrow).
         arrays = [
             numeric_array(v, pa.int64()) if k in ("size", "mtime") else string_array(v)
             for k, v in self.columns.items()
@@ -181,7 +181,7 @@ def digest_with_checkpoint(
     readers: Readers | None = None,
     follow_symlinks: bool = False,
 ) -> tuple[Digests, Hashing]:
-    """:func:`alfcache._hash.digest_files`, resuming from and saving to a checkpoint.
+    """:func:`alfcache._digest.read.digest_files`, resuming from and saving to a checkpoint.
 
     ``mtimes`` are the modification times the walk found, aligned with ``paths``; ``readers``
     are where the files are read (a Dask cluster), None for this machine; ``follow_symlinks``

@@ -1,7 +1,7 @@
 """Info: what a cache folder holds, who wrote it, and whether ONE-api can use it.
 
 Works on tables written by alfcache and by one-api (or Alyx) alike: alfcache's own record
-(``alfcache`` schema key, see :func:`alfcache._store.provenance`) is shown when present, and
+(``alfcache`` schema key, see :func:`alfcache._tables.store.provenance`) is shown when present, and
 otherwise what can be read from the tables themselves (id kind, digest columns).
 
 The checks follow the column table of ``alf-layout.md``. An *error* breaks loading or makes
@@ -23,15 +23,15 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alfcache._cmd_common import plural
+from alfcache._cli.common import plural
+from alfcache._digest.read import COLUMNS
 from alfcache._exceptions import BadArgument
-from alfcache._hash import COLUMNS
 from alfcache._paths import shown
-from alfcache._revisions import COLUMN as DEFAULT_COLUMN
-from alfcache._revisions import groups_without_one_default
-from alfcache._schema import QC_LEVELS
-from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._tablecheck import bad_text, pair_mismatch
+from alfcache._tables.checks import bad_text, pair_mismatch
+from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
+from alfcache._tables.revisions import groups_without_one_default
+from alfcache._tables.schema import QC_LEVELS
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 

@@ -38,8 +38,8 @@ import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadOutDir, OutDirNotWritable, WriteFailed
 from alfcache._paths import shown
-from alfcache._revisions import with_default_revision
-from alfcache._schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
+from alfcache._tables.revisions import with_default_revision
+from alfcache._tables.schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
 
 SESSIONS_FILE = "sessions.pqt"
 DATASETS_FILE = "datasets.pqt"
@@ -311,7 +311,7 @@ def write_tables(
     # Here, where every path that writes tables meets (index, update, merge, the Dask backend).
     datasets = with_default_revision(datasets)
     # Both tables carry one id of this run: a run killed between the two renames leaves a pair
-    # of two runs, which every reader detects (alfcache._tablecheck.pair_mismatch).
+    # of two runs, which every reader detects (alfcache._tables.checks.pair_mismatch).
     record = {**(record or {}), RUN_KEY: uuid.uuid4().hex}
     plan = (
         (_with_metadata(sessions, SESSIONS_INDEX, meta, record, more), out_dir / SESSIONS_FILE),

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from alfcache._schema import QC_LEVELS
+from alfcache._tables.schema import QC_LEVELS
 
 QC_TYPE = pd.CategoricalDtype(categories=list(QC_LEVELS), ordered=True)
 """pandas.api.types.CategoricalDtype: The cache table QC column data type."""

@@ -2,10 +2,10 @@
 
 A :class:`_Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
 entry; who lists which folder, on how many threads and processes, is decided in
-:mod:`alfcache._engine`. A walk's work is a stack of plain :data:`Task` values, so a folder can
-be handed to another thread or process as it is found. :func:`scan_shards` walks given folders
-in one thread (the pure function: plain arguments in, Arrow out). Workers never import Polars
-or pandas, so that they stay cheap.
+:mod:`alfcache._walk.engine`. A walk's work is a stack of plain :data:`Task` values, so a
+folder can be handed to another thread or process as it is found. :func:`scan_shards` walks
+given folders in one thread (the pure function: plain arguments in, Arrow out). Workers never
+import Polars or pandas, so that they stay cheap.
 
 Rules (documented in docs/rules.md, with the reason code of every report):
 
@@ -18,7 +18,7 @@ Rules (documented in docs/rules.md, with the reason code of every report):
   followed unless ``follow_symlinks``; then the workers only report them and the main process
   chooses (:func:`plan_links`) so that no real folder is indexed twice, whatever the sharding;
 * FIFOs, sockets and device nodes are never opened, only reported;
-* with an array shard (``--shard K/N``, :mod:`alfcache._sharding`) a session folder of another
+* with an array shard (``--shard K/N``, :mod:`alfcache._alf.sharding`) a session folder of another
   shard is not entered, nor anything below it; a session inside a session goes with the outer
   one, whose walk finds it.
 """
@@ -39,15 +39,15 @@ from typing import NamedTuple
 
 import pyarrow as pa
 
-from alfcache._arrow import numeric_array, string_array
-from alfcache._grammar import (
+from alfcache._alf.grammar import (
     has_long_number,
     is_dataset_name,
     is_real_date,
     near_miss,
     session_parts,
 )
-from alfcache._sharding import ArrayShard
+from alfcache._alf.sharding import ArrayShard
+from alfcache._tables.arrow import numeric_array, string_array
 
 SESSION_BATCH_SCHEMA = pa.schema(
     [
@@ -72,7 +72,7 @@ DATASET_BATCH_SCHEMA = pa.schema(
     ]
 )
 """One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
-hashed) in a later phase, see :mod:`alfcache._hash`."""
+hashed) in a later phase, see :mod:`alfcache._digest.read`."""
 
 
 class Shard(NamedTuple):

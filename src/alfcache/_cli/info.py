@@ -8,7 +8,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from alfcache._cmd_common import add_common, plural, print_json, say
+from alfcache._cli.common import add_common, plural, print_json, say
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -50,7 +50,7 @@ def _human(summary: dict[str, Any]) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alfcache._info import info
+    from alfcache._maintain.info import info
 
     summary = info(args.dir)
     if args.json:

@@ -33,7 +33,7 @@ thread sums a few times a second; worker processes write theirs into a small fil
 recording is read.
 
 The tasks can also run elsewhere: given :class:`Readers` (the Dask backend's cluster, see
-:class:`alfcache._dask.DaskReaders`), the files are cut into tasks as for worker processes,
+:class:`alfcache._walk.dask.DaskReaders`), the files are cut into tasks as for worker processes,
 for the readers' threads, and each task is handed to them with ``submit``; only the planning,
 the results and the checkpoints stay in this process.
 """
@@ -61,7 +61,7 @@ import xxhash
 
 from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
 from alfcache._progress import ByteProgress
-from alfcache._scan import Skip, ignore_interrupts
+from alfcache._walk.scan import Skip, ignore_interrupts
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "md5": ("md5",),

@@ -10,7 +10,7 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
-from alfcache._cmd_common import add_common, plural, print_json, say
+from alfcache._cli.common import add_common, plural, print_json, say
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 

@@ -21,15 +21,13 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
-from alfcache import (
-    __version__,
-    _cmd_index,
-    _cmd_info,
-    _cmd_merge,
-    _cmd_prune,
-    _cmd_synth,
-    _cmd_verify,
-)
+from alfcache import __version__
+from alfcache._cli import index as _cmd_index
+from alfcache._cli import info as _cmd_info
+from alfcache._cli import merge as _cmd_merge
+from alfcache._cli import prune as _cmd_prune
+from alfcache._cli import synth as _cmd_synth
+from alfcache._cli import verify as _cmd_verify
 from alfcache._exceptions import (
     AlfcacheError,
     BadArgument,

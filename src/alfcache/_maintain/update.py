@@ -26,17 +26,17 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alfcache._assemble import Tables
-from alfcache._checkpoint import digest_with_checkpoint
+from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
+from alfcache._digest.checkpoint import digest_with_checkpoint
+from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
 from alfcache._exceptions import BadArgument
-from alfcache._grammar import is_dataset_name, left_out_prefixes
-from alfcache._hash import COLUMNS, Digests, Hashing, Readers
 from alfcache._paths import shown
-from alfcache._scan import NEAR_MISS, Skip
-from alfcache._schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._tablecheck import bad_text, origin_of, pair_mismatch
-from alfcache._tablecheck import check_origin as check_tables_origin
+from alfcache._tables.build import Tables
+from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
+from alfcache._tables.checks import check_origin as check_tables_origin
+from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._walk.scan import NEAR_MISS, Skip
 
 MTIME_COLUMN = "mtime_ns"
 
@@ -110,7 +110,7 @@ def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
 
 def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
     """Refuse to update tables made from another folder than ``root`` (see
-    :func:`alfcache._tablecheck.check_origin`).
+    :func:`alfcache._tables.checks.check_origin`).
 
     Raises
     ------
@@ -292,7 +292,7 @@ def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
     qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
     table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
     if table["hash"].null_count == table.num_rows:
-        # As in alfcache._assemble: no MD5 at all is written as Arrow's null type, or pandas 3
+        # As in alfcache._tables.build: no MD5 at all is written as Arrow's null type, or pandas 3
         # reads NaN and ONE-api MD5s every file it loads.
         index = schema.get_field_index("hash")
         table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))

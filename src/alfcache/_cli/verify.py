@@ -9,11 +9,11 @@ import argparse
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from alfcache._cmd_common import add_any_origin, add_common, add_jobs, plural, print_json, say
+from alfcache._cli.common import add_any_origin, add_common, add_jobs, plural, print_json, say
 from alfcache._paths import shown
 
 if TYPE_CHECKING:
-    from alfcache._verify import Difference
+    from alfcache._maintain.verify import Difference
 
 SHOWN = 10
 """Differences named on stderr; ``--json`` lists them all."""
@@ -68,7 +68,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alfcache._verify import verify
+    from alfcache._maintain.verify import verify
 
     report = verify(
         args.root,

@@ -1,14 +1,14 @@
 """The Dask backend (``--backend dask``): the walk as array-shard tasks on a Dask cluster.
 
-The default backend (:mod:`alfcache._executor`, :mod:`alfcache._engine`) walks with the
+The default backend (:mod:`alfcache._processes`, :mod:`alfcache._walk.engine`) walks with the
 processes of one machine. This one hands the walk to a Dask cluster through joblib's Dask
 backend, which needs a live ``distributed.Client``: a scheduler's address, ``"local"`` (a
 ``LocalCluster`` started here and closed at the end, also on errors and Ctrl-C), or a client
 the caller made (a ``dask_jobqueue.SLURMCluster``'s).
 
-The units of work are array shards (:mod:`alfcache._sharding`): ``TASKS_PER_THREAD`` times
+The units of work are array shards (:mod:`alfcache._alf.sharding`): ``TASKS_PER_THREAD`` times
 as many as the cluster has threads, so that the scheduler balances them. A task walks its
-shard in one process on the engine's listing threads (:func:`alfcache._engine.walk_here`, the
+shard in one process on the engine's listing threads (:func:`alfcache._walk.engine.walk_here`, the
 same ``_scan`` code as every other walk) and returns Arrow IPC bytes and plain Python data,
 never pandas objects. Every task lists the folders above the sessions (a shard's walk does not
 enter other shards' sessions), so what those folders yield, skip records and links to
@@ -21,12 +21,12 @@ With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session'
 ``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
 
 Files are read (hashing, ``--update``) on the cluster too, after the walk: the main process
-plans the reading tasks (:func:`alfcache._hash.plan_tasks`: large files alone, small ones
+plans the reading tasks (:func:`alfcache._digest.read.plan_tasks`: large files alone, small ones
 packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
-client; each runs :func:`alfcache._hash.hash_task` on a worker and returns plain lists (sizes,
-modification times, hex digests, skip records). Results, checkpoints and progress (by finished
-task) are the main process's, as with the default backend. The cluster started here is closed
-once the files are read.
+client; each runs :func:`alfcache._digest.read.hash_task` on a worker and returns plain lists
+(sizes, modification times, hex digests, skip records). Results, checkpoints and progress (by
+finished task) are the main process's, as with the default backend. The cluster started here is
+closed once the files are read.
 """
 
 from __future__ import annotations
@@ -41,10 +41,11 @@ from typing import Any
 
 import pyarrow as pa
 
-from alfcache._engine import DEFAULT_IO_DEPTH, Walked, walk_here
+from alfcache._alf.sharding import ArrayShard
+from alfcache._digest.read import TaskResult as ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
-from alfcache._hash import TaskResult as ReadResult
-from alfcache._scan import (
+from alfcache._walk.engine import DEFAULT_IO_DEPTH, Walked, walk_here
+from alfcache._walk.scan import (
     DATASET_BATCH_SCHEMA,
     SESSION_BATCH_SCHEMA,
     ScanResult,
@@ -52,7 +53,6 @@ from alfcache._scan import (
     Skip,
     sigint_deferred,
 )
-from alfcache._sharding import ArrayShard
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -237,7 +237,7 @@ def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
 
 
 class DaskReaders:
-    """A cluster's threads as :class:`alfcache._hash.Readers`: where the files are read."""
+    """A cluster's threads as :class:`alfcache._digest.read.Readers`: where the files are read."""
 
     def __init__(self, client: Any) -> None:
         # Not pure: a task reads the files as they are now, never a result cached by its key.
@@ -287,9 +287,9 @@ class DaskWalk:
         self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
     ) -> Walked:
         """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
-        from alfcache._assemble import assemble
         from alfcache._progress import Progress
-        from alfcache._scan import plan_links
+        from alfcache._tables.build import assemble
+        from alfcache._walk.scan import plan_links
 
         bar = Progress(enabled=progress)
         results: list[ScanResult] = []

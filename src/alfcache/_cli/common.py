@@ -52,7 +52,7 @@ def seconds(text: str) -> float:
 
 def add_lock_timeout(parser: argparse.ArgumentParser, folder: str) -> None:
     """``--lock-timeout``: how long to wait for another run writing into ``folder``."""
-    from alfcache._lock import DEFAULT_TIMEOUT  # the standard library only
+    from alfcache._tables.lock import DEFAULT_TIMEOUT  # the standard library only
 
     parser.add_argument(
         "--lock-timeout",

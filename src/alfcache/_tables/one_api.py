@@ -24,9 +24,9 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-from alfcache._frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME
-from alfcache._maintain import patch_cache
-from alfcache._tablecheck import pair_mismatch
+from alfcache._maintain.prune import patch_cache
+from alfcache._tables.checks import pair_mismatch
+from alfcache._tables.frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME
 
 __all__ = ["Bunch", "cast_index_object", "default_cache", "load_tables", "merge_tables"]
 

@@ -34,16 +34,16 @@ import pandas as pd
 import pyarrow.parquet as pq
 from packaging.version import InvalidVersion, Version
 
-from alfcache._cmd_common import plural
+from alfcache._alf.ids import uuid_text
+from alfcache._cli.common import plural
 from alfcache._exceptions import BadArgument
-from alfcache._frames import QC_TYPE
-from alfcache._ids import uuid_text
-from alfcache._info import read_table
-from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._maintain.info import read_table
 from alfcache._paths import shown
-from alfcache._scan import Shard, scan_shards
-from alfcache._store import DATASETS_FILE, SESSIONS_FILE
-from alfcache._tablecheck import check_tables_for
+from alfcache._tables.checks import check_tables_for
+from alfcache._tables.frames import QC_TYPE
+from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE
+from alfcache._walk.scan import Shard, scan_shards
 
 __all__ = [
     "patch_cache",
@@ -188,7 +188,8 @@ def remove_cache_table_files(
         Table names to remove, e.g. ['sessions', 'datasets'].
         NB: This will also delete the cache_info.json metadata file.
     lock_timeout : float
-        Seconds to wait for an index run writing into ``folder`` (see :mod:`alfcache._lock`).
+        Seconds to wait for an index run writing into ``folder``
+        (see :mod:`alfcache._tables.lock`).
 
     Returns
     -------
@@ -278,7 +279,7 @@ def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
     Raises
     ------
     BadArgument
-        See :func:`alfcache._tablecheck.check_tables_for`.
+        See :func:`alfcache._tables.checks.check_tables_for`.
     """
     check_tables_for(
         "pruning",
@@ -484,7 +485,7 @@ def _delete(
 
 
 def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
-    """Session folders the indexer leaves out as ``session_clash`` (see alfcache._assemble).
+    """Session folders the indexer leaves out as ``session_clash`` (see alfcache._tables.build).
 
     Of the folders that are one session (lab, subject, date, number), the zero-padded one is
     indexed, ties going to the first in sort order; the others are not.
@@ -539,7 +540,7 @@ def remove_missing_datasets(
         If true, do not remove anything; print what would be removed.
     lock_timeout : float
         Unless ``dry``: seconds to wait for an index run writing into ``cache_dir``, whose lock
-        (:mod:`alfcache._lock`) is held from reading the tables to the last deletion.
+        (:mod:`alfcache._tables.lock`) is held from reading the tables to the last deletion.
     any_origin : bool
         Unless ``dry``, tables read from ``cache_dir`` whose recorded origin is another folder
         are refused (they would delete this tree's files that they lack) unless this is True

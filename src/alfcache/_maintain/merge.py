@@ -10,7 +10,7 @@ indexed folder), the options that shape the rows, and a run id shared by the pai
 
 :func:`merge_parts` checks that the parts are all N shards of one origin and one set of
 options, each exactly once, and writes the tables one full run would write: the shards hold
-disjoint sessions (see :mod:`alfcache._sharding`) and ids depend only on ALF paths, so the
+disjoint sessions (see :mod:`alfcache._alf.sharding`) and ids depend only on ALF paths, so the
 merge is a concatenation in the full run's order. The key is separate from ``one_metadata``
 (ONE-api's) and from alfcache's own provenance, so that neither reader trips on it.
 """
@@ -27,11 +27,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from alfcache._alf.sharding import METADATA_KEY, ArrayShard
 from alfcache._exceptions import BadArgument, MergeFailed
-from alfcache._lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._paths import shown
-from alfcache._sharding import METADATA_KEY, ArrayShard
-from alfcache._store import (
+from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._tables.store import (
     DATASETS_FILE,
     SESSIONS_FILE,
     one_metadata,
@@ -253,7 +253,7 @@ def merge_parts(
         )
         for name in (SESSIONS_FILE, DATASETS_FILE)
     }
-    # The order of one full run (alfcache._assemble): ids are unique, so the order is total.
+    # The order of one full run (alfcache._tables.build): ids are unique, so the order is total.
     sessions = tables[SESSIONS_FILE].sort_by("id")
     _check_disjoint(sessions)
     datasets = tables[DATASETS_FILE].sort_by([("eid", "ascending"), ("id", "ascending")])

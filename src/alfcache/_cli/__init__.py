@@ -1,0 +1,1 @@
+"""The command line: the dispatcher and one module per verb."""

@@ -1,0 +1,1 @@
+"""Maintenance verbs over existing tables: update, verify, info, prune, merge."""
