@@ -15,13 +15,12 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from alfcache._cli.common import plural
 from alfcache._digest.read import COLUMNS
@@ -31,7 +30,13 @@ from alfcache._tables.checks import bad_text, pair_mismatch
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import groups_without_one_default
 from alfcache._tables.schema import QC_LEVELS
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    read_one_metadata,
+    read_provenance,
+    read_table,
+)
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
 
@@ -55,47 +60,6 @@ _NEEDS: dict[str, dict[str, tuple[str, Callable[[pa.DataType], bool]]]] = {
     },
 }
 _INDEX = {"sessions": ["id"], "datasets": ["eid", "id"]}
-
-
-def read_table(path: Path, *, text: bool = True) -> pa.Table:
-    """A cache table as Arrow, without pandas; every verb reads its tables here.
-
-    ``text=False`` leaves values that are not UTF-8 to the caller (``info`` reports them).
-
-    Raises
-    ------
-    BadArgument
-        The file is missing, cannot be opened or is not parquet, or (``text``) holds a value
-        that is not UTF-8.
-    """
-    if not path.is_file():
-        raise BadArgument(
-            f"no table {shown(path)}; index the folder first, or pass the folder that holds "
-            "sessions.pqt and datasets.pqt"
-        )
-    try:
-        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
-        with pq.ParquetFile(path) as file:
-            table = file.read()
-    except OSError as exc:  # before ArrowException: pyarrow's IOError is both
-        raise BadArgument(
-            f"cannot read table {shown(path)}: {exc.strerror or exc}; check its permissions"
-        ) from exc
-    except pa.ArrowException as exc:
-        raise BadArgument(
-            f"cannot read table {shown(path)}: {exc}; is it a parquet file?"
-        ) from exc
-    if text and (why := bad_text(table)):
-        raise BadArgument(f"cannot read table {shown(path)}: {why}; index the folder again")
-    return table
-
-
-def _one_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, object] | None:
-    try:
-        value = json.loads((metadata or {})[b"one_metadata"])
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _index_columns(table: pa.Table) -> list[str]:
@@ -149,7 +113,7 @@ def _check_table(name: str, table: pa.Table, path: Path) -> tuple[list[str], lis
     if not table.schema.metadata:
         errors.append(f"{path.name} has no key-value metadata: ONE-api crashes loading it")
     else:
-        meta = _one_metadata(table.schema.metadata)
+        meta = read_one_metadata(table.schema.metadata)
         if meta is None or "date_created" not in meta:
             errors.append(f"{path.name} has no one_metadata date_created: ONE-api skips it")
     index = _index_columns(table)
@@ -275,7 +239,7 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     warnings += w
 
     record = read_provenance(datasets.schema.metadata)
-    metas = [_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
+    metas = [read_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
     created = sorted(str(m["date_created"]) for m in metas if "date_created" in m)
     ses = pl.from_arrow(
         sessions.select([c for c in ("lab", "subject", "date") if c in sessions.column_names])

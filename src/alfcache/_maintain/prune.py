@@ -21,7 +21,6 @@ Differences from ONE-api 3.0.0, all on the side of deleting less or being correc
 from __future__ import annotations
 
 import datetime
-import json
 import logging
 import os
 import stat
@@ -31,18 +30,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 from packaging.version import InvalidVersion, Version
 
 from alfcache._alf.ids import uuid_text
 from alfcache._cli.common import plural
 from alfcache._exceptions import BadArgument
-from alfcache._maintain.info import read_table
 from alfcache._paths import shown
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.frames import QC_TYPE
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    read_metadata,
+    read_one_metadata,
+    read_table,
+)
 from alfcache._walk.scan import Shard, scan_shards
 
 __all__ = [
@@ -233,11 +236,7 @@ remove_table_files = remove_cache_table_files
 
 def _min_api_version(file: Path) -> str | None:
     """The ``min_api_version`` in a table's ``one_metadata``, if any."""
-    metadata = pq.read_schema(file).metadata or {}
-    try:
-        return json.loads(metadata[b"one_metadata"]).get("min_api_version")
-    except (KeyError, ValueError, AttributeError):
-        return None
+    return (read_one_metadata(read_metadata(file)) or {}).get("min_api_version")
 
 
 def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
@@ -284,8 +283,8 @@ def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
     check_tables_for(
         "pruning",
         "pruning would delete every file of this tree that those tables lack",
-        pq.read_schema(tables_dir / SESSIONS_FILE).metadata,
-        pq.read_schema(tables_dir / DATASETS_FILE).metadata,
+        read_metadata(tables_dir / SESSIONS_FILE),
+        read_metadata(tables_dir / DATASETS_FILE),
         root.resolve(),
         tables_dir,
         any_origin=any_origin,

@@ -24,7 +24,6 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
 from alfcache._digest.checkpoint import digest_with_checkpoint
@@ -35,7 +34,7 @@ from alfcache._tables.build import Tables
 from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
 from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
 from alfcache._walk.scan import NEAR_MISS, Skip
 
 MTIME_COLUMN = "mtime_ns"
@@ -88,9 +87,7 @@ def _bad_table(path: Path, why: object) -> BadArgument:
 
 def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
     try:
-        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
-        with pq.ParquetFile(path) as file:
-            table = file.read()
+        table = read_parquet(path)
     except (OSError, pa.ArrowException) as exc:
         raise _bad_table(path, exc) from exc
     if why := bad_text(table):  # it would be carried forward into the new tables

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
 from alfcache._maintain.prune import patch_cache
 from alfcache._tables.checks import pair_mismatch
 from alfcache._tables.frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME
+from alfcache._tables.store import read_metadata, read_parquet
 
 __all__ = ["Bunch", "cast_index_object", "default_cache", "load_tables", "merge_tables"]
 
@@ -121,7 +121,7 @@ def default_cache(origin: str = "") -> Bunch:
 
 def _read(file: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A table and its ``one_metadata`` (``{}`` when it has none), as ``iblutil.io.parquet``."""
-    table = pq.read_table(file)
+    table = read_parquet(file)
     try:
         metadata = json.loads((table.schema.metadata or {})[b"one_metadata"])
     except KeyError:
@@ -137,7 +137,7 @@ def _warn_if_two_runs(files: dict[str, Path]) -> None:
     runs, and the log says why its queries may find rows of another run.
     """
     if "sessions" in files and "datasets" in files:
-        metadata = (pq.read_schema(files[t]).metadata for t in ("sessions", "datasets"))
+        metadata = (read_metadata(files[t]) for t in ("sessions", "datasets"))
         if why := pair_mismatch(*metadata):
             _logger.warning("%s in %s; index the folder again", why, files["sessions"].parent)
 
