@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from alfcache._alf.paths import session_folder
 from alfcache._cli.common import plural
 from alfcache._paths import shown
 from alfcache._tables.checks import check_tables_for
@@ -82,10 +83,11 @@ def _session_folder(lab: object, subject: object, date: object, number: object) 
     """
     if isinstance(date, datetime.datetime):
         date = date.date()
-    if isinstance(number, Integral) or (isinstance(number, float) and number.is_integer()):
-        number = f"{int(number):03d}"
-    head = "" if _is_null(lab) or not lab else f"{lab}/Subjects/"
-    return f"{head}{subject}/{date}/{str(number).zfill(3)}"
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if not isinstance(number, Integral):
+        number = str(number).zfill(3)
+    return session_folder("" if _is_null(lab) or not lab else str(lab), str(subject), date, number)
 
 
 def _table_datasets(tables: Mapping[str, pd.DataFrame]) -> dict[str, set[str]]:

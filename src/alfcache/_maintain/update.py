@@ -26,6 +26,7 @@ import polars as pl
 import pyarrow as pa
 
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
+from alfcache._alf.paths import session_folder
 from alfcache._digest.checkpoint import digest_with_checkpoint
 from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
 from alfcache._exceptions import BadArgument
@@ -394,8 +395,9 @@ def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]
         if subject is None or number is None:  # a dataset whose session is not in the table
             paths.append(())
             continue
-        tail = "/".join([subject, str(date), f"{number:03d}", *([rel_path] if rel_path else [])])
-        paths.append((f"{lab}/Subjects/{tail}", tail) if lab else (tail,))
+        rest = f"/{rel_path}" if rel_path else ""
+        tail = session_folder(None, subject, date, number) + rest
+        paths.append((session_folder(lab, subject, date, number) + rest, tail) if lab else (tail,))
     return paths
 
 

@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.ids import uuid3_strings
+from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
 from alfcache._tables.arrow import bool_array, numeric_array, string_array
 from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
@@ -49,18 +50,6 @@ class Tables:
     ONE-api will look for in another folder)."""
     loadability: str = ""
     """How many sessions ONE-api cannot load, and what to do; '' when it can load them all."""
-
-
-def _alf_path(number: pl.Expr | None = None) -> pl.Expr:
-    """The session folder's ALF path: ``lab/Subjects/subject/date/number`` or without lab.
-
-    ``number`` defaults to the folder's name as written.
-    """
-    lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
-    number = pl.col("number") if number is None else number
-    return pl.concat_str(
-        [lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"), number]
-    )
 
 
 def _path_id() -> pl.Expr:
@@ -144,7 +133,7 @@ def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[li
         "alf_path",
         found=found.otherwise(pl.lit(f"{root}/") + pl.col("session")),
         # what ONE-api rebuilds from the row: the number zero-padded
-        expected=pl.lit(f"{cache_dir}/") + _alf_path(pl.col("num").cast(pl.String).str.zfill(3)),
+        expected=pl.lit(f"{cache_dir}/") + session_folder_expr(padded(pl.col("num"))),
     ).filter(pl.col("found") != pl.col("expected"))
     if checked.height == 0:
         return [], ""
@@ -217,7 +206,7 @@ def assemble(
     if lab:
         _check_lab(sessions, lab)
     sessions = sessions.unique("session", keep="first").with_columns(
-        alf_path=_alf_path(),
+        alf_path=session_folder_expr(pl.col("number")),
         path_id=_path_id(),
         unpadded=pl.col("number").str.len_chars() != 3,
         lab=pl.lit(lab) if lab else pl.col("lab"),
