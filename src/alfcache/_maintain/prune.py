@@ -28,10 +28,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import polars as pl
 
 from alfcache._alf.paths import session_folder
 from alfcache._cli.common import plural
 from alfcache._paths import shown
+from alfcache._tables.build import resolve_clashes
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._tables.one_api import read_cache_tables
@@ -264,19 +266,6 @@ def _delete(
     return removed
 
 
-def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
-    """Session folders the indexer leaves out as ``session_clash`` (see alfcache._tables.build).
-
-    Of the folders that are one session (lab, subject, date, number), the zero-padded one is
-    indexed, ties going to the first in sort order; the others are not.
-    """
-    groups: dict[tuple[object, ...], list[tuple[bool, str]]] = {}
-    keys = zip(*(on_disk[c] for c in ("lab", "subject", "date", "num")), strict=True)
-    for session, number, key in zip(on_disk["session"], on_disk["number"], keys, strict=True):
-        groups.setdefault(key, []).append((len(str(number)) != 3, str(session)))
-    return {session for group in groups.values() for _, session in sorted(group)[1:]}
-
-
 def _left_alone(path: str, left_out: set[str]) -> bool:
     """True when ``path`` is, lies below or holds an entry the indexer left out."""
     if "." in left_out:
@@ -394,7 +383,7 @@ def prune(
     # could not list, a link it does not follow, a nested session): the tables say nothing
     # about what lies there, so "not in the tables" does not mean "not wanted".
     left_out = {s.path for s in scan.skipped if s.reason != "empty_file"}
-    left_out |= _clash_losers(on_disk)
+    left_out |= {s.path for s in resolve_clashes(pl.from_arrow(scan.sessions))[1]}
     candidates: set[str] = set()
     if remove_empty_sessions:
         candidates.update(s for s, folder in folder_of.items() if s and folder not in in_cache)

@@ -73,15 +73,18 @@ def _check_lab(sessions: pl.DataFrame, lab: str) -> None:
         )
 
 
-def _resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
+def resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
     """Keep one folder per (lab, subject, date, number) and report the others.
 
     ``1`` and ``001`` of the same day, or the same ALF path below two different parent folders,
     are one session for ONE-api. The zero-padded folder is kept, because it is the one ONE-api
-    rebuilds from the table; ties go to the first path in sort order.
+    rebuilds from the table; ties go to the first path in sort order. ``sessions`` holds the
+    walk's ``session`` (the folder), ``lab``, ``subject``, ``date``, ``num`` and ``number`` (as
+    written); prune leaves the others alone as the index leaves them out.
     """
     key = ["lab", "subject", "date", "num"]
-    ranked = sessions.sort([*key, "unpadded", "session"])
+    unpadded = pl.col("number").str.len_chars() != 3
+    ranked = sessions.sort([*key, unpadded, "session"])
     clash = pl.int_range(pl.len()).over(key) > 0
     kept = ranked.filter(~clash)
     lost = ranked.filter(clash).join(
@@ -208,10 +211,9 @@ def assemble(
     sessions = sessions.unique("session", keep="first").with_columns(
         alf_path=session_folder_expr(pl.col("number")),
         path_id=_path_id(),
-        unpadded=pl.col("number").str.len_chars() != 3,
         lab=pl.lit(lab) if lab else pl.col("lab"),
     )
-    sessions, clashes = _resolve_clashes(sessions)
+    sessions, clashes = resolve_clashes(sessions)
     skipped += clashes
     loadability = ""
     if root is not None and cache_dir is not None:
