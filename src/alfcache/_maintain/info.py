@@ -15,7 +15,6 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +22,12 @@ import polars as pl
 import pyarrow as pa
 
 from alfcache._cli.common import plural
-from alfcache._digest.read import COLUMNS
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._tables.checks import bad_text, pair_mismatch
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import groups_without_one_default
-from alfcache._tables.schema import QC_LEVELS
+from alfcache._tables.schema import DIGEST_COLUMNS, INDEX, ONE_API_NEEDS, QC_LEVELS
 from alfcache._tables.store import (
     DATASETS_FILE,
     SESSIONS_FILE,
@@ -39,27 +37,6 @@ from alfcache._tables.store import (
 )
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
-
-# Column -> (what ONE-api needs, whether an Arrow type meets it), per alf-layout.md.
-_NEEDS: dict[str, dict[str, tuple[str, Callable[[pa.DataType], bool]]]] = {
-    "sessions": {
-        "id": ("string", pa.types.is_string),
-        "lab": ("string", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
-        "subject": ("string", pa.types.is_string),
-        "date": ("date32", pa.types.is_date32),
-        "number": ("an integer", pa.types.is_integer),
-    },
-    "datasets": {
-        "eid": ("string", pa.types.is_string),
-        "id": ("string", pa.types.is_string),
-        "rel_path": ("string", pa.types.is_string),
-        "file_size": ("uint64", pa.types.is_integer),
-        "hash": ("MD5 hex or null", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
-        "exists": ("bool", pa.types.is_boolean),
-        "qc": ("an ordered dictionary of the five QC levels", pa.types.is_dictionary),
-    },
-}
-_INDEX = {"sessions": ["id"], "datasets": ["eid", "id"]}
 
 
 def _index_columns(table: pa.Table) -> list[str]:
@@ -117,12 +94,12 @@ def _check_table(name: str, table: pa.Table, path: Path) -> tuple[list[str], lis
         if meta is None or "date_created" not in meta:
             errors.append(f"{path.name} has no one_metadata date_created: ONE-api skips it")
     index = _index_columns(table)
-    if index != _INDEX[name]:
+    if index != list(INDEX[name]):
         errors.append(
             f"{path.name}: ONE-api would index it by {index or 'nothing'} instead of "
-            f"{_INDEX[name]} (no pandas index metadata, and columns named like 'id')"
+            f"{list(INDEX[name])} (no pandas index metadata, and columns named like 'id')"
         )
-    for column, (need, meets) in _NEEDS[name].items():
+    for column, (need, meets) in ONE_API_NEEDS[name].items():
         if column not in table.column_names:
             errors.append(f"{path.name} has no column {column!r} ({need})")
         elif not meets(table.schema.field(column).type):
@@ -190,7 +167,7 @@ def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
 def held_digests(datasets: pa.Table) -> list[str]:
     """The digests a datasets table holds: a digest column with a value ('' is none)."""
     held = []
-    for algorithm, column in COLUMNS.items():
+    for algorithm, column in DIGEST_COLUMNS.items():
         if column in datasets.column_names:
             values = pl.Series(datasets[column]).cast(pl.String, strict=False).replace("", None)
             if values.null_count() < len(values):

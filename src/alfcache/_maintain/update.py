@@ -34,11 +34,9 @@ from alfcache._paths import shown
 from alfcache._tables.build import Tables
 from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
+from alfcache._tables.schema import DATASETS_SCHEMA, MTIME_COLUMN, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
 from alfcache._walk.scan import NEAR_MISS, Skip
-
-MTIME_COLUMN = "mtime_ns"
 
 SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_KEY = ["eid", "rel_path"]
