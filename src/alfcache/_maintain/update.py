@@ -31,16 +31,15 @@ from alfcache._digest.checkpoint import digest_with_checkpoint
 from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
-from alfcache._tables.build import Tables
+from alfcache._tables.build import Tables, datasets_table, sessions_table
 from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import DATASETS_SCHEMA, MTIME_COLUMN, QC_LEVELS, SESSIONS_SCHEMA
+from alfcache._tables.schema import MTIME_COLUMN
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
 from alfcache._walk.scan import NEAR_MISS, Skip
 
 SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_KEY = ["eid", "rel_path"]
-_QC = pl.Enum(QC_LEVELS)
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
 
 
@@ -269,30 +268,12 @@ class Plan:
         gone = [s for s in digests.skipped if s.reason == "vanished"]
         return Tables(
             sessions=self.sessions,
-            datasets=_datasets_table(datasets, self.algorithms),
+            datasets=datasets_table(datasets, self.algorithms),
             skipped=self.skipped + gone,
             bytes=int(total or 0),
             files=datasets.select("session", MTIME_COLUMN),
             notices=self.notices + [s for s in digests.skipped if s.reason != "vanished"],
         )
-
-
-def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
-    """The datasets table in ONE-api's schema, with ``mtime_ns`` and ``xxh3_128`` when hashed."""
-    fields = list(DATASETS_SCHEMA)
-    if algorithms:
-        fields.append(pa.field(MTIME_COLUMN, pa.int64()))
-    fields += [pa.field(COLUMNS[a], pa.string()) for a in algorithms if COLUMNS[a] != "hash"]
-    schema = pa.schema(fields)
-    # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
-    qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
-    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
-    if table["hash"].null_count == table.num_rows:
-        # As in alfcache._tables.build: no MD5 at all is written as Arrow's null type, or pandas 3
-        # reads NaN and ONE-api MD5s every file it loads.
-        index = schema.get_field_index("hash")
-        table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))
-    return table
 
 
 def _match_sessions(
@@ -558,7 +539,7 @@ def reconcile(
     old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
     sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
     return Plan(
-        sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
+        sessions=sessions_table(sessions.sort("id")),
         datasets=datasets.with_row_index("row"),
         algorithms=algorithms,
         changes=changes,
