@@ -38,7 +38,7 @@ DATASETS_SCHEMA = pa.schema(
         ("id", pa.string()),
         ("rel_path", pa.string()),
         ("file_size", pa.uint64()),
-        ("hash", pa.string()),  # pa.null() when no file was hashed: see _assemble
+        ("hash", pa.string()),  # pa.null() when no file was hashed: see build.datasets_table
         ("exists", pa.bool_()),
         ("qc", QC_ARROW_TYPE),
     ]
@@ -86,8 +86,9 @@ _PANDAS_TYPES: dict[pa.DataType, tuple[str, str, dict[str, object] | None]] = {
     pa.uint64(): ("uint64", "UInt64", None),
     pa.int64(): ("int64", "int64", None),
     pa.bool_(): ("bool", "bool", None),
-    # An all-null hash (see _assemble) is recorded as the string column one-api writes, so
-    # pandas 2 and 3 read it as object None, never as pandas 3's NaN-holding string dtype.
+    # An all-null hash (see build.datasets_table) is recorded as the string column one-api
+    # writes, so pandas 2 and 3 read it as object None, never as pandas 3's NaN-holding string
+    # dtype.
     pa.null(): ("unicode", "object", None),
     QC_ARROW_TYPE: ("categorical", "int8", {"num_categories": len(QC_LEVELS), "ordered": True}),
 }
