@@ -30,6 +30,7 @@ from alfcache._alf.sharding import METADATA_KEY, ArrayShard
 from alfcache._exceptions import BadArgument, MergeFailed
 from alfcache._paths import shown
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import (
     DATASETS_FILE,
     SESSIONS_FILE,
@@ -182,7 +183,7 @@ def _check_complete(parts: Sequence[_Part]) -> int:
 
 def _check_disjoint(sessions: pa.Table) -> None:
     """Two shards holding one session (for ONE-api) would make ids that one run never makes."""
-    counts = sessions.group_by(["lab", "subject", "date", "number"]).aggregate([("id", "count")])
+    counts = sessions.group_by(list(SESSION_KEY)).aggregate([("id", "count")])
     doubled = counts.filter(pc.greater(counts["id_count"], 1)).to_pylist()
     if doubled:
         shown = ", ".join(

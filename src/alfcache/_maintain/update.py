@@ -34,11 +34,10 @@ from alfcache._paths import shown
 from alfcache._tables.build import Tables, datasets_table, sessions_table
 from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import MTIME_COLUMN
+from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
 from alfcache._walk.scan import NEAR_MISS, Skip
 
-SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_KEY = ["eid", "rel_path"]
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
 
@@ -174,7 +173,7 @@ def read_previous(out_dir: Path) -> Previous | None:
     ses_path, ds_path = out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
     if not (ses_path.exists() or ds_path.exists()):
         return None
-    ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
+    ses = _read(ses_path, ("id", *SESSION_KEY))
     ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
     if why := pair_mismatch(ses.schema.metadata, ds.schema.metadata):
         raise _bad_table(out_dir, why)
@@ -368,7 +367,7 @@ def _match_datasets(
 def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]:
     """Each row's ALF path, with and without ``lab/Subjects``; none for a row without session."""
     paths: list[tuple[str, ...]] = []
-    columns = [rows[c].to_list() for c in ("lab", "subject", "date", "number")]
+    columns = [rows[c].to_list() for c in SESSION_KEY]
     rel_paths = rows["rel_path"].to_list() if with_rel_path else [None] * rows.height
     for lab, subject, date, number, rel_path in zip(*columns, rel_paths, strict=True):
         if subject is None or number is None:  # a dataset whose session is not in the table

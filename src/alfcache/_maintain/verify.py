@@ -43,10 +43,10 @@ from alfcache._paths import shown
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
+from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
 from alfcache._walk.scan import Skip
 
-SESSION_KEY = ("lab", "subject", "date", "number")
 DATASET_KEY = (*SESSION_KEY, "rel_path")
 
 

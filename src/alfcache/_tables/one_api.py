@@ -490,7 +490,7 @@ def remove_cache_table_files(
     """
     folder = Path(folder)
     check_timeout(lock_timeout)
-    removed = []
+    removed: list[Path] = []
     names = (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables))
     if not folder.is_dir():  # nothing to remove, and nowhere to put a lock
         for name in names:

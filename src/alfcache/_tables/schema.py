@@ -45,6 +45,10 @@ DATASETS_SCHEMA = pa.schema(
 )
 DATASETS_INDEX = ("eid", "id")
 
+SESSION_KEY = ("lab", "subject", "date", "number")
+"""How ONE-api tells sessions apart (it rebuilds the folder from them), whatever their ids:
+tables made by another tool are matched, verified and merged by these columns."""
+
 DIGEST_COLUMNS = {"md5": "hash", "xxh3": "xxh3_128"}
 """The datasets-table column of each digest. ONE-api compares ``hash`` with the MD5 of every
 file it loads, so nothing but an MD5 may go there; no name may contain ``id``, or ONE-api would
