@@ -272,12 +272,7 @@ def read_provenance(metadata: Mapping[bytes, bytes] | None) -> dict[str, Any]:
         record = None
     if isinstance(record, dict):
         return record
-    try:
-        legacy = json.loads(metadata[b"one_metadata"])
-    except (KeyError, ValueError):
-        return {}
-    if not isinstance(legacy, dict):
-        return {}
+    legacy = read_one_metadata(metadata) or {}
     return {
         key: legacy[old]
         for key, old in (("digests", "alfcache_hash"), ("id_kind", "alfcache_hash_ids"))
