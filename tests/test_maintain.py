@@ -26,8 +26,8 @@ from iblutil.io import parquet
 from packaging.version import Version
 
 import alfcache
-from alfcache._maintain.prune import _uuid_strings, read_cache_tables
 from alfcache._synth import TreeSummary, make_tree
+from alfcache._tables.one_api import _uuid_strings, read_cache_tables
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 

@@ -31,13 +31,7 @@ if TYPE_CHECKING:
     from alfcache._alf.ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
     from alfcache._maintain.merge import merge_parts
-    from alfcache._maintain.prune import (
-        patch_cache,
-        patch_tables,
-        remove_cache_table_files,
-        remove_missing_datasets,
-        remove_table_files,
-    )
+    from alfcache._maintain.prune import remove_missing_datasets
     from alfcache._tables.frames import (
         DATASETS_COLUMNS,
         EMPTY_DATASETS_FRAME,
@@ -50,6 +44,10 @@ if TYPE_CHECKING:
         default_cache,
         load_tables,
         merge_tables,
+        patch_cache,
+        patch_tables,
+        remove_cache_table_files,
+        remove_table_files,
     )
 
 __version__ = "0.1.0"
@@ -105,10 +103,10 @@ _LAZY = {
     "merge_tables": "_tables.one_api",
     "cast_index_object": "_tables.one_api",
     "default_cache": "_tables.one_api",
-    "patch_cache": "_maintain.prune",
-    "patch_tables": "_maintain.prune",
-    "remove_cache_table_files": "_maintain.prune",
-    "remove_table_files": "_maintain.prune",
+    "patch_cache": "_tables.one_api",
+    "patch_tables": "_tables.one_api",
+    "remove_cache_table_files": "_tables.one_api",
+    "remove_table_files": "_tables.one_api",
     "remove_missing_datasets": "_maintain.prune",
 }
 

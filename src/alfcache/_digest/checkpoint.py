@@ -39,7 +39,7 @@ from alfcache._digest.read import Digests, Hashing, Readers, TaskResult, digest_
 from alfcache._exceptions import Terminated
 from alfcache._paths import shown
 from alfcache._tables.arrow import numeric_array, string_array
-from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix
+from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix, read_parquet
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -148,7 +148,7 @@ def _load(path: Path, meta: bytes) -> pa.Table | None:
     # What was checked is what is read: the open file, not the name, which may change.
     try:
         with os.fdopen(fd, "rb") as f:
-            table = pq.read_table(f)
+            table = read_parquet(f)
     except (OSError, pa.ArrowInvalid):
         return None  # cut short by a SIGKILL mid-write: read everything again
     return table if (table.schema.metadata or {}).get(_META) == meta else None

@@ -61,6 +61,7 @@ import xxhash
 
 from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
 from alfcache._progress import ByteProgress
+from alfcache._tables.schema import DIGEST_COLUMNS
 from alfcache._walk.scan import Skip, ignore_interrupts
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
@@ -70,10 +71,8 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
 }
 """The ``hash_algorithm`` choices and the digests each one computes."""
 
-COLUMNS = {"md5": "hash", "xxh3": "xxh3_128"}
-"""The datasets-table column of each digest. ONE-api compares ``hash`` with the MD5 of every
-file it loads, so nothing but an MD5 may go there; no name may contain ``id``, or ONE-api would
-make the column part of the index."""
+COLUMNS = DIGEST_COLUMNS
+"""The datasets-table column of each digest (:data:`alfcache._tables.schema.DIGEST_COLUMNS`)."""
 
 BLOCK_SIZE = 1 << 18
 """Bytes per read: small enough that the digest finds the block still in the core's L2 cache,

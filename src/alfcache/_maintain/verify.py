@@ -34,18 +34,19 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
+from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._digest.read import COLUMNS, digest_files
 from alfcache._exceptions import BadArgument
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
-from alfcache._maintain.info import held_digests, read_table
+from alfcache._maintain.info import held_digests
 from alfcache._paths import shown
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tables.schema import SESSION_KEY
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
 from alfcache._walk.scan import Skip
 
-SESSION_KEY = ("lab", "subject", "date", "number")
 DATASET_KEY = (*SESSION_KEY, "rel_path")
 
 
@@ -153,23 +154,10 @@ def _dataset_frame(table: pa.Table, path: Path, algorithms: tuple[str, ...]) -> 
     )
 
 
-def _folder() -> pl.Expr:
-    """The session folder ONE-api rebuilds from the parts: number padded to three digits."""
-    lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
-    return pl.concat_str(
-        [
-            lab,
-            pl.col("subject"),
-            pl.lit("/"),
-            pl.col("date").cast(pl.String),
-            pl.lit("/"),
-            pl.col("number").cast(pl.String).str.zfill(3),
-        ]
-    ).alias("folder")
-
-
 def _keyed_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
-    return sessions.with_columns(_folder()).unique(list(SESSION_KEY), keep="first")
+    # The folder ONE-api rebuilds from the parts: number padded to three digits.
+    folder = session_folder_expr(padded(pl.col("number"))).alias("folder")
+    return sessions.with_columns(folder).unique(list(SESSION_KEY), keep="first")
 
 
 def _keyed_datasets(datasets: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
