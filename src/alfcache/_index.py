@@ -34,6 +34,7 @@ from alfcache._exceptions import (
 )
 from alfcache._paths import shown
 from alfcache._progress import Progress
+from alfcache._records import Skip
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._tables.store import (
     check_space,
@@ -56,7 +57,7 @@ from alfcache._walk.engine import (
     tally,
     work,
 )
-from alfcache._walk.scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
+from alfcache._walk.scan import ScanResult, Shard, Task, _Walk, plan_links
 
 if TYPE_CHECKING:
     from alfcache._maintain.update import Changes

@@ -61,7 +61,8 @@ import xxhash
 
 from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
 from alfcache._progress import ByteProgress
-from alfcache._walk.scan import Skip, ignore_interrupts
+from alfcache._records import Reason, Skip
+from alfcache._walk.scan import ignore_interrupts
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "md5": ("md5",),
@@ -473,16 +474,16 @@ def hash_task(
                     f"link to {exc} outside the root; indexed without a digest "
                     "(--follow-symlinks reads it)"
                 )
-                out.skipped.append(Skip(rel, "symlink_outside_root", message))
+                out.skipped.append(Skip(rel, Reason.SYMLINK_OUTSIDE_ROOT, message))
             except FileNotFoundError:
                 out.vanished.append(i)
-                out.skipped.append(Skip(rel, "vanished", _VANISHED))
+                out.skipped.append(Skip(rel, Reason.VANISHED, _VANISHED))
             except OSError as exc:
                 message = f"cannot read: {exc.strerror or exc}; indexed without a hash"
-                out.skipped.append(Skip(rel, "unreadable", message))
+                out.skipped.append(Skip(rel, Reason.UNREADABLE, message))
             else:
                 if read is None:
-                    out.skipped.append(Skip(rel, "changing", _CHANGING))
+                    out.skipped.append(Skip(rel, Reason.CHANGING, _CHANGING))
             size, mtime, digests = read or (-1, -1, [None] * len(algorithms))
             out.sizes.append(size)
             out.mtimes.append(mtime)

@@ -39,6 +39,7 @@ from alfcache._cli.common import plural
 from alfcache._exceptions import BadArgument
 from alfcache._maintain.info import read_table
 from alfcache._paths import shown
+from alfcache._records import Reason
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.frames import QC_TYPE
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
@@ -613,7 +614,7 @@ def prune(
     # Nothing below a folder the indexer leaves out is touched (a clash folder, a folder it
     # could not list, a link it does not follow, a nested session): the tables say nothing
     # about what lies there, so "not in the tables" does not mean "not wanted".
-    left_out = {s.path for s in scan.skipped if s.reason != "empty_file"}
+    left_out = {s.path for s in scan.skipped if s.reason != Reason.EMPTY_FILE}
     left_out |= _clash_losers(on_disk)
     candidates: set[str] = set()
     if remove_empty_sessions:

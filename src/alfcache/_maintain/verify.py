@@ -39,11 +39,11 @@ from alfcache._exceptions import BadArgument
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
 from alfcache._maintain.info import held_digests, read_table
 from alfcache._paths import shown
+from alfcache._records import Skip
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._walk.scan import Skip
 
 SESSION_KEY = ("lab", "subject", "date", "number")
 DATASET_KEY = (*SESSION_KEY, "rel_path")

@@ -44,13 +44,13 @@ import pyarrow as pa
 from alfcache._alf.sharding import ArrayShard
 from alfcache._digest.read import TaskResult as ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
+from alfcache._records import Skip
 from alfcache._walk.engine import DEFAULT_IO_DEPTH, Walked, walk_here
 from alfcache._walk.scan import (
     DATASET_BATCH_SCHEMA,
     SESSION_BATCH_SCHEMA,
     ScanResult,
     Shard,
-    Skip,
     sigint_deferred,
 )
 

@@ -47,6 +47,7 @@ from alfcache._alf.grammar import (
     session_parts,
 )
 from alfcache._alf.sharding import ArrayShard
+from alfcache._records import Reason, Skip
 from alfcache._tables.arrow import numeric_array, string_array
 
 SESSION_BATCH_SCHEMA = pa.schema(
@@ -80,21 +81,6 @@ class Shard(NamedTuple):
 
     rel_dir: str
     deep: bool
-
-
-class Skip(NamedTuple):
-    """An entry the walk did not index, or indexed but worth a look (see NOTICE_REASONS)."""
-
-    path: str
-    reason: str
-    message: str
-
-
-NOTICE_REASONS = frozenset({"empty_file", "nested_session", "not_loadable"})
-"""Reasons of records about entries that *were* indexed: reported as notices, not skips."""
-
-NEAR_MISS = "near_miss"
-"""Reason of a folder or file that looks like ALF but is not (walked, not indexed)."""
 
 
 @dataclass
@@ -198,7 +184,7 @@ def plan_links(
             skipped.append(
                 Skip(
                     rel,
-                    "symlink_revisit",
+                    Reason.SYMLINK_REVISIT,
                     f"link target {target} overlaps {seen} ({indexed[seen]}), which is "
                     "indexed already; not followed",
                 )
@@ -259,14 +245,14 @@ class _Walk:
             if has_long_number(names):
                 self.skip(
                     rel_dir,
-                    "invalid_number",
+                    Reason.INVALID_NUMBER,
                     f"session number {names[-1]} has more than three digits; not a session",
                 )
             elif outer is _NO_SESSION and (why := near_miss(names)):
-                self.skip(rel_dir, NEAR_MISS, why)
+                self.skip(rel_dir, Reason.NEAR_MISS, why)
             return None
         if not is_real_date(parts.date):
-            self.skip(rel_dir, "invalid_date", f"{parts.date} is not a calendar date")
+            self.skip(rel_dir, Reason.INVALID_DATE, f"{parts.date} is not a calendar date")
             return None
         # The array-shard hook: decided on the folder's own names, so no task needs a global
         # listing; sessions nested in a session go with it (they are only found by its walk).
@@ -277,7 +263,7 @@ class _Walk:
         if outer is not _NO_SESSION:
             self.skip(
                 rel_dir,
-                "nested_session",
+                Reason.NESTED_SESSION,
                 f"indexed as a session of its own, inside session {outer.rel_dir or '.'}",
             )
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
@@ -348,11 +334,11 @@ class _Walk:
     def _unlistable(self, rel_dir: str, exc: OSError) -> None:
         """Report a folder that could not be opened or listed."""
         if isinstance(exc, PermissionError):
-            self.skip(rel_dir, "permission_denied", f"cannot list folder: {exc.strerror}")
+            self.skip(rel_dir, Reason.PERMISSION_DENIED, f"cannot list folder: {exc.strerror}")
         elif isinstance(exc, FileNotFoundError):
-            self.skip(rel_dir, "vanished", "folder disappeared during the scan")
+            self.skip(rel_dir, Reason.VANISHED, "folder disappeared during the scan")
         else:
-            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
+            self.skip(rel_dir, Reason.UNREADABLE, f"cannot list folder: {exc.strerror or exc}")
 
     def _entries(
         self,
@@ -376,7 +362,7 @@ class _Walk:
             if not _is_utf8(name):
                 self.skip(
                     _join(rel_dir, name.encode(errors="surrogateescape").decode(errors="replace")),
-                    "not_utf8",
+                    Reason.NOT_UTF8,
                     "name is not valid UTF-8; rename it to index it",
                 )
                 continue
@@ -392,7 +378,7 @@ class _Walk:
                 elif _is_dataset_name(name):
                     self.skip(
                         _join(rel_dir, name),
-                        NEAR_MISS,
+                        Reason.NEAR_MISS,
                         "named like a dataset but not inside a session folder; not indexed",
                     )
             elif entry.is_symlink():
@@ -400,7 +386,7 @@ class _Walk:
             elif in_session and _is_dataset_name(name):
                 self.skip(
                     _join(rel_dir, name),
-                    "not_regular_file",
+                    Reason.NOT_REGULAR_FILE,
                     "FIFO, socket or device node named like a dataset; never opened",
                 )
 
@@ -429,15 +415,17 @@ class _Walk:
         try:
             st = entry.stat()
         except FileNotFoundError:
-            self.skip(_join(rel_dir, entry.name), "vanished", "file disappeared before stat")
+            self.skip(_join(rel_dir, entry.name), Reason.VANISHED, "file disappeared before stat")
             return
         except OSError as exc:
-            self.skip(_join(rel_dir, entry.name), "unreadable", f"cannot stat: {exc.strerror}")
+            self.skip(
+                _join(rel_dir, entry.name), Reason.UNREADABLE, f"cannot stat: {exc.strerror}"
+            )
             return
         if st.st_size == 0:
             # Indexed like any file (ONE-api does), but a zero-byte .npy is usually a copy
             # that was cut short, so it is worth a look.
-            self.skip(_join(rel_dir, entry.name), "empty_file", "indexed; the file is empty")
+            self.skip(_join(rel_dir, entry.name), Reason.EMPTY_FILE, "indexed; the file is empty")
         self.ds_session.append(session.rel_dir)
         self.ds_rel_path.append(session.prefix + entry.name)
         self.ds_size.append(st.st_size)
@@ -462,24 +450,28 @@ class _Walk:
             if self.follow_symlinks:
                 self.links.append(rel)  # followed or not by plan_links, in the main process
             else:
-                self.skip(rel, "symlink_not_followed", "link to a folder; use --follow-symlinks")
+                self.skip(
+                    rel, Reason.SYMLINK_NOT_FOLLOWED, "link to a folder; use --follow-symlinks"
+                )
         elif session is not _NO_SESSION and _is_dataset_name(entry.name):
-            self.skip(rel, "not_regular_file", "link to a FIFO, socket or device; never opened")
+            self.skip(
+                rel, Reason.NOT_REGULAR_FILE, "link to a FIFO, socket or device; never opened"
+            )
 
     def _bad_link(self, rel: str, link: str, exc: OSError) -> None:
         """Report a link whose target cannot be reached."""
         if exc.errno == errno.ELOOP:
-            self.skip(rel, "symlink_loop", "link resolves to itself through other links")
+            self.skip(rel, Reason.SYMLINK_LOOP, "link resolves to itself through other links")
             return
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-            self.skip(rel, "unreadable", f"cannot resolve link: {exc.strerror or exc}")
+            self.skip(rel, Reason.UNREADABLE, f"cannot resolve link: {exc.strerror or exc}")
             return
         try:
             target = os.readlink(link)
         except OSError:  # the link itself went away meanwhile
-            self.skip(rel, "vanished", "link disappeared during the scan")
+            self.skip(rel, Reason.VANISHED, "link disappeared during the scan")
             return
-        self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
+        self.skip(rel, Reason.BROKEN_SYMLINK, f"link target {target!r} is missing")
 
     @property
     def rows(self) -> int:
