@@ -773,6 +773,9 @@ def test_cli_json(basic: Path, tmp_path: Path, make_files: MakeFiles) -> None:
     assert {"sessions", "datasets", "skipped"} <= set(summary)
     assert summary["sessions"] == 3
     assert summary["datasets"] == len(BASIC)
+    # One sense per key: ``tasks`` counts the walk's folder tasks (``shards`` before, see
+    # CHANGELOG.md), ``shard`` is the array shard (``--shard K/N``), None for the whole tree.
+    assert summary["tasks"] >= 1 and "shards" not in summary and summary["shard"] is None
     assert [(s["path"], s["reason"]) for s in summary["skipped"]] == [
         ("s1/2021-02-30/001", "invalid_date")
     ]

@@ -44,7 +44,7 @@ from alfcache._tables.checks import check_tables_for
 from alfcache._tables.frames import QC_TYPE
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE
-from alfcache._walk.scan import Shard, scan_shards
+from alfcache._walk.scan import Start, scan_folders
 
 __all__ = [
     "patch_cache",
@@ -588,7 +588,7 @@ def prune(
         tables = read_cache_tables(cache_dir)
     in_cache = _table_datasets(tables)
 
-    scan = scan_shards(os.path.abspath(cache_dir), [Shard("", True)])
+    scan = scan_folders(os.path.abspath(cache_dir), [Start("", True)])
     if scan.skipped:
         _logger.warning(
             "%d entries were not scanned and anything below them is left alone, e.g. %s: %s",

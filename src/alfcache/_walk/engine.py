@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
 from alfcache._records import Skip
-from alfcache._walk.scan import ScanResult, Shard, Stack, Task, _Walk
+from alfcache._walk.scan import ScanResult, Stack, Start, Task, _Walk
 
 if TYPE_CHECKING:
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
@@ -75,7 +75,7 @@ class Walked:
     """The assembled tables of one walk, and what the walk left out of them."""
 
     tables: Tables
-    shards: int
+    tasks: int
     """Folder tasks handed between processes, plus the root and the links followed."""
     ignored: int
     skipped: list[Skip]
@@ -175,7 +175,7 @@ class Lister:
     root : str
         Absolute path of the indexed folder.
     follow_symlinks : bool
-        See :func:`alfcache._walk.scan.scan_shards`.
+        See :func:`alfcache._walk.scan.scan_folders`.
     cap : int
         The most threads that may list at once in this process.
     array_shard : ArrayShard, optional
@@ -469,12 +469,12 @@ def work(
 
 def walk_here(
     root: str,
-    shards: list[Shard],
+    starts: list[Start],
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
 ) -> tuple[list[ScanResult], int]:
-    """Walk ``shards`` in this process alone, on its listing threads (a Dask task's walk).
+    """Walk from ``starts`` in this process alone, on its listing threads (a Dask task's walk).
 
     The same walk as a worker process's, fed from a list instead of the shared queue.
 
@@ -496,7 +496,7 @@ def walk_here(
         array_shard=array_shard,
     )
     walk = _Walk(root, follow_symlinks, array_shard)
-    tasks = [walk.start(shard) for shard in shards]
+    tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:
         lister.add(tasks, taken=len(tasks))

@@ -3,7 +3,7 @@
 A :class:`_Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
 entry; who lists which folder, on how many threads and processes, is decided in
 :mod:`alfcache._walk.engine`. A walk's work is a stack of plain :data:`Task` values, so a
-folder can be handed to another thread or process as it is found. :func:`scan_shards` walks
+folder can be handed to another thread or process as it is found. :func:`scan_folders` walks
 given folders in one thread (the pure function: plain arguments in, Arrow out). Workers never
 import Polars or pandas, so that they stay cheap.
 
@@ -76,8 +76,11 @@ DATASET_BATCH_SCHEMA = pa.schema(
 hashed) in a later phase, see :mod:`alfcache._digest.read`."""
 
 
-class Shard(NamedTuple):
-    """A unit of work: a folder relative to the root, walked deep or flat."""
+class Start(NamedTuple):
+    """Where a walk starts (a folder task): a folder relative to the root, walked deep or flat.
+
+    Not an array shard (:class:`alfcache._alf.sharding.ArrayShard`), which is a set of sessions.
+    """
 
     rel_dir: str
     deep: bool
@@ -147,13 +150,14 @@ def _join(rel_dir: str, name: str) -> str:
 
 def plan_links(
     root: str, links: Iterable[str], indexed: dict[str, str]
-) -> tuple[list[Shard], list[Skip]]:
+) -> tuple[list[Start], list[Skip]]:
     """Choose which links to folders to follow, so that no real folder is indexed twice.
 
     Runs in the main process between rounds of the walk: the workers only report the links
-    they meet, so the choice does not depend on how the tree was sharded. Links are taken in
-    sorted order; a link is followed unless its target (real path) is, contains or lies inside
-    a folder already indexed: the root itself or the target of a link followed before.
+    they meet, so the choice does not depend on how the tree was cut into folder tasks. Links
+    are taken in sorted order; a link is followed unless its target (real path) is, contains or
+    lies inside a folder already indexed: the root itself or the target of a link followed
+    before.
 
     Parameters
     ----------
@@ -167,19 +171,19 @@ def plan_links(
 
     Returns
     -------
-    list of Shard
-        A deep shard for every link to follow, walked through the link's own path.
+    list of Start
+        A deep start for every link to follow, walked through the link's own path.
     list of Skip
         A ``symlink_revisit`` record for every other link.
     """
-    shards: list[Shard] = []
+    starts: list[Start] = []
     skipped: list[Skip] = []
     for rel in sorted(links):
         target = os.path.realpath(os.path.join(root, rel))
         seen = next((p for p in indexed if os.path.commonpath([p, target]) in (p, target)), None)
         if seen is None:
             indexed[target] = f"link {rel}"
-            shards.append(Shard(rel, True))
+            starts.append(Start(rel, True))
         else:
             skipped.append(
                 Skip(
@@ -189,7 +193,7 @@ def plan_links(
                     "indexed already; not followed",
                 )
             )
-    return shards, skipped
+    return starts, skipped
 
 
 def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
@@ -281,28 +285,28 @@ class _Walk:
                 return shard is None or shard.owns(parts.subject, parts.date, parts.number)
         return True
 
-    def walk(self, shard: Shard) -> None:
-        stack = deque([self.start(shard)])
+    def walk(self, start: Start) -> None:
+        stack = deque([self.start(start)])
         while stack:
-            self._list(*stack.pop(), stack, shard.deep)
+            self._list(*stack.pop(), stack, start.deep)
 
-    def start(self, shard: Shard) -> Task:
-        """The first task of ``shard``; emits the row of its folder when that is a session."""
-        rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
+    def start(self, start: Start) -> Task:
+        """The first task of a walk from ``start``; emits its folder's row if that is a session."""
+        rel_names = tuple(start.rel_dir.split("/")) if start.rel_dir else ()
         names = self.root_names + rel_names
-        # Whoever walks a folder emits its session row; a shard may also start inside a session.
+        # Whoever walks a folder emits its session row; a walk may also start inside a session.
         outer = (
-            _session_of(self.root_names, shard.rel_dir.rpartition("/")[0])
-            if shard.rel_dir
+            _session_of(self.root_names, start.rel_dir.rpartition("/")[0])
+            if start.rel_dir
             else _NO_SESSION
         )
-        if not self._in_array_shard(shard.rel_dir):
+        if not self._in_array_shard(start.rel_dir):
             # A start inside, or at, a session another array task indexes: nothing to list.
-            return shard.rel_dir, names[-4:], _OTHER_SHARD
-        session = self.enter_session(shard.rel_dir, names, outer) or _session_of(
-            self.root_names, shard.rel_dir
+            return start.rel_dir, names[-4:], _OTHER_SHARD
+        session = self.enter_session(start.rel_dir, names, outer) or _session_of(
+            self.root_names, start.rel_dir
         )
-        return shard.rel_dir, names[-4:], session
+        return start.rel_dir, names[-4:], session
 
     def list_folder(self, task: Task, stack: Stack) -> None:
         """List one folder of a deep walk; its subfolders go on ``stack``."""
@@ -508,19 +512,19 @@ class _Walk:
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links, self.listed)
 
 
-def scan_shards(
+def scan_folders(
     root: str,
-    shards: Iterable[Shard],
+    starts: Iterable[Start],
     follow_symlinks: bool = False,
     array_shard: ArrayShard | None = None,
 ) -> ScanResult:
-    """Walk ``shards`` of the tree at ``root`` and return their rows (runs inside a worker).
+    """Walk ``starts`` of the tree at ``root`` and return their rows (runs inside a worker).
 
     Parameters
     ----------
     root : str
         Absolute path of the indexed folder.
-    shards : iterable of Shard
+    starts : iterable of Start
         The folders to walk, relative to ``root``.
     follow_symlinks : bool
         Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
@@ -533,8 +537,8 @@ def scan_shards(
     ScanResult
     """
     walk = _Walk(root, follow_symlinks, array_shard)
-    for shard in shards:
-        walk.walk(shard)
+    for start in starts:
+        walk.walk(start)
     return walk.result()
 
 
