@@ -57,7 +57,7 @@ from alfcache._walk.engine import (
     tally,
     work,
 )
-from alfcache._walk.scan import ScanResult, Start, Task, _Walk, plan_links
+from alfcache._walk.scan import ScanResult, Start, Task, Walk, plan_links
 
 if TYPE_CHECKING:
     from alfcache._maintain.update import Changes
@@ -266,7 +266,7 @@ class RunningWalk:
 
     def _walk_from(self, starts: list[Start]) -> None:
         """Start walking from ``starts`` here (their own session rows are emitted here)."""
-        walk = _Walk(self._root, self._follow_symlinks, self._array_shard)
+        walk = Walk(self._root, self._follow_symlinks, self._array_shard)
         tasks = [walk.start(start) for start in starts]
         tally(self._found, *walk.found)
         self._main_results.append(walk.flush())

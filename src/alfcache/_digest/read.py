@@ -260,7 +260,7 @@ class Readers(Protocol):
         """Threads that read at once: the tasks are planned for that many."""
         ...
 
-    def submit(self, fn: Callable[..., TaskResult], /, *args: object) -> Future[TaskResult]:
+    def submit(self, fn: Callable[..., ReadResult], /, *args: object) -> Future[ReadResult]:
         """Run ``fn(*args)`` on one of the threads."""
         ...
 
@@ -332,7 +332,7 @@ class _MemoryBoard:
         """Nothing to release: the counts belong to the main thread."""
 
 
-class TaskResult(NamedTuple):
+class ReadResult(NamedTuple):
     """What a worker found for each file of a task, in the task's order."""
 
     sizes: list[int]
@@ -436,7 +436,7 @@ def hash_task(
     algorithms: tuple[str, ...],
     board: _Board,
     follow_symlinks: bool = False,
-) -> TaskResult:
+) -> ReadResult:
     """Digest the files of one task (runs inside a worker).
 
     Parameters
@@ -457,11 +457,11 @@ def hash_task(
 
     Returns
     -------
-    TaskResult
+    ReadResult
     """
     view = memoryview(bytearray(BLOCK_SIZE))
     confine = None if follow_symlinks else os.path.realpath(root)
-    out = TaskResult([], [], [[] for _ in algorithms], [], [])
+    out = ReadResult([], [], [[] for _ in algorithms], [], [])
     folders = _Folders(root)
     try:
         for i, rel in enumerate(paths):
@@ -566,7 +566,7 @@ class Digests:
     bytes: int = 0
     """Bytes planned for reading (the sizes found by the walk)."""
     seconds: float = 0.0
-    on_task: Callable[[np.ndarray, TaskResult], None] | None = None
+    on_task: Callable[[np.ndarray, ReadResult], None] | None = None
     """Called with each finished task's rows and result (the checkpoint's hook)."""
 
     @classmethod
@@ -585,7 +585,7 @@ class Digests:
         hashed = int(np.count_nonzero(self.sizes >= 0))
         return Hashing(tuple(self.columns), hashed, self.bytes, self.seconds)
 
-    def put(self, rows: np.ndarray, result: TaskResult) -> None:
+    def put(self, rows: np.ndarray, result: ReadResult) -> None:
         """Place a task's results at the positions the task was planned with."""
         self.sizes[rows] = result.sizes
         self.mtimes[rows] = result.mtimes
@@ -607,7 +607,7 @@ def digest_files(
     progress: bool = False,
     depth: int = MAX_DEPTH,
     *,
-    on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
+    on_task: Callable[[np.ndarray, ReadResult], None] | None = None,
     readers: Readers | None = None,
     follow_symlinks: bool = False,
 ) -> Digests:
@@ -707,7 +707,7 @@ def open_latency(root: str, paths: Sequence[str]) -> float:
 
 
 def _collect(
-    submit: Callable[[int, np.ndarray], Future[TaskResult]],
+    submit: Callable[[int, np.ndarray], Future[ReadResult]],
     tasks: list[np.ndarray],
     window: int,
     bytes_read: Callable[[], int],
@@ -737,7 +737,7 @@ def _run_in_threads(
     out: Digests,
     large: int,
     depth: int,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads;
     ``task`` is :func:`hash_task` with its options."""
@@ -753,7 +753,7 @@ def _run_in_threads(
         else readers
     )
 
-    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+    def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
         board = _MemoryBoard(counts, slot, stop)
         pool = readers if slot < large else openers
         return pool.submit(task, root, [paths[i] for i in rows], algorithms, board)
@@ -774,7 +774,7 @@ def _run_in_processes(
     n_jobs: int,
     bar: ByteProgress,
     out: Digests,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     # Imported here: most runs hash on threads.
     from joblib.externals.loky import get_reusable_executor
@@ -785,7 +785,7 @@ def _run_in_processes(
         os.ftruncate(fd, 8 * len(tasks))
         executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
 
-        def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+        def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
             task_paths = [paths[i] for i in rows]
             return executor.submit(task, root, task_paths, algorithms, FileBoard(board, slot))
 
@@ -815,14 +815,14 @@ def _run_on_readers(
     algorithms: tuple[str, ...],
     bar: ByteProgress,
     out: Digests,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     """Run ``tasks`` on ``readers``, :data:`READERS_WINDOW` per thread in flight at a time;
     ``task`` is :func:`hash_task` with its options."""
     cost = np.asarray(sizes, dtype=np.int64)
-    running: dict[Future[TaskResult], int] = {}  # each task's planned bytes
+    running: dict[Future[ReadResult], int] = {}  # each task's planned bytes
 
-    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+    def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
         future = readers.submit(task, root, [paths[i] for i in rows], algorithms, NullBoard())
         running[future] = int(cost[rows].sum())
         return future

@@ -42,7 +42,7 @@ from typing import Any
 import pyarrow as pa
 
 from alfcache._alf.sharding import ArrayShard
-from alfcache._digest.read import TaskResult as ReadResult
+from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
 from alfcache._records import Skip
 from alfcache._walk.engine import DEFAULT_IO_DEPTH, Walked, walk_here
@@ -72,7 +72,7 @@ WORKERS_SECONDS = 120.0
 
 _ANY_PORT = "127.0.0.1:0"
 
-TaskResult = dict[str, Any]
+DaskTaskResult = dict[str, Any]
 """What a task returns: IPC bytes of each table's batches, and plain Python data."""
 
 
@@ -202,7 +202,7 @@ def walk_task(
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
-) -> TaskResult:
+) -> DaskTaskResult:
     """One Dask task: walk from ``starts`` of ``root`` here; the rows as Arrow IPC bytes."""
     results, threads = walk_here(root, starts, follow_symlinks, array_shard, cap)
     return {
@@ -216,7 +216,7 @@ def walk_task(
     }
 
 
-def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
+def scan_result(task: DaskTaskResult, seen: set[Skip]) -> ScanResult:
     """A task's result as the walk's :class:`ScanResult`; a record in ``seen`` is dropped.
 
     Every task lists the folders above the sessions, so their records come from each task.
@@ -349,7 +349,7 @@ class DaskWalk:
 
     def _run(
         self, work: list[tuple[list[Start], ArrayShard | None]], cap: int
-    ) -> Iterable[TaskResult]:
+    ) -> Iterable[DaskTaskResult]:
         """Each task's result as it comes, through joblib's Dask backend."""
         from joblib import Parallel, delayed, parallel_config
 

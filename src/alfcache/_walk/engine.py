@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
 from alfcache._records import Skip
-from alfcache._walk.scan import ScanResult, Stack, Start, Task, _Walk
+from alfcache._walk.scan import ScanResult, Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
@@ -225,7 +225,7 @@ class Lister:
         """False for the first measurement after a change: new threads have not yet finished a
         listing (on slow storage one can take 30 ms), so it would undercount their gain."""
         self._threads: list[threading.Thread] = []
-        self._walks: list[_Walk] = []
+        self._walks: list[Walk] = []
         self._since = time.perf_counter()
         self.used = 0
         """Threads that listed at least one folder."""
@@ -273,7 +273,7 @@ class Lister:
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
         while len(self._threads) < self._target:
-            walk = _Walk(self.root, self.follow_symlinks, self.array_shard)
+            walk = Walk(self.root, self.follow_symlinks, self.array_shard)
             thread = threading.Thread(
                 target=self._run,
                 args=(len(self._threads), walk),
@@ -285,7 +285,7 @@ class Lister:
             self._busy += 1  # until its first _next
             thread.start()
 
-    def _run(self, index: int, walk: _Walk) -> None:
+    def _run(self, index: int, walk: Walk) -> None:
         stack: Stack = deque()
         try:
             if (task := self._next(index, stack)) is not None:
@@ -495,7 +495,7 @@ def walk_here(
         on_idle=lambda _: done.set(),  # called after the last rows were emitted
         array_shard=array_shard,
     )
-    walk = _Walk(root, follow_symlinks, array_shard)
+    walk = Walk(root, follow_symlinks, array_shard)
     tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:

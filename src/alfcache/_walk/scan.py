@@ -1,6 +1,6 @@
 """The walk: where a row is born.
 
-A :class:`_Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
+A :class:`Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
 entry; who lists which folder, on how many threads and processes, is decided in
 :mod:`alfcache._walk.engine`. A walk's work is a stack of plain :data:`Task` values, so a
 folder can be handed to another thread or process as it is found. :func:`scan_folders` walks
@@ -119,7 +119,7 @@ def _session(rel_dir: str, prefix: str, marker: int) -> _Session:
 
 _NO_SESSION = _Session("", "")
 _OTHER_SHARD = _Session("<a session of another array shard>", "")
-"""What :meth:`_Walk.enter_session` returns for a session another array task indexes."""
+"""What :meth:`Walk.enter_session` returns for a session another array task indexes."""
 
 Task = tuple[str, tuple[str, ...], _Session]
 """A folder to list: its path relative to the root, its last four names and its session.
@@ -209,7 +209,7 @@ def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
     return _NO_SESSION
 
 
-class _Walk:
+class Walk:
     """The state of one worker's walk: columns being filled, skip records, visited folders."""
 
     def __init__(
@@ -536,7 +536,7 @@ def scan_folders(
     -------
     ScanResult
     """
-    walk = _Walk(root, follow_symlinks, array_shard)
+    walk = Walk(root, follow_symlinks, array_shard)
     for start in starts:
         walk.walk(start)
     return walk.result()
