@@ -26,7 +26,9 @@ PUBLIC = [
     "BadArgument",
     "BadOutDir",
     "BadRoot",
+    "Difference",
     "IndexReport",
+    "InfoReport",
     "LabConflict",
     "MergeFailed",
     "MissingRoot",
@@ -36,10 +38,12 @@ PUBLIC = [
     "ScanFailed",
     "SchedulerUnreachable",
     "Terminated",
+    "VerifyReport",
     "WriteFailed",
     "cast_index_object",
     "default_cache",
     "index",
+    "info",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
@@ -49,6 +53,7 @@ PUBLIC = [
     "remove_cache_table_files",
     "remove_missing_datasets",
     "remove_table_files",
+    "verify",
 ]
 
 

@@ -51,7 +51,20 @@ DATASET_KEY = (*SESSION_KEY, "rel_path")
 
 @dataclass(frozen=True, order=True)
 class Difference:
-    """One way the tables and the disk disagree (see the module docstring for the kinds)."""
+    """One way the tables and the disk disagree.
+
+    Attributes
+    ----------
+    path : str
+        Relative to the root; for rows of the tables, the path ONE-api rebuilds from them.
+    kind : str
+        What differs: ``missing_file``, ``size_mismatch``, ``md5_mismatch``, ``extra_file``, ...
+        (the list is in :mod:`alfcache._maintain.verify`'s docstring).
+    expected : object
+        What the tables say; None where they have nothing (no row).
+    found : object
+        What the disk says; None where it has nothing (no file).
+    """
 
     path: str
     kind: str
@@ -64,7 +77,7 @@ class Difference:
 
 @dataclass
 class VerifyReport:
-    """What ``verify`` compared and found."""
+    """What :func:`verify` compared and found; ``ok`` when the tables match the disk."""
 
     root: Path
     tables_dir: Path
