@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -70,6 +71,23 @@ def test_every_exception_is_public() -> None:
         if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
     }
     assert raised <= set(alfcache.__all__), raised - set(alfcache.__all__)
+
+
+def test_exceptions_are_shown_by_their_public_name() -> None:
+    errors = [
+        value
+        for value in vars(alfcache._exceptions).values()
+        if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
+    ]
+    for error in errors:
+        assert f"{error.__module__}.{error.__qualname__}" == f"alfcache.{error.__name__}"
+        # Workers hand errors back pickled: the public name must lead back to the class.
+        assert type(pickle.loads(pickle.dumps(error("x")))) is error
+    # As a traceback shows it, rather than alfcache._exceptions.MissingRoot.
+    code = "import alfcache; alfcache.index('/no/such/folder/alfcache')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].startswith("alfcache.MissingRoot: root folder ")
 
 
 @pytest.mark.parametrize("name", PUBLIC)
