@@ -169,3 +169,11 @@ def test_index_run_never_imports_pandas(tmp_path: Path, make_files: MakeFiles) -
         [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_synth_is_a_public_module() -> None:
+    # The README's example writes its tree with it: a public name, not alfcache._synth.
+    import alfcache.synth
+
+    assert alfcache.synth.__all__ == ["TreeSummary", "make_tree"]
+    assert "alfcache._synth" not in (Path(__file__).parents[1] / "README.md").read_text()

@@ -32,8 +32,8 @@ import alfcache
 import alfcache._digest.read
 from alfcache import BadArgument, ScanFailed
 from alfcache._cli import main as _cli
-from alfcache._synth import make_tree
 from alfcache._walk import dask as _dask
+from alfcache.synth import make_tree
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")

@@ -27,7 +27,7 @@ from packaging.version import Version
 
 import alfcache
 from alfcache._maintain.prune import _uuid_strings, prune_locked, read_cache_tables
-from alfcache._synth import TreeSummary, make_tree
+from alfcache.synth import TreeSummary, make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 

@@ -27,7 +27,7 @@ from one.alf.cache import QC_TYPE as ONE_QC_TYPE
 
 import alfcache
 import alfcache._tables.store
-from alfcache._synth import DATASET_FILES, TreeSummary
+from alfcache.synth import DATASET_FILES, TreeSummary
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 NAMESPACE = uuid.UUID("2a6e3c58-8e0a-4b1f-9d36-6c1f0b5a1c3e")  # documented, fixed

@@ -31,8 +31,8 @@ import alfcache
 from alfcache import BadArgument, MergeFailed
 from alfcache._alf.sharding import METADATA_KEY, ArrayShard, session_shard, shard_from_env
 from alfcache._maintain.merge import merge_parts
-from alfcache._synth import make_tree
 from alfcache._walk.scan import Start, scan_folders
+from alfcache.synth import make_tree
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
