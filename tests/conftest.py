@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from alfcache._synth import TreeSummary, make_tree
+from alfcache.synth import TreeSummary, make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 

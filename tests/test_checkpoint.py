@@ -28,7 +28,7 @@ from _procs import restore_sigint
 import alfcache._digest.checkpoint
 from alfcache._cli.main import main as cli_main
 from alfcache._digest.checkpoint import CHECKPOINT_FILE
-from alfcache._digest.read import TaskResult
+from alfcache._digest.read import ReadResult
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
@@ -192,7 +192,7 @@ def test_sigterm_on_a_full_disk_says_the_run_stopped_and_why(
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def one_task_then_sigterm(*args: Any, on_task: Any, **kwargs: Any) -> None:
-        on_task(np.zeros(1, dtype=np.int64), TaskResult([BIG], [1], [["0" * 32]], [], []))
+        on_task(np.zeros(1, dtype=np.int64), ReadResult([BIG], [1], [["0" * 32]], [], []))
         os.kill(os.getpid(), signal.SIGTERM)  # the command line's handler raises here
         pytest.fail("SIGTERM did not end the run")
 

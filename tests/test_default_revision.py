@@ -15,8 +15,6 @@ import pytest
 from one.api import One
 
 import alfcache
-from alfcache._maintain.info import info
-from alfcache._maintain.verify import verify
 from alfcache._tables.revisions import default_revisions
 
 pytestmark = pytest.mark.one
@@ -148,28 +146,28 @@ def _set_defaults(root: Path, flags: list[bool] | None) -> None:
 
 def test_info_warns_without_the_column_and_errors_on_other_than_one(root: Path) -> None:
     _index(root)
-    assert not [m for m in info(root)["one_api"]["warnings"] if "default_revision" in m]
+    assert not [m for m in alfcache.info(root).warnings if "default_revision" in m]
     flags = pq.read_table(root / "datasets.pqt")["default_revision"].to_pylist()
 
     _set_defaults(root, None)
-    report = info(root)["one_api"]
-    assert report["ok"]
-    assert [m for m in report["warnings"] if "no default_revision column" in m]
+    report = alfcache.info(root)
+    assert report.ok
+    assert [m for m in report.warnings if "no default_revision column" in m]
 
     _set_defaults(root, [True] * len(flags))  # every revision a default
-    report = info(root)["one_api"]
-    assert not report["ok"]
-    assert [m for m in report["errors"] if "4 datasets with no or several" in m], report
+    report = alfcache.info(root)
+    assert not report.ok
+    assert [m for m in report.errors if "4 datasets with no or several" in m], report
 
 
 def test_verify_checks_the_column(root: Path) -> None:
     _index(root)
-    assert verify(root, n_jobs=1).ok
+    assert alfcache.verify(root, n_jobs=1).ok
     flags = pq.read_table(root / "datasets.pqt")["default_revision"].to_pylist()
     first = flags.index(True)
     flags[first] = False
     _set_defaults(root, flags)
-    report = verify(root, n_jobs=1)
+    report = alfcache.verify(root, n_jobs=1)
     assert [(d.kind, d.expected, d.found) for d in report.differences] == [
         ("default_revision_mismatch", False, True)
     ]

@@ -40,8 +40,8 @@ from alfcache._digest.read import (
     plan_tasks,
 )
 from alfcache._progress import ByteProgress, megabytes
-from alfcache._synth import make_tree
 from alfcache._tables.schema import DATASETS_SCHEMA, forbidden_extra_columns
+from alfcache.synth import make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 JOBS = [1, 2]

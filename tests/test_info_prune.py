@@ -19,7 +19,7 @@ import pytest
 
 import alfcache
 from alfcache._cli.main import main as cli_main
-from alfcache._synth import LABS, TreeSummary, make_tree
+from alfcache.synth import LABS, TreeSummary, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"
 

@@ -35,7 +35,7 @@ from _procs import (
 
 import alfcache
 from alfcache._processes import WORKER_NAME
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 RUNS = 24

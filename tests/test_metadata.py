@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import alfcache
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
 TABLES = ("sessions.pqt", "datasets.pqt")
 

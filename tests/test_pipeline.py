@@ -27,7 +27,7 @@ from one.alf.cache import QC_TYPE as ONE_QC_TYPE
 
 import alfcache
 import alfcache._tables.store
-from alfcache._synth import DATASET_FILES, TreeSummary
+from alfcache.synth import DATASET_FILES, TreeSummary
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 NAMESPACE = uuid.UUID("2a6e3c58-8e0a-4b1f-9d36-6c1f0b5a1c3e")  # documented, fixed
@@ -773,6 +773,9 @@ def test_cli_json(basic: Path, tmp_path: Path, make_files: MakeFiles) -> None:
     assert {"sessions", "datasets", "skipped"} <= set(summary)
     assert summary["sessions"] == 3
     assert summary["datasets"] == len(BASIC)
+    # One sense per key: ``tasks`` counts the walk's folder tasks (``shards`` before, see
+    # CHANGELOG.md), ``shard`` is the array shard (``--shard K/N``), None for the whole tree.
+    assert summary["tasks"] >= 1 and "shards" not in summary and summary["shard"] is None
     assert [(s["path"], s["reason"]) for s in summary["skipped"]] == [
         ("s1/2021-02-30/001", "invalid_date")
     ]

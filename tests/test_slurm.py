@@ -30,8 +30,8 @@ from test_shards import assert_same_tables
 
 import alfcache
 from alfcache._digest.checkpoint import CHECKPOINT_FILE
-from alfcache._synth import make_tree
 from alfcache._tables.lock import LOCK_FILE
+from alfcache.synth import make_tree
 
 REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"

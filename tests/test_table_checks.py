@@ -21,7 +21,6 @@ import pytest
 import alfcache
 from alfcache._cli.main import main as cli_main
 from alfcache._exceptions import BadArgument
-from alfcache._maintain.info import info
 
 FILES = [
     "lab1/Subjects/A/2024-01-01/001/alf/x.y.npy",
@@ -186,7 +185,7 @@ def test_a_value_that_is_not_utf8_is_reported(
     expected = "datasets.pqt: column 'rel_path' holds a value that is not UTF-8"
     if argv[0] == "info":
         assert code == 1 and "do not meet what ONE-api needs" in err
-        assert info(root)["one_api"]["errors"] == [
+        assert alfcache.info(root).errors == [
             f"{expected} (In chunk 0: Invalid: Invalid UTF8 sequence at string index 0): "
             "ONE-api fails to load it"
         ]
@@ -221,7 +220,7 @@ def two_runs(tmp_path: Path, make_files: Any) -> Path:
 
 
 def test_info_reports_a_pair_of_two_runs(two_runs: Path) -> None:
-    errors = info(two_runs)["one_api"]["errors"]
+    errors = alfcache.info(two_runs).errors
     assert len(errors) == 1
     assert "sessions.pqt and datasets.pqt were written by two runs" in errors[0]
 

@@ -24,7 +24,7 @@ from _inject import eio_listing
 
 import alfcache
 import alfcache._maintain.update
-from alfcache._synth import DATASET_FILES, make_tree
+from alfcache.synth import DATASET_FILES, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
 GONE_SESSION = "cortexlab/Subjects/SW0000/2024-01-01/002"

@@ -28,7 +28,7 @@ from test_faults import ENV, User
 import alfcache
 import alfcache._maintain.verify
 from alfcache._cli.main import main as cli_main
-from alfcache._synth import DATASET_FILES, make_tree
+from alfcache.synth import DATASET_FILES, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
 OTHER = "cortexlab/Subjects/SW0000/2024-01-01/002"

@@ -30,8 +30,10 @@ from alfcache._exceptions import (
 if TYPE_CHECKING:
     from alfcache._alf.ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
+    from alfcache._maintain.info import InfoReport, info
     from alfcache._maintain.merge import merge_parts
     from alfcache._maintain.prune import remove_missing_datasets
+    from alfcache._maintain.verify import Difference, VerifyReport, verify
     from alfcache._tables.frames import (
         DATASETS_COLUMNS,
         EMPTY_DATASETS_FRAME,
@@ -63,7 +65,9 @@ __all__ = [
     "BadArgument",
     "BadOutDir",
     "BadRoot",
+    "Difference",
     "IndexReport",
+    "InfoReport",
     "LabConflict",
     "MergeFailed",
     "MissingRoot",
@@ -73,10 +77,12 @@ __all__ = [
     "ScanFailed",
     "SchedulerUnreachable",
     "Terminated",
+    "VerifyReport",
     "WriteFailed",
     "cast_index_object",
     "default_cache",
     "index",
+    "info",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
@@ -86,6 +92,7 @@ __all__ = [
     "remove_cache_table_files",
     "remove_missing_datasets",
     "remove_table_files",
+    "verify",
 ]
 
 _LAZY = {
@@ -99,6 +106,11 @@ _LAZY = {
     "index": "_index",
     "make_parquet_db": "_index",
     "merge_parts": "_maintain.merge",
+    "info": "_maintain.info",
+    "InfoReport": "_maintain.info",
+    "verify": "_maintain.verify",
+    "VerifyReport": "_maintain.verify",
+    "Difference": "_maintain.verify",
     "load_tables": "_tables.one_api",
     "merge_tables": "_tables.one_api",
     "cast_index_object": "_tables.one_api",

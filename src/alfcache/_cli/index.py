@@ -23,7 +23,7 @@ from alfcache._paths import shown
 from alfcache._progress import megabytes
 
 if TYPE_CHECKING:
-    from alfcache._walk.scan import Skip
+    from alfcache._records import Skip
 
 _SHOWN_SKIPS = 5
 

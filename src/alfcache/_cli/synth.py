@@ -1,6 +1,6 @@
 """``alfcache synth ROOT``: a synthetic ALF tree for trials, the demo and the benchmarks.
 
-The command line over :func:`alfcache._synth.make_tree`.
+The command line over :func:`alfcache.synth.make_tree`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write a synthetic tree into ``args.root`` (refusing a non-empty folder without --force)."""
-    from alfcache._synth import make_tree
+    from alfcache.synth import make_tree
 
     if args.sessions < 0:
         raise BadArgument(f"--sessions {args.sessions}: use zero or more")

@@ -35,7 +35,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from alfcache._cli.common import plural
-from alfcache._digest.read import Digests, Hashing, Readers, TaskResult, digest_files
+from alfcache._digest.read import Digests, Hashing, Readers, ReadResult, digest_files
 from alfcache._exceptions import Terminated
 from alfcache._paths import shown
 from alfcache._tables.arrow import numeric_array, string_array
@@ -66,7 +66,7 @@ class _Saver:
         }
         self.saved_at = time.monotonic()
 
-    def on_task(self, rows: np.ndarray, result: TaskResult) -> None:
+    def on_task(self, rows: np.ndarray, result: ReadResult) -> None:
         """The reading's callback: keep a finished task's digests, save now and then."""
         for i, row in enumerate(rows.tolist()):
             if result.sizes[i] >= 0:  # files that could not be hashed are read again

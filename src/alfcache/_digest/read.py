@@ -61,8 +61,9 @@ import xxhash
 
 from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
 from alfcache._progress import ByteProgress
+from alfcache._records import Reason, Skip
 from alfcache._tables.schema import DIGEST_COLUMNS
-from alfcache._walk.scan import Skip, ignore_interrupts
+from alfcache._walk.scan import ignore_interrupts
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "md5": ("md5",),
@@ -258,7 +259,7 @@ class Readers(Protocol):
         """Threads that read at once: the tasks are planned for that many."""
         ...
 
-    def submit(self, fn: Callable[..., TaskResult], /, *args: object) -> Future[TaskResult]:
+    def submit(self, fn: Callable[..., ReadResult], /, *args: object) -> Future[ReadResult]:
         """Run ``fn(*args)`` on one of the threads."""
         ...
 
@@ -330,7 +331,7 @@ class _MemoryBoard:
         """Nothing to release: the counts belong to the main thread."""
 
 
-class TaskResult(NamedTuple):
+class ReadResult(NamedTuple):
     """What a worker found for each file of a task, in the task's order."""
 
     sizes: list[int]
@@ -434,7 +435,7 @@ def hash_task(
     algorithms: tuple[str, ...],
     board: _Board,
     follow_symlinks: bool = False,
-) -> TaskResult:
+) -> ReadResult:
     """Digest the files of one task (runs inside a worker).
 
     Parameters
@@ -455,11 +456,11 @@ def hash_task(
 
     Returns
     -------
-    TaskResult
+    ReadResult
     """
     view = memoryview(bytearray(BLOCK_SIZE))
     confine = None if follow_symlinks else os.path.realpath(root)
-    out = TaskResult([], [], [[] for _ in algorithms], [], [])
+    out = ReadResult([], [], [[] for _ in algorithms], [], [])
     folders = _Folders(root)
     try:
         for i, rel in enumerate(paths):
@@ -472,16 +473,16 @@ def hash_task(
                     f"link to {exc} outside the root; indexed without a digest "
                     "(--follow-symlinks reads it)"
                 )
-                out.skipped.append(Skip(rel, "symlink_outside_root", message))
+                out.skipped.append(Skip(rel, Reason.SYMLINK_OUTSIDE_ROOT, message))
             except FileNotFoundError:
                 out.vanished.append(i)
-                out.skipped.append(Skip(rel, "vanished", _VANISHED))
+                out.skipped.append(Skip(rel, Reason.VANISHED, _VANISHED))
             except OSError as exc:
                 message = f"cannot read: {exc.strerror or exc}; indexed without a hash"
-                out.skipped.append(Skip(rel, "unreadable", message))
+                out.skipped.append(Skip(rel, Reason.UNREADABLE, message))
             else:
                 if read is None:
-                    out.skipped.append(Skip(rel, "changing", _CHANGING))
+                    out.skipped.append(Skip(rel, Reason.CHANGING, _CHANGING))
             size, mtime, digests = read or (-1, -1, [None] * len(algorithms))
             out.sizes.append(size)
             out.mtimes.append(mtime)
@@ -564,7 +565,7 @@ class Digests:
     bytes: int = 0
     """Bytes planned for reading (the sizes found by the walk)."""
     seconds: float = 0.0
-    on_task: Callable[[np.ndarray, TaskResult], None] | None = None
+    on_task: Callable[[np.ndarray, ReadResult], None] | None = None
     """Called with each finished task's rows and result (the checkpoint's hook)."""
 
     @classmethod
@@ -583,7 +584,7 @@ class Digests:
         hashed = int(np.count_nonzero(self.sizes >= 0))
         return Hashing(tuple(self.columns), hashed, self.bytes, self.seconds)
 
-    def put(self, rows: np.ndarray, result: TaskResult) -> None:
+    def put(self, rows: np.ndarray, result: ReadResult) -> None:
         """Place a task's results at the positions the task was planned with."""
         self.sizes[rows] = result.sizes
         self.mtimes[rows] = result.mtimes
@@ -605,7 +606,7 @@ def digest_files(
     progress: bool = False,
     depth: int = MAX_DEPTH,
     *,
-    on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
+    on_task: Callable[[np.ndarray, ReadResult], None] | None = None,
     readers: Readers | None = None,
     follow_symlinks: bool = False,
 ) -> Digests:
@@ -705,7 +706,7 @@ def open_latency(root: str, paths: Sequence[str]) -> float:
 
 
 def _collect(
-    submit: Callable[[int, np.ndarray], Future[TaskResult]],
+    submit: Callable[[int, np.ndarray], Future[ReadResult]],
     tasks: list[np.ndarray],
     window: int,
     bytes_read: Callable[[], int],
@@ -735,7 +736,7 @@ def _run_in_threads(
     out: Digests,
     large: int,
     depth: int,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads;
     ``task`` is :func:`hash_task` with its options."""
@@ -751,7 +752,7 @@ def _run_in_threads(
         else readers
     )
 
-    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+    def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
         board = _MemoryBoard(counts, slot, stop)
         pool = readers if slot < large else openers
         return pool.submit(task, root, [paths[i] for i in rows], algorithms, board)
@@ -772,7 +773,7 @@ def _run_in_processes(
     n_jobs: int,
     bar: ByteProgress,
     out: Digests,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     # Imported here: most runs hash on threads.
     from joblib.externals.loky import get_reusable_executor
@@ -783,7 +784,7 @@ def _run_in_processes(
         os.ftruncate(fd, 8 * len(tasks))
         executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
 
-        def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+        def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
             task_paths = [paths[i] for i in rows]
             return executor.submit(task, root, task_paths, algorithms, FileBoard(board, slot))
 
@@ -813,14 +814,14 @@ def _run_on_readers(
     algorithms: tuple[str, ...],
     bar: ByteProgress,
     out: Digests,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     """Run ``tasks`` on ``readers``, :data:`READERS_WINDOW` per thread in flight at a time;
     ``task`` is :func:`hash_task` with its options."""
     cost = np.asarray(sizes, dtype=np.int64)
-    running: dict[Future[TaskResult], int] = {}  # each task's planned bytes
+    running: dict[Future[ReadResult], int] = {}  # each task's planned bytes
 
-    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+    def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
         future = readers.submit(task, root, [paths[i] for i in rows], algorithms, NullBoard())
         running[future] = int(cost[rows].sum())
         return future

@@ -15,6 +15,7 @@ import json
 import os
 import re
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -175,17 +176,101 @@ def held_digests(datasets: pa.Table) -> list[str]:
     return held
 
 
-def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Describe the cache tables in ``tables_dir``.
+@dataclass
+class InfoReport:
+    """What a cache folder holds, who wrote it, and whether ONE-api can use it.
+
+    Attributes
+    ----------
+    tables : pathlib.Path
+        The folder of the tables, resolved.
+    sessions, datasets : int
+        Rows of each table.
+    bytes : int
+        Total ``file_size`` of the datasets that exist.
+    missing_datasets : int
+        Datasets marked ``exists`` false.
+    labs : list of str
+        The labs of the sessions, sorted.
+    subjects : int
+        Distinct subjects.
+    first_date, last_date : str or None
+        The range of session dates (ISO), None without dates.
+    created : str or None
+        The earliest ``date_created`` of ONE-api's metadata.
+    origin : object
+        The ``origin`` of ONE-api's metadata (the folder indexed), None if not recorded.
+    id_kind : str
+        How the ids were made (alfcache's, ONE-api's hashed, UUIDs, ...).
+    digests : list of str
+        The digests the datasets table holds (``md5``, ``xxh3``).
+    alfcache_version : str or None
+        The alfcache that wrote the tables; None when alfcache did not.
+    options : dict or None
+        alfcache's run options, or None.
+    errors, warnings : list of str
+        What breaks ONE-api's loading or queries, and what costs something.
+    """
+
+    tables: Path
+    sessions: int
+    datasets: int
+    bytes: int
+    missing_datasets: int
+    labs: list[str]
+    subjects: int
+    first_date: str | None
+    last_date: str | None
+    created: str | None
+    origin: object
+    id_kind: str
+    digests: list[str]
+    alfcache_version: str | None
+    options: dict[str, Any] | None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the tables meet what ONE-api needs (no error)."""
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as ``alfcache info --json`` prints it (ONE-api's verdict as ``one_api``)."""
+        return {
+            "tables": str(self.tables),
+            "sessions": self.sessions,
+            "datasets": self.datasets,
+            "bytes": self.bytes,
+            "missing_datasets": self.missing_datasets,
+            "labs": list(self.labs),
+            "subjects": self.subjects,
+            "first_date": self.first_date,
+            "last_date": self.last_date,
+            "created": self.created,
+            "origin": self.origin,
+            "id_kind": self.id_kind,
+            "digests": list(self.digests),
+            "alfcache_version": self.alfcache_version,
+            "options": self.options,
+            "one_api": {"ok": self.ok, "errors": self.errors, "warnings": self.warnings},
+        }
+
+
+def info(tables_dir: str | os.PathLike[str]) -> InfoReport:
+    """Describe the cache tables in ``tables_dir``: what they hold, whether ONE-api can use them.
+
+    Works on tables written by alfcache and by one-api (or Alyx) alike.
+
+    Parameters
+    ----------
+    tables_dir : str, pathlib.Path
+        The folder holding ``sessions.pqt`` and ``datasets.pqt``.
 
     Returns
     -------
-    dict
-        ``tables``, ``sessions``, ``datasets``, ``bytes`` (of datasets that exist),
-        ``missing_datasets`` (``exists`` false), ``labs``, ``subjects``, ``first_date``,
-        ``last_date``, ``created``, ``origin``, ``id_kind``, ``digests``, ``alfcache_version``
-        (None when alfcache did not write the tables), ``options`` (alfcache's run options, or
-        None) and ``one_api``: ``{"ok", "errors", "warnings"}``.
+    InfoReport
+        Its ``ok`` is False when ONE-api cannot use the tables (``errors`` say why).
 
     Raises
     ------
@@ -234,21 +319,22 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     # A date column of another type is an error above; no range is made up from it.
     dates = ses["date"].drop_nulls() if ses.schema.get("date") == pl.Date else None
     labs = sorted({lab for lab in ses["lab"].to_list() if lab}) if "lab" in ses.columns else []
-    return {
-        "tables": str(folder.resolve()),
-        "sessions": sessions.num_rows,
-        "datasets": datasets.num_rows,
-        "bytes": int(sizes.filter(exists).sum() or 0),
-        "missing_datasets": int((~exists).sum()),
-        "labs": labs,
-        "subjects": ses["subject"].n_unique() if "subject" in ses.columns else 0,
-        "first_date": str(dates.min()) if dates is not None and len(dates) else None,
-        "last_date": str(dates.max()) if dates is not None and len(dates) else None,
-        "created": created[0] if created else None,
-        "origin": metas[0].get("origin", metas[1].get("origin")),
-        "id_kind": id_kind,
-        "digests": record.get("digests", held_digests(datasets)),
-        "alfcache_version": record.get("version"),
-        "options": record.get("options"),
-        "one_api": {"ok": not errors, "errors": errors, "warnings": warnings},
-    }
+    return InfoReport(
+        tables=folder.resolve(),
+        sessions=sessions.num_rows,
+        datasets=datasets.num_rows,
+        bytes=int(sizes.filter(exists).sum() or 0),
+        missing_datasets=int((~exists).sum()),
+        labs=labs,
+        subjects=ses["subject"].n_unique() if "subject" in ses.columns else 0,
+        first_date=str(dates.min()) if dates is not None and len(dates) else None,
+        last_date=str(dates.max()) if dates is not None and len(dates) else None,
+        created=created[0] if created else None,
+        origin=metas[0].get("origin", metas[1].get("origin")),
+        id_kind=id_kind,
+        digests=record.get("digests", held_digests(datasets)),
+        alfcache_version=record.get("version"),
+        options=record.get("options"),
+        errors=errors,
+        warnings=warnings,
+    )

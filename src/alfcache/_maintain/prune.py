@@ -18,6 +18,7 @@ Differences from ONE-api 3.0.0, all on the side of deleting less or being correc
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import logging
 import os
@@ -33,6 +34,7 @@ import polars as pl
 from alfcache._alf.paths import session_folder
 from alfcache._cli.common import plural
 from alfcache._paths import shown
+from alfcache._records import Reason
 from alfcache._tables.build import resolve_clashes
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
@@ -42,7 +44,7 @@ from alfcache._tables.store import (
     SESSIONS_FILE,
     read_metadata,
 )
-from alfcache._walk.scan import Shard, scan_shards
+from alfcache._walk.scan import Start, scan_folders
 
 __all__ = ["remove_missing_datasets"]
 
@@ -334,29 +336,81 @@ def remove_missing_datasets(
         seconds.
     """
     cache_dir = Path(cache_dir)
+    paths = prune_locked(
+        cache_dir,
+        cache_dir,
+        tables,
+        remove_empty_sessions=remove_empty_sessions,
+        dry=dry,
+        lock_timeout=lock_timeout,
+        any_origin=any_origin,
+    )
     if dry:
-        return prune(cache_dir, tables, remove_empty_sessions, dry=True)
-    check_timeout(lock_timeout)
-    # Deleting by tables that an index run is replacing would go by a pair of two runs.
-    with out_dir_lock(cache_dir, lock_timeout):
+        # What one-api's remove_missing_datasets prints on a dry run, kept for parity: its
+        # callers read the listing there. alfcache's command line prints its own.
+        print("The following session and datasets would be removed:", end="\n\t")
+        print("\n\t".join(sorted(map(str, paths))))
+    return paths
+
+
+def prune_locked(
+    root: Path,
+    tables_dir: Path,
+    tables: Mapping[str, pd.DataFrame] | None,
+    *,
+    remove_empty_sessions: bool,
+    dry: bool,
+    lock_timeout: float,
+    any_origin: bool,
+) -> list[Path]:
+    """:func:`prune` under the lock of ``tables_dir`` (unless ``dry``), reading the tables there.
+
+    The lock an index run takes to write the tables is held from their reading to the last
+    deletion: deleting by tables that a run is replacing would go by a pair of two runs.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The data folder to prune.
+    tables_dir : pathlib.Path
+        The folder of ``sessions.pqt`` and ``datasets.pqt``.
+    tables : dict[str, pandas.DataFrame], optional
+        The tables, as :func:`read_cache_tables` returns them; None reads them from
+        ``tables_dir`` and (unless ``dry``) checks them with :func:`check_prune_tables`.
+    remove_empty_sessions, dry, lock_timeout, any_origin
+        As for :func:`remove_missing_datasets`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths removed (or, when ``dry``, to be removed), sorted.
+    """
+    if not dry:
+        check_timeout(lock_timeout)
+    # A dry run deletes nothing, and a missing folder holds no tables to guard (reading them
+    # reports it).
+    locked = not dry and tables_dir.is_dir()
+    with out_dir_lock(tables_dir, lock_timeout) if locked else contextlib.nullcontext():
         if tables is None:
-            tables = read_cache_tables(cache_dir)
-            check_prune_tables(cache_dir, cache_dir, any_origin)
-        return prune(cache_dir, tables, remove_empty_sessions, dry=False)
+            tables = read_cache_tables(tables_dir)
+            if not dry:
+                check_prune_tables(tables_dir, root, any_origin)
+        return prune(root, tables, remove_empty_sessions, dry)
 
 
 def prune(
     cache_dir: Path,
-    tables: Mapping[str, pd.DataFrame] | None,
+    tables: Mapping[str, pd.DataFrame],
     remove_empty_sessions: bool,
     dry: bool,
 ) -> list[Path]:
-    """:func:`remove_missing_datasets` without the lock: the caller holds it when not ``dry``."""
-    if tables is None:
-        tables = read_cache_tables(cache_dir)
+    """:func:`remove_missing_datasets` without the lock: the caller holds it when not ``dry``.
+
+    Returns the paths removed, or when ``dry`` the paths to be removed, sorted; prints nothing.
+    """
     in_cache = _table_datasets(tables)
 
-    scan = scan_shards(os.path.abspath(cache_dir), [Shard("", True)])
+    scan = scan_folders(os.path.abspath(cache_dir), [Start("", True)])
     if scan.skipped:
         _logger.warning(
             "%d entries were not scanned and anything below them is left alone, e.g. %s: %s",
@@ -382,7 +436,7 @@ def prune(
     # Nothing below a folder the indexer leaves out is touched (a clash folder, a folder it
     # could not list, a link it does not follow, a nested session): the tables say nothing
     # about what lies there, so "not in the tables" does not mean "not wanted".
-    left_out = {s.path for s in scan.skipped if s.reason != "empty_file"}
+    left_out = {s.path for s in scan.skipped if s.reason != Reason.EMPTY_FILE}
     left_out |= {s.path for s in resolve_clashes(pl.from_arrow(scan.sessions))[1]}
     candidates: set[str] = set()
     if remove_empty_sessions:
@@ -397,8 +451,6 @@ def prune(
     to_delete = {cache_dir / p for p in chosen}
 
     if dry:
-        print("The following session and datasets would be removed:", end="\n\t")
-        print("\n\t".join(sorted(map(str, to_delete))))
         return sorted(to_delete)
 
     walked = {

@@ -31,12 +31,15 @@ from alfcache._digest.checkpoint import digest_with_checkpoint
 from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
+from alfcache._records import Reason, Skip
 from alfcache._tables.build import Tables, datasets_table, sessions_table
 from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
+from alfcache._tables.schema import (
+    MTIME_COLUMN,
+    SESSION_KEY,
+)
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
-from alfcache._walk.scan import NEAR_MISS, Skip
 
 DATASET_KEY = ["eid", "rel_path"]
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
@@ -264,14 +267,14 @@ class Plan:
         total = datasets.filter(pl.col("exists"))["file_size"].sum()
         # A file gone before it was read is not indexed; one that could not be read or kept
         # changing is, without a digest.
-        gone = [s for s in digests.skipped if s.reason == "vanished"]
+        gone = [s for s in digests.skipped if s.reason == Reason.VANISHED]
         return Tables(
             sessions=self.sessions,
             datasets=datasets_table(datasets, self.algorithms),
             skipped=self.skipped + gone,
             bytes=int(total or 0),
             files=datasets.select("session", MTIME_COLUMN),
-            notices=self.notices + [s for s in digests.skipped if s.reason != "vanished"],
+            notices=self.notices + [s for s in digests.skipped if s.reason != Reason.VANISHED],
         )
 
 
@@ -379,7 +382,7 @@ def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]
     return paths
 
 
-_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date"})
+_WALKED = frozenset({Reason.NEAR_MISS, Reason.INVALID_NUMBER, Reason.INVALID_DATE})
 """Reasons of folders the walk went through (seen, just not a session of their own): nothing
 below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
 must not stop an update dropping what vanished elsewhere."""

@@ -40,19 +40,32 @@ from alfcache._exceptions import BadArgument
 from alfcache._index import resolve_n_jobs, resolve_root, start_walk
 from alfcache._maintain.info import held_digests
 from alfcache._paths import shown
+from alfcache._records import Skip
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
 from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
-from alfcache._walk.scan import Skip
 
 DATASET_KEY = (*SESSION_KEY, "rel_path")
 
 
 @dataclass(frozen=True, order=True)
 class Difference:
-    """One way the tables and the disk disagree (see the module docstring for the kinds)."""
+    """One way the tables and the disk disagree.
+
+    Attributes
+    ----------
+    path : str
+        Relative to the root; for rows of the tables, the path ONE-api rebuilds from them.
+    kind : str
+        What differs: ``missing_file``, ``size_mismatch``, ``md5_mismatch``, ``extra_file``, ...
+        (the list is in :mod:`alfcache._maintain.verify`'s docstring).
+    expected : object
+        What the tables say; None where they have nothing (no row).
+    found : object
+        What the disk says; None where it has nothing (no file).
+    """
 
     path: str
     kind: str
@@ -65,7 +78,7 @@ class Difference:
 
 @dataclass
 class VerifyReport:
-    """What ``verify`` compared and found."""
+    """What :func:`verify` compared and found; ``ok`` when the tables match the disk."""
 
     root: Path
     tables_dir: Path

@@ -17,6 +17,7 @@ from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.ids import uuid3_strings
 from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
+from alfcache._records import NOTICE_REASONS, Reason, Skip
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
     DIGEST_COLUMNS,
@@ -24,14 +25,7 @@ from alfcache._tables.schema import (
     QC_LEVELS,
     SESSIONS_SCHEMA,
 )
-from alfcache._walk.scan import (
-    DATASET_BATCH_SCHEMA,
-    NEAR_MISS,
-    NOTICE_REASONS,
-    SESSION_BATCH_SCHEMA,
-    ScanResult,
-    Skip,
-)
+from alfcache._walk.scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult
 
 _SHOWN = 5  # sessions named in a LabConflict message
 _QC = pl.Enum(QC_LEVELS)
@@ -98,7 +92,7 @@ def resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
     skipped = [
         Skip(
             row["session"],
-            "session_clash",
+            Reason.SESSION_CLASH,
             f"same session as {row['kept']!r} (lab, subject, date and number); not indexed",
         )
         for row in lost.iter_rows(named=True)
@@ -121,7 +115,7 @@ def _without_echoes(skipped: list[Skip]) -> list[Skip]:
         parts = record.path.split("/")
         return any("/".join(parts[:end]) in folders for end in range(1, len(parts)))
 
-    return [s for s in skipped if s.reason != NEAR_MISS or not echoes(s)]
+    return [s for s in skipped if s.reason != Reason.NEAR_MISS or not echoes(s)]
 
 
 def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[list[Skip], str]:
@@ -153,7 +147,7 @@ def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[li
         notices.append(
             Skip(
                 row["session"] or ".",
-                "not_loadable",
+                Reason.NOT_LOADABLE,
                 f"indexed, but ONE-api looks for this session in {row['expected']}{instead}",
             )
         )
