@@ -11,7 +11,7 @@ from typing import Any
 from alfcache._cli.common import add_common, plural, print_json, say
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "info", help="what a cache folder holds, who wrote it, and whether ONE-api can load it"
     )
