@@ -203,7 +203,7 @@ def remove_cache_table_files(
     """
     folder = Path(folder)
     check_timeout(lock_timeout)
-    removed = []
+    removed: list[Path] = []
     names = (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables))
     if not folder.is_dir():  # nothing to remove, and nowhere to put a lock
         for name in names:
@@ -235,9 +235,10 @@ def _min_api_version(file: Path) -> str | None:
     """The ``min_api_version`` in a table's ``one_metadata``, if any."""
     metadata = pq.read_schema(file).metadata or {}
     try:
-        return json.loads(metadata[b"one_metadata"]).get("min_api_version")
+        version: str | None = json.loads(metadata[b"one_metadata"]).get("min_api_version")
     except (KeyError, ValueError, AttributeError):
         return None
+    return version
 
 
 def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
