@@ -277,7 +277,7 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     record = read_provenance(datasets.schema.metadata)
     metas = [_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
     created = sorted(str(m["date_created"]) for m in metas if "date_created" in m)
-    ses = pl.from_arrow(
+    ses = pl.DataFrame(
         sessions.select([c for c in ("lab", "subject", "date") if c in sessions.column_names])
     )
     exists = (
