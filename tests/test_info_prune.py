@@ -16,6 +16,7 @@ import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly
 
 import alfcache
 from alfcache._cli.main import main as cli_main
@@ -25,9 +26,7 @@ SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int | str | None, str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly
 
 import alfcache
 from alfcache._cli.main import main as cli_main
@@ -32,9 +32,7 @@ FILES = [
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[object, str]:

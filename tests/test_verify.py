@@ -23,6 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import test_faults
 import xxhash
+from _helpers import index_quietly
 from test_faults import ENV, User
 
 import alfcache
@@ -40,9 +41,7 @@ public_tmp = test_faults.public_tmp
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _verify(
