@@ -4,16 +4,27 @@ from __future__ import annotations
 
 import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import alfcache
 
 
 def index_quietly(
-    root: str | os.PathLike[str], out: str | os.PathLike[str] | None = None, **kwargs: Any
+    root_dir: str | os.PathLike[str], out_dir: str | os.PathLike[str] | None = None, **kwargs: Any
 ) -> alfcache.IndexReport:
     """``alfcache.index`` with its RuntimeWarnings silenced (tests that check warnings do so
     directly)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, **kwargs)
+        return alfcache.index(root_dir, out_dir, **kwargs)
+
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+"""This checkout's package, first on a subprocess's ``PYTHONPATH`` so that it runs this code."""
+
+
+def python_env(*first: str | os.PathLike[str], **variables: str) -> dict[str, str]:
+    """This process's environment with ``PYTHONPATH`` set to ``first``'s folders then
+    :data:`SRC`, and ``variables`` added: for a command line run as a subprocess."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*first, SRC))), **variables}

@@ -22,6 +22,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env
 from _procs import alive, comm, descendants
 
 import alfcache
@@ -29,7 +30,6 @@ import alfcache._index
 from alfcache import _processes as _executor
 from alfcache._walk.engine import GAIN, HOLD, Depth
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 SPIKES = "alf/spikes.times.npy"
 DEADLINE = 120.0
 
@@ -76,11 +76,7 @@ def _cli(
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_LISTING_SECONDS": str(seconds),
-    }
+    env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS=str(seconds))
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
         [*cmd, "--json", "--quiet", *options],
@@ -196,11 +192,7 @@ def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
     hooks = tmp_path / "hooks"
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_LISTING_SECONDS": "0.3",
-    }
+    env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS="0.3")
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(tmp_path)]
     proc = subprocess.Popen(
         [*cmd, "--jobs", "2", "--io-depth", "2", "--quiet"],
@@ -289,7 +281,7 @@ def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) ->
     )
     done = subprocess.run(
         [sys.executable, str(script), str(root), str(tmp_path / "out")],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=DEADLINE,

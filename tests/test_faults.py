@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env
 from _procs import (
     alive,
     cmdline,
@@ -48,8 +49,7 @@ import alfcache._tables.store
 from alfcache._cli.main import main as cli_main
 from alfcache._processes import WORKER_NAME
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-ENV = {**os.environ, "PYTHONPATH": str(SRC)}
+ENV = python_env()
 TABLE_FILES = {"sessions.pqt", "datasets.pqt"}
 SPIKES = "alf/spikes.times.npy"
 SPARSE_SIZE = 1 << 36  # 64 GiB of holes: minutes of MD5, no disk space
@@ -225,7 +225,7 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     proc = subprocess.Popen(
         # 4 listings in flight: about 250 listings of 0.3 s last 20 s, the kill comes at 1 s
         [*map(str, cmd), "--io-depth", "4", "--quiet"],
-        env={**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}"},
+        env=python_env(hooks),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,7 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xxhash
-from _helpers import index_quietly
+from _helpers import index_quietly, python_env
 from _inject import change_on_read, grow_on_read, rewrite_in_place
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -45,7 +45,6 @@ from alfcache._tables.schema import DATASETS_SCHEMA, forbidden_extra_columns
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 JOBS = [1, 2]
-SRC = Path(alfcache.__file__).parent.parent
 SESSION = "lab/Subjects/s1/2021-01-01/001"
 
 
@@ -528,7 +527,7 @@ def test_unreadable_file_as_another_user(world_readable_dir: Path, make_files: M
             *(sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)),
             *("--hash", "md5", "--jobs", "1", "--json"),
         ],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import python_env
 from _procs import (
     cmdline,
     comm,
@@ -37,7 +38,6 @@ import alfcache
 from alfcache._processes import WORKER_NAME
 from alfcache._synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 RUNS = 24
 SEED = 8
 EARLIEST, LATEST = 0.05, 1.5
@@ -100,12 +100,9 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
     hooks.mkdir()
     (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
     started = tmp_path / "started"
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_PARENT": str(os.getpid()),
-        "ALFCACHE_TEST_STARTED": str(started),
-    }
+    env = python_env(
+        hooks, ALFCACHE_TEST_PARENT=str(os.getpid()), ALFCACHE_TEST_STARTED=str(started)
+    )
     rng = random.Random(SEED)
     failures: list[str] = []
     for run in range(RUNS):
@@ -286,11 +283,7 @@ def _child(
     (hooks / "sitecustomize.py").write_text(hook)
     proc = subprocess.Popen(
         [sys.executable, *args],
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(map(str, (hooks, TESTS, SRC))),
-            **(env or {}),
-        },
+        env=python_env(hooks, TESTS, **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env
 
 import alfcache
 from alfcache import BadArgument, MergeFailed
@@ -34,7 +35,6 @@ from alfcache._maintain.merge import merge_parts
 from alfcache._synth import make_tree
 from alfcache._walk.scan import Shard, scan_shards
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
 SPIKES = "alf/spikes.times.npy"
 AWKWARD = [
@@ -58,7 +58,7 @@ def tree(tmp_path: Path, make_files: Any) -> Path:
 def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "alfcache", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})},
+        env=python_env(**(env or {})),
         capture_output=True,
         text=True,
         timeout=120,

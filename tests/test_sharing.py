@@ -10,17 +10,16 @@ a test where only one of them did could pass by luck.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
+from _helpers import python_env
 
 import alfcache
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 SPIKES = "alf/spikes.times.npy"
 DEADLINE = 120.0
 
@@ -52,12 +51,11 @@ def _slow_run(
     hooks = tmp_path / "hooks"
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_SLOW_LISTINGS": str(delay),
+    env = python_env(
+        hooks,
+        ALFCACHE_TEST_SLOW_LISTINGS=str(delay),
         **({"ALFCACHE_TEST_LATE_WORKERS": "1"} if late else {}),
-    }
+    )
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
         [*cmd, "--jobs", "2", "--json", "--quiet", *options],

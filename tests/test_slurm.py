@@ -25,6 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env
 from _inject import READ_HOOKS
 from test_shards import assert_same_tables
 
@@ -34,7 +35,6 @@ from alfcache._synth import make_tree
 from alfcache._tables.lock import LOCK_FILE
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
 SCRIPT = REPO / "scripts" / "slurm-index.sbatch"
 README = (REPO / "README.md").read_text()
 # States after which a job never runs again (scontrol's JobState).
@@ -108,7 +108,7 @@ def _variables(tmp_path: Path, root: Path, **values: str) -> dict[str, str]:
         **values,
     }
     assert set(values) - {"PYTHONPATH", "READ_LOG", "READ_DELAY"} == _readme_variables()
-    return {**os.environ, "PYTHONPATH": str(SRC), **values}
+    return python_env(**values)
 
 
 def _submit(argv: list[str], tmp_path: Path, env: dict[str, str]) -> tuple[list[str], str]:
@@ -363,7 +363,7 @@ def test_readme_slurmcluster_recipe_equals_the_default_backend(tmp_path: Path) -
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,  # the workers' jobs are submitted from here
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=WAIT,
