@@ -28,3 +28,12 @@ def python_env(*first: str | os.PathLike[str], **variables: str) -> dict[str, st
     """This process's environment with ``PYTHONPATH`` set to ``first``'s folders then
     :data:`SRC`, and ``variables`` added: for a command line run as a subprocess."""
     return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*first, SRC))), **variables}
+
+
+def with_sitecustomize(tmp_path: Path, code: str) -> Path:
+    """``tmp_path/hooks`` holding ``code`` as its ``sitecustomize.py``: every Python process
+    started with that folder on ``PYTHONPATH`` (:func:`python_env`) runs it first."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir(exist_ok=True)
+    (hooks / "sitecustomize.py").write_text(code)
+    return hooks

@@ -22,7 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import python_env
+from _helpers import python_env, with_sitecustomize
 from _inject import READ_HOOKS, rewrite_in_place
 from _procs import restore_sigint
 
@@ -50,9 +50,7 @@ def tree(tmp_path: Path) -> Path:
 
 
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
+    hooks = with_sitecustomize(tmp_path, READ_HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args)],
         env=python_env(hooks, **env),

@@ -22,7 +22,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from _helpers import python_env
+from _helpers import python_env, with_sitecustomize
 from _procs import alive, comm, descendants
 
 import alfcache
@@ -73,9 +73,7 @@ def _cli(
     tmp_path: Path, root: Path, out: Path, *options: str, seconds: float = 0.0
 ) -> dict[str, Any]:
     """``alfcache index ROOT --json`` with listings that sleep ``seconds``; its summary."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
     env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS=str(seconds))
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
@@ -189,9 +187,7 @@ def test_links_followed_across_processes(tmp_path: Path) -> None:
 
 def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
     root = _sessions(tmp_path / "data", 40)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
     env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS="0.3")
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(tmp_path)]
     proc = subprocess.Popen(

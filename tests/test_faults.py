@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
-from _helpers import SRC, python_env
+from _helpers import SRC, python_env, with_sitecustomize
 from _procs import (
     alive,
     cmdline,
@@ -218,9 +218,7 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     root = make_files(tmp_path / "data", [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(60)])
     out = tmp_path / "out"
     before = _previous_tables(root, out)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_WALK)
+    hooks = with_sitecustomize(tmp_path, SLOW_WALK)
     cmd = [sys.executable, "-m", "alfcache", "index", root, "--out-dir", out, "--jobs", "2"]
     proc = subprocess.Popen(
         # 4 listings in flight: about 250 listings of 0.3 s last 20 s, the kill comes at 1 s

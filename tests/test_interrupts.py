@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _helpers import python_env
+from _helpers import python_env, with_sitecustomize
 from _procs import (
     cmdline,
     comm,
@@ -96,9 +96,7 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
     out = tmp_path / "out"
     alfcache.make_parquet_db(root, out, n_jobs=1)
     before = _snapshot(out)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
     started = tmp_path / "started"
     env = python_env(
         hooks, ALFCACHE_TEST_PARENT=str(os.getpid()), ALFCACHE_TEST_STARTED=str(started)
@@ -278,9 +276,7 @@ def _child(
     tmp_path: Path, hook: str, args: list[str], env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` with ``hook`` as its sitecustomize; kill what it leaves behind."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(hook)
+    hooks = with_sitecustomize(tmp_path, hook)
     proc = subprocess.Popen(
         [sys.executable, *args],
         env=python_env(hooks, TESTS, **(env or {})),

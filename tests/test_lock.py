@@ -20,7 +20,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
-from _helpers import python_env
+from _helpers import python_env, with_sitecustomize
 
 import alfcache
 from alfcache import OutDirLocked
@@ -57,9 +57,7 @@ if _mark:
 
 
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args), "--jobs", "1", "--quiet"],
         env=python_env(hooks, **env),
@@ -200,9 +198,7 @@ def test_cli_bad_lock_timeout(tmp_path: Path) -> None:
 
 
 def _prune(tmp_path: Path, root: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "prune", str(root), "--apply", *args],
         env=python_env(hooks, **env),

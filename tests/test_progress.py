@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from _helpers import python_env
+from _helpers import python_env, with_sitecustomize
 
 import alfcache._digest.read
 from alfcache._digest.read import FileBoard
@@ -78,9 +78,7 @@ def _tree(root: Path, sessions: int, size: int = 100) -> Path:
 
 
 def _index(tmp_path: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.run(
         [sys.executable, "-m", "alfcache", "index", *args],
         env=python_env(

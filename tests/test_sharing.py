@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from _helpers import python_env
+from _helpers import python_env, with_sitecustomize
 
 import alfcache
 
@@ -48,9 +48,7 @@ def _slow_run(
 ) -> dict[str, Any]:
     """``alfcache index ROOT --jobs 2 --json`` with listings of ``delay`` seconds and, when
     ``late``, late workers; a run that does not end within DEADLINE fails the test."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
     env = python_env(
         hooks,
         ALFCACHE_TEST_SLOW_LISTINGS=str(delay),

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from _helpers import SRC, python_env
+from _helpers import SRC, python_env, with_sitecustomize
 from _inject import READ_HOOKS
 from test_shards import assert_same_tables
 
@@ -257,9 +257,7 @@ def test_time_limit_checkpoints_and_the_resubmitted_task_reads_the_rest(tmp_path
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
             f.truncate(8 << 20)  # sparse, and a reading task of its own
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
+    hooks = with_sitecustomize(tmp_path, READ_HOOKS)
     first, second = tmp_path / "read1.log", tmp_path / "read2.log"
     env = _variables(
         tmp_path,
