@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -37,3 +39,22 @@ def with_sitecustomize(tmp_path: Path, code: str) -> Path:
     hooks.mkdir(exist_ok=True)
     (hooks / "sitecustomize.py").write_text(code)
     return hooks
+
+
+def run_alfcache(
+    *args: str | os.PathLike[str],
+    cwd: Path | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = 120,
+) -> subprocess.CompletedProcess[str]:
+    """``python -m alfcache ARGS`` as a subprocess, its output captured as text (a failed run
+    raises nothing: the test reads its exit code)."""
+    return subprocess.run(
+        [sys.executable, "-m", "alfcache", *map(str, args)],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import index_quietly
+from _helpers import index_quietly, run_alfcache
 from one.alf.cache import QC_TYPE as ONE_QC_TYPE
 
 import alfcache
@@ -739,14 +739,7 @@ def test_undecodable_folder_name_does_not_crash(tmp_path: Path, make_files: Make
 
 
 def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alfcache", "index", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+    return run_alfcache("index", *args, cwd=cwd)
 
 
 def _one_error_line(stderr: str) -> str:
