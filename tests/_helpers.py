@@ -6,10 +6,12 @@ import os
 import subprocess
 import sys
 import warnings
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import alfcache
+from alfcache._cli.main import main as cli_main
 
 
 def index_quietly(
@@ -58,3 +60,11 @@ def run_alfcache(
         timeout=timeout,
         check=False,
     )
+
+
+def exit_code(argv: Sequence[str]) -> int | str | None:
+    """The command line's exit code, run in this process, also when argparse exits."""
+    try:
+        return cli_main(argv)
+    except SystemExit as exc:
+        return exc.code

@@ -16,10 +16,9 @@ import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import index_quietly
+from _helpers import exit_code, index_quietly
 
 import alfcache
-from alfcache._cli.main import main as cli_main
 from alfcache._synth import LABS, TreeSummary, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"
@@ -30,10 +29,7 @@ def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int | str | None, str, str]:
-    try:
-        code = cli_main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
+    code = exit_code(argv)
     out, err = capsys.readouterr()
     return code, out, err
 

@@ -16,10 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import index_quietly
+from _helpers import exit_code, index_quietly
 
 import alfcache
-from alfcache._cli.main import main as cli_main
 from alfcache._exceptions import BadArgument
 from alfcache._maintain.info import info
 
@@ -36,11 +35,7 @@ def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[object, str]:
-    try:
-        code: object = cli_main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    return exit_code([str(a) for a in argv]), capsys.readouterr().err
 
 
 def _files(root: Path) -> list[str]:

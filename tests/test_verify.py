@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import pytest
 import test_faults
 import xxhash
-from _helpers import index_quietly
+from _helpers import exit_code, index_quietly
 from test_faults import ENV, User
 
 import alfcache
@@ -265,14 +265,6 @@ def test_first_differences_on_stderr(tree: Path, capsys: pytest.CaptureFixture[s
 BadInput = Callable[[Path], list[str]]
 
 
-def _exit_code(argv: list[str]) -> int | str | None:
-    """The command line's exit code, also when argparse exits."""
-    try:
-        return cli_main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
@@ -286,7 +278,7 @@ def test_bad_input_exits_2(
 ) -> None:
     make_tree(tmp_path / "data", 1, empty_every=0)
     (tmp_path / "empty").mkdir()
-    assert _exit_code(["verify", *make_args(tmp_path)]) == 2
+    assert exit_code(["verify", *make_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("alfcache: error: ") and message in err
 
