@@ -68,3 +68,8 @@ def exit_code(argv: Sequence[str]) -> int | str | None:
         return cli_main(argv)
     except SystemExit as exc:
         return exc.code
+
+
+def snapshot(out: Path) -> dict[str, bytes]:
+    """Every file in ``out`` with its bytes (so a temporary file left behind shows too)."""
+    return {p.name: p.read_bytes() for p in out.iterdir()}

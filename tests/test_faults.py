@@ -33,7 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
-from _helpers import SRC, python_env, with_sitecustomize
+from _helpers import SRC, python_env, snapshot, with_sitecustomize
 from _procs import (
     alive,
     cmdline,
@@ -105,14 +105,9 @@ def _one_error_line(stderr: str, *fragments: str) -> str:
     return lines[0]
 
 
-def _snapshot(out: Path) -> dict[str, bytes]:
-    """Every file in ``out`` with its bytes (so a temporary file left behind shows too)."""
-    return {p.name: p.read_bytes() for p in out.iterdir()}
-
-
 def _previous_tables(root: Path, out: Path) -> dict[str, bytes]:
     alfcache.make_parquet_db(root, out, n_jobs=1)
-    before = _snapshot(out)
+    before = snapshot(out)
     assert set(before) == TABLE_FILES
     return before
 
@@ -194,7 +189,7 @@ def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
     assert code == 1
     _one_error_line(stderr, "alfcache: error: a hashing worker died", "SIGKILL", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -242,7 +237,7 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     assert code == 1, stderr
     _one_error_line(stderr, "alfcache: error: a scan worker died", "SIGKILL", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -267,7 +262,7 @@ def test_ctrl_c_mid_run(slow_tree: Path, tmp_path: Path, jobs: str, target: str)
     assert code == -signal.SIGINT  # a shell shows 130 (alfcache.__main__ says why)
     _one_error_line(stderr, "alfcache: interrupted", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -288,7 +283,7 @@ def test_ctrl_c_while_workers_hash(slow_tree: Path, tmp_path: Path, target: str)
     assert code == -signal.SIGINT  # a shell shows 130 (alfcache.__main__ says why)
     _one_error_line(stderr, "alfcache: interrupted", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -342,7 +337,7 @@ def test_full_disk_during_the_write(small_disk: Path, tmp_path: Path, make_files
     assert code == 1
     _one_error_line(stderr, "alfcache: error:", "No space left on device", "unchanged")
     assert stdout == ""
-    assert _snapshot(small_disk) == before
+    assert snapshot(small_disk) == before
 
 
 def test_full_disk_cli_message(
@@ -365,7 +360,7 @@ def test_full_disk_cli_message(
     captured = capsys.readouterr()
     assert code == 1
     _one_error_line(captured.err, "No space left on device", "unchanged")
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_full_output_disk_is_found_before_any_file_is_read(
@@ -396,7 +391,7 @@ def test_full_output_disk_is_found_before_any_file_is_read(
         "found before reading any file",
         "the previous tables are unchanged",
     )
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_full_tmpfs_is_found_before_any_file_is_read(
@@ -537,7 +532,7 @@ def test_unreadable_root(public_tmp: Path, make_files: Any, unprivileged: User) 
     code, _, stderr = _run([root, "--out-dir", out, "--jobs", "1"], unprivileged)
     assert code == 2
     _one_error_line(stderr, "alfcache: error: cannot read root folder", str(root))
-    assert _snapshot(out) == before  # not overwritten by empty tables
+    assert snapshot(out) == before  # not overwritten by empty tables
 
 
 def test_output_folder_not_writable(public_tmp: Path, make_files: Any, unprivileged: User) -> None:
@@ -551,7 +546,7 @@ def test_output_folder_not_writable(public_tmp: Path, make_files: Any, unprivile
     code, _, stderr = _run([root, "--out-dir", out, "--jobs", "2"], unprivileged)
     assert code == 2
     _one_error_line(stderr, "alfcache: error: cannot write in output folder", str(out))
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 # --------------------------------------------------------------------------------------------

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
-from _helpers import python_env, with_sitecustomize
+from _helpers import python_env, snapshot, with_sitecustomize
 from _procs import (
     cmdline,
     comm,
@@ -77,10 +77,6 @@ def _is_walk_worker(pid: int) -> bool:
     return comm(pid) == WORKER_NAME or b"popen_loky" in cmdline(pid)
 
 
-def _snapshot(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in out.iterdir()}
-
-
 def _wait_until_started(proc: subprocess.Popen[str], started: Path) -> None:
     end = time.monotonic() + 60.0
     while time.monotonic() < end and proc.poll() is None:
@@ -95,7 +91,7 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "data", 300).root
     out = tmp_path / "out"
     alfcache.make_parquet_db(root, out, n_jobs=1)
-    before = _snapshot(out)
+    before = snapshot(out)
     hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
     started = tmp_path / "started"
     env = python_env(
@@ -158,9 +154,9 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
             failures.append(f"{what}: processes {left} outlived the run")
-        if _snapshot(out) != before:
+        if snapshot(out) != before:
             failures.append(f"{what}: the previous tables changed")
-            before = _snapshot(out)
+            before = snapshot(out)
     if failures:
         pytest.fail("\n".join(failures))
 
