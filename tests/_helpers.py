@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow.parquet as pq
+
 import alfcache
 from alfcache._cli.main import main as cli_main
 
@@ -73,3 +75,22 @@ def exit_code(argv: Sequence[str]) -> int | str | None:
 def snapshot(out: Path) -> dict[str, bytes]:
     """Every file in ``out`` with its bytes (so a temporary file left behind shows too)."""
     return {p.name: p.read_bytes() for p in out.iterdir()}
+
+
+def spikes_tree(root: Path, subjects: int, per_subject: int = 1) -> Path:
+    """``subjects`` subjects below ``root``, each with ``per_subject`` sessions of one small
+    file (of its own content); returns ``root``."""
+    for s in range(subjects):
+        for d in range(per_subject):
+            path = root / f"s{s:02d}/2021-01-{d + 1:02d}/001/alf/spikes.times.npy"
+            path.parent.mkdir(parents=True)
+            path.write_bytes(f"{s}-{d}".encode())
+    return root
+
+
+def assert_same_rows(out1: Path, out2: Path) -> None:
+    """Both tables in ``out1`` hold rows, and equal those in ``out2`` (metadata aside)."""
+    for name in ("sessions.pqt", "datasets.pqt"):
+        one, two = pq.read_table(out1 / name), pq.read_table(out2 / name)
+        assert one.num_rows > 0, name
+        assert one.equals(two), name
