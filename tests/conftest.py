@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
@@ -48,3 +49,18 @@ def world_readable_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
+
+
+@pytest.fixture
+def one_api_tables(tmp_path: Path) -> tuple[Path, Path]:
+    """A 3-session tree (``data``) and the tables one-api's own ``make_parquet_db`` writes of it
+    (``tables``): random ids, no digests, no provenance."""
+    import one.alf.cache as reference  # imported here: most tests do not load one-api
+
+    root, tables = tmp_path / "data", tmp_path / "tables"
+    make_tree(root, 3, empty_every=0, max_file_size=64)
+    tables.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference.make_parquet_db(root, tables)
+    return root, tables

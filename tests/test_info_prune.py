@@ -7,12 +7,10 @@ import os
 import subprocess
 import sys
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -101,13 +99,10 @@ def test_info_human_output(tree: TreeSummary, capsys: pytest.CaptureFixture[str]
     assert lines["ONE-api"] == "can load these tables"
 
 
-def test_info_of_one_api_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root, tables = tmp_path / "data", tmp_path / "tables"
-    make_tree(root, 3, empty_every=0, max_file_size=64)
-    tables.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        reference.make_parquet_db(root, tables)
+def test_info_of_one_api_tables(
+    one_api_tables: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, tables = one_api_tables
     code, out, _ = _cli(capsys, "info", str(tables), "--json")
     summary = json.loads(out)
     assert code == 0

@@ -12,12 +12,10 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -218,14 +216,11 @@ def test_orphan_dataset(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert orphan["path"] == f"{eids[0]}/{rel_path}" and orphan["expected"] == eids[0]
 
 
-def test_tables_of_one_api_match_by_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_tables_of_one_api_match_by_identity(
+    one_api_tables: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
     """one-api's ids are random: rows are matched by lab, subject, date, number, rel_path."""
-    root, tables = tmp_path / "data", tmp_path / "tables"
-    make_tree(root, 3, empty_every=0, max_file_size=64)
-    tables.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        reference.make_parquet_db(root, tables)
+    root, tables = one_api_tables
     code, report, err = _verify(capsys, root, "--tables", str(tables), "--hashes")
     assert (code, report["differences"]) == (0, [])
     assert report["algorithms"] == []  # one-api writes '' for "not hashed"
