@@ -94,3 +94,11 @@ def assert_same_rows(out1: Path, out2: Path) -> None:
         one, two = pq.read_table(out1 / name), pq.read_table(out2 / name)
         assert one.num_rows > 0, name
         assert one.equals(two), name
+
+
+def write_file(root: Path, rel: str, content: bytes = b"0123456789") -> Path:
+    """Create the POSIX path ``rel`` below ``root`` (parents too) holding ``content``."""
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path

@@ -9,6 +9,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from _helpers import write_file
 
 from alfcache._synth import TreeSummary, make_tree
 
@@ -18,9 +19,7 @@ MakeFiles = Callable[[Path, Iterable[str]], Path]
 def _make_files(root: Path, rel_paths: Iterable[str], content: bytes = b"0123456789") -> Path:
     """Create each POSIX path below ``root`` (parents too) holding ``content``; returns root."""
     for rel in rel_paths:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        write_file(root, rel, content)
     return root
 
 
