@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 import alfcache
@@ -102,3 +103,8 @@ def write_file(root: Path, rel: str, content: bytes = b"0123456789") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)
     return path
+
+
+def read_tables(out: Path) -> tuple[pa.Table, pa.Table]:
+    """``sessions.pqt`` and ``datasets.pqt`` of the folder ``out``, as written."""
+    return pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")

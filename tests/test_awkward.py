@@ -22,9 +22,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
-from _helpers import index_quietly
+from _helpers import index_quietly, read_tables
 
 import alfcache
 import alfcache._index
@@ -46,7 +45,7 @@ def _index(root: Path, out: Path, **kwargs: Any) -> tuple[alfcache.IndexReport, 
     """Index with path ids (readable); returns the report and both tables."""
     kwargs.setdefault("hash_ids", False)
     report = index_quietly(root, out, **kwargs)
-    return report, pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
+    return report, *read_tables(out)
 
 
 def _reported(report: alfcache.IndexReport) -> list[tuple[str, str]]:

@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import index_quietly, run_alfcache
+from _helpers import index_quietly, read_tables, run_alfcache
 from one.alf.cache import QC_TYPE as ONE_QC_TYPE
 
 import alfcache
@@ -70,10 +70,6 @@ def basic(tmp_path: Path, make_files: MakeFiles) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _tables(out: Path) -> tuple[pa.Table, pa.Table]:
-    return pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
-
-
 def _rows(table: pa.Table, *columns: str) -> list[tuple[Any, ...]]:
     return sorted(zip(*(table[c].to_pylist() for c in columns), strict=True))
 
@@ -105,7 +101,7 @@ def _one_metadata(path: Path) -> dict[str, Any]:
 def test_schemas_and_types(small_tree: TreeSummary, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     report = index_quietly(small_tree.root, out, n_jobs=n_jobs)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
 
     assert sessions.column_names == SESSIONS_COLUMNS
     for name in ("id", "lab", "subject", "task_protocol", "projects"):
@@ -146,7 +142,7 @@ def test_schemas_and_types(small_tree: TreeSummary, tmp_path: Path, n_jobs: int)
 def test_small_tree_contents(small_tree: TreeSummary, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     index_quietly(small_tree.root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     expected_rel = sorted(f"{c}/{n}" if c else n for c, n in DATASET_FILES)
     by_session: dict[str, list[str]] = {}
     for eid, rel in _rows(datasets, "eid", "rel_path"):
@@ -208,7 +204,7 @@ def test_one_metadata(basic: Path, tmp_path: Path, n_jobs: int) -> None:
 def test_uuid_ids_from_alf_paths(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     index_quietly(basic, out, n_jobs=n_jobs)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     ses1 = "lab/Subjects/s1/2021-01-01/001"
     ses2 = "s2/2021-01-02/1"
     assert _rows(sessions, "id", "lab", "subject", "date", "number") == sorted(
@@ -233,7 +229,7 @@ def test_uuid_ids_from_alf_paths(basic: Path, tmp_path: Path, n_jobs: int) -> No
 def test_path_ids(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     index_quietly(basic, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sorted(sessions["id"].to_pylist()) == sorted(
         ["lab/s1/2021-01-01/001", "s2/2021-01-02/1", "s3/2021-01-03/002"]
     )
@@ -268,7 +264,7 @@ def test_ids_deterministic_across_runs_and_jobs(small_tree: TreeSummary, tmp_pat
     for i, n_jobs in enumerate([1, 1, 2]):
         out = tmp_path / f"out{i}"
         index_quietly(small_tree.root, out, n_jobs=n_jobs)
-        sessions, datasets = _tables(out)
+        sessions, datasets = read_tables(out)
         results.append(
             (
                 _rows(sessions, "id", "lab", "subject", "date", "number"),
@@ -296,7 +292,7 @@ def test_deep_tree_same_with_one_and_two_jobs(tmp_path: Path, make_files: MakeFi
         out = tmp_path / f"out{n_jobs}"
         report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
         assert (report.sessions, report.datasets) == (3, 5)
-        outs.append(_rows(_tables(out)[1], "eid", "id", "rel_path"))
+        outs.append(_rows(read_tables(out)[1], "eid", "id", "rel_path"))
     assert outs[0] == outs[1]
     assert ("s1/2021-01-01/001", "alf/probe00/x/y/z/spikes.times.npy") in [
         (eid, rel) for eid, _, rel in outs[0]
@@ -315,7 +311,7 @@ def test_deep_tree_same_with_one_and_two_jobs(tmp_path: Path, make_files: MakeFi
 def test_empty_session_folder_yields_a_row(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     index_quietly(basic, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert "s3/2021-01-03/002" in sessions["id"].to_pylist()
     assert "s3/2021-01-03/002" not in datasets["eid"].to_pylist()
 
@@ -337,7 +333,7 @@ def test_dataset_belongs_to_innermost_session(
     )
     out = tmp_path / "out"
     index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sorted(sessions["id"].to_pylist()) == ["lab/s1/2021-01-01/001", "s2/2021-02-02/002"]
     assert _rows(datasets, "eid", "rel_path") == [
         ("lab/s1/2021-01-01/001", "alf/spikes.times.npy"),
@@ -355,7 +351,7 @@ def test_root_is_a_session_folder(tmp_path: Path, make_files: MakeFiles, n_jobs:
     )
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert _rows(sessions, "id", "lab", "subject", "date", "number") == [
         ("mylab/s1/2021-01-01/001", "mylab", "s1", datetime.date(2021, 1, 1), 1)
     ]
@@ -374,7 +370,7 @@ def test_non_alf_files_skipped(tmp_path: Path, make_files: MakeFiles) -> None:
     make_files(root, [f"{ses}/{j}" for j in junk])
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=1)
-    _, datasets = _tables(out)
+    _, datasets = read_tables(out)
     assert datasets["rel_path"].to_pylist() == ["alf/spikes.times.npy"]
     assert report.ignored == len(junk)
 
@@ -396,7 +392,7 @@ def test_files_outside_sessions_skipped(
     )
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sessions["id"].to_pylist() == ["s1/2021-01-01/001"]
     assert datasets["id"].to_pylist() == ["s1/2021-01-01/001/alf/spikes.times.npy"]
     assert report.datasets == 1
@@ -418,7 +414,7 @@ def test_lab_fills_the_lab(tmp_path: Path, make_files: MakeFiles, n_jobs: int) -
     )
     out = tmp_path / "out"
     index_quietly(root, out, n_jobs=n_jobs, lab="mylab")
-    sessions, _ = _tables(out)
+    sessions, _ = read_tables(out)
     assert _rows(sessions, "subject", "lab") == [("s1", "mylab"), ("s2", "mylab")]
 
 
@@ -453,7 +449,7 @@ def test_empty_root(tmp_path: Path, make_files: MakeFiles, n_jobs: int) -> None:
     with pytest.warns(RuntimeWarning, match="No sessions found"):
         report = alfcache.index(root, out, n_jobs=n_jobs)
     assert (report.sessions, report.datasets) == (0, 0)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sessions.num_rows == 0 and datasets.num_rows == 0
     assert sessions.column_names == SESSIONS_COLUMNS
     assert datasets.column_names == DATASETS_COLUMNS
@@ -488,7 +484,7 @@ def test_sessions_without_datasets(tmp_path: Path, make_files: MakeFiles) -> Non
     with pytest.warns(RuntimeWarning, match="No datasets found"):
         report = alfcache.index(root, out, n_jobs=1)
     assert (report.sessions, report.datasets) == (2, 0)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sessions.num_rows == 2 and datasets.num_rows == 0
     assert datasets.column_names == DATASETS_COLUMNS
 
@@ -624,7 +620,7 @@ def test_file_sizes_and_hashes(tmp_path: Path, n_jobs: int) -> None:
         path.write_bytes(data)
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False, hash_files=True)
-    _, datasets = _tables(out)
+    _, datasets = read_tables(out)
     expected = sorted(
         (rel.replace("s1/", "", 1), len(data), hashlib.md5(data).hexdigest())
         for rel, data in contents.items()
@@ -656,7 +652,7 @@ def test_session_clash_keeps_padded_folder(
     )
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert _rows(sessions, "id", "number") == [("s1/2021-01-01/001", 1), ("s1/2021-01-01/2", 2)]
     assert _rows(datasets, "eid", "rel_path") == [
         ("s1/2021-01-01/001", "alf/from.padded.npy"),
@@ -677,7 +673,7 @@ def test_impossible_date_skipped(tmp_path: Path, make_files: MakeFiles, n_jobs: 
     )
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sessions["id"].to_pylist() == ["lab/s1/2021-02-28/001"]
     assert datasets["eid"].to_pylist() == ["lab/s1/2021-02-28/001"]
     assert [(s.path, s.reason) for s in report.skipped] == [
@@ -711,7 +707,7 @@ def test_non_ascii_digit_number_folder_does_not_crash(
     )
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=1, hash_ids=False)
-    sessions, _ = _tables(out)
+    sessions, _ = read_tables(out)
     assert "s2/2021-01-01/001" in sessions["id"].to_pylist()
     odd = [r for r in _rows(sessions, "subject", "number") if r[0] == "s1"]
     skipped = [s for s in report.skipped if s.path.startswith("s1/")]
@@ -727,7 +723,7 @@ def test_undecodable_folder_name_does_not_crash(tmp_path: Path, make_files: Make
         f.write(b"x")
     out = tmp_path / "out"
     report = index_quietly(root, out, n_jobs=1, hash_ids=False)
-    _, datasets = _tables(out)
+    _, datasets = read_tables(out)
     assert "s2/2021-01-01/001" in datasets["eid"].to_pylist()
     # the file that cannot be stored as UTF-8 is reported, not silently lost
     assert report.skipped

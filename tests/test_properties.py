@@ -15,9 +15,8 @@ import re
 import tempfile
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
-from _helpers import index_quietly
+from _helpers import index_quietly, read_tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from one.alf import spec
@@ -175,8 +174,7 @@ def _make_tree(base: Path, entries: list[tuple[str, ...]], links: list[tuple[str
 def _index(root: Path, out: Path, n_jobs: int, follow_symlinks: bool) -> tuple[object, ...]:
     report = index_quietly(root, out, n_jobs=n_jobs, follow_symlinks=follow_symlinks)
     return (
-        pq.read_table(out / "sessions.pqt"),
-        pq.read_table(out / "datasets.pqt"),
+        *read_tables(out),
         report.skipped,
         (report.sessions, report.datasets, report.bytes, report.ignored),
     )
