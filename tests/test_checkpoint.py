@@ -22,6 +22,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env, with_sitecustomize
 from _inject import READ_HOOKS, rewrite_in_place
 from _procs import restore_sigint
 
@@ -30,7 +31,6 @@ from alfcache._cli.main import main as cli_main
 from alfcache._digest.checkpoint import CHECKPOINT_FILE
 from alfcache._digest.read import ReadResult
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
 BIG = 8 << 20
 N_BIG = 6
@@ -50,12 +50,10 @@ def tree(tmp_path: Path) -> Path:
 
 
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
+    hooks = with_sitecustomize(tmp_path, READ_HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
+        env=python_env(hooks, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -26,6 +26,7 @@ from typing import Any
 import distributed
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env
 from distributed import Client, LocalCluster
 
 import alfcache
@@ -35,7 +36,6 @@ from alfcache._cli import main as _cli
 from alfcache._walk import dask as _dask
 from alfcache.synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
 AWKWARD = [
     "s1/2021-01-01/1/alf/from.unpadded.npy",  # clashes with 001 of the same day
@@ -304,7 +304,7 @@ def test_cli_with_a_local_cluster(tree: Path, tmp_path: Path) -> None:
     args += ["--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "alfcache", "index", str(tree), "--out-dir", tmp_path / "d", *args],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=120,

@@ -12,6 +12,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly
 from one.api import One
 
 import alfcache
@@ -48,9 +49,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def _index(root: Path, **kwargs: object) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, root, n_jobs=1, **kwargs)  # type: ignore[arg-type]
+    index_quietly(root, root, n_jobs=1, **kwargs)
 
 
 def _defaults(root: Path) -> dict[str, set[str]]:

@@ -26,6 +26,7 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env, run_alfcache
 
 import alfcache
 from alfcache import BadArgument, MergeFailed
@@ -34,7 +35,6 @@ from alfcache._maintain.merge import merge_parts
 from alfcache._walk.scan import Start, scan_folders
 from alfcache.synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
 SPIKES = "alf/spikes.times.npy"
 AWKWARD = [
@@ -56,13 +56,7 @@ def tree(tmp_path: Path, make_files: Any) -> Path:
 
 
 def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alfcache", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_alfcache(*args, env=python_env(**(env or {})))
 
 
 def _metadata(path: Path, run_options: bool) -> dict[bytes, object]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +16,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import exit_code, index_quietly
 
 import alfcache
-from alfcache._cli.main import main as cli_main
 from alfcache._exceptions import BadArgument
 
 FILES = [
@@ -31,17 +30,11 @@ FILES = [
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[object, str]:
-    try:
-        code: object = cli_main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    return exit_code([str(a) for a in argv]), capsys.readouterr().err
 
 
 def _files(root: Path) -> list[str]:

@@ -38,7 +38,7 @@ class Reason(str, Enum):
     # As a plain str everywhere it is shown: Enum's own str() and format() would give
     # "Reason.VANISHED" on some Python versions.
     def __str__(self) -> str:
-        return self.value
+        return str.__str__(self)
 
     def __format__(self, spec: str) -> str:
         return format(self.value, spec)

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
     from alfcache._maintain.info import InfoReport
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "info", help="what a cache folder holds, who wrote it, and whether ONE-api can load it"
     )

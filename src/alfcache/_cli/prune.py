@@ -22,7 +22,7 @@ from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "prune", help="list (or with --apply delete) files and sessions the tables do not hold"
     )

@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
 
 from alfcache._cli.common import add_common, plural, print_json, say
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``synth`` verb to the command line's subparsers."""
     synth = subparsers.add_parser("synth", help="generate a synthetic ALF tree (demo, benchmarks)")
     synth.add_argument("root", help="folder to write the tree into")

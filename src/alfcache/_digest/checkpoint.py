@@ -29,6 +29,7 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -58,7 +59,9 @@ class _Saver:
         self.meta = meta
         self.paths = paths
         """The files being read, in the order the reading's task rows refer to."""
-        self.columns: dict[str, list[object]] = {
+        # The checkpoint's columns in table order: path (str), size and mtime (int), then one
+        # of digests (str or None) per algorithm.
+        self.columns: dict[str, list[Any]] = {
             "path": [],
             "size": [],
             "mtime": [],
@@ -70,7 +73,7 @@ class _Saver:
         """The reading's callback: keep a finished task's digests, save now and then."""
         for i, row in enumerate(rows.tolist()):
             if result.sizes[i] >= 0:  # files that could not be hashed are read again
-                values = (self.paths[row], result.sizes[i], result.mtimes[i])
+                values: tuple[object, ...] = (self.paths[row], result.sizes[i], result.mtimes[i])
                 values += tuple(found[i] for found in result.digests)
                 for column, value in zip(self.columns.values(), values, strict=True):
                     column.append(value)
@@ -247,8 +250,9 @@ def digest_with_checkpoint(
         if isinstance(exc, Terminated):
             raise Terminated(f"{exc}; {saved}") from exc
         # Ctrl-C or a failure: the command line prints the note under its one line. Set as
-        # BaseException.add_note does, which Python 3.10 (still supported) lacks.
-        exc.__notes__ = [*getattr(exc, "__notes__", ()), saved]
+        # BaseException.add_note does, which Python 3.10 (still supported) lacks; so its type
+        # lacks __notes__ too, and mypy checks for 3.10.
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), saved]  # type: ignore[attr-defined]
         raise
     found.sizes[rest], found.mtimes[rest] = digests.sizes, digests.mtimes
     found.vanished[rest] = digests.vanished

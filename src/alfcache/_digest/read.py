@@ -483,7 +483,8 @@ def hash_task(
             else:
                 if read is None:
                     out.skipped.append(Skip(rel, Reason.CHANGING, _CHANGING))
-            size, mtime, digests = read or (-1, -1, [None] * len(algorithms))
+            unread: list[str | None] = [None] * len(algorithms)
+            size, mtime, digests = read or (-1, -1, unread)
             out.sizes.append(size)
             out.mtimes.append(mtime)
             for column, digest in zip(out.digests, digests, strict=True):
@@ -786,7 +787,11 @@ def _run_in_processes(
 
         def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
             task_paths = [paths[i] for i in rows]
-            return executor.submit(task, root, task_paths, algorithms, FileBoard(board, slot))
+            # Typed here: joblib has no type information.
+            future: Future[ReadResult] = executor.submit(
+                task, root, task_paths, algorithms, FileBoard(board, slot)
+            )
+            return future
 
         def bytes_read() -> int:
             return int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum())

@@ -303,7 +303,7 @@ def info(tables_dir: str | os.PathLike[str]) -> InfoReport:
     record = read_provenance(datasets.schema.metadata)
     metas = [read_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
     created = sorted(str(m["date_created"]) for m in metas if "date_created" in m)
-    ses = pl.from_arrow(
+    ses = pl.DataFrame(
         sessions.select([c for c in ("lab", "subject", "date") if c in sessions.column_names])
     )
     exists = (

@@ -437,7 +437,7 @@ def prune(
     # could not list, a link it does not follow, a nested session): the tables say nothing
     # about what lies there, so "not in the tables" does not mean "not wanted".
     left_out = {s.path for s in scan.skipped if s.reason != Reason.EMPTY_FILE}
-    left_out |= {s.path for s in resolve_clashes(pl.from_arrow(scan.sessions))[1]}
+    left_out |= {s.path for s in resolve_clashes(pl.DataFrame(scan.sessions))[1]}
     candidates: set[str] = set()
     if remove_empty_sessions:
         candidates.update(s for s, folder in folder_of.items() if s and folder not in in_cache)

@@ -98,11 +98,12 @@ def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
     return table
 
 
-def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
+def _column(table: pa.Table, name: str, dtype: pl.DataType | type[pl.DataType]) -> pl.Series:
     """Column ``name`` of ``table`` as ``dtype``; all null when the table has none."""
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
-    return pl.Series(name, table[name]).cast(dtype)
+    column: pl.Series = pl.Series(name, table[name]).cast(dtype)  # typed Any by Polars
+    return column
 
 
 def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
@@ -292,7 +293,7 @@ def _match_sessions(
     polars.DataFrame
         ``eid`` (the walk's) to ``new`` (the id in the new table).
     """
-    fresh = pl.from_arrow(table).with_columns(
+    fresh = pl.DataFrame(table).with_columns(
         pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64)
     )
     matched = fresh.join(
@@ -324,7 +325,7 @@ def _match_datasets(
     ``read`` when it lacks one of ``algorithms``.
     """
     datasets = (
-        pl.from_arrow(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
+        pl.DataFrame(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
         .hstack(tables.files)
         .join(eids, on="eid", how="left")
         .with_columns(pl.col("new").alias("eid"))

@@ -115,12 +115,15 @@ class VerifyReport:
         }
 
 
-def _column(table: pa.Table, name: str, dtype: pl.DataType, path: Path) -> pl.Series:
+def _column(
+    table: pa.Table, name: str, dtype: pl.DataType | type[pl.DataType], path: Path
+) -> pl.Series:
     """Column ``name`` of ``table`` cast to ``dtype`` (all null when absent)."""
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
     try:
-        return pl.Series(name, table[name]).cast(dtype)
+        column: pl.Series = pl.Series(name, table[name]).cast(dtype)  # typed Any by Polars
+        return column
     except pl.exceptions.PolarsError as exc:
         raise BadArgument(
             f"{shown(path)}: column {name!r} of type {table.schema.field(name).type} cannot be "
@@ -279,12 +282,12 @@ def verify(
     )
     disk = walked.tables
     have_ses = _keyed_sessions(
-        pl.from_arrow(disk.sessions)
+        pl.DataFrame(disk.sessions)
         .select("id", *SESSION_KEY)
         .with_columns(pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64))
     )
     have_ds = _keyed_datasets(
-        pl.from_arrow(disk.datasets)
+        pl.DataFrame(disk.datasets)
         .select("eid", "rel_path", pl.col("file_size").cast(pl.Int64))
         .with_columns(disk.files["session"]),
         have_ses,

@@ -61,7 +61,7 @@ _INDEX_KEY = ".?id"
 """one-api's pattern for the columns that become the index of a table saved without one."""
 
 
-class Bunch(dict):
+class Bunch(dict[str, Any]):
     """A dictionary whose keys are also attributes, as ``iblutil.util.Bunch`` (one-api's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -186,7 +186,8 @@ def _ipc(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> bytes:
     with pa.ipc.new_stream(sink, schema) as writer:
         for batch in batches:
             writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def _batch(data: bytes) -> pa.RecordBatch:
@@ -242,14 +243,15 @@ class DaskReaders:
     def __init__(self, client: Any) -> None:
         # Not pure: a task reads the files as they are now, never a result cached by its key.
         self._executor = client.get_executor(pure=False)
-        self._workers = max(1, sum(client.nthreads().values()))
+        self._workers: int = max(1, sum(client.nthreads().values()))
 
     @property
     def workers(self) -> int:
         return self._workers
 
     def submit(self, fn: Callable[..., ReadResult], /, *args: object) -> Future[ReadResult]:
-        return self._executor.submit(fn, *args)
+        future: Future[ReadResult] = self._executor.submit(fn, *args)
+        return future
 
     def failed(self, exc: Exception) -> Exception:
         return ScanFailed(
@@ -301,7 +303,7 @@ class DaskWalk:
             self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
             n_threads = max(1, sum(self._client.nthreads().values()))
             cap = math.ceil((self._io_depth or DEFAULT_IO_DEPTH) / n_threads)
-            work = [
+            work: list[tuple[list[Start], ArrayShard | None]] = [
                 ([Start("", True)], shard)
                 for shard in task_shards(self._array_shard, TASKS_PER_THREAD * n_threads)
             ]
