@@ -14,7 +14,6 @@ import polars as pl
 import pyarrow as pa
 
 from alfcache._alf.grammar import folder_to_index
-from alfcache._alf.ids import uuid3_strings
 from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
 from alfcache._records import NOTICE_REASONS, Reason, Skip
@@ -219,23 +218,17 @@ def assemble(
         unloadable, loadability = _not_loadable(sessions, root, cache_dir)
         notices += unloadable
 
-    datasets = (
-        datasets.unique(["session", "rel_path"], keep="first")
-        .join(sessions.select("session", "alf_path", "path_id"), on="session", how="inner")
-        .with_columns(ds_path=pl.col("alf_path") + "/" + pl.col("rel_path"))
-    )
+    datasets = datasets.unique(["session", "rel_path"], keep="first")
     if hash_ids:
-        eid = pl.Series("id", uuid3_strings(sessions["alf_path"].to_list()))
-        sessions = sessions.with_columns(id=eid)
-        datasets = datasets.join(
-            sessions.select("session", pl.col("id").alias("eid")), on="session", how="left"
-        )
-        datasets = datasets.with_columns(id=_uuid3_column(datasets["ds_path"]))
+        # The walk made the UUIDs (DATASET_BATCH_SCHEMA): a kept session's ALF path is its
+        # folder's, as the walk saw it; the inner join drops the rows of the sessions left out.
+        datasets = datasets.join(sessions.select("session", eid="id"), on="session", how="inner")
     else:
         sessions = sessions.with_columns(id=pl.col("path_id"))
-        datasets = datasets.with_columns(eid=pl.col("path_id"), id=pl.col("ds_path"))
-    # The peak memory of a run is here: drop the path columns as soon as the ids are made.
-    datasets = datasets.drop("alf_path", "path_id", "ds_path")
+        datasets = datasets.join(
+            sessions.select("session", "alf_path", eid="path_id"), on="session", how="inner"
+        ).with_columns(id=pl.col("alf_path") + "/" + pl.col("rel_path"))
+        datasets = datasets.drop("alf_path")
 
     sessions = sessions.sort("id")
     datasets = datasets.sort(["eid", "id"])
@@ -254,19 +247,6 @@ def assemble(
         notices,
         loadability,
     )
-
-
-_ID_CHUNK = 1 << 16
-
-
-def _uuid3_column(names: pl.Series) -> pl.Series:
-    """uuid3 ids of ``names``, a slice at a time: a list of a million Python strings costs
-    about 100 MiB at once."""
-    chunks = [
-        uuid3_strings(names.slice(start, _ID_CHUNK).to_list())
-        for start in range(0, len(names), _ID_CHUNK)
-    ]
-    return pl.Series("id", pa.chunked_array(chunks, pa.string()))
 
 
 def sessions_table(df: pl.DataFrame) -> pa.Table:
