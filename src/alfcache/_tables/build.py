@@ -177,7 +177,8 @@ def assemble(
     Parameters
     ----------
     results : sequence of ScanResult
-        What the workers returned.
+        What the workers returned. Their rows are taken: each result's batches are left
+        empty (see :func:`_frame`); its other fields stay.
     hash_ids : bool
         UUID v3 ids (see :mod:`alfcache._alf.ids`) when True, path ids otherwise.
     lab : str, optional
@@ -198,12 +199,8 @@ def assemble(
     records = [s for r in results for s in r.skipped]
     skipped = _without_echoes([s for s in records if s.reason not in NOTICE_REASONS])
     notices = [s for s in records if s.reason in NOTICE_REASONS]
-    sessions = pl.DataFrame(
-        pa.Table.from_batches([r.sessions for r in results], SESSION_BATCH_SCHEMA)
-    )
-    datasets = pl.DataFrame(
-        pa.Table.from_batches([r.datasets for r in results], DATASET_BATCH_SCHEMA)
-    )
+    sessions = _frame(results, "sessions", SESSION_BATCH_SCHEMA)
+    datasets = _frame(results, "datasets", DATASET_BATCH_SCHEMA)
     if lab:
         _check_lab(sessions, lab)
     sessions = sessions.unique("session", keep="first").with_columns(
@@ -247,6 +244,33 @@ def assemble(
         notices,
         loadability,
     )
+
+
+_FRAME_ROWS = 1 << 17
+"""Rows of the walk's batches converted to Polars at a time: few chunks, and a small copy."""
+
+
+def _frame(results: Sequence[ScanResult], rows: str, schema: pa.Schema) -> pl.DataFrame:
+    """The ``rows`` batches (``"sessions"`` or ``"datasets"``) of ``results`` as one frame.
+
+    Polars copies Arrow text into its own layout, so each batch is released (the result keeps
+    an empty one) as soon as its rows are in the frame: holding every batch until the whole
+    frame exists kept a million rows twice, the largest part of a run's peak memory.
+    """
+    empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+    frames: list[pl.DataFrame] = []
+    group: list[pa.RecordBatch] = []
+    pending = 0
+    for result in results:
+        batch = getattr(result, rows)
+        setattr(result, rows, empty)
+        group.append(batch)
+        pending += batch.num_rows
+        if pending >= _FRAME_ROWS:
+            frames.append(pl.DataFrame(pa.Table.from_batches(group, schema)))
+            group, pending = [], 0
+    frames.append(pl.DataFrame(pa.Table.from_batches(group, schema)))
+    return pl.concat(frames, rechunk=False)
 
 
 def sessions_table(df: pl.DataFrame) -> pa.Table:
