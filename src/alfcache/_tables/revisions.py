@@ -38,13 +38,17 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
     import pyarrow.compute as pc
 
     rel_path = datasets["rel_path"]
-    if pc.any(pc.match_substring(rel_path, "#")).as_py():
+    # Only the rows with a '#' can name a revision: the others are revision '', the lowest.
+    revised = np.flatnonzero(pc.match_substring(rel_path, "#").to_numpy(zero_copy_only=False))
+    revision = np.zeros(datasets.num_rows, dtype=np.int64)
+    dataset = rel_path
+    if len(revised):
         dataset = pc.replace_substring_regex(rel_path, _REVISION, "", max_replacements=1)
-        found = pc.extract_regex(rel_path, _NAMED_REVISION)
-        revision = _codes(pc.fill_null(pc.struct_field(found, [0]), ""), ordered=True)
-    else:  # no revision folder: each rel_path is its own dataset (the usual tree)
-        dataset = rel_path
-        revision = np.zeros(datasets.num_rows, dtype=np.int64)
+        found = pc.extract_regex(rel_path.take(revised), _NAMED_REVISION)
+        names = pc.fill_null(pc.struct_field(found, [0]), "")
+        # Ranks from 1, and '' (no revision after all) as the rows without a '#'.
+        named = pc.not_equal(names, "").to_numpy(zero_copy_only=False)
+        revision[revised] = np.where(named, _codes(names, ordered=True) + 1, 0)
     exists = pc.fill_null(datasets["exists"], False).to_numpy(zero_copy_only=False)
     group = (_codes(datasets["eid"]), _codes(dataset))
     # Stable: in a group, existing files after missing ones, then by revision name, then in
