@@ -215,20 +215,25 @@ def assemble(
         unloadable, loadability = _not_loadable(sessions, root, cache_dir)
         notices += unloadable
 
-    datasets = datasets.unique(["session", "rel_path"], keep="first")
+    # The joins keep the order rows were found in, for the dedup below; the inner join drops
+    # the rows of the sessions left out.
     if hash_ids:
         # The walk made the UUIDs (DATASET_BATCH_SCHEMA): a kept session's ALF path is its
-        # folder's, as the walk saw it; the inner join drops the rows of the sessions left out.
-        datasets = datasets.join(sessions.select("session", eid="id"), on="session", how="inner")
+        # folder's, as the walk saw it.
+        ids = sessions.select("session", eid="id")
+        datasets = datasets.join(ids, on="session", how="inner", maintain_order="left")
     else:
         sessions = sessions.with_columns(id=pl.col("path_id"))
         datasets = datasets.join(
-            sessions.select("session", "alf_path", eid="path_id"), on="session", how="inner"
+            sessions.select("session", "alf_path", eid="path_id"),
+            on="session",
+            how="inner",
+            maintain_order="left",
         ).with_columns(id=pl.col("alf_path") + "/" + pl.col("rel_path"))
         datasets = datasets.drop("alf_path")
 
     sessions = sessions.sort("id")
-    datasets = datasets.sort(["eid", "id"])
+    datasets = _first_of_each(datasets.sort(["eid", "id"], maintain_order=True))
     total = int(datasets["file_size"].sum())
     files = datasets.select("session", "mtime_ns")
     return Tables(
@@ -244,6 +249,20 @@ def assemble(
         notices,
         loadability,
     )
+
+
+def _first_of_each(datasets: pl.DataFrame) -> pl.DataFrame:
+    """``datasets`` (sorted by ``eid`` and ``id``, stably) without the files found twice.
+
+    A file is found twice when a task is walked again (a Dask worker lost and its task rerun);
+    the row found first is kept. Its ``id`` (a function of the session's ALF path and
+    ``rel_path``) names it, and the stable sort has put its repeats right after it: comparing
+    neighbours replaces a hash of every ``(session, rel_path)``, the largest memory of a run.
+    """
+    repeat = (pl.col("id") == pl.col("id").shift(1)).fill_null(False)
+    if not datasets.select(repeat.any()).item():
+        return datasets
+    return datasets.filter(~repeat)
 
 
 _FRAME_ROWS = 1 << 17
