@@ -38,19 +38,26 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
     import pyarrow.compute as pc
 
     rel_path = datasets["rel_path"]
-    # Only the rows with a '#' can name a revision: the others are revision '', the lowest.
+    texts = pc.unique(rel_path)
+    dataset = _codes(rel_path, texts)
+    # Only the rows with a '#' can name a revision: the others are revision '', the lowest, and
+    # their rel_path is their dataset. Only those rows are copied and parsed.
     revised = np.flatnonzero(pc.match_substring(rel_path, "#").to_numpy(zero_copy_only=False))
     revision = np.zeros(datasets.num_rows, dtype=np.int64)
-    dataset = rel_path
     if len(revised):
-        dataset = pc.replace_substring_regex(rel_path, _REVISION, "", max_replacements=1)
-        found = pc.extract_regex(rel_path.take(revised), _NAMED_REVISION)
-        names = pc.fill_null(pc.struct_field(found, [0]), "")
+        some = rel_path.take(revised)
+        stripped = pc.replace_substring_regex(some, _REVISION, "", max_replacements=1)
+        # The code of the same text among the rel_paths, else a code after all of theirs.
+        known = _codes(stripped, texts)
+        new = known < 0
+        known[new] = len(texts) + _codes(stripped)[new]
+        dataset[revised] = known
+        names = pc.fill_null(pc.struct_field(pc.extract_regex(some, _NAMED_REVISION), [0]), "")
         # Ranks from 1, and '' (no revision after all) as the rows without a '#'.
         named = pc.not_equal(names, "").to_numpy(zero_copy_only=False)
         revision[revised] = np.where(named, _codes(names, ordered=True) + 1, 0)
     exists = pc.fill_null(datasets["exists"], False).to_numpy(zero_copy_only=False)
-    group = (_codes(datasets["eid"]), _codes(dataset))
+    group = (_codes(datasets["eid"]), dataset)
     # Stable: in a group, existing files after missing ones, then by revision name, then in
     # table order; the last row of each group is its default.
     order = np.lexsort((revision, exists, *reversed(group)))
@@ -64,15 +71,23 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
     return flags
 
 
-def _codes(values: pa.ChunkedArray, *, ordered: bool = False) -> np.ndarray:
-    """An integer per value, equal for equal values (null included); with ``ordered``, the
-    codes rank the values as a sort of the text (by bytes) does."""
+def _codes(
+    values: pa.ChunkedArray | pa.Array,
+    distinct: pa.Array | None = None,
+    *,
+    ordered: bool = False,
+) -> np.ndarray:
+    """An integer per value: its position in ``distinct`` (-1 when not there), by default the
+    values' own distinct values, so that equal values (null included) share a code; with
+    ``ordered``, the codes rank the values as a sort of the text (by bytes) does."""
     import pyarrow.compute as pc
 
-    distinct = pc.unique(values)
-    if ordered:
-        distinct = distinct.take(pc.sort_indices(distinct))
-    return np.asarray(pc.index_in(values, value_set=distinct).to_numpy(zero_copy_only=False))
+    if distinct is None:
+        distinct = pc.unique(values)
+        if ordered:
+            distinct = distinct.take(pc.sort_indices(distinct))
+    positions = pc.fill_null(pc.index_in(values, value_set=distinct), -1)
+    return np.asarray(positions.to_numpy(zero_copy_only=False), dtype=np.int64)
 
 
 def with_default_revision(datasets: pa.Table) -> pa.Table:
