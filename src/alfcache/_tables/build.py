@@ -215,27 +215,35 @@ def assemble(
         unloadable, loadability = _not_loadable(sessions, root, cache_dir)
         notices += unloadable
 
-    # The joins keep the order rows were found in, for the dedup below; the inner join drops
-    # the rows of the sessions left out.
+    if not hash_ids:
+        sessions = sessions.with_columns(id=pl.col("path_id"))
+    # A dataset's session is a row number of the sessions sorted by id (``at``): the datasets
+    # sort by it and their id, a number and one text instead of two texts, and take their
+    # ``eid`` and folder from ``sessions`` after (gathered text shares its buffers).
+    sessions = sessions.sort("id").with_row_index("at")
+    # The join keeps the order rows were found in, for the dedup below; as an inner join it
+    # drops the rows of the sessions left out.
     if hash_ids:
         # The walk made the UUIDs (DATASET_BATCH_SCHEMA): a kept session's ALF path is its
         # folder's, as the walk saw it.
-        ids = sessions.select("session", eid="id")
-        datasets = datasets.join(ids, on="session", how="inner", maintain_order="left")
-    else:
-        sessions = sessions.with_columns(id=pl.col("path_id"))
         datasets = datasets.join(
-            sessions.select("session", "alf_path", eid="path_id"),
-            on="session",
-            how="inner",
-            maintain_order="left",
-        ).with_columns(id=pl.col("alf_path") + "/" + pl.col("rel_path"))
-        datasets = datasets.drop("alf_path")
-
-    sessions = sessions.sort("id")
-    datasets = _first_of_each(datasets.sort(["eid", "id"], maintain_order=True))
+            sessions.select("session", "at"), on="session", how="inner", maintain_order="left"
+        ).drop("session")
+    else:
+        datasets = (
+            datasets.join(
+                sessions.select("session", "at", "alf_path"),
+                on="session",
+                how="inner",
+                maintain_order="left",
+            )
+            .with_columns(id=pl.col("alf_path") + "/" + pl.col("rel_path"))
+            .drop("session", "alf_path")
+        )
+    datasets = _first_of_each(datasets.sort(["at", "id"], maintain_order=True))
     total = int(datasets["file_size"].sum())
-    files = datasets.select("session", "mtime_ns")
+    files = pl.DataFrame([sessions["session"].gather(datasets["at"]), datasets["mtime_ns"]])
+    datasets = datasets.with_columns(eid=sessions["id"].gather(datasets["at"]))
     return Tables(
         sessions_table(
             sessions.select(
@@ -252,7 +260,7 @@ def assemble(
 
 
 def _first_of_each(datasets: pl.DataFrame) -> pl.DataFrame:
-    """``datasets`` (sorted by ``eid`` and ``id``, stably) without the files found twice.
+    """``datasets`` (sorted by session and ``id``, stably) without the files found twice.
 
     A file is found twice when a task is walked again (a Dask worker lost and its task rerun);
     the row found first is kept. Its ``id`` (a function of the session's ALF path and
