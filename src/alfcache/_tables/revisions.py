@@ -15,7 +15,7 @@ from __future__ import annotations
 import numpy as np
 import pyarrow as pa
 
-from alfcache._tables.arrow import mask_array
+from alfcache._tables.arrow import mask_array, numeric_array
 
 __all__ = ["COLUMN", "default_revisions", "groups_without_one_default", "with_default_revision"]
 
@@ -42,21 +42,21 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
     dataset = _codes(rel_path, texts)
     # Only the rows with a '#' can name a revision: the others are revision '', the lowest, and
     # their rel_path is their dataset. Only those rows are copied and parsed.
-    revised = np.flatnonzero(pc.match_substring(rel_path, "#").to_numpy(zero_copy_only=False))
+    revised = np.flatnonzero(_ints(pc.match_substring(rel_path, "#")) == 1)
     revision = np.zeros(datasets.num_rows, dtype=np.int64)
     if len(revised):
-        some = rel_path.take(revised)
+        some = rel_path.take(numeric_array(revised, pa.int64()))
         stripped = pc.replace_substring_regex(some, _REVISION, "", max_replacements=1)
         # The code of the same text among the rel_paths, else a code after all of theirs.
         known = _codes(stripped, texts)
         new = known < 0
         known[new] = len(texts) + _codes(stripped)[new]
         dataset[revised] = known
-        names = pc.fill_null(pc.struct_field(pc.extract_regex(some, _NAMED_REVISION), [0]), "")
-        # Ranks from 1, and '' (no revision after all) as the rows without a '#'.
-        named = pc.not_equal(names, "").to_numpy(zero_copy_only=False)
+        names = pc.struct_field(pc.extract_regex(some, _NAMED_REVISION), [0])
+        # Ranks from 1, and '' or none (no revision after all) as the rows without a '#'.
+        named = _ints(pc.utf8_length(names)) > 0
         revision[revised] = np.where(named, _codes(names, ordered=True) + 1, 0)
-    exists = pc.fill_null(datasets["exists"], False).to_numpy(zero_copy_only=False)
+    exists = _ints(datasets["exists"]) == 1  # unknown (null) as missing
     group = (_codes(datasets["eid"]), dataset)
     # Stable: in a group, existing files after missing ones, then by revision name, then in
     # table order; the last row of each group is its default.
@@ -86,8 +86,26 @@ def _codes(
         distinct = pc.unique(values)
         if ordered:
             distinct = distinct.take(pc.sort_indices(distinct))
-    positions = pc.fill_null(pc.index_in(values, value_set=distinct), -1)
-    return np.asarray(positions.to_numpy(zero_copy_only=False), dtype=np.int64)
+    return _ints(pc.index_in(values, value_set=distinct))
+
+
+def _ints(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
+    """Integers (or booleans, as 0 and 1) as int64 NumPy values, null as -1.
+
+    Read from the buffers: pyarrow's ``to_numpy`` and scalars import pandas (half a second),
+    which hashing and updating never load.
+    """
+    array = values.cast(pa.int64())
+    if isinstance(array, pa.ChunkedArray):
+        array = array.combine_chunks()
+    validity, data = array.buffers()
+    n, start = len(array), array.offset
+    out = np.frombuffer(data, dtype=np.int64, count=start + n)[start:].copy()
+    if array.null_count:
+        bits = np.frombuffer(validity, dtype=np.uint8)
+        valid = np.unpackbits(bits, count=start + n, bitorder="little")[start:]
+        out[valid == 0] = -1
+    return out
 
 
 def with_default_revision(datasets: pa.Table) -> pa.Table:
