@@ -25,7 +25,7 @@ import pytest
 from _procs import alive, comm, descendants
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache import _processes as _executor
 from alfcache._walk.engine import GAIN, HOLD, Depth
 
@@ -138,7 +138,7 @@ def test_workers_started_late_from_a_fork_server(tmp_path: Path, slow_scandir: N
     two = alfcache.index(root, tmp_path / "out2", n_jobs=2, io_depth=2)
     # This process lists slowly; the worker, started once the walk had lasted
     # LATE_START_SECONDS, lists at full speed and so takes whatever is shared with it.
-    assert time.perf_counter() - start > alfcache._index.LATE_START_SECONDS
+    assert time.perf_counter() - start > alfcache._walk.local.LATE_START_SECONDS
     assert two.listed["workers"] > 0, two.listed
     assert two.listed["main"] > 0, two.listed
     assert sum(two.listed.values()) == sum(one.listed.values())
@@ -282,8 +282,8 @@ def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) ->
     root = _sessions(tmp_path / "data", 8)
     script = tmp_path / "index_it.py"
     script.write_text(
-        "import sys, polars, alfcache, alfcache._index\n"
-        "alfcache._index.LATE_START_SECONDS = 0.0\n"
+        "import sys, polars, alfcache, alfcache._walk.local\n"
+        "alfcache._walk.local.LATE_START_SECONDS = 0.0\n"
         "report = alfcache.index(sys.argv[1], sys.argv[2], n_jobs=2)\n"
         "print(report.sessions)\n"
     )

@@ -1,6 +1,6 @@
 """Verify: the cache tables against the tree on disk.
 
-The tree is walked exactly as ``index`` walks it (:func:`alfcache._index.start_walk`), and the
+The tree is walked exactly as ``index`` walks it (:func:`alfcache._walk.local.start_walk`), and the
 assembled rows are compared with the tables by ONE-api's identity, never by id: a session is
 (lab, subject, date, number), a dataset its session and ``rel_path``. So tables written by
 one-api or Alyx, with ids alfcache would never compute, are verified as well as alfcache's own.
@@ -36,13 +36,14 @@ import pyarrow as pa
 
 from alfcache._digest.read import COLUMNS, digest_files
 from alfcache._exceptions import BadArgument
-from alfcache._index import resolve_n_jobs, resolve_root, start_walk
+from alfcache._index import resolve_n_jobs, resolve_root
 from alfcache._maintain.info import held_digests, read_table
 from alfcache._paths import shown
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._walk.local import start_walk
 from alfcache._walk.scan import Skip
 
 SESSION_KEY = ("lab", "subject", "date", "number")

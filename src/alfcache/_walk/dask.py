@@ -13,7 +13,7 @@ same ``_scan`` code as every other walk) and returns Arrow IPC bytes and plain P
 never pandas objects. Every task lists the folders above the sessions (a shard's walk does not
 enter other shards' sessions), so what those folders yield, skip records and links to
 folders, comes once per task and is counted once here. The main process then does what
-:class:`alfcache._index.RunningWalk` does with its workers' rows: it plans the links to follow
+:class:`alfcache._walk.local.RunningWalk` does with its workers' rows: it plans the links to follow
 between rounds (a round's links become tasks of the next one) and assembles every batch at
 once, so the tables are those of the default backend, ids included.
 
@@ -260,7 +260,7 @@ class DaskReaders:
 
 
 class DaskWalk:
-    """A walk on a Dask cluster, with the interface of :class:`alfcache._index.RunningWalk`.
+    """A walk on a Dask cluster, with the interface of :class:`alfcache._walk.local.RunningWalk`.
 
     Connecting is done here, so that an unreachable scheduler fails the run before anything
     else; :meth:`finish` walks and assembles, :meth:`readers` reads files on the same cluster,
