@@ -43,8 +43,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alfcache._index import resolve_root
     from alfcache._maintain.prune import check_prune_tables, prune, read_cache_tables
+    from alfcache._options import resolve_root
     from alfcache._tables.lock import out_dir_lock
 
     root = resolve_root(args.root)

@@ -36,8 +36,8 @@ import pyarrow as pa
 
 from alfcache._digest.read import COLUMNS, digest_files
 from alfcache._exceptions import BadArgument
-from alfcache._index import resolve_n_jobs, resolve_root
 from alfcache._maintain.info import held_digests, read_table
+from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
