@@ -27,7 +27,7 @@ from _procs import alive, comm, descendants
 import alfcache
 import alfcache._walk.local
 from alfcache import _processes as _executor
-from alfcache._walk.engine import GAIN, HOLD, Depth
+from alfcache._walk.engine import DEFAULT_IO_DEPTH, GAIN, HOLD, Depth, depth_share
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 SPIKES = "alf/spikes.times.npy"
@@ -274,6 +274,14 @@ def test_depth_keeps_a_doubling_only_when_it_pays() -> None:
 
 def test_depth_of_one_never_moves() -> None:
     assert set(_climb(lambda depth: 100.0 * depth, cap=1, steps=30)) == {1}
+
+
+def test_depth_share_splits_io_depth_over_processes_rounding_up() -> None:
+    # The one rule both backends use for a process's (or a Dask thread's) listing threads.
+    assert depth_share(None, 1) == DEFAULT_IO_DEPTH
+    assert depth_share(None, 3) == 22  # 64 / 3, rounded up: together at least io_depth
+    assert depth_share(8, 4) == 2
+    assert depth_share(1, 4) == 1  # never 0: every process lists
 
 
 def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) -> None:

@@ -32,7 +32,6 @@ closed once the files are read.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -44,7 +43,7 @@ import pyarrow as pa
 from alfcache._alf.sharding import ArrayShard
 from alfcache._digest.read import TaskResult as ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
-from alfcache._walk.engine import DEFAULT_IO_DEPTH, Walked, walk_here
+from alfcache._walk.engine import Walked, depth_share, walk_here
 from alfcache._walk.scan import (
     DATASET_BATCH_SCHEMA,
     SESSION_BATCH_SCHEMA,
@@ -300,7 +299,7 @@ class DaskWalk:
         try:
             self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
             n_threads = max(1, sum(self._client.nthreads().values()))
-            cap = math.ceil((self._io_depth or DEFAULT_IO_DEPTH) / n_threads)
+            cap = depth_share(self._io_depth, n_threads)
             work = [
                 ([Shard("", True)], shard)
                 for shard in task_shards(self._array_shard, TASKS_PER_THREAD * n_threads)

@@ -23,7 +23,6 @@ from alfcache._alf.sharding import ArrayShard
 from alfcache._exceptions import ScanFailed, workers_died
 from alfcache._progress import Progress
 from alfcache._walk.engine import (
-    DEFAULT_IO_DEPTH,
     POLL_SECONDS,
     Counter,
     Lister,
@@ -31,6 +30,7 @@ from alfcache._walk.engine import (
     Tally,
     Walked,
     add,
+    depth_share,
     serve,
     tally,
     work,
@@ -76,7 +76,7 @@ class RunningWalk:
         self._array_shard = array_shard
         self._start = time.perf_counter()
         self._n_workers = n_jobs - 1
-        self._cap = -(-(io_depth or DEFAULT_IO_DEPTH) // n_jobs)  # this process's share
+        self._cap = depth_share(io_depth, n_jobs)
         self._ctx = executor.context() if self._n_workers else multiprocessing.get_context()
         self._procs = executor.Processes()
         self._workers: list[_Worker] = []
