@@ -60,8 +60,9 @@ import numpy as np
 import xxhash
 
 from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
+from alfcache._processes import ignore_interrupts
 from alfcache._progress import ByteProgress
-from alfcache._walk.scan import Skip, ignore_interrupts
+from alfcache._walk.scan import Skip
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "md5": ("md5",),

@@ -43,6 +43,7 @@ import pyarrow as pa
 from alfcache._alf.sharding import ArrayShard
 from alfcache._digest.read import TaskResult as ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
+from alfcache._processes import sigint_deferred
 from alfcache._walk.engine import Walked, depth_share, walk_here
 from alfcache._walk.scan import (
     DATASET_BATCH_SCHEMA,
@@ -50,7 +51,6 @@ from alfcache._walk.scan import (
     ScanResult,
     Shard,
     Skip,
-    sigint_deferred,
 )
 
 BACKENDS = ("processes", "dask")
