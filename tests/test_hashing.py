@@ -31,8 +31,9 @@ from hypothesis import strategies as st
 
 import alfcache
 import alfcache._digest.read
-from alfcache._digest.read import (
-    BLOCK_SIZE,
+import alfcache._digest.schedule
+from alfcache._digest.read import BLOCK_SIZE
+from alfcache._digest.schedule import (
     FILE_COST,
     MIN_TASK_COST,
     TASKS_PER_JOB,
@@ -316,7 +317,7 @@ def test_file_board_counts_bytes_per_task(tmp_path: Path) -> None:
     path.write_bytes(bytes(8 * 3))
     board = FileBoard(str(path), 1)
     board.add(5)
-    board.add(alfcache._digest.read._REPORT_EVERY)
+    board.add(alfcache._digest.schedule._REPORT_EVERY)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 5 + (16 << 20), 0]
     board.add(7)
     board.close()
@@ -352,16 +353,16 @@ def test_workers_chosen_by_average_file_size(
     root = request.getfixturevalue(tree)
     used: list[str] = []
     for name in ("_run_in_processes", "_run_in_threads"):
-        real = getattr(alfcache._digest.read, name)
+        real = getattr(alfcache._digest.schedule, name)
 
         def spy(*args: Any, real: Callable[..., None] = real, name: str = name) -> None:
             used.append(name)
             real(*args)
 
-        monkeypatch.setattr(alfcache._digest.read, name, spy)
-    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
+        monkeypatch.setattr(alfcache._digest.schedule, name, spy)
+    monkeypatch.setattr(alfcache._digest.schedule, "_POLL", 0.0)
     every_update = functools.partial(ByteProgress, interval=0)
-    monkeypatch.setattr(alfcache._digest.read, "ByteProgress", every_update)
+    monkeypatch.setattr(alfcache._digest.schedule, "ByteProgress", every_update)
     out = tmp_path / "out"
     report = _run(root, out, hash_files=True, n_jobs=2, progress=True)
     assert used == [runner]
@@ -395,12 +396,12 @@ def test_interrupted_threads_stop_at_the_next_block(
         raise KeyboardInterrupt
 
     monkeypatch.setitem(alfcache._digest.read._NEW, "md5", Slow)
-    monkeypatch.setattr(alfcache._digest.read, "wait", interrupt)
+    monkeypatch.setattr(alfcache._digest.schedule, "wait", interrupt)
     paths = sorted(p.relative_to(large_tree).as_posix() for p in large_tree.rglob("*.cbin"))
     sizes = [(large_tree / p).stat().st_size for p in paths]
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        alfcache._digest.read.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
+        alfcache._digest.schedule.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
     assert time.perf_counter() - start < 0.5
     assert len(blocks) < sum(sizes) // BLOCK_SIZE // 4
 
@@ -499,7 +500,7 @@ def test_file_gone_before_it_is_read_is_dropped(
 ) -> None:
     files = [f"{SESSION}/alf/spikes.times.npy", f"{SESSION}/alf/spikes.amps.npy"]
     root = make_files(tmp_path / "data", files)
-    real_digest_files = alfcache._digest.read.digest_files
+    real_digest_files = alfcache._digest.schedule.digest_files
 
     def delete_then_digest(*args: Any, **kwargs: Any) -> Any:
         (root / files[0]).unlink()  # after the walk, before the read

@@ -18,7 +18,8 @@ import numpy as np
 import pytest
 
 import alfcache._digest.read
-from alfcache._digest.read import FileBoard
+import alfcache._digest.schedule
+from alfcache._digest.schedule import FileBoard
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 120.0
@@ -132,7 +133,7 @@ def test_file_board_shows_small_files_as_they_are_read(
     path = tmp_path / "board"
     path.write_bytes(bytes(8 * 2))
     board = FileBoard(str(path), 1)
-    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
+    monkeypatch.setattr(alfcache._digest.schedule, "_POLL", 0.0)
     for n in (5, 7):
         board.add(n)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 12]

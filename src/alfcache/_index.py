@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING
 
 from alfcache._alf.sharding import METADATA_KEY as SHARD_KEY
 from alfcache._alf.sharding import ArrayShard, check_shard
-from alfcache._digest.read import Hashing, resolve_algorithms
+from alfcache._digest.read import resolve_algorithms
+from alfcache._digest.schedule import Hashing
 from alfcache._exceptions import BadArgument
 from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown

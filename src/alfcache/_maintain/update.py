@@ -28,7 +28,8 @@ import pyarrow.parquet as pq
 
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
 from alfcache._digest.checkpoint import digest_with_checkpoint
-from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
+from alfcache._digest.read import COLUMNS
+from alfcache._digest.schedule import Digests, Hashing, Readers
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._tables.build import Tables

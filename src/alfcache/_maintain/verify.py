@@ -34,7 +34,8 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from alfcache._digest.read import COLUMNS, digest_files
+from alfcache._digest.read import COLUMNS
+from alfcache._digest.schedule import digest_files
 from alfcache._exceptions import BadArgument
 from alfcache._maintain.info import held_digests, read_table
 from alfcache._options import resolve_n_jobs, resolve_root

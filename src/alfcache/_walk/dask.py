@@ -21,8 +21,8 @@ With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session'
 ``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
 
 Files are read (hashing, ``--update``) on the cluster too, after the walk: the main process
-plans the reading tasks (:func:`alfcache._digest.read.plan_tasks`: large files alone, small ones
-packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
+plans the reading tasks (:func:`alfcache._digest.schedule.plan_tasks`: large files alone, small
+ones packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
 client; each runs :func:`alfcache._digest.read.hash_task` on a worker and returns plain lists
 (sizes, modification times, hex digests, skip records). Results, checkpoints and progress (by
 finished task) are the main process's, as with the default backend. The cluster started here is
@@ -236,7 +236,7 @@ def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
 
 
 class DaskReaders:
-    """A cluster's threads as :class:`alfcache._digest.read.Readers`: where the files are read."""
+    """A cluster's threads as :class:`alfcache._digest.schedule.Readers`: where files are read."""
 
     def __init__(self, client: Any) -> None:
         # Not pure: a task reads the files as they are now, never a result cached by its key.
