@@ -64,13 +64,15 @@ def test_the_script_finds_a_cycle_and_an_import_up_the_order(tmp_path: Path) -> 
     (package / "_tables").mkdir()
     for init in (package, package / "_walk", package / "_tables"):
         (init / "__init__.py").write_text("")
-    (package / "_paths.py").write_text("from _exceptions import X\n")
+    (package / "_paths.py").write_text("from alfcache._exceptions import X\n")
     (package / "_exceptions.py").write_text("def f():\n    from alfcache import _paths\n")
-    (package / "_tables" / "build.py").write_text("from _walk.scan import Skip\n")
+    (package / "_tables" / "build.py").write_text("from alfcache._walk.scan import Skip\n")
     (package / "_walk" / "scan.py").write_text("from .._tables import build\n")
     done = subprocess.run(
         [sys.executable, str(SCRIPT), str(tmp_path)], capture_output=True, text=True, check=False
     )
     assert done.returncode == 1
+    # At the top or inside a function, absolute or relative: every import counts.
     assert "cycle of modules: _exceptions <-> _paths" in done.stdout
+    assert "cycle of modules: _tables.build <-> _walk.scan" in done.stdout
     assert "import up the order: _tables.build -> _walk.scan (_tables < _walk)" in done.stdout
