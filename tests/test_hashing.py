@@ -214,6 +214,27 @@ def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_pat
     assert pandas_meta["index_columns"] == ["eid", "id"]
 
 
+def test_a_hashed_index_reads_without_the_update_machinery(
+    tmp_path: Path, make_files: MakeFiles
+) -> None:
+    # A plain --hash is not an update without previous tables: it reads through
+    # _digest.tables directly, as an update does after matching its rows.
+    root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    code = (
+        "import sys, alfcache; "
+        "report = alfcache.index(sys.argv[1], sys.argv[2], hash_files=True, n_jobs=1); "
+        "print(report.hashing.files, 'alfcache._maintain.update' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(tmp_path / "out")],
+        env={**os.environ, "PYTHONPATH": str(SRC)},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["1", "False"]
+
+
 @pytest.mark.parametrize("algorithm", ["sha1", "MD5", "", 5])
 def test_unknown_algorithm(tmp_path: Path, algorithm: Any) -> None:
     with pytest.raises(alfcache.BadArgument, match="hash_algorithm"):

@@ -23,6 +23,7 @@ KNOWN = {
     "import up the order: _tables.build -> _walk.scan (_tables < _walk)",
     "import up the order: _digest.read -> _walk.scan (_digest < _walk)",
     "import up the order: _digest.schedule -> _walk.scan (_digest < _walk)",
+    "import up the order: _digest.tables -> _walk.scan (_digest < _walk)",
     # Not yet assigned: plural() of _cli/common.py belongs in a leaf module.
     "import up the order: _digest.checkpoint -> _cli.common (_digest < _cli)",
     "import up the order: _maintain.info -> _cli.common (_maintain < _cli)",

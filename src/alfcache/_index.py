@@ -153,17 +153,19 @@ def index(
         walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
     previous = None
     try:
-        if update or algorithms:
+        # Imported while the walk runs, as Polars is.
+        if update:
             from alfcache._maintain.update import check_origin, read_previous, refresh
 
-            if update:
-                with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
-                    previous = read_previous(out)
+            with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
+                previous = read_previous(out)
             if previous is not None:
                 check_origin(previous, root, out)
-            if update and previous is None:
+            else:
                 message = f"no tables in {shown(out)} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
+        elif algorithms:
+            from alfcache._digest.tables import fresh_plan, read_digests
     except BaseException:
         walk.abort()  # bad previous tables, another folder's, or Ctrl-C: stop the walk
         raise
@@ -177,22 +179,34 @@ def index(
         rows = tables.sessions.num_rows + tables.datasets.num_rows
         check_space(out, rows, len(algorithms) * tables.datasets.num_rows)
         if update or algorithms:
-            tables, hashing, changes = refresh(
-                str(root),
-                tables,
-                previous,
-                algorithms,
-                hash_ids=hash_ids,
-                keep_missing=keep_missing,
-                out_dir=out,
-                n_jobs=jobs,
-                progress=progress,
-                left_out=[*tables.skipped, *walked.skipped],
-                # The cluster that walked reads the files too: its nodes, not this one, are
-                # the ones near the storage.
-                readers=walk.readers() if isinstance(walk, DaskWalk) else None,
-                follow_symlinks=follow_symlinks,
-            )
+            # The cluster that walked reads the files too: its nodes, not this one, are the
+            # ones near the storage.
+            readers = walk.readers() if isinstance(walk, DaskWalk) else None
+            if update:
+                tables, hashing, changes = refresh(
+                    str(root),
+                    tables,
+                    previous,
+                    algorithms,
+                    hash_ids=hash_ids,
+                    keep_missing=keep_missing,
+                    out_dir=out,
+                    n_jobs=jobs,
+                    progress=progress,
+                    left_out=[*tables.skipped, *walked.skipped],
+                    readers=readers,
+                    follow_symlinks=follow_symlinks,
+                )
+            else:
+                tables, hashing = read_digests(
+                    str(root),
+                    fresh_plan(tables, algorithms),
+                    out_dir=out,
+                    n_jobs=jobs,
+                    progress=progress,
+                    readers=readers,
+                    follow_symlinks=follow_symlinks,
+                )
     finally:
         walk.abort()  # a Dask cluster started for the run, kept for reading, closes here
     if tables.sessions.num_rows == 0:
