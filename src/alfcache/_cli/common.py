@@ -20,9 +20,9 @@ def jobs(text: str) -> int:
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
     # Imported only when --jobs is given, so that a bare --help stays fast.
-    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+    from alfcache._options import available_cores, max_jobs
 
-    if value > (cap := MAX_JOBS_PER_CORE * available_cores()):
+    if value > (cap := max_jobs()):
         raise argparse.ArgumentTypeError(
             f"{value} workers on {available_cores()} cores: use at most {cap}, or -1 for all"
         )

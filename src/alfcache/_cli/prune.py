@@ -41,8 +41,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from alfcache._index import resolve_root
     from alfcache._maintain.prune import prune_locked
+    from alfcache._options import resolve_root
 
     root = resolve_root(args.root)
     tables_dir = Path(args.tables).expanduser() if args.tables else root

@@ -44,6 +44,7 @@ from alfcache._exceptions import BadArgument, BadOutDir, OutDirNotWritable, Writ
 from alfcache._paths import shown
 from alfcache._tables.revisions import with_default_revision
 from alfcache._tables.schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
+from alfcache._version import __version__
 
 SESSIONS_FILE = "sessions.pqt"
 DATASETS_FILE = "datasets.pqt"
@@ -248,8 +249,6 @@ def provenance(
     options : mapping
         The options of the run, as the library was called.
     """
-    from alfcache import __version__
-
     return {
         "version": __version__,
         "id_kind": id_kind,
