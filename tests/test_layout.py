@@ -2,9 +2,6 @@
 order of docs (leaf modules < _alf < _tables < _digest < _walk < _maintain < _index < the public
 API < _cli).
 
-``KNOWN`` lists the problems that other parts of issue 20 are fixing while this test is written;
-each names its part. Once they are merged, the second test fails for each one that is gone:
-remove it from ``KNOWN`` then, until ``KNOWN`` is empty and the script exits 0.
 """
 
 from __future__ import annotations
@@ -15,22 +12,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "import_graph.py"
-
-KNOWN = {
-    # P1: patch_cache moves into _tables/one_api.py.
-    "import up the order: _tables.one_api -> _maintain.prune (_tables < _maintain)",
-    # P3: Skip, the reasons and the batches' schemas move into the leaf _records.py.
-    "import up the order: _tables.build -> _walk.scan (_tables < _walk)",
-    "import up the order: _digest.read -> _walk.scan (_digest < _walk)",
-    "import up the order: _digest.schedule -> _walk.scan (_digest < _walk)",
-    "import up the order: _digest.tables -> _walk.scan (_digest < _walk)",
-    # Not yet assigned: plural() of _cli/common.py belongs in a leaf module.
-    "import up the order: _digest.checkpoint -> _cli.common (_digest < _cli)",
-    "import up the order: _maintain.info -> _cli.common (_maintain < _cli)",
-    "import up the order: _maintain.prune -> _cli.common (_maintain < _cli)",
-    # Follows from the imports above.
-    "cycle of layers: _cli <-> _digest <-> _index <-> _maintain <-> _tables <-> _walk",
-}
 
 
 def _problems() -> tuple[int, set[str]]:
@@ -47,16 +28,10 @@ def _problems() -> tuple[int, set[str]]:
     return done.returncode, found
 
 
-def test_import_graph_has_no_problem_but_the_known_ones() -> None:
+def test_import_graph_has_no_cycle_and_no_import_up_the_order() -> None:
     code, found = _problems()
-    assert found - KNOWN == set()
-    assert code == (1 if found else 0)
-
-
-def test_every_known_problem_is_still_there() -> None:
-    # A fixed problem must leave KNOWN, or it could come back unnoticed.
-    _, found = _problems()
-    assert KNOWN - found == set()
+    assert found == set()
+    assert code == 0
 
 
 def test_the_script_finds_a_cycle_and_an_import_up_the_order(tmp_path: Path) -> None:

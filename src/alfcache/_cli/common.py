@@ -91,14 +91,6 @@ def add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
     )
 
 
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``n`` and ``word``, in the plural unless ``n`` is 1: ``1 session``, ``2 sessions``.
-
-    ``many`` is the plural where it is not ``word`` + ``s`` (``entry``, ``entries``).
-    """
-    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
-
-
 def say(message: str) -> None:
     """One line for a person, on stderr (stdout is kept for ``--json``)."""
     print(f"alfcache: {message}", file=sys.stderr)

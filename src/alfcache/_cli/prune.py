@@ -14,12 +14,11 @@ from alfcache._cli.common import (
     add_any_origin,
     add_common,
     add_lock_timeout,
-    plural,
     print_json,
     say,
 )
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -35,11 +35,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alfcache._cli.common import plural
 from alfcache._digest.read import ReadResult
 from alfcache._digest.schedule import Digests, Hashing, Readers, digest_files
 from alfcache._exceptions import Terminated
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 from alfcache._tables.arrow import numeric_array, string_array
 from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix, read_parquet
 

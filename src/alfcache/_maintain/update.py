@@ -31,10 +31,16 @@ from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._records import Reason, Skip
 from alfcache._tables.build import Tables, sessions_table
-from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
+from alfcache._tables.checks import origin_of, pair_mismatch
 from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    bad_text,
+    read_parquet,
+    read_provenance,
+)
 
 DATASET_KEY = ["eid", "rel_path"]
 _DIGESTS = [f"old_{a}" for a in COLUMNS]

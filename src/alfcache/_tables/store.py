@@ -136,7 +136,6 @@ def read_table(path: Path, *, text: bool = True) -> pa.Table:
         that is not UTF-8.
     """
     # Imported here: the checks read provenance from this module.
-    from alfcache._tables.checks import bad_text
 
     if not path.is_file():
         raise BadArgument(
@@ -434,3 +433,16 @@ def check_space(out_dir: Path, rows: int, digests: int) -> None:
             "before reading any file); the previous tables are unchanged. Free space or "
             "choose another --out-dir."
         )
+
+
+def bad_text(table: pa.Table) -> str | None:
+    """What is wrong with the text of ``table`` (a value that is not UTF-8); None when nothing.
+
+    Validating every value is a pass over the strings in memory (20 ms for 5 million paths).
+    """
+    for name, column in zip(table.column_names, table.columns, strict=True):
+        try:
+            column.validate(full=True)
+        except pa.ArrowInvalid as exc:
+            return f"column {name!r} holds a value that is not UTF-8 ({exc})"
+    return None

@@ -44,14 +44,9 @@ from alfcache._alf.sharding import ArrayShard
 from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
 from alfcache._processes import sigint_deferred
-from alfcache._records import Skip
+from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
 from alfcache._walk.engine import Walked, depth_share, walk_here
-from alfcache._walk.scan import (
-    DATASET_BATCH_SCHEMA,
-    SESSION_BATCH_SCHEMA,
-    ScanResult,
-    Start,
-)
+from alfcache._walk.scan import Start
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""

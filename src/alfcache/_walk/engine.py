@@ -39,8 +39,8 @@ from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
-from alfcache._records import Skip
-from alfcache._walk.scan import ScanResult, Stack, Start, Task, Walk
+from alfcache._records import ScanResult, Skip
+from alfcache._walk.scan import Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers

@@ -22,7 +22,7 @@ from alfcache import _processes as executor
 from alfcache._alf.sharding import ArrayShard
 from alfcache._exceptions import ScanFailed, workers_died
 from alfcache._progress import Progress
-from alfcache._records import Skip
+from alfcache._records import ScanResult, Skip
 from alfcache._walk.engine import (
     POLL_SECONDS,
     Counter,
@@ -36,7 +36,7 @@ from alfcache._walk.engine import (
     tally,
     work,
 )
-from alfcache._walk.scan import ScanResult, Start, Task, Walk, plan_links
+from alfcache._walk.scan import Start, Task, Walk, plan_links
 
 LATE_START_SECONDS = 0.2
 """Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""

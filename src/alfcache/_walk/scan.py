@@ -31,7 +31,6 @@ import os
 import stat
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -44,33 +43,14 @@ from alfcache._alf.grammar import (
     session_parts,
 )
 from alfcache._alf.sharding import ArrayShard
-from alfcache._records import Reason, Skip
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
 from alfcache._tables.arrow import numeric_array, string_array
-
-SESSION_BATCH_SCHEMA = pa.schema(
-    [
-        ("session", pa.large_string()),
-        ("lab", pa.large_string()),
-        ("subject", pa.large_string()),
-        ("date", pa.large_string()),
-        ("number", pa.large_string()),
-        ("num", pa.uint16()),
-    ]
-)
-r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
-the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
-as the reference's ``\d`` admits them)."""
-
-DATASET_BATCH_SCHEMA = pa.schema(
-    [
-        ("session", pa.large_string()),
-        ("rel_path", pa.large_string()),
-        ("file_size", pa.uint64()),
-        ("mtime_ns", pa.int64()),
-    ]
-)
-"""One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
-hashed) in a later phase, see :mod:`alfcache._digest.read`."""
 
 
 class Start(NamedTuple):
@@ -81,21 +61,6 @@ class Start(NamedTuple):
 
     rel_dir: str
     deep: bool
-
-
-@dataclass
-class ScanResult:
-    """What a worker hands back: Arrow batches plus structured skip records."""
-
-    sessions: pa.RecordBatch
-    datasets: pa.RecordBatch
-    skipped: list[Skip] = field(default_factory=list)
-    ignored: int = 0
-    """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
-    links: list[str] = field(default_factory=list)
-    """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
-    listed: int = 0
-    """Folders this walk listed: lets the report show where the walking was done."""
 
 
 class _Session(NamedTuple):
