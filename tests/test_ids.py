@@ -15,8 +15,9 @@ from conftest import MakeFiles
 
 import alfcache
 from alfcache._alf.ids import NAMESPACE, uuid3_joined, uuid3_strings
+from alfcache._records import ScanResult
 from alfcache._tables.build import assemble
-from alfcache._walk.scan import ScanResult, Start, scan_folders
+from alfcache._walk.scan import Start, scan_folders
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-3[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 

@@ -16,7 +16,14 @@ import pyarrow as pa
 from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
-from alfcache._records import NOTICE_REASONS, Reason, Skip
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    NOTICE_REASONS,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
     DIGEST_COLUMNS,
@@ -24,7 +31,6 @@ from alfcache._tables.schema import (
     QC_LEVELS,
     SESSIONS_SCHEMA,
 )
-from alfcache._walk.scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult
 
 _SHOWN = 5  # sessions named in a LabConflict message
 _QC = pl.Enum(QC_LEVELS)
