@@ -100,7 +100,7 @@ def _ints(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
         array = array.combine_chunks()
     validity, data = array.buffers()
     n, start = len(array), array.offset
-    out = np.frombuffer(data, dtype=np.int64, count=start + n)[start:].copy()
+    out: np.ndarray = np.frombuffer(data, dtype=np.int64, count=start + n)[start:].copy()
     if array.null_count:
         bits = np.frombuffer(validity, dtype=np.uint8)
         valid = np.unpackbits(bits, count=start + n, bitorder="little")[start:]
