@@ -227,25 +227,19 @@ def assemble(
     # sort by it and their id, a number and one text instead of two texts, and take their
     # ``eid`` and folder from ``sessions`` after (gathered text shares its buffers).
     sessions = sessions.sort("id").with_row_index("at")
-    # The join keeps the order rows were found in, for the dedup below; as an inner join it
-    # drops the rows of the sessions left out.
-    if hash_ids:
-        # The walk made the UUIDs (DATASET_BATCH_SCHEMA): a kept session's ALF path is its
-        # folder's, as the walk saw it.
-        datasets = datasets.join(
-            sessions.select("session", "at"), on="session", how="inner", maintain_order="left"
-        ).drop("session")
-    else:
-        datasets = (
-            datasets.join(
-                sessions.select("session", "at", "alf_path"),
-                on="session",
-                how="inner",
-                maintain_order="left",
-            )
-            .with_columns(id=pl.col("alf_path") + "/" + pl.col("rel_path"))
-            .drop("session", "alf_path")
-        )
+    # A lookup, not a join: the frame keeps its order (for the dedup below) and is not copied;
+    # the rows of the sessions left out (clashes) find none and are dropped.
+    at = datasets["session"].replace_strict(
+        sessions["session"], sessions["at"], default=None, return_dtype=pl.UInt32
+    )
+    datasets = datasets.drop("session").with_columns(at=at)
+    if at.null_count():
+        datasets = datasets.filter(pl.col("at").is_not_null())
+    if not hash_ids:
+        folder = sessions["alf_path"].gather(datasets["at"])
+        datasets = datasets.with_columns(id=folder + "/" + datasets["rel_path"])
+    # Otherwise the walk made the UUIDs (DATASET_BATCH_SCHEMA): a kept session's ALF path is
+    # its folder's, as the walk saw it.
     datasets = _first_of_each(datasets.sort(["at", "id"], maintain_order=True))
     total = int(datasets["file_size"].sum())
     files = pl.DataFrame([sessions["session"].gather(datasets["at"]), datasets["mtime_ns"]])
