@@ -47,6 +47,7 @@ from alfcache._walk.engine import (
     DEFAULT_IO_DEPTH,
     POLL_SECONDS,
     Counter,
+    DepthChoice,
     Lister,
     Sharer,
     Tally,
@@ -90,6 +91,9 @@ class IndexReport:
     """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     threads: int = 0
     """Listing threads that listed at least one folder, summed over the walk's processes."""
+    io_depth: list[DepthChoice] = field(default_factory=list)
+    """Per process of the walk (the main process first): the most listings it allowed in
+    flight and why its depth ended where it did; empty for a Dask walk."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -111,6 +115,10 @@ class IndexReport:
             "ignored_non_alf_files": self.ignored,
             "listed": dict(self.listed),
             "threads": self.threads,
+            "io_depth": {
+                "reached": sum(d.reached for d in self.io_depth),
+                "processes": [asdict(d) for d in self.io_depth],
+            },
             "skipped": [s._asdict() for s in self.skipped],
             "notices": [s._asdict() for s in self.notices],
             "loadability": self.loadability,
@@ -176,6 +184,7 @@ class _Worker:
         self.proc = proc
         self.conn = conn
         self.threads = 0
+        self.depth: DepthChoice | None = None
         self.ended = False
 
 
@@ -329,6 +338,7 @@ class RunningWalk:
             skipped=skipped,
             listed=listed,
             threads=self._lister.used + sum(w.threads for w in self._workers),
+            depths=[self._lister.choice, *(w.depth for w in self._workers if w.depth)],
         )
 
     def _collect(self, take: Callable[[str, ScanResult], None]) -> None:
@@ -363,7 +373,7 @@ class RunningWalk:
         elif kind == "idle":
             add(self._outstanding, -value)
         elif kind == "end":
-            worker.threads = value
+            worker.threads, worker.depth = value
             worker.ended = True
         else:
             raise ScanFailed(
@@ -569,6 +579,7 @@ def index(
         skipped=sorted([*tables.skipped, *walked.skipped]),
         listed=walked.listed,
         threads=walked.threads,
+        io_depth=walked.depths,
         notices=sorted(tables.notices),
         loadability=walked.tables.loadability,
         hashing=hashing,
