@@ -9,9 +9,11 @@ from pathlib import Path
 
 import one.alf.cache as reference
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import alfcache
+from alfcache._tables.arrow import with_offsets
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 
@@ -146,3 +148,32 @@ def test_index_run_never_imports_pandas(tmp_path: Path, make_files: MakeFiles) -
         [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("hash_ids", [True, False])
+def test_index_run_never_imports_pyarrow_compute(
+    tmp_path: Path, make_files: MakeFiles, hash_ids: bool
+) -> None:
+    # Its import is a tenth of the start-up of a small run (issue 21): Arrow's casts and
+    # Polars's conversion of string columns that are not large_string would pull it in.
+    root = make_files(tmp_path / "data", ["lab/Subjects/s1/2021-01-01/001/alf/spikes.times.npy"])
+    code = (
+        f"import sys, alfcache; alfcache.index(sys.argv[1], n_jobs=1, hash_ids={hash_ids}); "
+        "print('pyarrow.compute' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("to", [pa.string(), pa.large_string()])
+def test_with_offsets_is_arrows_cast(to: pa.DataType) -> None:
+    values = ["a", None, "", "ünïcode", "last"]
+    for type_ in (pa.string(), pa.large_string()):
+        array = pa.array(values, type_)
+        for part in (array, array.slice(1, 3), array.slice(5), pa.array([], type_)):
+            got = with_offsets(part, to)
+            assert got.type == to
+            got.validate(full=True)
+            assert got.equals(part.cast(to))

@@ -28,6 +28,7 @@ from _procs import alive, comm, descendants
 import alfcache
 import alfcache._index
 from alfcache import _processes as _executor
+from alfcache._walk import engine
 from alfcache._walk.engine import GAIN, HOLD, Depth, DepthChoice, Sample
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -355,3 +356,29 @@ def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout == "8\n"
     assert "Traceback" not in done.stderr
+
+
+def test_no_wait_once_every_folder_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once the count of folders left is zero no row is on its way: waiting for one anyway
+    # cost every run POLL_SECONDS, an eighth of the start-up of a small run (issue 21).
+    calls: list[tuple[float, int] | str] = []
+    walk_type = alfcache._index.RunningWalk
+    collect, close = walk_type._collect, walk_type._close
+
+    def recorded_collect(self: Any, take: Any, *args: Any, **kwargs: Any) -> None:
+        timeout = kwargs.get("timeout", args[0] if args else engine.POLL_SECONDS)
+        calls.append((timeout, self._outstanding.value))
+        collect(self, take, *args, **kwargs)
+
+    def recorded_close(self: Any, take: Any) -> None:
+        calls.append("close")
+        close(self, take)
+
+    monkeypatch.setattr(walk_type, "_collect", recorded_collect)
+    monkeypatch.setattr(walk_type, "_close", recorded_close)
+    alfcache.index(_sessions(tmp_path / "data", 2), tmp_path / "out", n_jobs=1)
+    walking = calls[: calls.index("close")]
+    assert walking, "the walk was never collected"
+    assert [c for c in walking if isinstance(c, tuple) and c[1] == 0 and c[0] > 0] == []

@@ -304,7 +304,8 @@ class RunningWalk:
 
         try:
             while True:
-                self._collect(take)
+                # Once every folder is listed nothing is on its way: no wait (50 ms a run).
+                self._collect(take, POLL_SECONDS if self._outstanding.value else 0.0)
                 bar.show(self._found[0], self._found[1])  # each poll: a line is due every 5 s
                 if self._outstanding.value:
                     continue
@@ -341,8 +342,10 @@ class RunningWalk:
             depths=[self._lister.choice, *(w.depth for w in self._workers if w.depth)],
         )
 
-    def _collect(self, take: Callable[[str, ScanResult], None]) -> None:
-        """Take what arrived within ``POLL_SECONDS``; raise if a process of the walk failed."""
+    def _collect(
+        self, take: Callable[[str, ScanResult], None], timeout: float = POLL_SECONDS
+    ) -> None:
+        """Take what arrived within ``timeout``; raise if a process of the walk failed."""
         while self._main_results:
             take("main", self._main_results.popleft())
         if self._lister.error is not None:
@@ -350,10 +353,10 @@ class RunningWalk:
         if not self._workers:
             if self._n_workers and time.perf_counter() - self._start > LATE_START_SECONDS:
                 self._start_workers()  # the walk proved long enough to pay for them
-            self._lister.wait_idle(POLL_SECONDS)
+            self._lister.wait_idle(timeout)
             return
         conns = [w.conn for w in self._workers if not w.ended]
-        for conn in wait(conns, timeout=POLL_SECONDS) if conns else ():
+        for conn in wait(conns, timeout=timeout) if conns else ():
             worker = next(w for w in self._workers if w.conn is conn)
             self._receive(worker, take)
         if codes := self._procs.dead():

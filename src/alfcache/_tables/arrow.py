@@ -28,6 +28,30 @@ def string_array(values: Sequence[str | None]) -> pa.Array:
     )
 
 
+def with_offsets(array: pa.Array, type_: pa.DataType) -> pa.Array:
+    """A ``string`` or ``large_string`` array as ``type_`` (the other one), its buffers reused.
+
+    Arrow's ``cast`` does the same but imports ``pyarrow.compute``, a tenth of the start-up of
+    a small run, and Polars imports it too for any string column that is not ``large_string``.
+    """
+    if array.type == type_:
+        return array
+    validity, offsets, data = array.buffers()
+    wide = np.int64 if array.type == pa.large_string() else np.int32
+    n = array.offset + len(array)
+    old = np.frombuffer(offsets, dtype=wide, count=n + 1) if offsets else np.zeros(1, wide)
+    if type_ == pa.string() and old[-1] > np.iinfo(np.int32).max:
+        return array.cast(type_)  # more than 2 GiB of text: Arrow's own error
+    new = old.astype(np.int64 if type_ == pa.large_string() else np.int32)
+    return pa.Array.from_buffers(
+        type_,
+        len(array),
+        [validity, pa.py_buffer(new), data or pa.py_buffer(b"")],
+        array.null_count,
+        array.offset,
+    )
+
+
 def numeric_array(values: Sequence[int] | np.ndarray, dtype: pa.DataType) -> pa.Array:
     """A primitive array of ``dtype`` (e.g. ``pa.uint64()``) without nulls."""
     data = np.asarray(values, dtype=dtype.to_pandas_dtype())

@@ -17,7 +17,7 @@ import pyarrow as pa
 from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.ids import uuid3_strings
 from alfcache._exceptions import LabConflict
-from alfcache._tables.arrow import bool_array, numeric_array, string_array
+from alfcache._tables.arrow import bool_array, numeric_array, string_array, with_offsets
 from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
 from alfcache._walk.scan import (
     DATASET_BATCH_SCHEMA,
@@ -235,7 +235,7 @@ def assemble(
         .with_columns(ds_path=pl.col("alf_path") + "/" + pl.col("rel_path"))
     )
     if hash_ids:
-        eid = pl.Series("id", uuid3_strings(sessions["alf_path"].to_list()))
+        eid = _series("id", [uuid3_strings(sessions["alf_path"].to_list())])
         sessions = sessions.with_columns(id=eid)
         datasets = datasets.join(
             sessions.select("session", pl.col("id").alias("eid")), on="session", how="left"
@@ -272,16 +272,23 @@ def _uuid3_column(names: pl.Series) -> pl.Series:
         uuid3_strings(names.slice(start, _ID_CHUNK).to_list())
         for start in range(0, len(names), _ID_CHUNK)
     ]
-    return pl.Series("id", pa.chunked_array(chunks, pa.string()))
+    return _series("id", chunks)
+
+
+def _series(name: str, chunks: list[pa.Array]) -> pl.Series:
+    """A Polars column of Arrow string chunks, made ``large_string`` first: Polars converts
+    any other string type with ``pyarrow.compute``, whose import costs a small run dearly."""
+    large = [with_offsets(chunk, pa.large_string()) for chunk in chunks]
+    return pl.from_arrow(pa.table({name: pa.chunked_array(large, pa.large_string())}))[name]
 
 
 def _sessions_table(df: pl.DataFrame) -> pa.Table:
-    empty = string_array([""] * df.height).cast(pa.string())
+    empty = with_offsets(string_array([""] * df.height), pa.string())
     return pa.Table.from_arrays(
         [
-            df["id"].to_arrow().cast(pa.string()),
-            df["lab"].to_arrow().cast(pa.string()),
-            df["subject"].to_arrow().cast(pa.string()),
+            with_offsets(df["id"].to_arrow(), pa.string()),
+            with_offsets(df["lab"].to_arrow(), pa.string()),
+            with_offsets(df["subject"].to_arrow(), pa.string()),
             df["date"].str.to_date("%Y-%m-%d").to_arrow(),
             df["num"].to_arrow(),
             empty,
@@ -295,7 +302,7 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
     n = df.height
     qc = pa.DictionaryArray.from_arrays(
         numeric_array(np.zeros(n, dtype=np.int8), pa.int8()),
-        string_array(QC_LEVELS).cast(pa.string()),
+        with_offsets(string_array(QC_LEVELS), pa.string()),
         ordered=True,
     )
     # No file is hashed yet (alfcache._maintain.update fills the hashes in): a column of Arrow's
@@ -307,9 +314,9 @@ def _datasets_table(df: pl.DataFrame) -> pa.Table:
     )
     return pa.Table.from_arrays(
         [
-            df["eid"].to_arrow().cast(pa.string()),
-            df["id"].to_arrow().cast(pa.string()),
-            df["rel_path"].to_arrow().cast(pa.string()),
+            with_offsets(df["eid"].to_arrow(), pa.string()),
+            with_offsets(df["id"].to_arrow(), pa.string()),
+            with_offsets(df["rel_path"].to_arrow(), pa.string()),
             df["file_size"].to_arrow(),
             pa.nulls(n),
             bool_array(True, n),
