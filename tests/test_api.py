@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -13,7 +14,7 @@ import pyarrow as pa
 import pytest
 
 import alfcache
-from alfcache._tables.arrow import with_offsets
+from alfcache._tables.arrow import cast_table, with_offsets
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 
@@ -28,7 +29,9 @@ PUBLIC = [
     "BadArgument",
     "BadOutDir",
     "BadRoot",
+    "Difference",
     "IndexReport",
+    "InfoReport",
     "LabConflict",
     "MergeFailed",
     "MissingRoot",
@@ -38,10 +41,12 @@ PUBLIC = [
     "ScanFailed",
     "SchedulerUnreachable",
     "Terminated",
+    "VerifyReport",
     "WriteFailed",
     "cast_index_object",
     "default_cache",
     "index",
+    "info",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
@@ -51,6 +56,7 @@ PUBLIC = [
     "remove_cache_table_files",
     "remove_missing_datasets",
     "remove_table_files",
+    "verify",
 ]
 
 
@@ -67,6 +73,25 @@ def test_every_exception_is_public() -> None:
         if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
     }
     assert raised <= set(alfcache.__all__), raised - set(alfcache.__all__)
+
+
+def test_exceptions_are_shown_by_their_public_name() -> None:
+    errors = [
+        value
+        for value in vars(alfcache._exceptions).values()
+        if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
+    ]
+    for error in errors:
+        assert f"{error.__module__}.{error.__qualname__}" == f"alfcache.{error.__name__}"
+        # Workers hand errors back pickled, by the class's public name: it must lead back to
+        # the class. (The class itself: distributed installs tblib's exception pickling, which
+        # cannot rebuild an instance of two builtin bases such as SchedulerUnreachable.)
+        assert pickle.loads(pickle.dumps(error)) is error
+    # As a traceback shows it, rather than alfcache._exceptions.MissingRoot.
+    code = "import alfcache; alfcache.index('/no/such/folder/alfcache')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].startswith("alfcache.MissingRoot: root folder ")
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -177,3 +202,37 @@ def test_with_offsets_is_arrows_cast(to: pa.DataType) -> None:
             assert got.type == to
             got.validate(full=True)
             assert got.equals(part.cast(to))
+
+
+def test_synth_is_a_public_module() -> None:
+    # The README's example writes its tree with it: a public name, not alfcache._synth.
+    import alfcache.synth
+
+    assert alfcache.synth.__all__ == ["TreeSummary", "make_tree"]
+    assert "alfcache._synth" not in (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_cast_table_is_arrows_cast() -> None:
+    levels = pa.array(["NOT_SET", "PASS", "FAIL"], pa.large_string())
+    qc = pa.DictionaryArray.from_arrays(pa.array([2, 0, 1], pa.uint8()), levels, ordered=True)
+    table = pa.table(
+        {
+            "text": pa.chunked_array([pa.array(["a", None], pa.large_string()), ["ü"]]),
+            "qc": qc,
+            "size": pa.array([1, 2, 3], pa.uint64()),
+            "number": pa.array([1, 2, 3], pa.int64()),  # no shortcut: Arrow's own cast
+        }
+    )
+    schema = pa.schema(
+        [
+            ("text", pa.string()),
+            ("qc", pa.dictionary(pa.int8(), pa.string(), ordered=True)),
+            ("size", pa.uint64()),
+            ("number", pa.uint16()),
+        ],
+        metadata={b"kept": b"yes"},
+    )
+    got = cast_table(table, schema)
+    got.validate(full=True)
+    assert got.equals(table.cast(schema))
+    assert got.schema.equals(schema, check_metadata=True)

@@ -18,13 +18,12 @@ import hashlib
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly, read_tables
 
 import alfcache
 import alfcache._index
@@ -45,10 +44,8 @@ def n_jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> i
 def _index(root: Path, out: Path, **kwargs: Any) -> tuple[alfcache.IndexReport, Any, Any]:
     """Index with path ids (readable); returns the report and both tables."""
     kwargs.setdefault("hash_ids", False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = alfcache.index(root, out, **kwargs)
-    return report, pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
+    report = index_quietly(root, out, **kwargs)
+    return report, *read_tables(out)
 
 
 def _reported(report: alfcache.IndexReport) -> list[tuple[str, str]]:

@@ -26,16 +26,16 @@ from typing import Any
 import distributed
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env
 from distributed import Client, LocalCluster
 
 import alfcache
 import alfcache._digest.read
 from alfcache import BadArgument, ScanFailed
 from alfcache._cli import main as _cli
-from alfcache._synth import make_tree
 from alfcache._walk import dask as _dask
+from alfcache.synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
 AWKWARD = [
     "s1/2021-01-01/1/alf/from.unpadded.npy",  # clashes with 001 of the same day
@@ -139,7 +139,7 @@ def test_tables_and_report_equal_the_default_backend(
         assert {"session_clash", "invalid_date", "near_miss"} <= reasons, reasons
         assert {"nested_session", "empty_file"} <= {s.reason for s in dask.notices}
     # Many more tasks than the cluster's two threads, so that the scheduler balances them.
-    assert dask.shards >= 2 * _dask.TASKS_PER_THREAD
+    assert dask.tasks >= 2 * _dask.TASKS_PER_THREAD
     assert client.status == "running"  # the caller's client is the caller's to close
 
 
@@ -304,14 +304,14 @@ def test_cli_with_a_local_cluster(tree: Path, tmp_path: Path) -> None:
     args += ["--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "alfcache", "index", str(tree), "--out-dir", tmp_path / "d", *args],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert_same_tables(tmp_path / "default", tmp_path / "d")
-    assert json.loads(proc.stdout)["shards"] >= _dask.TASKS_PER_THREAD
+    assert json.loads(proc.stdout)["tasks"] >= _dask.TASKS_PER_THREAD
     assert "Traceback" not in proc.stderr, proc.stderr
 
 

@@ -21,8 +21,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from _helpers import assert_same_rows, python_env, spikes_tree, with_sitecustomize
 from _procs import alive, comm, descendants
 
 import alfcache
@@ -31,8 +31,6 @@ from alfcache import _processes as _executor
 from alfcache._walk import engine
 from alfcache._walk.engine import GAIN, HOLD, Depth, DepthChoice, Sample
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-SPIKES = "alf/spikes.times.npy"
 DEADLINE = 120.0
 
 # Every process of the command line (workers are forked from it, so they inherit the wrapper)
@@ -56,27 +54,6 @@ if b"alfcache" in command and b"index" in command:
 """
 
 
-def _sessions(root: Path, subjects: int, per_subject: int = 1) -> Path:
-    for s in range(subjects):
-        for d in range(per_subject):
-            path = root / f"s{s:02d}/2021-01-{d + 1:02d}/001/{SPIKES}"
-            path.parent.mkdir(parents=True)
-            path.write_bytes(f"{s}-{d}".encode())
-    return root
-
-
-def _tables(out: Path) -> tuple[Any, Any]:
-    return pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
-
-
-def _assert_same_tables(out1: Path, out2: Path) -> None:
-    (ses1, ds1), (ses2, ds2) = _tables(out1), _tables(out2)
-    assert ses1.num_rows > 0
-    assert ds1.num_rows > 0
-    assert ses1.equals(ses2)
-    assert ds1.equals(ds2)
-
-
 def _cli(
     tmp_path: Path,
     root: Path,
@@ -86,15 +63,10 @@ def _cli(
     spin: str | None = None,
 ) -> dict[str, Any]:
     """``alfcache index ROOT --json`` with listings that sleep ``seconds``; its summary."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_LISTING_SECONDS": str(seconds),
-        **({spin: "1"} if spin else {}),
-    }
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
+    env = python_env(
+        hooks, ALFCACHE_TEST_LISTING_SECONDS=str(seconds), **({spin: "1"} if spin else {})
+    )
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
         [*cmd, "--json", "--quiet", *options],
@@ -122,7 +94,7 @@ def slow_scandir(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_main_process_alone(tmp_path: Path) -> None:
-    root = _sessions(tmp_path / "data", 6)
+    root = spikes_tree(tmp_path / "data", 6)
     report = alfcache.index(root, tmp_path / "out", n_jobs=1, io_depth=1)
     assert report.listed == {"main": 6 * 4 + 1, "workers": 0}
     assert report.threads == 1  # io_depth=1: a single listing thread, whatever the storage
@@ -130,7 +102,7 @@ def test_main_process_alone(tmp_path: Path) -> None:
 
 
 def test_threads_of_one_process_on_slow_listings(tmp_path: Path, slow_scandir: None) -> None:
-    root = _sessions(tmp_path / "data", 24)
+    root = spikes_tree(tmp_path / "data", 24)
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1, io_depth=1)
     many = alfcache.index(root, tmp_path / "out2", n_jobs=1, io_depth=16)
     # The depth rose because more listings in flight raised the rate: more than one thread
@@ -139,14 +111,14 @@ def test_threads_of_one_process_on_slow_listings(tmp_path: Path, slow_scandir: N
     assert many.threads > 1, many
     assert many.listed == one.listed == {"main": 24 * 4 + 1, "workers": 0}
     assert many.skipped == one.skipped
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_workers_started_late_from_a_fork_server(tmp_path: Path, slow_scandir: None) -> None:
     import polars  # noqa: F401  with Polars loaded, forking this process is unsafe
 
     assert _executor.context().get_start_method() == "forkserver"
-    root = _sessions(tmp_path / "data", 30)
+    root = spikes_tree(tmp_path / "data", 30)
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1)
     start = time.perf_counter()
     two = alfcache.index(root, tmp_path / "out2", n_jobs=2, io_depth=2)
@@ -157,12 +129,12 @@ def test_workers_started_late_from_a_fork_server(tmp_path: Path, slow_scandir: N
     assert two.listed["main"] > 0, two.listed
     assert sum(two.listed.values()) == sum(one.listed.values())
     assert two.skipped == one.skipped
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 @pytest.mark.parametrize("jobs", ["2", "3"])
 def test_forked_workers_fed_from_the_shared_queue(tmp_path: Path, jobs: str) -> None:
-    root = _sessions(tmp_path / "data", 16)
+    root = spikes_tree(tmp_path / "data", 16)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1")
     # One listing in flight per process: only the shared queue spreads the walk.
     many = _cli(
@@ -173,26 +145,26 @@ def test_forked_workers_fed_from_the_shared_queue(tmp_path: Path, jobs: str) -> 
     assert many["threads"] > 1  # listing threads of two or more processes took part
     assert sum(many["listed"].values()) == sum(one["listed"].values())
     assert many["skipped"] == one["skipped"]
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_one_huge_subject_folder_is_shared(tmp_path: Path) -> None:
     # The root holds a single folder: a worker can only get work that the walk found below it.
-    root = _sessions(tmp_path / "data", 1, per_subject=28)
+    root = spikes_tree(tmp_path / "data", 1, per_subject=28)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1")
     two = _cli(tmp_path, root, tmp_path / "out2", "--jobs", "2", "--io-depth", "2", seconds=0.02)
     assert two["listed"]["workers"] > 0, two["listed"]
     assert two["listed"]["main"] > 0, two["listed"]
     assert two["sessions"] == one["sessions"] == 28
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_links_followed_across_processes(tmp_path: Path) -> None:
     # Every subject links to a session outside the root: the rounds of links run with tasks
     # shared between the processes too, and choose the same links.
-    root = _sessions(tmp_path / "data", 12)
+    root = spikes_tree(tmp_path / "data", 12)
     for i in range(12):
-        target = _sessions(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
+        target = spikes_tree(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
         (root / f"s{i:02d}/2021-01-01/002").symlink_to(target, target_is_directory=True)
     (root / "s00/2021-01-01/003").symlink_to(root / "s01", target_is_directory=True)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1", "--follow-symlinks")
@@ -202,19 +174,13 @@ def test_links_followed_across_processes(tmp_path: Path) -> None:
     assert one["sessions"] == 24
     assert [s["reason"] for s in one["skipped"]] == ["symlink_revisit"]
     assert two["skipped"] == one["skipped"]
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
-    root = _sessions(tmp_path / "data", 40)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_LISTING_SECONDS": "0.3",
-    }
+    root = spikes_tree(tmp_path / "data", 40)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
+    env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS="0.3")
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(tmp_path)]
     proc = subprocess.Popen(
         [*cmd, "--jobs", "2", "--io-depth", "2", "--quiet"],
@@ -320,7 +286,7 @@ def test_depth_of_one_never_moves() -> None:
 def test_json_reports_the_depth_reached_and_why(tmp_path: Path, listings: str) -> None:
     # Listings that sleep wait like network storage's; listings that spin keep a core busy
     # like a warm disk's. Each process's decision is in --json.
-    root = _sessions(tmp_path / "data", 24)
+    root = spikes_tree(tmp_path / "data", 24)
     option = "ALFCACHE_TEST_LISTING_SPIN" if listings == "spin" else None
     summary = _cli(tmp_path, root, tmp_path / "out", "--jobs", "1", seconds=0.02, spin=option)
     (process,) = summary["io_depth"]["processes"]
@@ -337,7 +303,7 @@ def test_json_reports_the_depth_reached_and_why(tmp_path: Path, listings: str) -
 def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) -> None:
     # Polars loaded first: the workers come from a fork server, which by default re-runs the
     # caller's script in each of them; without a main guard that script would index again.
-    root = _sessions(tmp_path / "data", 8)
+    root = spikes_tree(tmp_path / "data", 8)
     script = tmp_path / "index_it.py"
     script.write_text(
         "import sys, polars, alfcache, alfcache._index\n"
@@ -347,7 +313,7 @@ def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) ->
     )
     done = subprocess.run(
         [sys.executable, str(script), str(root), str(tmp_path / "out")],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -378,7 +344,7 @@ def test_no_wait_once_every_folder_is_listed(
 
     monkeypatch.setattr(walk_type, "_collect", recorded_collect)
     monkeypatch.setattr(walk_type, "_close", recorded_close)
-    alfcache.index(_sessions(tmp_path / "data", 2), tmp_path / "out", n_jobs=1)
+    alfcache.index(spikes_tree(tmp_path / "data", 2), tmp_path / "out", n_jobs=1)
     walking = calls[: calls.index("close")]
     assert walking, "the walk was never collected"
     assert [c for c in walking if isinstance(c, tuple) and c[1] == 0 and c[0] > 0] == []

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xxhash
+from _helpers import index_quietly, python_env
 from _inject import change_on_read, grow_on_read, rewrite_in_place
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -40,19 +40,12 @@ from alfcache._digest.read import (
     plan_tasks,
 )
 from alfcache._progress import ByteProgress, megabytes
-from alfcache._synth import make_tree
 from alfcache._tables.schema import DATASETS_SCHEMA, forbidden_extra_columns
+from alfcache.synth import make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 JOBS = [1, 2]
-SRC = Path(alfcache.__file__).parent.parent
 SESSION = "lab/Subjects/s1/2021-01-01/001"
-
-
-def _run(root: Path, out: Path, **kwargs: Any) -> alfcache.IndexReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, **kwargs)
 
 
 def _datasets(out: Path) -> pa.Table:
@@ -120,7 +113,7 @@ def sized_tree(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_md5_equals_md5sum_on_every_file(sized_tree: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    report = _run(sized_tree, out, hash_files=True, n_jobs=n_jobs)
+    report = index_quietly(sized_tree, out, hash_files=True, n_jobs=n_jobs)
     ours = _by_path(out, "hash")
     assert len(ours) == report.datasets > 300
     assert _md5sum(sized_tree, sorted(ours)) == ours
@@ -136,7 +129,7 @@ def test_md5_equals_md5sum_on_every_file(sized_tree: Path, tmp_path: Path, n_job
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_xxh3_in_its_own_column(sized_tree: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    _run(sized_tree, out, hash_algorithm="xxh3", n_jobs=n_jobs)
+    index_quietly(sized_tree, out, hash_algorithm="xxh3", n_jobs=n_jobs)
     digests = _by_path(out, "xxh3_128")
     assert digests == {
         rel: xxhash.xxh3_128_hexdigest((sized_tree / rel).read_bytes()) for rel in digests
@@ -160,7 +153,7 @@ def test_both_digests_from_one_read(
 
     monkeypatch.setattr(alfcache._digest.read.os, "open", counting_open)
     out = tmp_path / "out"
-    report = _run(sized_tree, out, hash_algorithm="both", n_jobs=1)
+    report = index_quietly(sized_tree, out, hash_algorithm="both", n_jobs=1)
     md5, xxh3 = _by_path(out, "hash"), _by_path(out, "xxh3_128")
     for rel in md5:
         data = (sized_tree / rel).read_bytes()
@@ -177,7 +170,7 @@ def test_root_session_folder_and_linked_files(tmp_path: Path, make_files: MakeFi
     target.write_bytes(b"linked content")
     (root / "alf/spikes.amps.npy").symlink_to(target)
     out = tmp_path / "out"
-    _run(root, out, hash_algorithm="both", n_jobs=1, follow_symlinks=True)
+    index_quietly(root, out, hash_algorithm="both", n_jobs=1, follow_symlinks=True)
     table = _datasets(out)
     got = {
         rel: (md5, xxh3, size)
@@ -197,7 +190,7 @@ def test_root_session_folder_and_linked_files(tmp_path: Path, make_files: MakeFi
 
 def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _run(small_tree.root, out, hash_algorithm="both", n_jobs=1)
+    index_quietly(small_tree.root, out, hash_algorithm="both", n_jobs=1)
     for name in ("sessions.pqt", "datasets.pqt"):
         meta = json.loads(pq.read_schema(out / name).metadata[b"alfcache"])
         assert meta["digests"] == ["md5", "xxh3"]
@@ -363,7 +356,7 @@ def test_workers_chosen_by_average_file_size(
     every_update = functools.partial(ByteProgress, interval=0)
     monkeypatch.setattr(alfcache._digest.read, "ByteProgress", every_update)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=2, progress=True)
+    report = index_quietly(root, out, hash_files=True, n_jobs=2, progress=True)
     assert used == [runner]
     ours = _by_path(out, "hash")
     assert _md5sum(root, sorted(ours)) == ours
@@ -417,7 +410,7 @@ def test_file_that_moves_once_is_read_again(
     target = root / SESSION / "alf/spikes.times.npy"
     reads = grow_on_read(monkeypatch, target, times=1)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2
     assert not report.skipped
     row = _datasets(out).to_pylist()[0]
@@ -436,7 +429,7 @@ def test_file_rewritten_in_place_at_the_same_size_is_read_again(
     size = target.stat().st_size
     reads = change_on_read(monkeypatch, target, times=1, change=rewrite_in_place)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2 and not report.skipped and not report.notices
     row = _datasets(out).to_pylist()[0]
     assert target.stat().st_size == size
@@ -451,7 +444,7 @@ def test_file_that_keeps_moving_is_reported_without_hash(
     target = root / SESSION / "alf/spikes.times.npy"
     reads = grow_on_read(monkeypatch, target, times=2)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2  # read again once, not more
     assert not report.skipped  # indexed without a digest: a notice
     assert [(s.path, s.reason) for s in report.notices] == [
@@ -462,7 +455,7 @@ def test_file_that_keeps_moving_is_reported_without_hash(
 
     # Once it holds still, an update hashes it.
     monkeypatch.undo()
-    report = _run(root, out, update=True, n_jobs=1)
+    report = index_quietly(root, out, update=True, n_jobs=1)
     assert not report.skipped
     assert _datasets(out)["hash"].to_pylist() == [hashlib.md5(target.read_bytes()).hexdigest()]
 
@@ -482,7 +475,7 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
 
     monkeypatch.setattr(alfcache._digest.read.os, "open", refusing_open)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert not report.skipped  # indexed without a digest: a notice
     assert [(s.path, s.reason) for s in report.notices] == [(files[0], "unreadable")]
     assert "Permission denied" in report.notices[0].message
@@ -507,7 +500,7 @@ def test_file_gone_before_it_is_read_is_dropped(
 
     monkeypatch.setattr("alfcache._digest.checkpoint.digest_files", delete_then_digest)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]
     assert _datasets(out)["rel_path"].to_pylist() == ["alf/spikes.amps.npy"]
     assert report.datasets == 1
@@ -534,7 +527,7 @@ def test_unreadable_file_as_another_user(world_readable_dir: Path, make_files: M
             *(sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)),
             *("--hash", "md5", "--jobs", "1", "--json"),
         ],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -8,7 +8,6 @@ when the walk ends, the hold gives up (after ``HOLD_SECONDS``) and says so.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import python_env, with_sitecustomize
 
 import alfcache._digest.read
 from alfcache._digest.read import FileBoard
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 120.0
 HOLD_SECONDS = 10.0  # only waited out when the fix is missing
 
@@ -79,18 +78,15 @@ def _tree(root: Path, sessions: int, size: int = 100) -> Path:
 
 
 def _index(tmp_path: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.run(
         [sys.executable, "-m", "alfcache", "index", *args],
-        env={
-            **os.environ,
-            "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-            "PROGRESS_LOG": str(tmp_path / "progress.log"),
-            "HOLD_SECONDS": str(HOLD_SECONDS),
+        env=python_env(
+            hooks,
+            PROGRESS_LOG=str(tmp_path / "progress.log"),
+            HOLD_SECONDS=str(HOLD_SECONDS),
             **env,
-        },
+        ),
         capture_output=True,
         text=True,
         timeout=DEADLINE,

@@ -13,11 +13,10 @@ from __future__ import annotations
 
 import re
 import tempfile
-import warnings
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly, read_tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from one.alf import spec
@@ -173,12 +172,9 @@ def _make_tree(base: Path, entries: list[tuple[str, ...]], links: list[tuple[str
 
 
 def _index(root: Path, out: Path, n_jobs: int, follow_symlinks: bool) -> tuple[object, ...]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = alfcache.index(root, out, n_jobs=n_jobs, follow_symlinks=follow_symlinks)
+    report = index_quietly(root, out, n_jobs=n_jobs, follow_symlinks=follow_symlinks)
     return (
-        pq.read_table(out / "sessions.pqt"),
-        pq.read_table(out / "datasets.pqt"),
+        *read_tables(out),
         report.skipped,
         (report.sessions, report.datasets, report.bytes, report.ignored),
     )

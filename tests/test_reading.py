@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import python_env
 
 import alfcache
 import alfcache._digest.read
@@ -31,7 +32,6 @@ from alfcache._digest.read import (
     plan_thread_tasks,
 )
 
-SRC = Path(alfcache.__file__).parent.parent
 SESSION = "lab/Subjects/s1/2021-01-01/001"
 
 
@@ -256,7 +256,7 @@ def test_folder_that_cannot_be_entered_as_another_user(world_readable_dir: Path)
             *(sys.executable, "-c", READ_AS_OTHER_USER, str(root)),
             *(json.dumps(paths), json.dumps(sizes)),
         ],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         cwd=world_readable_dir,
         stdin=subprocess.DEVNULL,
         capture_output=True,

@@ -25,16 +25,16 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env, with_sitecustomize
 from _inject import READ_HOOKS
 from test_shards import assert_same_tables
 
 import alfcache
 from alfcache._digest.checkpoint import CHECKPOINT_FILE
-from alfcache._synth import make_tree
 from alfcache._tables.lock import LOCK_FILE
+from alfcache.synth import make_tree
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
 SCRIPT = REPO / "scripts" / "slurm-index.sbatch"
 RECIPES = (REPO / "docs" / "scale-out.md").read_text()
 # States after which a job never runs again (scontrol's JobState).
@@ -108,7 +108,7 @@ def _variables(tmp_path: Path, root: Path, **values: str) -> dict[str, str]:
         **values,
     }
     assert set(values) - {"PYTHONPATH", "READ_LOG", "READ_DELAY"} == _recipe_variables()
-    return {**os.environ, "PYTHONPATH": str(SRC), **values}
+    return python_env(**values)
 
 
 def _submit(argv: list[str], tmp_path: Path, env: dict[str, str]) -> tuple[list[str], str]:
@@ -257,9 +257,7 @@ def test_time_limit_checkpoints_and_the_resubmitted_task_reads_the_rest(tmp_path
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
             f.truncate(8 << 20)  # sparse, and a reading task of its own
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
+    hooks = with_sitecustomize(tmp_path, READ_HOOKS)
     first, second = tmp_path / "read1.log", tmp_path / "read2.log"
     env = _variables(
         tmp_path,
@@ -363,7 +361,7 @@ def test_slurmcluster_recipe_equals_the_default_backend(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,  # the workers' jobs are submitted from here
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=WAIT,

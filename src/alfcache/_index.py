@@ -34,6 +34,7 @@ from alfcache._exceptions import (
 )
 from alfcache._paths import shown
 from alfcache._progress import Progress
+from alfcache._records import Skip
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._tables.store import (
     check_space,
@@ -57,7 +58,7 @@ from alfcache._walk.engine import (
     tally,
     work,
 )
-from alfcache._walk.scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
+from alfcache._walk.scan import ScanResult, Start, Task, Walk, plan_links
 
 if TYPE_CHECKING:
     from alfcache._maintain.update import Changes
@@ -77,7 +78,9 @@ class IndexReport:
     datasets: int
     bytes: int
     n_jobs: int
-    shards: int
+    tasks: int
+    """Folder tasks the walk handed out: the root, folders shared between processes, links
+    followed (with ``backend='dask'``, its Dask tasks). Not the array shard: ``shard``."""
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
@@ -110,7 +113,7 @@ class IndexReport:
             "datasets": self.datasets,
             "bytes": self.bytes,
             "n_jobs": self.n_jobs,
-            "shards": self.shards,
+            "tasks": self.tasks,
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
             "listed": dict(self.listed),
@@ -238,8 +241,8 @@ class RunningWalk:
             share=self._sharer if self._n_workers else None,
             found=self._found,
         )
-        self._shards = 0
-        self._walk_shards([Shard("", True)])
+        self._started = 0
+        self._walk_from([Start("", True)])
         self._serve: threading.Thread | None = None
         if self._n_workers:
             self._serve = threading.Thread(
@@ -270,13 +273,13 @@ class RunningWalk:
             self._workers.append(_Worker(proc, receive))
         self._sharer.enabled = True
 
-    def _walk_shards(self, shards: list[Shard]) -> None:
-        """Start walking ``shards`` in this process (their own session rows are emitted here)."""
-        walk = _Walk(self._root, self._follow_symlinks, self._array_shard)
-        tasks = [walk.start(shard) for shard in shards]
+    def _walk_from(self, starts: list[Start]) -> None:
+        """Start walking from ``starts`` here (their own session rows are emitted here)."""
+        walk = Walk(self._root, self._follow_symlinks, self._array_shard)
+        tasks = [walk.start(start) for start in starts]
         tally(self._found, *walk.found)
         self._main_results.append(walk.flush())
-        self._shards += len(tasks)
+        self._started += len(tasks)
         add(self._outstanding, len(tasks))
         self._lister.add(tasks, taken=len(tasks))
 
@@ -312,12 +315,12 @@ class RunningWalk:
                 # Every folder of this round is listed and every row has arrived.
                 while self._main_results:
                     take("main", self._main_results.popleft())
-                shards, revisits = plan_links(self._root, links, indexed)
+                starts, revisits = plan_links(self._root, links, indexed)
                 links.clear()
                 skipped += revisits
-                if not shards:
+                if not starts:
                     break
-                self._walk_shards(shards)
+                self._walk_from(starts)
             self._close(take)
         except BaseException:
             self.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive us
@@ -334,7 +337,7 @@ class RunningWalk:
         )
         return Walked(
             tables=tables,
-            shards=self._shards + self._sharer.shared,
+            tasks=self._started + self._sharer.shared,
             ignored=ignored,
             skipped=skipped,
             listed=listed,
@@ -575,7 +578,7 @@ def index(
         datasets=tables.datasets.num_rows,
         bytes=tables.bytes,
         n_jobs=jobs,
-        shards=walked.shards,
+        tasks=walked.tasks,
         seconds=time.perf_counter() - start,
         ignored=walked.ignored,
         # sorted, so that the report does not depend on which worker finished first
@@ -641,8 +644,8 @@ def make_parquet_db(
     io_depth : int, optional
         The most folder listings in flight at once, over all processes (threads list folders,
         so this is independent of ``n_jobs``). None adapts it to the storage: up to 64 while
-        listings mostly wait (network storage), one or two per process while they are
-        CPU-bound (a warm local disk).
+        listings wait and each doubling raises the rate (network storage), one per process
+        while they keep a core busy (a warm local disk); ``IndexReport.io_depth`` says why.
     follow_symlinks : bool
         Follow symbolic links to folders (never twice into the same folder).
     progress : bool

@@ -23,9 +23,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from multiprocessing.context import DefaultContext, ForkContext, ForkServerContext
+
+Context: TypeAlias = "ForkContext | ForkServerContext | DefaultContext"
+"""A start method's context: what :func:`context` and ``multiprocessing.get_context()`` return
+(``BaseContext``, their base, has no ``Process``)."""
 
 WORKER_NAME = "alfcache-walk"
 """The name of a worker process in ``/proc/PID/comm``."""
@@ -41,7 +47,7 @@ def fork_is_safe() -> bool:
     )
 
 
-def context() -> BaseContext:
+def context() -> ForkContext | ForkServerContext:
     """The cheapest start method that is safe now (see the module's docstring)."""
     if fork_is_safe():
         return multiprocessing.get_context("fork")
@@ -103,7 +109,7 @@ class Processes:
         self.procs: list[BaseProcess] = []
 
     def start(
-        self, ctx: BaseContext, target: Callable[..., None], args: tuple[Any, ...]
+        self, ctx: Context, target: Callable[..., None], args: tuple[Any, ...]
     ) -> BaseProcess:
         """Start one worker that runs ``target(*args)``."""
         proc = ctx.Process(target=_worker, args=(target, args), daemon=True)

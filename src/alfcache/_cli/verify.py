@@ -41,7 +41,7 @@ def _described(d: Difference) -> str:
     return f"{d.path}: {d.kind} ({says.format(e=d.expected, f=d.found)})"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "verify", help="compare the cache tables with the files on disk (exit 1 if they differ)"
     )

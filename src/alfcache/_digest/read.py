@@ -61,7 +61,9 @@ import xxhash
 
 from alfcache._exceptions import AlfcacheError, BadArgument, worker_died
 from alfcache._progress import ByteProgress
-from alfcache._walk.scan import Skip, ignore_interrupts
+from alfcache._records import Reason, Skip
+from alfcache._tables.schema import DIGEST_COLUMNS
+from alfcache._walk.scan import ignore_interrupts
 
 ALGORITHMS: dict[str, tuple[str, ...]] = {
     "md5": ("md5",),
@@ -70,10 +72,8 @@ ALGORITHMS: dict[str, tuple[str, ...]] = {
 }
 """The ``hash_algorithm`` choices and the digests each one computes."""
 
-COLUMNS = {"md5": "hash", "xxh3": "xxh3_128"}
-"""The datasets-table column of each digest. ONE-api compares ``hash`` with the MD5 of every
-file it loads, so nothing but an MD5 may go there; no name may contain ``id``, or ONE-api would
-make the column part of the index."""
+COLUMNS = DIGEST_COLUMNS
+"""The datasets-table column of each digest (:data:`alfcache._tables.schema.DIGEST_COLUMNS`)."""
 
 BLOCK_SIZE = 1 << 18
 """Bytes per read: small enough that the digest finds the block still in the core's L2 cache,
@@ -259,7 +259,7 @@ class Readers(Protocol):
         """Threads that read at once: the tasks are planned for that many."""
         ...
 
-    def submit(self, fn: Callable[..., TaskResult], /, *args: object) -> Future[TaskResult]:
+    def submit(self, fn: Callable[..., ReadResult], /, *args: object) -> Future[ReadResult]:
         """Run ``fn(*args)`` on one of the threads."""
         ...
 
@@ -331,7 +331,7 @@ class _MemoryBoard:
         """Nothing to release: the counts belong to the main thread."""
 
 
-class TaskResult(NamedTuple):
+class ReadResult(NamedTuple):
     """What a worker found for each file of a task, in the task's order."""
 
     sizes: list[int]
@@ -435,7 +435,7 @@ def hash_task(
     algorithms: tuple[str, ...],
     board: _Board,
     follow_symlinks: bool = False,
-) -> TaskResult:
+) -> ReadResult:
     """Digest the files of one task (runs inside a worker).
 
     Parameters
@@ -456,11 +456,11 @@ def hash_task(
 
     Returns
     -------
-    TaskResult
+    ReadResult
     """
     view = memoryview(bytearray(BLOCK_SIZE))
     confine = None if follow_symlinks else os.path.realpath(root)
-    out = TaskResult([], [], [[] for _ in algorithms], [], [])
+    out = ReadResult([], [], [[] for _ in algorithms], [], [])
     folders = _Folders(root)
     try:
         for i, rel in enumerate(paths):
@@ -473,17 +473,18 @@ def hash_task(
                     f"link to {exc} outside the root; indexed without a digest "
                     "(--follow-symlinks reads it)"
                 )
-                out.skipped.append(Skip(rel, "symlink_outside_root", message))
+                out.skipped.append(Skip(rel, Reason.SYMLINK_OUTSIDE_ROOT, message))
             except FileNotFoundError:
                 out.vanished.append(i)
-                out.skipped.append(Skip(rel, "vanished", _VANISHED))
+                out.skipped.append(Skip(rel, Reason.VANISHED, _VANISHED))
             except OSError as exc:
                 message = f"cannot read: {exc.strerror or exc}; indexed without a hash"
-                out.skipped.append(Skip(rel, "unreadable", message))
+                out.skipped.append(Skip(rel, Reason.UNREADABLE, message))
             else:
                 if read is None:
-                    out.skipped.append(Skip(rel, "changing", _CHANGING))
-            size, mtime, digests = read or (-1, -1, [None] * len(algorithms))
+                    out.skipped.append(Skip(rel, Reason.CHANGING, _CHANGING))
+            unread: list[str | None] = [None] * len(algorithms)
+            size, mtime, digests = read or (-1, -1, unread)
             out.sizes.append(size)
             out.mtimes.append(mtime)
             for column, digest in zip(out.digests, digests, strict=True):
@@ -565,7 +566,7 @@ class Digests:
     bytes: int = 0
     """Bytes planned for reading (the sizes found by the walk)."""
     seconds: float = 0.0
-    on_task: Callable[[np.ndarray, TaskResult], None] | None = None
+    on_task: Callable[[np.ndarray, ReadResult], None] | None = None
     """Called with each finished task's rows and result (the checkpoint's hook)."""
 
     @classmethod
@@ -584,7 +585,7 @@ class Digests:
         hashed = int(np.count_nonzero(self.sizes >= 0))
         return Hashing(tuple(self.columns), hashed, self.bytes, self.seconds)
 
-    def put(self, rows: np.ndarray, result: TaskResult) -> None:
+    def put(self, rows: np.ndarray, result: ReadResult) -> None:
         """Place a task's results at the positions the task was planned with."""
         self.sizes[rows] = result.sizes
         self.mtimes[rows] = result.mtimes
@@ -606,7 +607,7 @@ def digest_files(
     progress: bool = False,
     depth: int = MAX_DEPTH,
     *,
-    on_task: Callable[[np.ndarray, TaskResult], None] | None = None,
+    on_task: Callable[[np.ndarray, ReadResult], None] | None = None,
     readers: Readers | None = None,
     follow_symlinks: bool = False,
 ) -> Digests:
@@ -706,7 +707,7 @@ def open_latency(root: str, paths: Sequence[str]) -> float:
 
 
 def _collect(
-    submit: Callable[[int, np.ndarray], Future[TaskResult]],
+    submit: Callable[[int, np.ndarray], Future[ReadResult]],
     tasks: list[np.ndarray],
     window: int,
     bytes_read: Callable[[], int],
@@ -736,7 +737,7 @@ def _run_in_threads(
     out: Digests,
     large: int,
     depth: int,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     """Run the first ``large`` tasks on ``n_jobs`` threads, the others on ``depth`` threads;
     ``task`` is :func:`hash_task` with its options."""
@@ -752,7 +753,7 @@ def _run_in_threads(
         else readers
     )
 
-    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+    def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
         board = _MemoryBoard(counts, slot, stop)
         pool = readers if slot < large else openers
         return pool.submit(task, root, [paths[i] for i in rows], algorithms, board)
@@ -773,7 +774,7 @@ def _run_in_processes(
     n_jobs: int,
     bar: ByteProgress,
     out: Digests,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     # Imported here: most runs hash on threads.
     from joblib.externals.loky import get_reusable_executor
@@ -784,9 +785,13 @@ def _run_in_processes(
         os.ftruncate(fd, 8 * len(tasks))
         executor = get_reusable_executor(max_workers=n_jobs, initializer=ignore_interrupts)
 
-        def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+        def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
             task_paths = [paths[i] for i in rows]
-            return executor.submit(task, root, task_paths, algorithms, FileBoard(board, slot))
+            # Typed here: joblib has no type information.
+            future: Future[ReadResult] = executor.submit(
+                task, root, task_paths, algorithms, FileBoard(board, slot)
+            )
+            return future
 
         def bytes_read() -> int:
             return int(np.frombuffer(os.pread(fd, 8 * len(tasks), 0), dtype="<i8").sum())
@@ -814,14 +819,14 @@ def _run_on_readers(
     algorithms: tuple[str, ...],
     bar: ByteProgress,
     out: Digests,
-    task: Callable[..., TaskResult],
+    task: Callable[..., ReadResult],
 ) -> None:
     """Run ``tasks`` on ``readers``, :data:`READERS_WINDOW` per thread in flight at a time;
     ``task`` is :func:`hash_task` with its options."""
     cost = np.asarray(sizes, dtype=np.int64)
-    running: dict[Future[TaskResult], int] = {}  # each task's planned bytes
+    running: dict[Future[ReadResult], int] = {}  # each task's planned bytes
 
-    def submit(slot: int, rows: np.ndarray) -> Future[TaskResult]:
+    def submit(slot: int, rows: np.ndarray) -> Future[ReadResult]:
         future = readers.submit(task, root, [paths[i] for i in rows], algorithms, NullBoard())
         running[future] = int(cost[rows].sum())
         return future

@@ -24,25 +24,24 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
+from alfcache._alf.paths import session_folder
 from alfcache._digest.checkpoint import digest_with_checkpoint
 from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
-from alfcache._tables.build import Tables
+from alfcache._records import Reason, Skip
+from alfcache._tables.build import Tables, datasets_table, sessions_table
 from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._walk.scan import NEAR_MISS, Skip
+from alfcache._tables.schema import (
+    MTIME_COLUMN,
+    SESSION_KEY,
+)
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
 
-MTIME_COLUMN = "mtime_ns"
-
-SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_KEY = ["eid", "rel_path"]
-_QC = pl.Enum(QC_LEVELS)
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
 
 
@@ -88,9 +87,7 @@ def _bad_table(path: Path, why: object) -> BadArgument:
 
 def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
     try:
-        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
-        with pq.ParquetFile(path) as file:
-            table = file.read()
+        table = read_parquet(path)
     except (OSError, pa.ArrowException) as exc:
         raise _bad_table(path, exc) from exc
     if why := bad_text(table):  # it would be carried forward into the new tables
@@ -101,11 +98,12 @@ def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
     return table
 
 
-def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
+def _column(table: pa.Table, name: str, dtype: pl.DataType | type[pl.DataType]) -> pl.Series:
     """Column ``name`` of ``table`` as ``dtype``; all null when the table has none."""
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
-    return pl.Series(name, table[name]).cast(dtype)
+    column: pl.Series = pl.Series(name, table[name]).cast(dtype)  # typed Any by Polars
+    return column
 
 
 def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
@@ -179,7 +177,7 @@ def read_previous(out_dir: Path) -> Previous | None:
     ses_path, ds_path = out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
     if not (ses_path.exists() or ds_path.exists()):
         return None
-    ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
+    ses = _read(ses_path, ("id", *SESSION_KEY))
     ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
     if why := pair_mismatch(ses.schema.metadata, ds.schema.metadata):
         raise _bad_table(out_dir, why)
@@ -270,33 +268,15 @@ class Plan:
         total = datasets.filter(pl.col("exists"))["file_size"].sum()
         # A file gone before it was read is not indexed; one that could not be read or kept
         # changing is, without a digest.
-        gone = [s for s in digests.skipped if s.reason == "vanished"]
+        gone = [s for s in digests.skipped if s.reason == Reason.VANISHED]
         return Tables(
             sessions=self.sessions,
-            datasets=_datasets_table(datasets, self.algorithms),
+            datasets=datasets_table(datasets, self.algorithms),
             skipped=self.skipped + gone,
             bytes=int(total or 0),
             files=datasets.select("session", MTIME_COLUMN),
-            notices=self.notices + [s for s in digests.skipped if s.reason != "vanished"],
+            notices=self.notices + [s for s in digests.skipped if s.reason != Reason.VANISHED],
         )
-
-
-def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
-    """The datasets table in ONE-api's schema, with ``mtime_ns`` and ``xxh3_128`` when hashed."""
-    fields = list(DATASETS_SCHEMA)
-    if algorithms:
-        fields.append(pa.field(MTIME_COLUMN, pa.int64()))
-    fields += [pa.field(COLUMNS[a], pa.string()) for a in algorithms if COLUMNS[a] != "hash"]
-    schema = pa.schema(fields)
-    # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
-    qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
-    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
-    if table["hash"].null_count == table.num_rows:
-        # As in alfcache._tables.build: no MD5 at all is written as Arrow's null type, or pandas 3
-        # reads NaN and ONE-api MD5s every file it loads.
-        index = schema.get_field_index("hash")
-        table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))
-    return table
 
 
 def _match_sessions(
@@ -313,7 +293,7 @@ def _match_sessions(
     polars.DataFrame
         ``eid`` (the walk's) to ``new`` (the id in the new table).
     """
-    fresh = pl.from_arrow(table).with_columns(
+    fresh = pl.DataFrame(table).with_columns(
         pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64)
     )
     matched = fresh.join(
@@ -345,7 +325,7 @@ def _match_datasets(
     ``read`` when it lacks one of ``algorithms``.
     """
     datasets = (
-        pl.from_arrow(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
+        pl.DataFrame(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
         .hstack(tables.files)
         .join(eids, on="eid", how="left")
         .with_columns(pl.col("new").alias("eid"))
@@ -391,18 +371,19 @@ def _match_datasets(
 def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]:
     """Each row's ALF path, with and without ``lab/Subjects``; none for a row without session."""
     paths: list[tuple[str, ...]] = []
-    columns = [rows[c].to_list() for c in ("lab", "subject", "date", "number")]
+    columns = [rows[c].to_list() for c in SESSION_KEY]
     rel_paths = rows["rel_path"].to_list() if with_rel_path else [None] * rows.height
     for lab, subject, date, number, rel_path in zip(*columns, rel_paths, strict=True):
         if subject is None or number is None:  # a dataset whose session is not in the table
             paths.append(())
             continue
-        tail = "/".join([subject, str(date), f"{number:03d}", *([rel_path] if rel_path else [])])
-        paths.append((f"{lab}/Subjects/{tail}", tail) if lab else (tail,))
+        rest = f"/{rel_path}" if rel_path else ""
+        tail = session_folder(None, subject, date, number) + rest
+        paths.append((session_folder(lab, subject, date, number) + rest, tail) if lab else (tail,))
     return paths
 
 
-_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date"})
+_WALKED = frozenset({Reason.NEAR_MISS, Reason.INVALID_NUMBER, Reason.INVALID_DATE})
 """Reasons of folders the walk went through (seen, just not a session of their own): nothing
 below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
 must not stop an update dropping what vanished elsewhere."""
@@ -561,7 +542,7 @@ def reconcile(
     old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
     sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
     return Plan(
-        sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
+        sessions=sessions_table(sessions.sort("id")),
         datasets=datasets.with_row_index("row"),
         algorithms=algorithms,
         changes=changes,

@@ -27,7 +27,7 @@ import pyarrow as pa
 from alfcache._alf.sharding import METADATA_KEY
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
-from alfcache._tables.store import RUN_KEY, read_provenance
+from alfcache._tables.store import RUN_KEY, read_one_metadata, read_provenance
 
 ANY_ORIGIN = "--any-origin"
 """The option (``any_origin=True`` in the library) that accepts tables moved on purpose."""
@@ -35,10 +35,7 @@ ANY_ORIGIN = "--any-origin"
 
 def origin_of(metadata: Mapping[bytes, bytes] | None) -> str | None:
     """The ``origin`` a table's ``one_metadata`` records; None when it has none."""
-    try:
-        origin = json.loads((metadata or {})[b"one_metadata"])["origin"]
-    except (TypeError, KeyError, ValueError):
-        return None
+    origin = (read_one_metadata(metadata) or {}).get("origin")
     return origin if isinstance(origin, str) else None
 
 

@@ -46,7 +46,8 @@ from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
-from alfcache._walk.scan import ScanResult, Shard, Skip, Stack, Task, _Walk
+from alfcache._records import Skip
+from alfcache._walk.scan import ScanResult, Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
@@ -89,7 +90,7 @@ class Walked:
     """The assembled tables of one walk, and what the walk left out of them."""
 
     tables: Tables
-    shards: int
+    tasks: int
     """Folder tasks handed between processes, plus the root and the links followed."""
     ignored: int
     skipped: list[Skip]
@@ -287,7 +288,7 @@ class Lister:
     root : str
         Absolute path of the indexed folder.
     follow_symlinks : bool
-        See :func:`alfcache._walk.scan.scan_shards`.
+        See :func:`alfcache._walk.scan.scan_folders`.
     cap : int
         The most threads that may list at once in this process.
     array_shard : ArrayShard, optional
@@ -339,7 +340,7 @@ class Lister:
         """False for the first measurement after a change: new threads have not yet finished a
         listing (on slow storage one can take 30 ms), so it would undercount their gain."""
         self._threads: list[threading.Thread] = []
-        self._walks: list[_Walk] = []
+        self._walks: list[Walk] = []
         self._since = time.perf_counter()
         self._demand_since = cpu_demand()
         self.used = 0
@@ -393,7 +394,7 @@ class Lister:
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
         while len(self._threads) < self._target:
-            walk = _Walk(self.root, self.follow_symlinks, self.array_shard)
+            walk = Walk(self.root, self.follow_symlinks, self.array_shard)
             thread = threading.Thread(
                 target=self._run,
                 args=(len(self._threads), walk),
@@ -405,7 +406,7 @@ class Lister:
             self._busy += 1  # until its first _next
             thread.start()
 
-    def _run(self, index: int, walk: _Walk) -> None:
+    def _run(self, index: int, walk: Walk) -> None:
         stack: Stack = deque()
         try:
             if (task := self._next(index, stack)) is not None:
@@ -595,12 +596,12 @@ def work(
 
 def walk_here(
     root: str,
-    shards: list[Shard],
+    starts: list[Start],
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
 ) -> tuple[list[ScanResult], int]:
-    """Walk ``shards`` in this process alone, on its listing threads (a Dask task's walk).
+    """Walk from ``starts`` in this process alone, on its listing threads (a Dask task's walk).
 
     The same walk as a worker process's, fed from a list instead of the shared queue.
 
@@ -621,8 +622,8 @@ def walk_here(
         on_idle=lambda _: done.set(),  # called after the last rows were emitted
         array_shard=array_shard,
     )
-    walk = _Walk(root, follow_symlinks, array_shard)
-    tasks = [walk.start(shard) for shard in shards]
+    walk = Walk(root, follow_symlinks, array_shard)
+    tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:
         lister.add(tasks, taken=len(tasks))
