@@ -9,17 +9,17 @@
   wait, many listings are in flight at once even in a single process.
 * How many threads may list at once adapts to the storage (:class:`Depth`): a process climbs
   above one listing thread only when its listings wait on storage and more of them in flight
-  raise the rate. Each measurement gives the work listed per second (listings and files) and
-  the share of a core the listing threads spent on it (their CPU time over the wall time). A
-  process whose listings keep less than ``WAITING`` of a core busy is waiting on storage, so it
-  tries twice the threads, and keeps them only if the rate rose by ``GAIN``; a climb that does
-  not pay is undone and not tried again for a while (longer each time). Listings that keep
-  more than ``BUSY`` of a core busy are CPU-bound: more threads would only queue for the GIL,
-  so the process halves its threads, down to one. Neither signal suffices alone: the CPU
-  share is low too when listings wait for the GIL (the main process imports Polars as the walk
-  starts) or for a core (a loaded machine), and the rate alone rises or falls with the folders
-  a measurement happens to hold, which once made the walk climb on a warm disk, where it cost
-  up to 57%.
+  raise the rate. Each measurement (every ``ADAPT_SECONDS``) gives the work listed per second
+  (folders plus files) and how busy the process kept the CPU (:func:`cpu_demand`). While each
+  listing thread leaves most of a core idle (below ``WAITING``) the listings wait on storage:
+  the process tries twice the threads and keeps them only if the rate rose by ``GAIN``; a
+  climb that does not pay is undone and tried again ever more rarely. Above ``BUSY`` the
+  listings are CPU-bound and the process tries half the threads. A rate alone misled: it rises
+  and falls with the folders a measurement happens to hold (and in the main process with the
+  import of Polars), and such noise made the walk climb on a warm local disk, where it cost up
+  to 57% (issue 21). A ratio of CPU to wall time alone misled too, since waiting for the GIL or
+  for a core looks like waiting on storage: :func:`cpu_demand` counts the time a thread waits
+  for a core as busy, and the thread holding the GIL is busy too.
 * Between processes, tasks go through one shared queue: a thread hands the bottom of its stack
   to the queue only while the queue is short, since a message per folder would cost more than
   listing it. A process takes from the queue when its own threads run dry.
@@ -167,16 +167,18 @@ def cpu_demand() -> float:
     that waits for the GIL sleeps and is not counted, but the thread holding it is, so the
     GIL does not look like storage either. Read from ``/proc`` (Linux); elsewhere the CPU time.
     """
-    total = 0
+    total = read = 0
     try:
         for tid in os.listdir("/proc/self/task"):
             with contextlib.suppress(FileNotFoundError):  # a thread that just ended
                 with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
                     ran, waited, _ = f.read().split()
                 total += int(ran) + int(waited)
-    except OSError:  # no /proc, or no scheduler statistics in this kernel
-        return time.process_time()
-    return total / 1e9
+                read += 1
+    except OSError:  # no /proc
+        read = 0
+    # No scheduler statistics (a kernel without them): the CPU time of the process.
+    return total / 1e9 if read else time.process_time()
 
 
 @dataclass(frozen=True)
