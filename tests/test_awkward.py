@@ -26,7 +26,7 @@ import pytest
 from _helpers import index_quietly, read_tables
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache._cli.main import main as cli_main
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
@@ -37,7 +37,7 @@ SPIKES = "alf/spikes.times.npy"
 def n_jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """1 or 2 processes; with 2, the worker starts at once."""
     if request.param > 1:
-        monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+        monkeypatch.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
     return request.param
 
 

@@ -31,6 +31,7 @@ from distributed import Client, LocalCluster
 
 import alfcache
 import alfcache._digest.read
+import alfcache._digest.schedule
 from alfcache import BadArgument, ScanFailed
 from alfcache._cli import main as _cli
 from alfcache._walk import dask as _dask
@@ -233,7 +234,7 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
 ) -> None:
     target = tree / "s4/2021-04-01/001/alf/outer.times.npy"
     content, before = target.read_bytes(), target.stat()
-    real_digest_files = alfcache._digest.read.digest_files
+    real_digest_files = alfcache._digest.schedule.digest_files
 
     def swap_then_digest(*args: Any, **kwargs: Any) -> Any:
         # After the walk, before the read: a folder where the walk saw a file cannot be read.
@@ -282,7 +283,7 @@ def local_clusters(monkeypatch: pytest.MonkeyPatch) -> list[LocalCluster]:
 def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_clusters: list[LocalCluster]
 ) -> None:
-    monkeypatch.setattr(alfcache._digest.read, "hash_task", _broken)
+    monkeypatch.setattr(alfcache._digest.schedule, "hash_task", _broken)
     match = r"reading files on the Dask cluster failed \(OSError: \[Errno 5\]"
     with pytest.raises(ScanFailed, match=match):
         alfcache.index(

@@ -26,10 +26,18 @@ from _helpers import assert_same_rows, python_env, spikes_tree, with_sitecustomi
 from _procs import alive, comm, descendants
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache import _processes as _executor
 from alfcache._walk import engine
-from alfcache._walk.engine import GAIN, HOLD, Depth, DepthChoice, Sample
+from alfcache._walk.engine import (
+    DEFAULT_IO_DEPTH,
+    GAIN,
+    HOLD,
+    Depth,
+    DepthChoice,
+    Sample,
+    depth_share,
+)
 
 DEADLINE = 120.0
 
@@ -124,7 +132,7 @@ def test_workers_started_late_from_a_fork_server(tmp_path: Path, slow_scandir: N
     two = alfcache.index(root, tmp_path / "out2", n_jobs=2, io_depth=2)
     # This process lists slowly; the worker, started once the walk had lasted
     # LATE_START_SECONDS, lists at full speed and so takes whatever is shared with it.
-    assert time.perf_counter() - start > alfcache._index.LATE_START_SECONDS
+    assert time.perf_counter() - start > alfcache._walk.local.LATE_START_SECONDS
     assert two.listed["workers"] > 0, two.listed
     assert two.listed["main"] > 0, two.listed
     assert sum(two.listed.values()) == sum(one.listed.values())
@@ -300,14 +308,22 @@ def test_json_reports_the_depth_reached_and_why(tmp_path: Path, listings: str) -
         assert summary["threads"] == 1
 
 
+def test_depth_share_splits_io_depth_over_processes_rounding_up() -> None:
+    # The one rule both backends use for a process's (or a Dask thread's) listing threads.
+    assert depth_share(None, 1) == DEFAULT_IO_DEPTH
+    assert depth_share(None, 3) == 22  # 64 / 3, rounded up: together at least io_depth
+    assert depth_share(8, 4) == 2
+    assert depth_share(1, 4) == 1  # never 0: every process lists
+
+
 def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) -> None:
     # Polars loaded first: the workers come from a fork server, which by default re-runs the
     # caller's script in each of them; without a main guard that script would index again.
     root = spikes_tree(tmp_path / "data", 8)
     script = tmp_path / "index_it.py"
     script.write_text(
-        "import sys, polars, alfcache, alfcache._index\n"
-        "alfcache._index.LATE_START_SECONDS = 0.0\n"
+        "import sys, polars, alfcache, alfcache._walk.local\n"
+        "alfcache._walk.local.LATE_START_SECONDS = 0.0\n"
         "report = alfcache.index(sys.argv[1], sys.argv[2], n_jobs=2)\n"
         "print(report.sessions)\n"
     )
@@ -330,7 +346,7 @@ def test_no_wait_once_every_folder_is_listed(
     # Once the count of folders left is zero no row is on its way: waiting for one anyway
     # cost every run POLL_SECONDS, an eighth of the start-up of a small run (issue 21).
     calls: list[tuple[float, int] | str] = []
-    walk_type = alfcache._index.RunningWalk
+    walk_type = alfcache._walk.local.RunningWalk
     collect, close = walk_type._collect, walk_type._close
 
     def recorded_collect(self: Any, take: Any, *args: Any, **kwargs: Any) -> None:

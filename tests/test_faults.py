@@ -172,7 +172,7 @@ def slow_tree(tmp_path: Path) -> Path:
 # of reading sends the sparse files to the workers.
 HASH_IN_WORKERS = (
     "-c",
-    "import sys, alfcache._digest.read as h; h.FILE_COST = 1 << 40; "
+    "import sys, alfcache._digest.schedule as h; h.FILE_COST = 1 << 40; "
     "from alfcache.__main__ import run; run(sys.argv[1:])",
 )
 

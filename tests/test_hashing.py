@@ -31,8 +31,9 @@ from hypothesis import strategies as st
 
 import alfcache
 import alfcache._digest.read
-from alfcache._digest.read import (
-    BLOCK_SIZE,
+import alfcache._digest.schedule
+from alfcache._digest.read import BLOCK_SIZE
+from alfcache._digest.schedule import (
     FILE_COST,
     MIN_TASK_COST,
     TASKS_PER_JOB,
@@ -206,6 +207,27 @@ def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_pat
     assert pandas_meta["index_columns"] == ["eid", "id"]
 
 
+def test_a_hashed_index_reads_without_the_update_machinery(
+    tmp_path: Path, make_files: MakeFiles
+) -> None:
+    # A plain --hash is not an update without previous tables: it reads through
+    # _digest.tables directly, as an update does after matching its rows.
+    root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    code = (
+        "import sys, alfcache; "
+        "report = alfcache.index(sys.argv[1], sys.argv[2], hash_files=True, n_jobs=1); "
+        "print(report.hashing.files, 'alfcache._maintain.update' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(tmp_path / "out")],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["1", "False"]
+
+
 @pytest.mark.parametrize("algorithm", ["sha1", "MD5", "", 5])
 def test_unknown_algorithm(tmp_path: Path, algorithm: Any) -> None:
     with pytest.raises(alfcache.BadArgument, match="hash_algorithm"):
@@ -309,7 +331,7 @@ def test_file_board_counts_bytes_per_task(tmp_path: Path) -> None:
     path.write_bytes(bytes(8 * 3))
     board = FileBoard(str(path), 1)
     board.add(5)
-    board.add(alfcache._digest.read._REPORT_EVERY)
+    board.add(alfcache._digest.schedule._REPORT_EVERY)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 5 + (16 << 20), 0]
     board.add(7)
     board.close()
@@ -345,16 +367,16 @@ def test_workers_chosen_by_average_file_size(
     root = request.getfixturevalue(tree)
     used: list[str] = []
     for name in ("_run_in_processes", "_run_in_threads"):
-        real = getattr(alfcache._digest.read, name)
+        real = getattr(alfcache._digest.schedule, name)
 
         def spy(*args: Any, real: Callable[..., None] = real, name: str = name) -> None:
             used.append(name)
             real(*args)
 
-        monkeypatch.setattr(alfcache._digest.read, name, spy)
-    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
+        monkeypatch.setattr(alfcache._digest.schedule, name, spy)
+    monkeypatch.setattr(alfcache._digest.schedule, "_POLL", 0.0)
     every_update = functools.partial(ByteProgress, interval=0)
-    monkeypatch.setattr(alfcache._digest.read, "ByteProgress", every_update)
+    monkeypatch.setattr(alfcache._digest.schedule, "ByteProgress", every_update)
     out = tmp_path / "out"
     report = index_quietly(root, out, hash_files=True, n_jobs=2, progress=True)
     assert used == [runner]
@@ -388,12 +410,12 @@ def test_interrupted_threads_stop_at_the_next_block(
         raise KeyboardInterrupt
 
     monkeypatch.setitem(alfcache._digest.read._NEW, "md5", Slow)
-    monkeypatch.setattr(alfcache._digest.read, "wait", interrupt)
+    monkeypatch.setattr(alfcache._digest.schedule, "wait", interrupt)
     paths = sorted(p.relative_to(large_tree).as_posix() for p in large_tree.rglob("*.cbin"))
     sizes = [(large_tree / p).stat().st_size for p in paths]
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        alfcache._digest.read.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
+        alfcache._digest.schedule.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
     assert time.perf_counter() - start < 0.5
     assert len(blocks) < sum(sizes) // BLOCK_SIZE // 4
 
@@ -492,7 +514,7 @@ def test_file_gone_before_it_is_read_is_dropped(
 ) -> None:
     files = [f"{SESSION}/alf/spikes.times.npy", f"{SESSION}/alf/spikes.amps.npy"]
     root = make_files(tmp_path / "data", files)
-    real_digest_files = alfcache._digest.read.digest_files
+    real_digest_files = alfcache._digest.schedule.digest_files
 
     def delete_then_digest(*args: Any, **kwargs: Any) -> Any:
         (root / files[0]).unlink()  # after the walk, before the read

@@ -18,7 +18,8 @@ import pytest
 from _helpers import python_env, with_sitecustomize
 
 import alfcache._digest.read
-from alfcache._digest.read import FileBoard
+import alfcache._digest.schedule
+from alfcache._digest.schedule import FileBoard
 
 DEADLINE = 120.0
 HOLD_SECONDS = 10.0  # only waited out when the fix is missing
@@ -128,7 +129,7 @@ def test_file_board_shows_small_files_as_they_are_read(
     path = tmp_path / "board"
     path.write_bytes(bytes(8 * 2))
     board = FileBoard(str(path), 1)
-    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
+    monkeypatch.setattr(alfcache._digest.schedule, "_POLL", 0.0)
     for n in (5, 7):
         board.add(n)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 12]

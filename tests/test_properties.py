@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from one.alf import spec
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache._alf.grammar import is_dataset_name, is_session_path, session_parts
 
 GRAMMAR = settings(max_examples=100, deadline=None, database=None)
@@ -194,7 +194,7 @@ def test_one_and_two_workers_give_identical_tables(
         root = _make_tree(base, entries, links)
         one = _index(root, base / "out1", 1, follow_symlinks)
         # the worker process starts at once, so that it may take part even in these small walks
-        mp.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+        mp.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
         two = _index(root, base / "out2", 2, follow_symlinks)
     sessions1, datasets1, skipped1, counts1 = one
     sessions2, datasets2, skipped2, counts2 = two

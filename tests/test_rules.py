@@ -22,7 +22,7 @@ import pytest
 from _helpers import write_file
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 import alfcache._walk.scan
 
 SPIKES = "alf/spikes.times.npy"
@@ -190,7 +190,7 @@ def test_shared_task_that_starts_inside_a_session(
         return real(*args)
 
     monkeypatch.setattr(os, "scandir", slow_scandir)
-    monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+    monkeypatch.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
     threads = alfcache.index(root, tmp_path / "out2", n_jobs=1, io_depth=16)
     two = alfcache.index(root, tmp_path / "out3", n_jobs=2, io_depth=16)
     expected = [(session, "nested_session") for session in inner]

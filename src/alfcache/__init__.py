@@ -26,6 +26,7 @@ from alfcache._exceptions import (
     Terminated,
     WriteFailed,
 )
+from alfcache._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from alfcache._alf.ids import NAMESPACE
@@ -51,8 +52,6 @@ if TYPE_CHECKING:
         remove_cache_table_files,
         remove_table_files,
     )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DATASETS_COLUMNS",

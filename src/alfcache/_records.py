@@ -8,8 +8,11 @@ lives in one place. docs/rules.md's "Reason codes" table lists exactly these cod
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import NamedTuple
+
+import pyarrow as pa
 
 SKIP = "skip"
 """Kind of a reason whose entry was not indexed."""
@@ -90,3 +93,44 @@ class Skip(NamedTuple):
     path: str
     reason: str
     message: str
+
+
+SESSION_BATCH_SCHEMA = pa.schema(
+    [
+        ("session", pa.large_string()),
+        ("lab", pa.large_string()),
+        ("subject", pa.large_string()),
+        ("date", pa.large_string()),
+        ("number", pa.large_string()),
+        ("num", pa.uint16()),
+    ]
+)
+r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
+the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
+as the reference's ``\d`` admits them)."""
+
+DATASET_BATCH_SCHEMA = pa.schema(
+    [
+        ("session", pa.large_string()),
+        ("rel_path", pa.large_string()),
+        ("file_size", pa.uint64()),
+        ("mtime_ns", pa.int64()),
+    ]
+)
+"""One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
+hashed) in a later phase, see :mod:`alfcache._digest.read`."""
+
+
+@dataclass
+class ScanResult:
+    """What a worker hands back: Arrow batches plus structured skip records."""
+
+    sessions: pa.RecordBatch
+    datasets: pa.RecordBatch
+    skipped: list[Skip] = field(default_factory=list)
+    ignored: int = 0
+    """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
+    links: list[str] = field(default_factory=list)
+    """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
+    listed: int = 0
+    """Folders this walk listed: lets the report show where the walking was done."""

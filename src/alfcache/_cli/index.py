@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from alfcache._alf.sharding import ArrayShard, parse_shard, shard_from_env
-from alfcache._cli.common import add_common, add_lock_timeout, jobs, plural
+from alfcache._cli.common import add_common, add_lock_timeout, jobs
 from alfcache._exceptions import BadArgument, Terminated
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 from alfcache._progress import megabytes
 
 if TYPE_CHECKING:

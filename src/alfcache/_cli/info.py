@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import TYPE_CHECKING
 
-from alfcache._cli.common import add_common, plural, print_json, say
+from alfcache._cli.common import add_common, print_json, say
+from alfcache._paths import plural
 
 if TYPE_CHECKING:
     from alfcache._maintain.info import InfoReport

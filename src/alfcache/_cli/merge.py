@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from alfcache._cli.common import add_common, plural, print_json, say
-from alfcache._paths import shown
+from alfcache._cli.common import add_common, print_json, say
+from alfcache._paths import plural, shown
 from alfcache._tables.lock import DEFAULT_TIMEOUT
 
 

@@ -14,12 +14,11 @@ from alfcache._cli.common import (
     add_any_origin,
     add_common,
     add_lock_timeout,
-    plural,
     print_json,
     say,
 )
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -41,8 +40,8 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from alfcache._index import resolve_root
     from alfcache._maintain.prune import prune_locked
+    from alfcache._options import resolve_root
 
     root = resolve_root(args.root)
     tables_dir = Path(args.tables).expanduser() if args.tables else root

@@ -9,9 +9,9 @@ import argparse
 import dataclasses
 from pathlib import Path
 
-from alfcache._cli.common import add_common, plural, print_json, say
+from alfcache._cli.common import add_common, print_json, say
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 
 
 def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

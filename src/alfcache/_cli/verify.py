@@ -9,8 +9,8 @@ import argparse
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from alfcache._cli.common import add_any_origin, add_common, add_jobs, plural, print_json, say
-from alfcache._paths import shown
+from alfcache._cli.common import add_any_origin, add_common, add_jobs, print_json, say
+from alfcache._paths import plural, shown
 
 if TYPE_CHECKING:
     from alfcache._maintain.verify import Difference

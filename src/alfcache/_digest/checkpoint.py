@@ -35,10 +35,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alfcache._cli.common import plural
-from alfcache._digest.read import Digests, Hashing, Readers, ReadResult, digest_files
+from alfcache._digest.read import ReadResult
+from alfcache._digest.schedule import Digests, Hashing, Readers, digest_files
 from alfcache._exceptions import Terminated
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 from alfcache._tables.arrow import numeric_array, string_array
 from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix, read_parquet
 
@@ -184,7 +184,7 @@ def digest_with_checkpoint(
     readers: Readers | None = None,
     follow_symlinks: bool = False,
 ) -> tuple[Digests, Hashing]:
-    """:func:`alfcache._digest.read.digest_files`, resuming from and saving to a checkpoint.
+    """:func:`alfcache._digest.schedule.digest_files`, resuming from and saving to a checkpoint.
 
     ``mtimes`` are the modification times the walk found, aligned with ``paths``; ``readers``
     are where the files are read (a Dask cluster), None for this machine; ``follow_symlinks``

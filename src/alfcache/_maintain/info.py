@@ -22,16 +22,16 @@ from typing import Any
 import polars as pl
 import pyarrow as pa
 
-from alfcache._cli.common import plural
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
-from alfcache._tables.checks import bad_text, pair_mismatch
+from alfcache._paths import plural, shown
+from alfcache._tables.checks import pair_mismatch
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import groups_without_one_default
 from alfcache._tables.schema import DIGEST_COLUMNS, INDEX, ONE_API_NEEDS, QC_LEVELS
 from alfcache._tables.store import (
     DATASETS_FILE,
     SESSIONS_FILE,
+    bad_text,
     read_one_metadata,
     read_provenance,
     read_table,

@@ -32,8 +32,7 @@ import pandas as pd
 import polars as pl
 
 from alfcache._alf.paths import session_folder
-from alfcache._cli.common import plural
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 from alfcache._records import Reason
 from alfcache._tables.build import resolve_clashes
 from alfcache._tables.checks import check_tables_for

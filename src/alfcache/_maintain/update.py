@@ -8,10 +8,8 @@ ONE-api identifies them: a session by (lab, subject, date, number), a dataset by
 tables made by another tool keep what they know; alfcache's own ids are deterministic, so an
 update gives the same tables as a full re-index of the same tree.
 
-A hashed index without ``update`` runs through the same code with no previous tables.
-
-Hashed tables carry each file's modification time as ``mtime_ns`` (int64 nanoseconds): ONE-api
-carries extra columns along as long as their names do not contain ``id``.
+The files are read, and the tables finished, as for a hashed index
+(:mod:`alfcache._digest.tables`).
 """
 
 from __future__ import annotations
@@ -21,25 +19,28 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
 from alfcache._alf.paths import session_folder
-from alfcache._digest.checkpoint import digest_with_checkpoint
-from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
+from alfcache._digest.read import COLUMNS
+from alfcache._digest.schedule import Hashing, Readers
+from alfcache._digest.tables import Plan, file_path, read_digests
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._records import Reason, Skip
-from alfcache._tables.build import Tables, datasets_table, sessions_table
-from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
+from alfcache._tables.build import Tables, sessions_table
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import (
-    MTIME_COLUMN,
-    SESSION_KEY,
+from alfcache._tables.checks import origin_of, pair_mismatch
+from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    bad_text,
+    read_parquet,
+    read_provenance,
 )
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_parquet, read_provenance
 
 DATASET_KEY = ["eid", "rel_path"]
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
@@ -220,65 +221,6 @@ def _check_ids(previous: Previous, hash_ids: bool, out_dir: Path) -> None:
         )
 
 
-@dataclass
-class Plan:
-    """Fresh rows matched with the previous tables: which files to read, how to finish."""
-
-    sessions: pa.Table
-    datasets: pl.DataFrame
-    """One row per dataset of the new table; ``read`` marks the files to read, ``path`` is the
-    file relative to the root (null for a missing file kept with ``exists=False``)."""
-    algorithms: tuple[str, ...]
-    changes: Changes
-    skipped: list[Skip]
-    notices: list[Skip]
-
-    def to_read(self) -> tuple[list[str], np.ndarray]:
-        """The files to read, relative to the root, and their sizes as the walk found them."""
-        files = self.datasets.filter(pl.col("read"))
-        return files["path"].to_list(), files["file_size"].to_numpy()
-
-    def finish(self, digests: Digests) -> Tables:
-        """The final tables, given what reading the files of :meth:`to_read` found."""
-        rows = self.datasets.filter(pl.col("read"))["row"]
-        found = pl.DataFrame(
-            [
-                rows,
-                pl.Series("r_size", digests.sizes),
-                pl.Series("r_mtime", digests.mtimes),
-                pl.Series("gone", digests.vanished),
-                *(pl.Series(f"r_{a}", d, dtype=pl.String) for a, d in digests.columns.items()),
-            ]
-        )
-        read_ok = pl.col("r_size") >= 0
-        datasets = (
-            self.datasets.join(found, on="row", how="left")
-            .filter(~pl.col("gone").fill_null(False))
-            .with_columns(
-                pl.when(read_ok)
-                .then(pl.col("r_size").cast(pl.UInt64))
-                .otherwise("file_size")
-                .alias("file_size"),
-                pl.when(read_ok).then("r_mtime").otherwise(MTIME_COLUMN).alias(MTIME_COLUMN),
-                # A file that could not be read keeps a digest only if it was carried over.
-                *(pl.coalesce(f"r_{a}", COLUMNS[a]).alias(COLUMNS[a]) for a in digests.columns),
-            )
-            .sort(["eid", "id"])
-        )
-        total = datasets.filter(pl.col("exists"))["file_size"].sum()
-        # A file gone before it was read is not indexed; one that could not be read or kept
-        # changing is, without a digest.
-        gone = [s for s in digests.skipped if s.reason == Reason.VANISHED]
-        return Tables(
-            sessions=self.sessions,
-            datasets=datasets_table(datasets, self.algorithms),
-            skipped=self.skipped + gone,
-            bytes=int(total or 0),
-            files=datasets.select("session", MTIME_COLUMN),
-            notices=self.notices + [s for s in digests.skipped if s.reason != Reason.VANISHED],
-        )
-
-
 def _match_sessions(
     table: pa.Table, previous: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -346,15 +288,11 @@ def _match_datasets(
     unchanged = (
         (pl.col("old_size") == pl.col("file_size")) & (pl.col("old_mtime") == pl.col(MTIME_COLUMN))
     ).fill_null(False)
-    session_dir = pl.col("session")
     datasets = datasets.with_columns(
         pl.coalesce("old_id", "id").alias("id"),
         pl.lit(True).alias("exists"),
         pl.coalesce("old_qc", pl.lit("NOT_SET")).alias("qc"),
-        pl.when(session_dir == "")
-        .then(pl.col("rel_path"))
-        .otherwise(session_dir + "/" + pl.col("rel_path"))
-        .alias("path"),
+        file_path(),
         *(pl.when(unchanged).then(f"old_{a}").alias(COLUMNS[a]) for a in algorithms),
         pl.col("matched").fill_null(False),
         unchanged.alias("unchanged"),
@@ -457,7 +395,7 @@ def reconcile(
     out_dir: Path,
     root: str = "",
     left_out: Sequence[Skip] = (),
-) -> Plan:
+) -> tuple[Plan, Changes]:
     """Match the assembled tables with ``previous`` and plan which files to read.
 
     Parameters
@@ -483,6 +421,8 @@ def reconcile(
     Returns
     -------
     Plan
+    Changes
+        How the tree compares with ``previous``.
 
     Raises
     ------
@@ -541,14 +481,14 @@ def reconcile(
     datasets = pl.concat([datasets, old_rows.select(columns)])
     old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
     sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
-    return Plan(
+    plan = Plan(
         sessions=sessions_table(sessions.sort("id")),
         datasets=datasets.with_row_index("row"),
         algorithms=algorithms,
-        changes=changes,
         skipped=list(tables.skipped),
         notices=list(tables.notices),
     )
+    return plan, changes
 
 
 def refresh(
@@ -581,7 +521,7 @@ def refresh(
     Changes or None
         How the tree compares with ``previous``; None without previous tables.
     """
-    plan = reconcile(
+    plan, changes = reconcile(
         tables,
         previous,
         algorithms,
@@ -591,18 +531,13 @@ def refresh(
         root=root,
         left_out=left_out,
     )
-    paths, sizes = plan.to_read()
-    mtimes = plan.datasets.filter(pl.col("read"))[MTIME_COLUMN].to_numpy()
-    digests, hashing = digest_with_checkpoint(
+    tables, hashing = read_digests(
         root,
-        paths,
-        sizes,
-        mtimes,
-        plan.algorithms,
+        plan,
         out_dir=out_dir,
         n_jobs=n_jobs,
         progress=progress,
         readers=readers,
         follow_symlinks=follow_symlinks,
     )
-    return plan.finish(digests), hashing, plan.changes if previous else None
+    return tables, hashing, changes if previous else None

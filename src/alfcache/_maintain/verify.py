@@ -1,6 +1,6 @@
 """Verify: the cache tables against the tree on disk.
 
-The tree is walked exactly as ``index`` walks it (:func:`alfcache._index.start_walk`), and the
+The tree is walked exactly as ``index`` walks it (:func:`alfcache._walk.local.start_walk`), and the
 assembled rows are compared with the tables by ONE-api's identity, never by id: a session is
 (lab, subject, date, number), a dataset its session and ``rel_path``. So tables written by
 one-api or Alyx, with ids alfcache would never compute, are verified as well as alfcache's own.
@@ -35,10 +35,11 @@ import polars as pl
 import pyarrow as pa
 
 from alfcache._alf.paths import padded, session_folder_expr
-from alfcache._digest.read import COLUMNS, digest_files
+from alfcache._digest.read import COLUMNS
+from alfcache._digest.schedule import digest_files
 from alfcache._exceptions import BadArgument
-from alfcache._index import resolve_n_jobs, resolve_root, start_walk
 from alfcache._maintain.info import held_digests
+from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown
 from alfcache._records import Skip
 from alfcache._tables.checks import check_tables_for
@@ -46,6 +47,7 @@ from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
 from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
+from alfcache._walk.local import start_walk
 
 DATASET_KEY = (*SESSION_KEY, "rel_path")
 

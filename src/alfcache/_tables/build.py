@@ -17,7 +17,14 @@ from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.ids import uuid3_strings
 from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
-from alfcache._records import NOTICE_REASONS, Reason, Skip
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    NOTICE_REASONS,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
 from alfcache._tables.arrow import cast_table, with_offsets
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
@@ -26,7 +33,6 @@ from alfcache._tables.schema import (
     QC_LEVELS,
     SESSIONS_SCHEMA,
 )
-from alfcache._walk.scan import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult
 
 _SHOWN = 5  # sessions named in a LabConflict message
 _QC = pl.Enum(QC_LEVELS)

@@ -13,7 +13,7 @@ same ``_scan`` code as every other walk) and returns Arrow IPC bytes and plain P
 never pandas objects. Every task lists the folders above the sessions (a shard's walk does not
 enter other shards' sessions), so what those folders yield, skip records and links to
 folders, comes once per task and is counted once here. The main process then does what
-:class:`alfcache._index.RunningWalk` does with its workers' rows: it plans the links to follow
+:class:`alfcache._walk.local.RunningWalk` does with its workers' rows: it plans the links to follow
 between rounds (a round's links become tasks of the next one) and assembles every batch at
 once, so the tables are those of the default backend, ids included.
 
@@ -21,8 +21,8 @@ With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session'
 ``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
 
 Files are read (hashing, ``--update``) on the cluster too, after the walk: the main process
-plans the reading tasks (:func:`alfcache._digest.read.plan_tasks`: large files alone, small ones
-packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
+plans the reading tasks (:func:`alfcache._digest.schedule.plan_tasks`: large files alone, small
+ones packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
 client; each runs :func:`alfcache._digest.read.hash_task` on a worker and returns plain lists
 (sizes, modification times, hex digests, skip records). Results, checkpoints and progress (by
 finished task) are the main process's, as with the default backend. The cluster started here is
@@ -32,7 +32,6 @@ closed once the files are read.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -44,15 +43,10 @@ import pyarrow as pa
 from alfcache._alf.sharding import ArrayShard
 from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
-from alfcache._records import Skip
-from alfcache._walk.engine import DEFAULT_IO_DEPTH, Walked, walk_here
-from alfcache._walk.scan import (
-    DATASET_BATCH_SCHEMA,
-    SESSION_BATCH_SCHEMA,
-    ScanResult,
-    Start,
-    sigint_deferred,
-)
+from alfcache._processes import sigint_deferred
+from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
+from alfcache._walk.engine import Walked, depth_share, walk_here
+from alfcache._walk.scan import Start
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -238,7 +232,7 @@ def scan_result(task: DaskTaskResult, seen: set[Skip]) -> ScanResult:
 
 
 class DaskReaders:
-    """A cluster's threads as :class:`alfcache._digest.read.Readers`: where the files are read."""
+    """A cluster's threads as :class:`alfcache._digest.schedule.Readers`: where files are read."""
 
     def __init__(self, client: Any) -> None:
         # Not pure: a task reads the files as they are now, never a result cached by its key.
@@ -262,7 +256,7 @@ class DaskReaders:
 
 
 class DaskWalk:
-    """A walk on a Dask cluster, with the interface of :class:`alfcache._index.RunningWalk`.
+    """A walk on a Dask cluster, with the interface of :class:`alfcache._walk.local.RunningWalk`.
 
     Connecting is done here, so that an unreachable scheduler fails the run before anything
     else; :meth:`finish` walks and assembles, :meth:`readers` reads files on the same cluster,
@@ -302,7 +296,7 @@ class DaskWalk:
         try:
             self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
             n_threads = max(1, sum(self._client.nthreads().values()))
-            cap = math.ceil((self._io_depth or DEFAULT_IO_DEPTH) / n_threads)
+            cap = depth_share(self._io_depth, n_threads)
             work: list[tuple[list[Start], ArrayShard | None]] = [
                 ([Start("", True)], shard)
                 for shard in task_shards(self._array_shard, TASKS_PER_THREAD * n_threads)

@@ -46,14 +46,24 @@ from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
-from alfcache._records import Skip
-from alfcache._walk.scan import ScanResult, Stack, Start, Task, Walk
+from alfcache._records import ScanResult, Skip
+from alfcache._walk.scan import Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
 
 DEFAULT_IO_DEPTH = 64
 """Listings in flight at most, over all processes, when the depth adapts (``io_depth=None``)."""
+
+
+def depth_share(io_depth: int | None, processes: int) -> int:
+    """One process's share of ``io_depth`` (None: ``DEFAULT_IO_DEPTH``), rounded up.
+
+    The cap of that process's listing threads (:class:`Depth`): the walk's processes together
+    keep at most about ``io_depth`` listings in flight.
+    """
+    return -(-(io_depth or DEFAULT_IO_DEPTH) // processes)
+
 
 BATCH_ROWS = 50_000
 """Rows after which a thread sends what it found: memory stays flat, messages stay few."""

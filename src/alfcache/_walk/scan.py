@@ -25,16 +25,12 @@ Rules (documented in docs/rules.md, with the reason code of every report):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import os
-import signal
 import stat
-import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -47,33 +43,14 @@ from alfcache._alf.grammar import (
     session_parts,
 )
 from alfcache._alf.sharding import ArrayShard
-from alfcache._records import Reason, Skip
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
 from alfcache._tables.arrow import numeric_array, string_array
-
-SESSION_BATCH_SCHEMA = pa.schema(
-    [
-        ("session", pa.large_string()),
-        ("lab", pa.large_string()),
-        ("subject", pa.large_string()),
-        ("date", pa.large_string()),
-        ("number", pa.large_string()),
-        ("num", pa.uint16()),
-    ]
-)
-r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
-the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
-as the reference's ``\d`` admits them)."""
-
-DATASET_BATCH_SCHEMA = pa.schema(
-    [
-        ("session", pa.large_string()),
-        ("rel_path", pa.large_string()),
-        ("file_size", pa.uint64()),
-        ("mtime_ns", pa.int64()),
-    ]
-)
-"""One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
-hashed) in a later phase, see :mod:`alfcache._digest.read`."""
 
 
 class Start(NamedTuple):
@@ -84,21 +61,6 @@ class Start(NamedTuple):
 
     rel_dir: str
     deep: bool
-
-
-@dataclass
-class ScanResult:
-    """What a worker hands back: Arrow batches plus structured skip records."""
-
-    sessions: pa.RecordBatch
-    datasets: pa.RecordBatch
-    skipped: list[Skip] = field(default_factory=list)
-    ignored: int = 0
-    """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
-    links: list[str] = field(default_factory=list)
-    """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
-    listed: int = 0
-    """Folders this walk listed: lets the report show where the walking was done."""
 
 
 class _Session(NamedTuple):
@@ -540,43 +502,3 @@ def scan_folders(
     for start in starts:
         walk.walk(start)
     return walk.result()
-
-
-def ignore_interrupts() -> None:
-    """Worker initializer: Ctrl-C is for the main process, which then kills the workers.
-
-    A terminal sends SIGINT to the workers too; a worker that died of it first would turn an
-    interrupt into a "worker died" error, or print loky's traceback.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C back until the block ends, where it raises KeyboardInterrupt as usual.
-
-    For the steps that a KeyboardInterrupt must not cut in two: starting the workers and the
-    pool's threads (they inherit the blocked signal: a worker interrupted while it imports,
-    before :func:`ignore_interrupts` runs, prints a traceback) and handing a task to loky (an
-    interrupted ``submit`` leaves a work id that loky's manager thread dies on, with a
-    KeyError traceback, when the pool is killed). Outside the main thread, which gets no
-    KeyboardInterrupt, it only blocks the signal.
-    """
-    # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing
-    # restores no signal mask), which loky would otherwise do while it starts the workers.
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()
-    received: list[int] = []
-    main = threading.current_thread() is threading.main_thread()
-    # A thread started before the block may still take the signal: then it is recorded.
-    old_handler = signal.signal(signal.SIGINT, lambda n, _: received.append(n)) if main else None
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old_handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending one is delivered now
-        if received:
-            signal.raise_signal(signal.SIGINT)
