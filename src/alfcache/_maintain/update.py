@@ -78,6 +78,9 @@ class Changes:
     unknown: int = 0
     """Same size, but the previous table records no modification time (tables of ONE-api or
     unhashed ones) while digests are to be kept: read again, changed or not."""
+    untouched: int = 0
+    """In the previous table, outside the paths an update by path walked (``--only``): kept
+    unchanged, unread."""
 
 
 def _bad_table(path: Path, why: object) -> BadArgument:
@@ -476,6 +479,7 @@ def reconcile(
     out_dir: Path,
     root: str = "",
     left_out: Sequence[Skip] = (),
+    outside: Previous | None = None,
 ) -> Plan:
     """Match the assembled tables with ``previous`` and plan which files to read.
 
@@ -498,6 +502,9 @@ def reconcile(
     left_out : sequence of Skip
         Entries the walk did not index (folders not listed, links not followed, ...): the
         previous rows that may lie below them are carried over unchanged.
+    outside : Previous, optional
+        Rows of the previous tables the walk did not look at (an update by path,
+        :mod:`alfcache._maintain.only`): carried over unchanged; ``previous`` holds the others.
 
     Returns
     -------
@@ -511,6 +518,8 @@ def reconcile(
     if previous is None:
         previous = _no_previous()
     _check_ids(previous, hash_ids, out_dir)
+    if outside is not None:
+        _check_ids(outside, hash_ids, out_dir)
     # Every digest the previous tables hold is kept (and computed for new and changed files):
     # an update asking for XXH3 over MD5 tables must not leave ONE-api without MD5s.
     wanted = {*algorithms, *previous.algorithms}
@@ -536,6 +545,8 @@ def reconcile(
         | nested
     )
     changes = _count(datasets, bool(algorithms), vanished=gone.height, carried=carried.height)
+    untouched = outside.datasets if outside is not None else gone.clear()
+    changes.untouched = untouched.height
     columns = [
         "eid",
         "id",
@@ -551,7 +562,8 @@ def reconcile(
     ]
     datasets = datasets.select(columns)
     kept, kept_sessions = (gone, vanished_sessions) if keep_missing else (gone.clear(), None)
-    old_rows = pl.concat([carried, kept.with_columns(pl.lit(False).alias("exists"))]).with_columns(
+    kept = kept.with_columns(pl.lit(False).alias("exists"))
+    old_rows = pl.concat([carried, kept, untouched]).with_columns(
         pl.lit(None, pl.String).alias("session"),
         pl.lit(None, pl.String).alias("path"),
         pl.lit(False).alias("read"),
@@ -559,7 +571,10 @@ def reconcile(
     )
     datasets = pl.concat([datasets, old_rows.select(columns)])
     old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
-    sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
+    untouched_sessions = outside.sessions if outside is not None else old_sessions.clear()
+    sessions = pl.concat(
+        [sessions, *(s.select(sessions.columns) for s in (old_sessions, untouched_sessions))]
+    )
     return Plan(
         sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
         datasets=datasets.with_row_index("row"),
@@ -584,6 +599,7 @@ def refresh(
     left_out: Sequence[Skip] = (),
     readers: Readers | None = None,
     follow_symlinks: bool = False,
+    outside: Previous | None = None,
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
@@ -609,6 +625,7 @@ def refresh(
         out_dir=out_dir,
         root=root,
         left_out=left_out,
+        outside=outside,
     )
     paths, sizes = plan.to_read()
     mtimes = plan.datasets.filter(pl.col("read"))[MTIME_COLUMN].to_numpy()
