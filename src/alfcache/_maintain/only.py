@@ -186,9 +186,7 @@ def _locations(root_names: tuple[str, ...], key: Key, lab: str | None) -> Iterat
                 yield "/".join(names[above:])
 
 
-def _clash_members(
-    root: str, result: ScanResult, walked: Iterable[str], lab: str | None
-) -> set[str]:
+def _clash_members(root: str, result: ScanResult, walked: list[str], lab: str | None) -> set[str]:
     """Session folders outside ``walked`` that the sessions found may clash with.
 
     A full run keeps one folder per session (``1`` beside ``001``, the same session below two
@@ -221,7 +219,7 @@ def _clash_members(
             parts = session_parts((subject, date, name))
             if name != number and parts is not None and int(parts.number) == int(number):
                 members.add(f"{parent}/{name}" if parent else name)
-    return members
+    return {folder for folder in members if not _covered(folder, walked)}
 
 
 class OnlyWalk:
