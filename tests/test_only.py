@@ -164,6 +164,16 @@ def test_an_unpadded_session_beside_its_padded_twin_loses_as_in_a_full_run(
     assert [s.path for s in report.skipped if s.reason == "session_clash"] == [twin]
 
 
+def test_a_clash_anywhere_does_not_keep_vanished_sessions(tmp_path: Path, make_files: MakeFiles):
+    # The folder that loses a clash is walked whole: no session can hide below it, so a full
+    # update drops what vanished elsewhere, as --only does (they were found to disagree).
+    root = make_files(tmp_path / "data", [*FILES, f"{NO_LAB[:-3]}1/wheel.position.npy"])
+    full, only = _indexed(root, tmp_path)
+    shutil.rmtree(root / OTHER)
+    _both(root, full, only, ["lab"])
+    assert "s2" not in pq.read_table(full / "sessions.pqt")["subject"].to_pylist()
+
+
 def test_a_session_below_two_parents_is_resolved_as_in_a_full_run(
     tmp_path: Path, make_files: MakeFiles
 ):
@@ -256,10 +266,12 @@ def test_only_from_stdin_takes_the_output_of_find(tmp_path: Path, make_files: Ma
     assert _tables(only) == _tables(full)
 
 
-# A tree of at most 3 subjects x 2 days x 2 sessions, with and without a lab, and the changes
-# a transfer makes: new, rewritten and removed files and sessions.
+# A tree of at most 3 subjects x 2 days x 2 sessions, with and without a lab, a clash, and
+# the changes a transfer makes: new, rewritten and removed files and sessions.
 _SUBJECTS = ["lab/Subjects/a", "lab/Subjects/b", "c"]
-_SESSIONS = [f"{s}/2021-01-0{d}/00{n}" for s in _SUBJECTS for d in (1, 2) for n in (1, 2)]
+_SESSIONS = [f"{s}/2021-01-0{d}/00{n}" for s in _SUBJECTS for d in (1, 2) for n in (1, 2)] + [
+    "c/2021-01-01/1",  # one session with c/2021-01-01/001
+]
 _NAMES = ["spikes.times.npy", "alf/trials.intervals.npy", "alf/probe00/spikes.clusters.npy"]
 _change = st.tuples(
     st.sampled_from(["add", "rewrite", "remove", "remove_session"]),

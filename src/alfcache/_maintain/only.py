@@ -59,8 +59,9 @@ class Targets:
     """Folders to walk whole, relative to the root; none lies below another."""
     scope: tuple[str, ...]
     """Folders whose previous rows are replaced: those walked and the given paths now gone."""
-    keys: frozenset[Key]
-    """Sessions a given path lies at or inside: their previous rows are replaced."""
+    named: frozenset[tuple[str, Key]]
+    """Session folders a given path lies at or inside, and their sessions: the previous rows
+    of these sessions are replaced."""
     everything: bool
     """A given path is the root: a full update."""
 
@@ -143,7 +144,7 @@ def plan_only(
     shard_walk = _Walk(str(root), False, array_shard)
     walk: set[str] = set()
     scope: set[str] = set()
-    keys: set[Key] = set()
+    named: set[tuple[str, Key]] = set()
     for path in paths:
         rel = _relative(root, path)
         full = root / rel
@@ -152,7 +153,7 @@ def plan_only(
             # The whole session: a file's session and collection come from the folders above.
             unit = session.rel_dir
             if (key := _key(root_names + _names(unit), lab)) is not None:
-                keys.add(key)
+                named.add((unit, key))
             if not shard_walk._in_array_shard(unit):
                 raise BadArgument(
                     f"--only {shown(full)} is in a session of another array shard than "
@@ -165,7 +166,7 @@ def plan_only(
         scope.add(unit)
         if (root / unit).is_dir():
             walk.add(unit)
-    return Targets(_outermost(walk), _outermost(scope), frozenset(keys), "" in scope)
+    return Targets(_outermost(walk), _outermost(scope), frozenset(named), "" in scope)
 
 
 def _locations(root_names: tuple[str, ...], key: Key, lab: str | None) -> Iterator[str]:
@@ -186,22 +187,27 @@ def _locations(root_names: tuple[str, ...], key: Key, lab: str | None) -> Iterat
                 yield "/".join(names[above:])
 
 
-def _clash_members(root: str, result: ScanResult, walked: list[str], lab: str | None) -> set[str]:
-    """Session folders outside ``walked`` that the sessions found may clash with.
+def _found(root: str, result: ScanResult, lab: str | None) -> set[tuple[str, Key]]:
+    """The session folders a walk found, and their sessions."""
+    root_names = _names(root.strip("/"))
+    folders = result.sessions["session"].to_pylist()
+    found = ((rel, _key(root_names + _names(rel), lab)) for rel in folders)
+    return {(rel, key) for rel, key in found if key is not None}
+
+
+def _clash_members(
+    root: str, sessions: Iterable[tuple[str, Key]], walked: list[str], lab: str | None
+) -> set[str]:
+    """Session folders outside ``walked`` that ``sessions`` may clash with.
 
     A full run keeps one folder per session (``1`` beside ``001``, the same session below two
     parents): the siblings of the same number and the folders ONE-api looks in are walked too,
-    so that the same folder wins.
+    so that the same folder wins, and a session gone from one of its folders is found in the
+    other.
     """
     root_names = _names(root.strip("/"))
     members: set[str] = set()
-    sessions = result.sessions.to_pydict()
-    for rel, subject, date, number in zip(
-        sessions["session"], sessions["subject"], sessions["date"], sessions["number"], strict=True
-    ):
-        key = _key(root_names + _names(rel), lab)
-        if key is None:
-            continue
+    for rel, key in sessions:
         members |= {
             where
             for where in _locations(root_names, key, lab)
@@ -215,9 +221,10 @@ def _clash_members(root: str, result: ScanResult, walked: list[str], lab: str | 
                 names = [e.name for e in entries if e.is_dir(follow_symlinks=False)]
         except OSError:
             continue  # the walk of the session itself reports what cannot be listed
+        _, subject, date, number = key
         for name in names:
             parts = session_parts((subject, date, name))
-            if name != number and parts is not None and int(parts.number) == int(number):
+            if parts is not None and int(parts.number) == number:
                 members.add(f"{parent}/{name}" if parent else name)
     return {folder for folder in members if not _covered(folder, walked)}
 
@@ -247,13 +254,15 @@ class OnlyWalk:
         indexed = {self._root: "the indexed folder"}
         revisits: list[Skip] = []
         todo = [Shard(folder, True) for folder in self._targets.walk]
+        members = _clash_members(self._root, self._targets.named, [*self._targets.walk], lab)
+        todo += [Shard(folder, True) for folder in _outermost(members)]
         while todo:
             result = scan_shards(self._root, todo, self._follow_symlinks, self._array_shard)
             results.append(result)
             walked += [shard.rel_dir for shard in todo]
             links, skipped = plan_links(self._root, result.links, indexed)
             revisits += skipped
-            members = _clash_members(self._root, result, walked, lab)
+            members = _clash_members(self._root, _found(self._root, result, lab), walked, lab)
             todo = links + [Shard(folder, True) for folder in _outermost(members)]
         tables = assemble(
             results,
@@ -309,7 +318,7 @@ def split_previous(
         The rows outside: carried over untouched.
     """
     root_names = _names(str(root).strip("/"))
-    keys = targets.keys | _fresh_keys(tables)
+    keys = {key for _, key in targets.named} | _fresh_keys(tables)
     sessions = previous.sessions
     columns = [sessions[c].to_list() for c in ("lab", "subject", "date", "number")]
     inside = []

@@ -405,10 +405,11 @@ def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]
     return paths
 
 
-_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date"})
+_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date", "session_clash"})
 """Reasons of folders the walk went through (seen, just not a session of their own): nothing
 below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
-must not stop an update dropping what vanished elsewhere."""
+must not stop an update dropping what vanished elsewhere, nor a ``1`` that loses to ``001``
+(walked whole, only left out of the tables)."""
 
 
 def _below_left_out(
