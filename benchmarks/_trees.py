@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
 __all__ = ["available_cores", "make_tree"]
 

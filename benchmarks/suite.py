@@ -4,7 +4,7 @@
                                [--baseline REF] [--sweep local:100k,network:10k] [--quick]
 
 ``scripts/bench`` runs this with everything it needs installed. Trees are generated once below
-``--data`` (deterministic: ``alfcache._synth.make_tree`` through ``_trees.py``, 35 files a
+``--data`` (deterministic: ``alfcache.synth.make_tree`` through ``_trees.py``, 35 files a
 session, no empty sessions, which one-api 3.0.0 cannot index) and reused. Every alfcache is
 measured through its command line only (``python -m alfcache index``, its options read from its
 ``--help``), every tool a fresh process; in each group the tools run in turn, ``--runs`` rounds,

@@ -80,11 +80,12 @@ READ_HOOKS = """
 import os, pathlib, signal, time
 _log = os.environ.get("READ_LOG")
 if _log:
-    import alfcache._digest.checkpoint, alfcache._digest.read
+    import alfcache._digest.checkpoint, alfcache._digest.read, alfcache._digest.schedule
     if os.environ.get("SAVE_EVERY"):
         alfcache._digest.checkpoint.SAVE_EVERY = float(os.environ["SAVE_EVERY"])
     if os.environ.get("READ_IN_WORKERS"):
-        alfcache._digest.read.FILE_COST = 1 << 40  # files read on worker processes, not threads
+        # Files read on worker processes, not threads.
+        alfcache._digest.schedule.FILE_COST = 1 << 40
     _kill_at = int(os.environ.get("KILL_AT", "0"))
     _real = alfcache._digest.read._read
     def _logged_read(folder, name, *args):

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 import pytest
+from _helpers import write_file
 
-from alfcache._synth import TreeSummary, make_tree
+from alfcache.synth import TreeSummary, make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 
@@ -17,9 +19,7 @@ MakeFiles = Callable[[Path, Iterable[str]], Path]
 def _make_files(root: Path, rel_paths: Iterable[str], content: bytes = b"0123456789") -> Path:
     """Create each POSIX path below ``root`` (parents too) holding ``content``; returns root."""
     for rel in rel_paths:
-        path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(content)
+        write_file(root, rel, content)
     return root
 
 
@@ -48,3 +48,18 @@ def world_readable_dir() -> Iterator[Path]:
     path.chmod(0o755)
     yield path
     shutil.rmtree(path)
+
+
+@pytest.fixture
+def one_api_tables(tmp_path: Path) -> tuple[Path, Path]:
+    """A 3-session tree (``data``) and the tables one-api's own ``make_parquet_db`` writes of it
+    (``tables``): random ids, no digests, no provenance."""
+    import one.alf.cache as reference  # imported here: most tests do not load one-api
+
+    root, tables = tmp_path / "data", tmp_path / "tables"
+    make_tree(root, 3, empty_every=0, max_file_size=64)
+    tables.mkdir()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        reference.make_parquet_db(root, tables)
+    return root, tables

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import subprocess
 import sys
 from collections.abc import Callable, Iterable
@@ -26,7 +27,9 @@ PUBLIC = [
     "BadArgument",
     "BadOutDir",
     "BadRoot",
+    "Difference",
     "IndexReport",
+    "InfoReport",
     "LabConflict",
     "MergeFailed",
     "MissingRoot",
@@ -36,10 +39,12 @@ PUBLIC = [
     "ScanFailed",
     "SchedulerUnreachable",
     "Terminated",
+    "VerifyReport",
     "WriteFailed",
     "cast_index_object",
     "default_cache",
     "index",
+    "info",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
@@ -49,6 +54,7 @@ PUBLIC = [
     "remove_cache_table_files",
     "remove_missing_datasets",
     "remove_table_files",
+    "verify",
 ]
 
 
@@ -65,6 +71,25 @@ def test_every_exception_is_public() -> None:
         if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
     }
     assert raised <= set(alfcache.__all__), raised - set(alfcache.__all__)
+
+
+def test_exceptions_are_shown_by_their_public_name() -> None:
+    errors = [
+        value
+        for value in vars(alfcache._exceptions).values()
+        if isinstance(value, type) and issubclass(value, alfcache.AlfcacheError)
+    ]
+    for error in errors:
+        assert f"{error.__module__}.{error.__qualname__}" == f"alfcache.{error.__name__}"
+        # Workers hand errors back pickled, by the class's public name: it must lead back to
+        # the class. (The class itself: distributed installs tblib's exception pickling, which
+        # cannot rebuild an instance of two builtin bases such as SchedulerUnreachable.)
+        assert pickle.loads(pickle.dumps(error)) is error
+    # As a traceback shows it, rather than alfcache._exceptions.MissingRoot.
+    code = "import alfcache; alfcache.index('/no/such/folder/alfcache')"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines()[-1].startswith("alfcache.MissingRoot: root folder ")
 
 
 @pytest.mark.parametrize("name", PUBLIC)
@@ -146,3 +171,11 @@ def test_index_run_never_imports_pandas(tmp_path: Path, make_files: MakeFiles) -
         [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_synth_is_a_public_module() -> None:
+    # The README's example writes its tree with it: a public name, not alfcache._synth.
+    import alfcache.synth
+
+    assert alfcache.synth.__all__ == ["TreeSummary", "make_tree"]
+    assert "alfcache._synth" not in (Path(__file__).parents[1] / "README.md").read_text()

@@ -18,16 +18,15 @@ import hashlib
 import json
 import os
 import sys
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly, read_tables
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache._cli.main import main as cli_main
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
@@ -38,17 +37,15 @@ SPIKES = "alf/spikes.times.npy"
 def n_jobs(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> int:
     """1 or 2 processes; with 2, the worker starts at once."""
     if request.param > 1:
-        monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+        monkeypatch.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
     return request.param
 
 
 def _index(root: Path, out: Path, **kwargs: Any) -> tuple[alfcache.IndexReport, Any, Any]:
     """Index with path ids (readable); returns the report and both tables."""
     kwargs.setdefault("hash_ids", False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = alfcache.index(root, out, **kwargs)
-    return report, pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
+    report = index_quietly(root, out, **kwargs)
+    return report, *read_tables(out)
 
 
 def _reported(report: alfcache.IndexReport) -> list[tuple[str, str]]:

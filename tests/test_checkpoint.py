@@ -22,15 +22,15 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env, with_sitecustomize
 from _inject import READ_HOOKS, rewrite_in_place
 from _procs import restore_sigint
 
 import alfcache._digest.checkpoint
 from alfcache._cli.main import main as cli_main
 from alfcache._digest.checkpoint import CHECKPOINT_FILE
-from alfcache._digest.read import TaskResult
+from alfcache._digest.read import ReadResult
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
 BIG = 8 << 20
 N_BIG = 6
@@ -50,12 +50,10 @@ def tree(tmp_path: Path) -> Path:
 
 
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
+    hooks = with_sitecustomize(tmp_path, READ_HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
+        env=python_env(hooks, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -192,7 +190,7 @@ def test_sigterm_on_a_full_disk_says_the_run_stopped_and_why(
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def one_task_then_sigterm(*args: Any, on_task: Any, **kwargs: Any) -> None:
-        on_task(np.zeros(1, dtype=np.int64), TaskResult([BIG], [1], [["0" * 32]], [], []))
+        on_task(np.zeros(1, dtype=np.int64), ReadResult([BIG], [1], [["0" * 32]], [], []))
         os.kill(os.getpid(), signal.SIGTERM)  # the command line's handler raises here
         pytest.fail("SIGTERM did not end the run")
 

@@ -26,16 +26,17 @@ from typing import Any
 import distributed
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env
 from distributed import Client, LocalCluster
 
 import alfcache
 import alfcache._digest.read
+import alfcache._digest.schedule
 from alfcache import BadArgument, ScanFailed
 from alfcache._cli import main as _cli
-from alfcache._synth import make_tree
 from alfcache._walk import dask as _dask
+from alfcache.synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
 AWKWARD = [
     "s1/2021-01-01/1/alf/from.unpadded.npy",  # clashes with 001 of the same day
@@ -139,7 +140,7 @@ def test_tables_and_report_equal_the_default_backend(
         assert {"session_clash", "invalid_date", "near_miss"} <= reasons, reasons
         assert {"nested_session", "empty_file"} <= {s.reason for s in dask.notices}
     # Many more tasks than the cluster's two threads, so that the scheduler balances them.
-    assert dask.shards >= 2 * _dask.TASKS_PER_THREAD
+    assert dask.tasks >= 2 * _dask.TASKS_PER_THREAD
     assert client.status == "running"  # the caller's client is the caller's to close
 
 
@@ -233,7 +234,7 @@ def test_a_file_the_worker_cannot_read_is_reported_as_locally(
 ) -> None:
     target = tree / "s4/2021-04-01/001/alf/outer.times.npy"
     content, before = target.read_bytes(), target.stat()
-    real_digest_files = alfcache._digest.read.digest_files
+    real_digest_files = alfcache._digest.schedule.digest_files
 
     def swap_then_digest(*args: Any, **kwargs: Any) -> Any:
         # After the walk, before the read: a folder where the walk saw a file cannot be read.
@@ -282,7 +283,7 @@ def local_clusters(monkeypatch: pytest.MonkeyPatch) -> list[LocalCluster]:
 def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
     tree: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, local_clusters: list[LocalCluster]
 ) -> None:
-    monkeypatch.setattr(alfcache._digest.read, "hash_task", _broken)
+    monkeypatch.setattr(alfcache._digest.schedule, "hash_task", _broken)
     match = r"reading files on the Dask cluster failed \(OSError: \[Errno 5\]"
     with pytest.raises(ScanFailed, match=match):
         alfcache.index(
@@ -304,14 +305,14 @@ def test_cli_with_a_local_cluster(tree: Path, tmp_path: Path) -> None:
     args += ["--json"]
     proc = subprocess.run(
         [sys.executable, "-m", "alfcache", "index", str(tree), "--out-dir", tmp_path / "d", *args],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert_same_tables(tmp_path / "default", tmp_path / "d")
-    assert json.loads(proc.stdout)["shards"] >= _dask.TASKS_PER_THREAD
+    assert json.loads(proc.stdout)["tasks"] >= _dask.TASKS_PER_THREAD
     assert "Traceback" not in proc.stderr, proc.stderr
 
 

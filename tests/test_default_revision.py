@@ -12,11 +12,10 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly
 from one.api import One
 
 import alfcache
-from alfcache._maintain.info import info
-from alfcache._maintain.verify import verify
 from alfcache._tables.revisions import default_revisions
 
 pytestmark = pytest.mark.one
@@ -50,9 +49,7 @@ def root(tmp_path: Path) -> Path:
 
 
 def _index(root: Path, **kwargs: object) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, root, n_jobs=1, **kwargs)  # type: ignore[arg-type]
+    index_quietly(root, root, n_jobs=1, **kwargs)
 
 
 def _defaults(root: Path) -> dict[str, set[str]]:
@@ -148,28 +145,28 @@ def _set_defaults(root: Path, flags: list[bool] | None) -> None:
 
 def test_info_warns_without_the_column_and_errors_on_other_than_one(root: Path) -> None:
     _index(root)
-    assert not [m for m in info(root)["one_api"]["warnings"] if "default_revision" in m]
+    assert not [m for m in alfcache.info(root).warnings if "default_revision" in m]
     flags = pq.read_table(root / "datasets.pqt")["default_revision"].to_pylist()
 
     _set_defaults(root, None)
-    report = info(root)["one_api"]
-    assert report["ok"]
-    assert [m for m in report["warnings"] if "no default_revision column" in m]
+    report = alfcache.info(root)
+    assert report.ok
+    assert [m for m in report.warnings if "no default_revision column" in m]
 
     _set_defaults(root, [True] * len(flags))  # every revision a default
-    report = info(root)["one_api"]
-    assert not report["ok"]
-    assert [m for m in report["errors"] if "4 datasets with no or several" in m], report
+    report = alfcache.info(root)
+    assert not report.ok
+    assert [m for m in report.errors if "4 datasets with no or several" in m], report
 
 
 def test_verify_checks_the_column(root: Path) -> None:
     _index(root)
-    assert verify(root, n_jobs=1).ok
+    assert alfcache.verify(root, n_jobs=1).ok
     flags = pq.read_table(root / "datasets.pqt")["default_revision"].to_pylist()
     first = flags.index(True)
     flags[first] = False
     _set_defaults(root, flags)
-    report = verify(root, n_jobs=1)
+    report = alfcache.verify(root, n_jobs=1)
     assert [(d.kind, d.expected, d.found) for d in report.differences] == [
         ("default_revision_mismatch", False, True)
     ]

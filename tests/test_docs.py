@@ -45,3 +45,78 @@ def test_every_test_docs_rules_cites_exists() -> None:
     assert not missing, f"docs/rules.md cites tests that do not exist: {missing}"
     everywhere = set().union(*(_defined(p.name) for p in TESTS.glob("test_*.py")))
     assert not bare - everywhere, f"docs/rules.md names tests that do not exist: {bare}"
+
+
+# --------------------------------------------------------------------------------------------
+# the README and the reference pages
+# --------------------------------------------------------------------------------------------
+
+REPO = TESTS.parent
+README = REPO / "README.md"
+PAGES = [
+    README,
+    REPO / "CHANGELOG.md",
+    REPO / "benchmarks" / "README.md",
+    *sorted((REPO / "docs").glob("*.md")),
+]
+_FENCE = re.compile(r"^```.*?^```", flags=re.MULTILINE | re.DOTALL)
+_LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
+
+
+def _prose(page: Path) -> str:
+    """The page without its fenced code blocks (code may hold brackets that are not links)."""
+    return _FENCE.sub("", page.read_text())
+
+
+def _anchors(page: Path) -> set[str]:
+    """The anchors GitHub gives the page's headings: lower case, punctuation dropped, spaces
+    as hyphens, a repeated heading numbered (``-1``, ``-2``)."""
+    anchors: set[str] = set()
+    count: dict[str, int] = {}
+    for heading in re.findall(r"^#{1,6} +(.+?) *$", _prose(page), flags=re.MULTILINE):
+        slug = re.sub(r"[^\w\- ]", "", heading.lower()).replace(" ", "-")
+        n = count.get(slug, 0)
+        count[slug] = n + 1
+        anchors.add(slug if n == 0 else f"{slug}-{n}")
+    return anchors
+
+
+def test_every_link_between_the_pages_resolves() -> None:
+    broken = []
+    for page in PAGES:
+        for target in _LINK.findall(_prose(page)):
+            if re.match(r"[a-z]+:", target):  # https:, mailto:
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (page.parent / path).resolve() if path else page
+            if not linked.exists():
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such file)")
+            elif anchor and linked.suffix == ".md" and anchor not in _anchors(linked):
+                broken.append(f"{page.relative_to(REPO)}: {target} (no such heading)")
+    assert len(PAGES) > 8, PAGES  # the reference pages are found
+    assert not broken, broken
+
+
+def test_readme_is_a_first_screen() -> None:
+    text = README.read_text()
+    # The two commands come first, and both scripts exist.
+    first_block = re.search(r"^```\w*\n(.*?)^```", text, flags=re.MULTILINE | re.DOTALL)
+    assert first_block, "the README has no code block"
+    lines = [line.split() for line in first_block[1].splitlines()]
+    commands = [words[0] for words in lines if words and not words[0].startswith("#")]
+    assert commands[:2] == ["scripts/demo", "scripts/test"], commands
+    assert all((REPO / c).is_file() for c in commands[:2])
+    # Short, with the reference in docs/ and the benchmark history out of it.
+    assert len(text.splitlines()) <= 250, len(text.splitlines())
+    assert "bench:begin" not in text
+    # Only public API: no private module of the package.
+    private = sorted(set(re.findall(r"alfcache\._\w+", text)))
+    assert not private, f"the README names private modules: {private}"
+
+
+def test_bench_writes_its_table_into_the_benchmarks_page() -> None:
+    # scripts/bench hands plots.py the page whose one marked block holds the reference table.
+    page = REPO / "benchmarks" / "README.md"
+    assert page.read_text().count("<!-- bench:begin -->") == 1
+    assert page.read_text().count("<!-- bench:end -->") == 1
+    assert "plots.py --readme benchmarks/README.md" in (REPO / "scripts" / "bench").read_text()

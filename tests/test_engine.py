@@ -20,17 +20,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
 import pytest
+from _helpers import assert_same_rows, python_env, spikes_tree, with_sitecustomize
 from _procs import alive, comm, descendants
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache import _processes as _executor
-from alfcache._walk.engine import GAIN, HOLD, Depth
+from alfcache._walk.engine import DEFAULT_IO_DEPTH, GAIN, HOLD, Depth, depth_share
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-SPIKES = "alf/spikes.times.npy"
 DEADLINE = 120.0
 
 # Every process of the command line (workers are forked from it, so they inherit the wrapper)
@@ -48,39 +46,12 @@ if b"alfcache" in command and b"index" in command:
 """
 
 
-def _sessions(root: Path, subjects: int, per_subject: int = 1) -> Path:
-    for s in range(subjects):
-        for d in range(per_subject):
-            path = root / f"s{s:02d}/2021-01-{d + 1:02d}/001/{SPIKES}"
-            path.parent.mkdir(parents=True)
-            path.write_bytes(f"{s}-{d}".encode())
-    return root
-
-
-def _tables(out: Path) -> tuple[Any, Any]:
-    return pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
-
-
-def _assert_same_tables(out1: Path, out2: Path) -> None:
-    (ses1, ds1), (ses2, ds2) = _tables(out1), _tables(out2)
-    assert ses1.num_rows > 0
-    assert ds1.num_rows > 0
-    assert ses1.equals(ses2)
-    assert ds1.equals(ds2)
-
-
 def _cli(
     tmp_path: Path, root: Path, out: Path, *options: str, seconds: float = 0.0
 ) -> dict[str, Any]:
     """``alfcache index ROOT --json`` with listings that sleep ``seconds``; its summary."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_LISTING_SECONDS": str(seconds),
-    }
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
+    env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS=str(seconds))
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
         [*cmd, "--json", "--quiet", *options],
@@ -108,7 +79,7 @@ def slow_scandir(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_main_process_alone(tmp_path: Path) -> None:
-    root = _sessions(tmp_path / "data", 6)
+    root = spikes_tree(tmp_path / "data", 6)
     report = alfcache.index(root, tmp_path / "out", n_jobs=1, io_depth=1)
     assert report.listed == {"main": 6 * 4 + 1, "workers": 0}
     assert report.threads == 1  # io_depth=1: a single listing thread, whatever the storage
@@ -116,7 +87,7 @@ def test_main_process_alone(tmp_path: Path) -> None:
 
 
 def test_threads_of_one_process_on_slow_listings(tmp_path: Path, slow_scandir: None) -> None:
-    root = _sessions(tmp_path / "data", 24)
+    root = spikes_tree(tmp_path / "data", 24)
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1, io_depth=1)
     many = alfcache.index(root, tmp_path / "out2", n_jobs=1, io_depth=16)
     # The depth rose because more listings in flight raised the rate: more than one thread
@@ -125,30 +96,30 @@ def test_threads_of_one_process_on_slow_listings(tmp_path: Path, slow_scandir: N
     assert many.threads > 1, many
     assert many.listed == one.listed == {"main": 24 * 4 + 1, "workers": 0}
     assert many.skipped == one.skipped
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_workers_started_late_from_a_fork_server(tmp_path: Path, slow_scandir: None) -> None:
     import polars  # noqa: F401  with Polars loaded, forking this process is unsafe
 
     assert _executor.context().get_start_method() == "forkserver"
-    root = _sessions(tmp_path / "data", 30)
+    root = spikes_tree(tmp_path / "data", 30)
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1)
     start = time.perf_counter()
     two = alfcache.index(root, tmp_path / "out2", n_jobs=2, io_depth=2)
     # This process lists slowly; the worker, started once the walk had lasted
     # LATE_START_SECONDS, lists at full speed and so takes whatever is shared with it.
-    assert time.perf_counter() - start > alfcache._index.LATE_START_SECONDS
+    assert time.perf_counter() - start > alfcache._walk.local.LATE_START_SECONDS
     assert two.listed["workers"] > 0, two.listed
     assert two.listed["main"] > 0, two.listed
     assert sum(two.listed.values()) == sum(one.listed.values())
     assert two.skipped == one.skipped
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 @pytest.mark.parametrize("jobs", ["2", "3"])
 def test_forked_workers_fed_from_the_shared_queue(tmp_path: Path, jobs: str) -> None:
-    root = _sessions(tmp_path / "data", 16)
+    root = spikes_tree(tmp_path / "data", 16)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1")
     # One listing in flight per process: only the shared queue spreads the walk.
     many = _cli(
@@ -159,26 +130,26 @@ def test_forked_workers_fed_from_the_shared_queue(tmp_path: Path, jobs: str) -> 
     assert many["threads"] > 1  # listing threads of two or more processes took part
     assert sum(many["listed"].values()) == sum(one["listed"].values())
     assert many["skipped"] == one["skipped"]
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_one_huge_subject_folder_is_shared(tmp_path: Path) -> None:
     # The root holds a single folder: a worker can only get work that the walk found below it.
-    root = _sessions(tmp_path / "data", 1, per_subject=28)
+    root = spikes_tree(tmp_path / "data", 1, per_subject=28)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1")
     two = _cli(tmp_path, root, tmp_path / "out2", "--jobs", "2", "--io-depth", "2", seconds=0.02)
     assert two["listed"]["workers"] > 0, two["listed"]
     assert two["listed"]["main"] > 0, two["listed"]
     assert two["sessions"] == one["sessions"] == 28
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_links_followed_across_processes(tmp_path: Path) -> None:
     # Every subject links to a session outside the root: the rounds of links run with tasks
     # shared between the processes too, and choose the same links.
-    root = _sessions(tmp_path / "data", 12)
+    root = spikes_tree(tmp_path / "data", 12)
     for i in range(12):
-        target = _sessions(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
+        target = spikes_tree(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
         (root / f"s{i:02d}/2021-01-01/002").symlink_to(target, target_is_directory=True)
     (root / "s00/2021-01-01/003").symlink_to(root / "s01", target_is_directory=True)
     one = _cli(tmp_path, root, tmp_path / "out1", "--jobs", "1", "--follow-symlinks")
@@ -188,19 +159,13 @@ def test_links_followed_across_processes(tmp_path: Path) -> None:
     assert one["sessions"] == 24
     assert [s["reason"] for s in one["skipped"]] == ["symlink_revisit"]
     assert two["skipped"] == one["skipped"]
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
-    root = _sessions(tmp_path / "data", 40)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_LISTING_SECONDS": "0.3",
-    }
+    root = spikes_tree(tmp_path / "data", 40)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
+    env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS="0.3")
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(tmp_path)]
     proc = subprocess.Popen(
         [*cmd, "--jobs", "2", "--io-depth", "2", "--quiet"],
@@ -276,20 +241,28 @@ def test_depth_of_one_never_moves() -> None:
     assert set(_climb(lambda depth: 100.0 * depth, cap=1, steps=30)) == {1}
 
 
+def test_depth_share_splits_io_depth_over_processes_rounding_up() -> None:
+    # The one rule both backends use for a process's (or a Dask thread's) listing threads.
+    assert depth_share(None, 1) == DEFAULT_IO_DEPTH
+    assert depth_share(None, 3) == 22  # 64 / 3, rounded up: together at least io_depth
+    assert depth_share(8, 4) == 2
+    assert depth_share(1, 4) == 1  # never 0: every process lists
+
+
 def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) -> None:
     # Polars loaded first: the workers come from a fork server, which by default re-runs the
     # caller's script in each of them; without a main guard that script would index again.
-    root = _sessions(tmp_path / "data", 8)
+    root = spikes_tree(tmp_path / "data", 8)
     script = tmp_path / "index_it.py"
     script.write_text(
-        "import sys, polars, alfcache, alfcache._index\n"
-        "alfcache._index.LATE_START_SECONDS = 0.0\n"
+        "import sys, polars, alfcache, alfcache._walk.local\n"
+        "alfcache._walk.local.LATE_START_SECONDS = 0.0\n"
         "report = alfcache.index(sys.argv[1], sys.argv[2], n_jobs=2)\n"
         "print(report.sessions)\n"
     )
     done = subprocess.run(
         [sys.executable, str(script), str(root), str(tmp_path / "out")],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=DEADLINE,

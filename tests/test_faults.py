@@ -33,6 +33,7 @@ from typing import Any, NamedTuple
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env, snapshot, with_sitecustomize
 from _procs import (
     alive,
     cmdline,
@@ -48,8 +49,7 @@ import alfcache._tables.store
 from alfcache._cli.main import main as cli_main
 from alfcache._processes import WORKER_NAME
 
-SRC = Path(__file__).resolve().parents[1] / "src"
-ENV = {**os.environ, "PYTHONPATH": str(SRC)}
+ENV = python_env()
 TABLE_FILES = {"sessions.pqt", "datasets.pqt"}
 SPIKES = "alf/spikes.times.npy"
 SPARSE_SIZE = 1 << 36  # 64 GiB of holes: minutes of MD5, no disk space
@@ -105,14 +105,9 @@ def _one_error_line(stderr: str, *fragments: str) -> str:
     return lines[0]
 
 
-def _snapshot(out: Path) -> dict[str, bytes]:
-    """Every file in ``out`` with its bytes (so a temporary file left behind shows too)."""
-    return {p.name: p.read_bytes() for p in out.iterdir()}
-
-
 def _previous_tables(root: Path, out: Path) -> dict[str, bytes]:
     alfcache.make_parquet_db(root, out, n_jobs=1)
-    before = _snapshot(out)
+    before = snapshot(out)
     assert set(before) == TABLE_FILES
     return before
 
@@ -177,7 +172,7 @@ def slow_tree(tmp_path: Path) -> Path:
 # of reading sends the sparse files to the workers.
 HASH_IN_WORKERS = (
     "-c",
-    "import sys, alfcache._digest.read as h; h.FILE_COST = 1 << 40; "
+    "import sys, alfcache._digest.schedule as h; h.FILE_COST = 1 << 40; "
     "from alfcache.__main__ import run; run(sys.argv[1:])",
 )
 
@@ -194,7 +189,7 @@ def test_worker_killed_mid_run(slow_tree: Path, tmp_path: Path) -> None:
     assert code == 1
     _one_error_line(stderr, "alfcache: error: a hashing worker died", "SIGKILL", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -218,14 +213,12 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     root = make_files(tmp_path / "data", [f"s{i:02d}/2021-01-01/001/{SPIKES}" for i in range(60)])
     out = tmp_path / "out"
     before = _previous_tables(root, out)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_WALK)
+    hooks = with_sitecustomize(tmp_path, SLOW_WALK)
     cmd = [sys.executable, "-m", "alfcache", "index", root, "--out-dir", out, "--jobs", "2"]
     proc = subprocess.Popen(
         # 4 listings in flight: about 250 listings of 0.3 s last 20 s, the kill comes at 1 s
         [*map(str, cmd), "--io-depth", "4", "--quiet"],
-        env={**ENV, "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}"},
+        env=python_env(hooks),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -244,7 +237,7 @@ def test_scan_worker_killed_mid_walk(tmp_path: Path, make_files: Any) -> None:
     assert code == 1, stderr
     _one_error_line(stderr, "alfcache: error: a scan worker died", "SIGKILL", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -269,7 +262,7 @@ def test_ctrl_c_mid_run(slow_tree: Path, tmp_path: Path, jobs: str, target: str)
     assert code == -signal.SIGINT  # a shell shows 130 (alfcache.__main__ says why)
     _one_error_line(stderr, "alfcache: interrupted", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -290,7 +283,7 @@ def test_ctrl_c_while_workers_hash(slow_tree: Path, tmp_path: Path, target: str)
     assert code == -signal.SIGINT  # a shell shows 130 (alfcache.__main__ says why)
     _one_error_line(stderr, "alfcache: interrupted", "unchanged")
     assert stdout == ""
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
     _assert_all_gone(run)
 
 
@@ -344,7 +337,7 @@ def test_full_disk_during_the_write(small_disk: Path, tmp_path: Path, make_files
     assert code == 1
     _one_error_line(stderr, "alfcache: error:", "No space left on device", "unchanged")
     assert stdout == ""
-    assert _snapshot(small_disk) == before
+    assert snapshot(small_disk) == before
 
 
 def test_full_disk_cli_message(
@@ -367,7 +360,7 @@ def test_full_disk_cli_message(
     captured = capsys.readouterr()
     assert code == 1
     _one_error_line(captured.err, "No space left on device", "unchanged")
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_full_output_disk_is_found_before_any_file_is_read(
@@ -398,7 +391,7 @@ def test_full_output_disk_is_found_before_any_file_is_read(
         "found before reading any file",
         "the previous tables are unchanged",
     )
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 def test_full_tmpfs_is_found_before_any_file_is_read(
@@ -539,7 +532,7 @@ def test_unreadable_root(public_tmp: Path, make_files: Any, unprivileged: User) 
     code, _, stderr = _run([root, "--out-dir", out, "--jobs", "1"], unprivileged)
     assert code == 2
     _one_error_line(stderr, "alfcache: error: cannot read root folder", str(root))
-    assert _snapshot(out) == before  # not overwritten by empty tables
+    assert snapshot(out) == before  # not overwritten by empty tables
 
 
 def test_output_folder_not_writable(public_tmp: Path, make_files: Any, unprivileged: User) -> None:
@@ -553,7 +546,7 @@ def test_output_folder_not_writable(public_tmp: Path, make_files: Any, unprivile
     code, _, stderr = _run([root, "--out-dir", out, "--jobs", "2"], unprivileged)
     assert code == 2
     _one_error_line(stderr, "alfcache: error: cannot write in output folder", str(out))
-    assert _snapshot(out) == before
+    assert snapshot(out) == before
 
 
 # --------------------------------------------------------------------------------------------

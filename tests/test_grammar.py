@@ -20,6 +20,7 @@ from alfcache._alf.grammar import (
     is_session_path,
     session_parts,
 )
+from alfcache._alf.paths import session_folder
 
 # --------------------------------------------------------------------------------------------
 # Dataset file names
@@ -289,7 +290,7 @@ def test_session_parts(
     assert got == SessionParts(*parts)
     assert got is not None
     assert (got.lab, got.subject, got.date, got.number) == parts
-    assert got.alf_path == alf_path
+    assert session_folder(*got) == alf_path
     assert got.path_id == path_id
     # a tuple of names works as well as a list
     assert session_parts(tuple(_names(path))) == got
@@ -312,7 +313,7 @@ def test_session_parts_lab_departures(
     got = session_parts(_names(path))
     assert got is not None
     assert tuple(got) == parts
-    assert got.alf_path == "s1/2021-01-01/001"
+    assert session_folder(*got) == "s1/2021-01-01/001"
     assert got.path_id == "s1/2021-01-01/001"
     assert _reference_parts(path) == (reference_lab, *parts[1:])
 

@@ -15,7 +15,6 @@ import shutil
 import subprocess
 import sys
 import time
-import warnings
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -25,14 +24,16 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import xxhash
+from _helpers import index_quietly, python_env
 from _inject import change_on_read, grow_on_read, rewrite_in_place
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import alfcache
 import alfcache._digest.read
-from alfcache._digest.read import (
-    BLOCK_SIZE,
+import alfcache._digest.schedule
+from alfcache._digest.read import BLOCK_SIZE
+from alfcache._digest.schedule import (
     FILE_COST,
     MIN_TASK_COST,
     TASKS_PER_JOB,
@@ -40,19 +41,12 @@ from alfcache._digest.read import (
     plan_tasks,
 )
 from alfcache._progress import ByteProgress, megabytes
-from alfcache._synth import make_tree
 from alfcache._tables.schema import DATASETS_SCHEMA, forbidden_extra_columns
+from alfcache.synth import make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 JOBS = [1, 2]
-SRC = Path(alfcache.__file__).parent.parent
 SESSION = "lab/Subjects/s1/2021-01-01/001"
-
-
-def _run(root: Path, out: Path, **kwargs: Any) -> alfcache.IndexReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, **kwargs)
 
 
 def _datasets(out: Path) -> pa.Table:
@@ -120,7 +114,7 @@ def sized_tree(tmp_path: Path) -> Path:
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_md5_equals_md5sum_on_every_file(sized_tree: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    report = _run(sized_tree, out, hash_files=True, n_jobs=n_jobs)
+    report = index_quietly(sized_tree, out, hash_files=True, n_jobs=n_jobs)
     ours = _by_path(out, "hash")
     assert len(ours) == report.datasets > 300
     assert _md5sum(sized_tree, sorted(ours)) == ours
@@ -136,7 +130,7 @@ def test_md5_equals_md5sum_on_every_file(sized_tree: Path, tmp_path: Path, n_job
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_xxh3_in_its_own_column(sized_tree: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    _run(sized_tree, out, hash_algorithm="xxh3", n_jobs=n_jobs)
+    index_quietly(sized_tree, out, hash_algorithm="xxh3", n_jobs=n_jobs)
     digests = _by_path(out, "xxh3_128")
     assert digests == {
         rel: xxhash.xxh3_128_hexdigest((sized_tree / rel).read_bytes()) for rel in digests
@@ -160,7 +154,7 @@ def test_both_digests_from_one_read(
 
     monkeypatch.setattr(alfcache._digest.read.os, "open", counting_open)
     out = tmp_path / "out"
-    report = _run(sized_tree, out, hash_algorithm="both", n_jobs=1)
+    report = index_quietly(sized_tree, out, hash_algorithm="both", n_jobs=1)
     md5, xxh3 = _by_path(out, "hash"), _by_path(out, "xxh3_128")
     for rel in md5:
         data = (sized_tree / rel).read_bytes()
@@ -177,7 +171,7 @@ def test_root_session_folder_and_linked_files(tmp_path: Path, make_files: MakeFi
     target.write_bytes(b"linked content")
     (root / "alf/spikes.amps.npy").symlink_to(target)
     out = tmp_path / "out"
-    _run(root, out, hash_algorithm="both", n_jobs=1, follow_symlinks=True)
+    index_quietly(root, out, hash_algorithm="both", n_jobs=1, follow_symlinks=True)
     table = _datasets(out)
     got = {
         rel: (md5, xxh3, size)
@@ -197,7 +191,7 @@ def test_root_session_folder_and_linked_files(tmp_path: Path, make_files: MakeFi
 
 def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_path: Path) -> None:
     out = tmp_path / "out"
-    _run(small_tree.root, out, hash_algorithm="both", n_jobs=1)
+    index_quietly(small_tree.root, out, hash_algorithm="both", n_jobs=1)
     for name in ("sessions.pqt", "datasets.pqt"):
         meta = json.loads(pq.read_schema(out / name).metadata[b"alfcache"])
         assert meta["digests"] == ["md5", "xxh3"]
@@ -211,6 +205,27 @@ def test_tables_record_algorithms_and_add_no_id_columns(small_tree: Any, tmp_pat
     assert forbidden_extra_columns(schema, DATASETS_SCHEMA) == []
     pandas_meta = json.loads(schema.metadata[b"pandas"])
     assert pandas_meta["index_columns"] == ["eid", "id"]
+
+
+def test_a_hashed_index_reads_without_the_update_machinery(
+    tmp_path: Path, make_files: MakeFiles
+) -> None:
+    # A plain --hash is not an update without previous tables: it reads through
+    # _digest.tables directly, as an update does after matching its rows.
+    root = make_files(tmp_path / "data", [f"{SESSION}/alf/spikes.times.npy"])
+    code = (
+        "import sys, alfcache; "
+        "report = alfcache.index(sys.argv[1], sys.argv[2], hash_files=True, n_jobs=1); "
+        "print(report.hashing.files, 'alfcache._maintain.update' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root), str(tmp_path / "out")],
+        env=python_env(),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert out.stdout.split() == ["1", "False"]
 
 
 @pytest.mark.parametrize("algorithm", ["sha1", "MD5", "", 5])
@@ -316,7 +331,7 @@ def test_file_board_counts_bytes_per_task(tmp_path: Path) -> None:
     path.write_bytes(bytes(8 * 3))
     board = FileBoard(str(path), 1)
     board.add(5)
-    board.add(alfcache._digest.read._REPORT_EVERY)
+    board.add(alfcache._digest.schedule._REPORT_EVERY)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 5 + (16 << 20), 0]
     board.add(7)
     board.close()
@@ -352,18 +367,18 @@ def test_workers_chosen_by_average_file_size(
     root = request.getfixturevalue(tree)
     used: list[str] = []
     for name in ("_run_in_processes", "_run_in_threads"):
-        real = getattr(alfcache._digest.read, name)
+        real = getattr(alfcache._digest.schedule, name)
 
         def spy(*args: Any, real: Callable[..., None] = real, name: str = name) -> None:
             used.append(name)
             real(*args)
 
-        monkeypatch.setattr(alfcache._digest.read, name, spy)
-    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
+        monkeypatch.setattr(alfcache._digest.schedule, name, spy)
+    monkeypatch.setattr(alfcache._digest.schedule, "_POLL", 0.0)
     every_update = functools.partial(ByteProgress, interval=0)
-    monkeypatch.setattr(alfcache._digest.read, "ByteProgress", every_update)
+    monkeypatch.setattr(alfcache._digest.schedule, "ByteProgress", every_update)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=2, progress=True)
+    report = index_quietly(root, out, hash_files=True, n_jobs=2, progress=True)
     assert used == [runner]
     ours = _by_path(out, "hash")
     assert _md5sum(root, sorted(ours)) == ours
@@ -395,12 +410,12 @@ def test_interrupted_threads_stop_at_the_next_block(
         raise KeyboardInterrupt
 
     monkeypatch.setitem(alfcache._digest.read._NEW, "md5", Slow)
-    monkeypatch.setattr(alfcache._digest.read, "wait", interrupt)
+    monkeypatch.setattr(alfcache._digest.schedule, "wait", interrupt)
     paths = sorted(p.relative_to(large_tree).as_posix() for p in large_tree.rglob("*.cbin"))
     sizes = [(large_tree / p).stat().st_size for p in paths]
     start = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        alfcache._digest.read.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
+        alfcache._digest.schedule.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
     assert time.perf_counter() - start < 0.5
     assert len(blocks) < sum(sizes) // BLOCK_SIZE // 4
 
@@ -417,7 +432,7 @@ def test_file_that_moves_once_is_read_again(
     target = root / SESSION / "alf/spikes.times.npy"
     reads = grow_on_read(monkeypatch, target, times=1)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2
     assert not report.skipped
     row = _datasets(out).to_pylist()[0]
@@ -436,7 +451,7 @@ def test_file_rewritten_in_place_at_the_same_size_is_read_again(
     size = target.stat().st_size
     reads = change_on_read(monkeypatch, target, times=1, change=rewrite_in_place)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2 and not report.skipped and not report.notices
     row = _datasets(out).to_pylist()[0]
     assert target.stat().st_size == size
@@ -451,7 +466,7 @@ def test_file_that_keeps_moving_is_reported_without_hash(
     target = root / SESSION / "alf/spikes.times.npy"
     reads = grow_on_read(monkeypatch, target, times=2)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert len(reads) == 2  # read again once, not more
     assert not report.skipped  # indexed without a digest: a notice
     assert [(s.path, s.reason) for s in report.notices] == [
@@ -462,7 +477,7 @@ def test_file_that_keeps_moving_is_reported_without_hash(
 
     # Once it holds still, an update hashes it.
     monkeypatch.undo()
-    report = _run(root, out, update=True, n_jobs=1)
+    report = index_quietly(root, out, update=True, n_jobs=1)
     assert not report.skipped
     assert _datasets(out)["hash"].to_pylist() == [hashlib.md5(target.read_bytes()).hexdigest()]
 
@@ -482,7 +497,7 @@ def test_unreadable_file_is_reported_and_the_run_goes_on(
 
     monkeypatch.setattr(alfcache._digest.read.os, "open", refusing_open)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert not report.skipped  # indexed without a digest: a notice
     assert [(s.path, s.reason) for s in report.notices] == [(files[0], "unreadable")]
     assert "Permission denied" in report.notices[0].message
@@ -499,7 +514,7 @@ def test_file_gone_before_it_is_read_is_dropped(
 ) -> None:
     files = [f"{SESSION}/alf/spikes.times.npy", f"{SESSION}/alf/spikes.amps.npy"]
     root = make_files(tmp_path / "data", files)
-    real_digest_files = alfcache._digest.read.digest_files
+    real_digest_files = alfcache._digest.schedule.digest_files
 
     def delete_then_digest(*args: Any, **kwargs: Any) -> Any:
         (root / files[0]).unlink()  # after the walk, before the read
@@ -507,7 +522,7 @@ def test_file_gone_before_it_is_read_is_dropped(
 
     monkeypatch.setattr("alfcache._digest.checkpoint.digest_files", delete_then_digest)
     out = tmp_path / "out"
-    report = _run(root, out, hash_files=True, n_jobs=1)
+    report = index_quietly(root, out, hash_files=True, n_jobs=1)
     assert [(s.path, s.reason) for s in report.skipped] == [(files[0], "vanished")]
     assert _datasets(out)["rel_path"].to_pylist() == ["alf/spikes.amps.npy"]
     assert report.datasets == 1
@@ -534,7 +549,7 @@ def test_unreadable_file_as_another_user(world_readable_dir: Path, make_files: M
             *(sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)),
             *("--hash", "md5", "--jobs", "1", "--json"),
         ],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,

@@ -7,34 +7,27 @@ import os
 import subprocess
 import sys
 import uuid
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import exit_code, index_quietly
 
 import alfcache
-from alfcache._cli.main import main as cli_main
-from alfcache._synth import LABS, TreeSummary, make_tree
+from alfcache.synth import LABS, TreeSummary, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int | str | None, str, str]:
-    try:
-        code = cli_main(list(argv))
-    except SystemExit as exc:
-        code = exc.code
+    code = exit_code(argv)
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -106,13 +99,10 @@ def test_info_human_output(tree: TreeSummary, capsys: pytest.CaptureFixture[str]
     assert lines["ONE-api"] == "can load these tables"
 
 
-def test_info_of_one_api_tables(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    root, tables = tmp_path / "data", tmp_path / "tables"
-    make_tree(root, 3, empty_every=0, max_file_size=64)
-    tables.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        reference.make_parquet_db(root, tables)
+def test_info_of_one_api_tables(
+    one_api_tables: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    _, tables = one_api_tables
     code, out, _ = _cli(capsys, "info", str(tables), "--json")
     summary = json.loads(out)
     assert code == 0

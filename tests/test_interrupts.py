@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import pytest
+from _helpers import python_env, snapshot, with_sitecustomize
 from _procs import (
     cmdline,
     comm,
@@ -35,9 +36,8 @@ from _procs import (
 
 import alfcache
 from alfcache._processes import WORKER_NAME
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 RUNS = 24
 SEED = 8
 EARLIEST, LATEST = 0.05, 1.5
@@ -77,10 +77,6 @@ def _is_walk_worker(pid: int) -> bool:
     return comm(pid) == WORKER_NAME or b"popen_loky" in cmdline(pid)
 
 
-def _snapshot(out: Path) -> dict[str, bytes]:
-    return {p.name: p.read_bytes() for p in out.iterdir()}
-
-
 def _wait_until_started(proc: subprocess.Popen[str], started: Path) -> None:
     end = time.monotonic() + 60.0
     while time.monotonic() < end and proc.poll() is None:
@@ -95,17 +91,12 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "data", 300).root
     out = tmp_path / "out"
     alfcache.make_parquet_db(root, out, n_jobs=1)
-    before = _snapshot(out)
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
+    before = snapshot(out)
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
     started = tmp_path / "started"
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_PARENT": str(os.getpid()),
-        "ALFCACHE_TEST_STARTED": str(started),
-    }
+    env = python_env(
+        hooks, ALFCACHE_TEST_PARENT=str(os.getpid()), ALFCACHE_TEST_STARTED=str(started)
+    )
     rng = random.Random(SEED)
     failures: list[str] = []
     for run in range(RUNS):
@@ -163,9 +154,9 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
             failures.append(f"{what}: processes {left} outlived the run")
-        if _snapshot(out) != before:
+        if snapshot(out) != before:
             failures.append(f"{what}: the previous tables changed")
-            before = _snapshot(out)
+            before = snapshot(out)
     if failures:
         pytest.fail("\n".join(failures))
 
@@ -281,16 +272,10 @@ def _child(
     tmp_path: Path, hook: str, args: list[str], env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
     """Run ``python ARGS`` with ``hook`` as its sitecustomize; kill what it leaves behind."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(hook)
+    hooks = with_sitecustomize(tmp_path, hook)
     proc = subprocess.Popen(
         [sys.executable, *args],
-        env={
-            **os.environ,
-            "PYTHONPATH": os.pathsep.join(map(str, (hooks, TESTS, SRC))),
-            **(env or {}),
-        },
+        env=python_env(hooks, TESTS, **(env or {})),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

@@ -24,6 +24,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import run_alfcache
 from test_checkpoint import (  # noqa: F401  (tree: a fixture)
     DEADLINE,
     N_BIG,
@@ -42,13 +43,7 @@ PRECIOUS = b"root's data, not to be overwritten\n"
 
 
 def _cli(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alfcache", *map(str, args)],
-        env=ENV,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    return run_alfcache(*args, env=ENV)
 
 
 @pytest.fixture

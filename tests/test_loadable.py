@@ -8,11 +8,11 @@ is the cause, which folder to index instead.
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import index_quietly
 
 import alfcache
 
@@ -21,9 +21,7 @@ SPIKES = "alf/spikes.times.npy"
 
 def _index(root: Path, **kwargs: Any) -> tuple[alfcache.IndexReport, str]:
     """Index ``root``; the report and its summary line on loadability."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = alfcache.index(root, n_jobs=1, **kwargs)
+    report = index_quietly(root, n_jobs=1, **kwargs)
     return report, report.loadability
 
 

@@ -20,12 +20,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import python_env, with_sitecustomize
 
 import alfcache
 from alfcache import OutDirLocked
 from alfcache._tables.lock import LOCK_FILE, out_dir_lock
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 60.0  # seconds for a state to be reached; only reached on failure
 SPIKES = "alf/spikes.times.npy"
 
@@ -57,12 +57,10 @@ if _mark:
 
 
 def _start(tmp_path: Path, args: list[str | Path], **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "index", *map(str, args), "--jobs", "1", "--quiet"],
-        env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
+        env=python_env(hooks, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -190,7 +188,7 @@ def test_bad_lock_timeout(tmp_path: Path, make_files: Any, bad: object) -> None:
 def test_cli_bad_lock_timeout(tmp_path: Path) -> None:
     proc = subprocess.run(
         [sys.executable, "-m", "alfcache", "index", str(tmp_path), "--lock-timeout", "-1"],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -200,12 +198,10 @@ def test_cli_bad_lock_timeout(tmp_path: Path) -> None:
 
 
 def _prune(tmp_path: Path, root: Path, *args: str, **env: str) -> subprocess.Popen[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.Popen(
         [sys.executable, "-m", "alfcache", "prune", str(root), "--apply", *args],
-        env={**os.environ, "PYTHONPATH": f"{hooks}:{SRC}", **env},
+        env=python_env(hooks, **env),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,

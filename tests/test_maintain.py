@@ -26,8 +26,9 @@ from iblutil.io import parquet
 from packaging.version import Version
 
 import alfcache
-from alfcache._maintain.prune import _uuid_strings, read_cache_tables
-from alfcache._synth import TreeSummary, make_tree
+from alfcache._maintain.prune import prune_locked
+from alfcache._tables.one_api import _uuid_strings, read_cache_tables
+from alfcache.synth import TreeSummary, make_tree
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 
@@ -343,6 +344,28 @@ def test_dry_run_prints_the_list(pruned_tree: Path, capsys: pytest.CaptureFixtur
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == "The following session and datasets would be removed:"
     assert lines[1:] == ["\t" + p for p in sorted(map(str, flagged))]
+
+
+def test_the_library_prune_returns_and_never_prints(
+    pruned_tree: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Only remove_missing_datasets prints (one-api's dry-run listing); the function under it
+    # and under the command line returns the paths, dry or not.
+    flagged = alfcache.remove_missing_datasets(str(pruned_tree), dry=True)
+    capsys.readouterr()
+    for dry in (True, False):
+        paths = prune_locked(
+            pruned_tree,
+            pruned_tree,
+            None,
+            remove_empty_sessions=True,
+            dry=dry,
+            lock_timeout=1.0,
+            any_origin=False,
+        )
+        assert capsys.readouterr().out == ""
+        assert set(paths) <= set(flagged) and paths
+    assert not any(p.exists() for p in flagged if p.suffix)
 
 
 def test_removes_only_the_flagged_files(pruned_tree: Path) -> None:

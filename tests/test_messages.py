@@ -9,10 +9,10 @@ from __future__ import annotations
 import argparse
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _helpers import run_alfcache
 from conftest import MakeFiles
 
 from alfcache._cli.main import _parser
@@ -22,14 +22,7 @@ SESSION = "lab/Subjects/s1/2021-01-01/001"
 
 
 def _cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alfcache", *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    return run_alfcache(*args, cwd=cwd)
 
 
 def _last_line(done: subprocess.CompletedProcess[str]) -> str:

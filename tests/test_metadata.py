@@ -3,24 +3,22 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
 import one.alf.cache as reference
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly
 
 import alfcache
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
 TABLES = ("sessions.pqt", "datasets.pqt")
 
 
 def _run(root: Path, out: Path, **kwargs: Any) -> alfcache.IndexReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, n_jobs=1, **kwargs)
+    return index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _metadata(path: Path) -> dict[bytes, bytes]:

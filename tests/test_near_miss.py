@@ -3,13 +3,11 @@ without a word (``near_miss`` among the skipped entries)."""
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pytest
-
-import alfcache
+from _helpers import index_quietly
 
 SPIKES = "alf/spikes.times.npy"
 TREE = [
@@ -22,16 +20,10 @@ TREE = [
 ]
 
 
-def _index(root: Path, out: Path, **kwargs: Any) -> alfcache.IndexReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, **kwargs)
-
-
 @pytest.mark.parametrize("n_jobs", [1, 2])
 def test_near_misses_are_reported(tmp_path: Path, make_files: Any, n_jobs: int) -> None:
     root = make_files(tmp_path / "data", TREE)
-    report = _index(root, tmp_path / "out", n_jobs=n_jobs)
+    report = index_quietly(root, tmp_path / "out", n_jobs=n_jobs)
     misses = {s.path: s.message for s in report.skipped if s.reason == "near_miss"}
     assert sorted(misses) == [
         "KS 005/2024-01-05/001",
@@ -48,8 +40,8 @@ def test_near_misses_do_not_stop_an_update_from_dropping(tmp_path: Path, make_fi
     # they were seen, unlike a folder that could not be listed: nothing to carry over for them
     root = make_files(tmp_path / "data", TREE)
     out = tmp_path / "out"
-    _index(root, out, n_jobs=1)
+    index_quietly(root, out, n_jobs=1)
     (root / "KS001/2024-01-05/001/2024-1-6" / SPIKES).unlink()
-    report = _index(root, out, n_jobs=1, update=True)
+    report = index_quietly(root, out, n_jobs=1, update=True)
     assert report.changes is not None
     assert (report.changes.vanished, report.changes.carried_over) == (1, 0)

@@ -23,7 +23,7 @@ from one.alf import spec
 from one.api import One
 
 import alfcache
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
 pytestmark = [
     pytest.mark.one,

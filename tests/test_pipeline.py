@@ -23,11 +23,12 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly, read_tables, run_alfcache
 from one.alf.cache import QC_TYPE as ONE_QC_TYPE
 
 import alfcache
 import alfcache._tables.store
-from alfcache._synth import DATASET_FILES, TreeSummary
+from alfcache.synth import DATASET_FILES, TreeSummary
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]  # the conftest fixture
 NAMESPACE = uuid.UUID("2a6e3c58-8e0a-4b1f-9d36-6c1f0b5a1c3e")  # documented, fixed
@@ -69,17 +70,6 @@ def basic(tmp_path: Path, make_files: MakeFiles) -> Path:
 # --------------------------------------------------------------------------------------------
 
 
-def _run(root: Path, out: Path, **kwargs: Any) -> alfcache.IndexReport:
-    """``alfcache.index`` with warnings silenced (tests that check warnings do so directly)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, **kwargs)
-
-
-def _tables(out: Path) -> tuple[pa.Table, pa.Table]:
-    return pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
-
-
 def _rows(table: pa.Table, *columns: str) -> list[tuple[Any, ...]]:
     return sorted(zip(*(table[c].to_pylist() for c in columns), strict=True))
 
@@ -110,8 +100,8 @@ def _one_metadata(path: Path) -> dict[str, Any]:
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_schemas_and_types(small_tree: TreeSummary, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    report = _run(small_tree.root, out, n_jobs=n_jobs)
-    sessions, datasets = _tables(out)
+    report = index_quietly(small_tree.root, out, n_jobs=n_jobs)
+    sessions, datasets = read_tables(out)
 
     assert sessions.column_names == SESSIONS_COLUMNS
     for name in ("id", "lab", "subject", "task_protocol", "projects"):
@@ -151,8 +141,8 @@ def test_schemas_and_types(small_tree: TreeSummary, tmp_path: Path, n_jobs: int)
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_small_tree_contents(small_tree: TreeSummary, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    _run(small_tree.root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    index_quietly(small_tree.root, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     expected_rel = sorted(f"{c}/{n}" if c else n for c, n in DATASET_FILES)
     by_session: dict[str, list[str]] = {}
     for eid, rel in _rows(datasets, "eid", "rel_path"):
@@ -194,7 +184,7 @@ def test_pandas_restores_index_and_dtypes(basic: Path, tmp_path: Path) -> None:
 def test_one_metadata(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     before = datetime.datetime.now().replace(second=0, microsecond=0)
-    _run(basic, out, n_jobs=n_jobs)
+    index_quietly(basic, out, n_jobs=n_jobs)
     after = datetime.datetime.now()
     for name in TABLE_FILES:
         meta = _one_metadata(out / name)
@@ -213,8 +203,8 @@ def test_one_metadata(basic: Path, tmp_path: Path, n_jobs: int) -> None:
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_uuid_ids_from_alf_paths(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    _run(basic, out, n_jobs=n_jobs)
-    sessions, datasets = _tables(out)
+    index_quietly(basic, out, n_jobs=n_jobs)
+    sessions, datasets = read_tables(out)
     ses1 = "lab/Subjects/s1/2021-01-01/001"
     ses2 = "s2/2021-01-02/1"
     assert _rows(sessions, "id", "lab", "subject", "date", "number") == sorted(
@@ -238,8 +228,8 @@ def test_uuid_ids_from_alf_paths(basic: Path, tmp_path: Path, n_jobs: int) -> No
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_path_ids(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    _run(basic, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    index_quietly(basic, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert sorted(sessions["id"].to_pylist()) == sorted(
         ["lab/s1/2021-01-01/001", "s2/2021-01-02/1", "s3/2021-01-03/002"]
     )
@@ -273,8 +263,8 @@ def test_ids_deterministic_across_runs_and_jobs(small_tree: TreeSummary, tmp_pat
     results = []
     for i, n_jobs in enumerate([1, 1, 2]):
         out = tmp_path / f"out{i}"
-        _run(small_tree.root, out, n_jobs=n_jobs)
-        sessions, datasets = _tables(out)
+        index_quietly(small_tree.root, out, n_jobs=n_jobs)
+        sessions, datasets = read_tables(out)
         results.append(
             (
                 _rows(sessions, "id", "lab", "subject", "date", "number"),
@@ -300,9 +290,9 @@ def test_deep_tree_same_with_one_and_two_jobs(tmp_path: Path, make_files: MakeFi
     outs = []
     for n_jobs in JOBS:
         out = tmp_path / f"out{n_jobs}"
-        report = _run(root, out, n_jobs=n_jobs, hash_ids=False)
+        report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
         assert (report.sessions, report.datasets) == (3, 5)
-        outs.append(_rows(_tables(out)[1], "eid", "id", "rel_path"))
+        outs.append(_rows(read_tables(out)[1], "eid", "id", "rel_path"))
     assert outs[0] == outs[1]
     assert ("s1/2021-01-01/001", "alf/probe00/x/y/z/spikes.times.npy") in [
         (eid, rel) for eid, _, rel in outs[0]
@@ -320,8 +310,8 @@ def test_deep_tree_same_with_one_and_two_jobs(tmp_path: Path, make_files: MakeFi
 @pytest.mark.parametrize("n_jobs", JOBS)
 def test_empty_session_folder_yields_a_row(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
-    _run(basic, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    index_quietly(basic, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert "s3/2021-01-03/002" in sessions["id"].to_pylist()
     assert "s3/2021-01-03/002" not in datasets["eid"].to_pylist()
 
@@ -342,8 +332,8 @@ def test_dataset_belongs_to_innermost_session(
         ],
     )
     out = tmp_path / "out"
-    _run(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert sorted(sessions["id"].to_pylist()) == ["lab/s1/2021-01-01/001", "s2/2021-02-02/002"]
     assert _rows(datasets, "eid", "rel_path") == [
         ("lab/s1/2021-01-01/001", "alf/spikes.times.npy"),
@@ -360,8 +350,8 @@ def test_root_is_a_session_folder(tmp_path: Path, make_files: MakeFiles, n_jobs:
         ["alf/spikes.times.npy", "alf/probe00/spikes.amps.npy", "trials.table.pqt", "notes.txt"],
     )
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert _rows(sessions, "id", "lab", "subject", "date", "number") == [
         ("mylab/s1/2021-01-01/001", "mylab", "s1", datetime.date(2021, 1, 1), 1)
     ]
@@ -379,8 +369,8 @@ def test_non_alf_files_skipped(tmp_path: Path, make_files: MakeFiles) -> None:
     root = make_files(tmp_path / "data", [f"{ses}/alf/spikes.times.npy"])
     make_files(root, [f"{ses}/{j}" for j in junk])
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=1)
-    _, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=1)
+    _, datasets = read_tables(out)
     assert datasets["rel_path"].to_pylist() == ["alf/spikes.times.npy"]
     assert report.ignored == len(junk)
 
@@ -401,8 +391,8 @@ def test_files_outside_sessions_skipped(
         ],
     )
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert sessions["id"].to_pylist() == ["s1/2021-01-01/001"]
     assert datasets["id"].to_pylist() == ["s1/2021-01-01/001/alf/spikes.times.npy"]
     assert report.datasets == 1
@@ -423,8 +413,8 @@ def test_lab_fills_the_lab(tmp_path: Path, make_files: MakeFiles, n_jobs: int) -
         ],
     )
     out = tmp_path / "out"
-    _run(root, out, n_jobs=n_jobs, lab="mylab")
-    sessions, _ = _tables(out)
+    index_quietly(root, out, n_jobs=n_jobs, lab="mylab")
+    sessions, _ = read_tables(out)
     assert _rows(sessions, "subject", "lab") == [("s1", "mylab"), ("s2", "mylab")]
 
 
@@ -438,7 +428,7 @@ def test_lab_conflict_raises(tmp_path: Path, make_files: MakeFiles) -> None:
     )
     out = tmp_path / "out"
     with pytest.raises(alfcache.LabConflict) as info:
-        _run(root, out, n_jobs=1, lab="mylab")
+        index_quietly(root, out, n_jobs=1, lab="mylab")
     assert isinstance(info.value, ValueError)
     message = str(info.value)
     assert "mylab" in message
@@ -459,7 +449,7 @@ def test_empty_root(tmp_path: Path, make_files: MakeFiles, n_jobs: int) -> None:
     with pytest.warns(RuntimeWarning, match="No sessions found"):
         report = alfcache.index(root, out, n_jobs=n_jobs)
     assert (report.sessions, report.datasets) == (0, 0)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sessions.num_rows == 0 and datasets.num_rows == 0
     assert sessions.column_names == SESSIONS_COLUMNS
     assert datasets.column_names == DATASETS_COLUMNS
@@ -494,7 +484,7 @@ def test_sessions_without_datasets(tmp_path: Path, make_files: MakeFiles) -> Non
     with pytest.warns(RuntimeWarning, match="No datasets found"):
         report = alfcache.index(root, out, n_jobs=1)
     assert (report.sessions, report.datasets) == (2, 0)
-    sessions, datasets = _tables(out)
+    sessions, datasets = read_tables(out)
     assert sessions.num_rows == 2 and datasets.num_rows == 0
     assert datasets.column_names == DATASETS_COLUMNS
 
@@ -517,9 +507,9 @@ def test_no_warning_when_both_tables_have_rows(basic: Path, tmp_path: Path) -> N
 def test_only_the_two_tables_are_left(basic: Path, tmp_path: Path, n_jobs: int) -> None:
     out = tmp_path / "out"
     out.mkdir()
-    _run(basic, out, n_jobs=n_jobs)
+    index_quietly(basic, out, n_jobs=n_jobs)
     assert _listing(out) == TABLE_FILES
-    _run(basic, out, n_jobs=n_jobs)  # overwriting
+    index_quietly(basic, out, n_jobs=n_jobs)  # overwriting
     assert _listing(out) == TABLE_FILES
 
 
@@ -629,8 +619,8 @@ def test_file_sizes_and_hashes(tmp_path: Path, n_jobs: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=n_jobs, hash_ids=False, hash_files=True)
-    _, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False, hash_files=True)
+    _, datasets = read_tables(out)
     expected = sorted(
         (rel.replace("s1/", "", 1), len(data), hashlib.md5(data).hexdigest())
         for rel, data in contents.items()
@@ -661,8 +651,8 @@ def test_session_clash_keeps_padded_folder(
         ],
     )
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert _rows(sessions, "id", "number") == [("s1/2021-01-01/001", 1), ("s1/2021-01-01/2", 2)]
     assert _rows(datasets, "eid", "rel_path") == [
         ("s1/2021-01-01/001", "alf/from.padded.npy"),
@@ -682,8 +672,8 @@ def test_impossible_date_skipped(tmp_path: Path, make_files: MakeFiles, n_jobs: 
         ],
     )
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=n_jobs, hash_ids=False)
-    sessions, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=n_jobs, hash_ids=False)
+    sessions, datasets = read_tables(out)
     assert sessions["id"].to_pylist() == ["lab/s1/2021-02-28/001"]
     assert datasets["eid"].to_pylist() == ["lab/s1/2021-02-28/001"]
     assert [(s.path, s.reason) for s in report.skipped] == [
@@ -716,8 +706,8 @@ def test_non_ascii_digit_number_folder_does_not_crash(
         [f"s1/2021-01-01/{number}/alf/spikes.times.npy", "s2/2021-01-01/001/alf/spikes.times.npy"],
     )
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=1, hash_ids=False)
-    sessions, _ = _tables(out)
+    report = index_quietly(root, out, n_jobs=1, hash_ids=False)
+    sessions, _ = read_tables(out)
     assert "s2/2021-01-01/001" in sessions["id"].to_pylist()
     odd = [r for r in _rows(sessions, "subject", "number") if r[0] == "s1"]
     skipped = [s for s in report.skipped if s.path.startswith("s1/")]
@@ -732,8 +722,8 @@ def test_undecodable_folder_name_does_not_crash(tmp_path: Path, make_files: Make
     with open(os.path.join(bad, b"spikes.times.npy"), "wb") as f:
         f.write(b"x")
     out = tmp_path / "out"
-    report = _run(root, out, n_jobs=1, hash_ids=False)
-    _, datasets = _tables(out)
+    report = index_quietly(root, out, n_jobs=1, hash_ids=False)
+    _, datasets = read_tables(out)
     assert "s2/2021-01-01/001" in datasets["eid"].to_pylist()
     # the file that cannot be stored as UTF-8 is reported, not silently lost
     assert report.skipped
@@ -745,14 +735,7 @@ def test_undecodable_folder_name_does_not_crash(tmp_path: Path, make_files: Make
 
 
 def _cli(*args: str | Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alfcache", "index", *map(str, args)],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-        check=False,
-    )
+    return run_alfcache("index", *args, cwd=cwd)
 
 
 def _one_error_line(stderr: str) -> str:
@@ -773,6 +756,9 @@ def test_cli_json(basic: Path, tmp_path: Path, make_files: MakeFiles) -> None:
     assert {"sessions", "datasets", "skipped"} <= set(summary)
     assert summary["sessions"] == 3
     assert summary["datasets"] == len(BASIC)
+    # One sense per key: ``tasks`` counts the walk's folder tasks (``shards`` before, see
+    # CHANGELOG.md), ``shard`` is the array shard (``--shard K/N``), None for the whole tree.
+    assert summary["tasks"] >= 1 and "shards" not in summary and summary["shard"] is None
     assert [(s["path"], s["reason"]) for s in summary["skipped"]] == [
         ("s1/2021-02-30/001", "invalid_date")
     ]

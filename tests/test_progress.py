@@ -8,7 +8,6 @@ when the walk ends, the hold gives up (after ``HOLD_SECONDS``) and says so.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 import sys
@@ -16,11 +15,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _helpers import python_env, with_sitecustomize
 
 import alfcache._digest.read
-from alfcache._digest.read import FileBoard
+import alfcache._digest.schedule
+from alfcache._digest.schedule import FileBoard
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 DEADLINE = 120.0
 HOLD_SECONDS = 10.0  # only waited out when the fix is missing
 
@@ -79,18 +79,15 @@ def _tree(root: Path, sessions: int, size: int = 100) -> Path:
 
 
 def _index(tmp_path: Path, args: list[str], **env: str) -> subprocess.CompletedProcess[str]:
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(HOOKS)
+    hooks = with_sitecustomize(tmp_path, HOOKS)
     return subprocess.run(
         [sys.executable, "-m", "alfcache", "index", *args],
-        env={
-            **os.environ,
-            "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-            "PROGRESS_LOG": str(tmp_path / "progress.log"),
-            "HOLD_SECONDS": str(HOLD_SECONDS),
+        env=python_env(
+            hooks,
+            PROGRESS_LOG=str(tmp_path / "progress.log"),
+            HOLD_SECONDS=str(HOLD_SECONDS),
             **env,
-        },
+        ),
         capture_output=True,
         text=True,
         timeout=DEADLINE,
@@ -132,7 +129,7 @@ def test_file_board_shows_small_files_as_they_are_read(
     path = tmp_path / "board"
     path.write_bytes(bytes(8 * 2))
     board = FileBoard(str(path), 1)
-    monkeypatch.setattr(alfcache._digest.read, "_POLL", 0.0)
+    monkeypatch.setattr(alfcache._digest.schedule, "_POLL", 0.0)
     for n in (5, 7):
         board.add(n)
     assert np.frombuffer(path.read_bytes(), "<i8").tolist() == [0, 12]

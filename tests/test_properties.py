@@ -13,17 +13,16 @@ from __future__ import annotations
 
 import re
 import tempfile
-import warnings
 from pathlib import Path
 
-import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly, read_tables
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from one.alf import spec
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 from alfcache._alf.grammar import is_dataset_name, is_session_path, session_parts
 
 GRAMMAR = settings(max_examples=100, deadline=None, database=None)
@@ -173,12 +172,9 @@ def _make_tree(base: Path, entries: list[tuple[str, ...]], links: list[tuple[str
 
 
 def _index(root: Path, out: Path, n_jobs: int, follow_symlinks: bool) -> tuple[object, ...]:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        report = alfcache.index(root, out, n_jobs=n_jobs, follow_symlinks=follow_symlinks)
+    report = index_quietly(root, out, n_jobs=n_jobs, follow_symlinks=follow_symlinks)
     return (
-        pq.read_table(out / "sessions.pqt"),
-        pq.read_table(out / "datasets.pqt"),
+        *read_tables(out),
         report.skipped,
         (report.sessions, report.datasets, report.bytes, report.ignored),
     )
@@ -198,7 +194,7 @@ def test_one_and_two_workers_give_identical_tables(
         root = _make_tree(base, entries, links)
         one = _index(root, base / "out1", 1, follow_symlinks)
         # the worker process starts at once, so that it may take part even in these small walks
-        mp.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+        mp.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
         two = _index(root, base / "out2", 2, follow_symlinks)
     sessions1, datasets1, skipped1, counts1 = one
     sessions2, datasets2, skipped2, counts2 = two

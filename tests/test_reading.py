@@ -1,8 +1,8 @@
 """Reading files for their digests: many in flight, opened in their folder, faults reported.
 
 Expected digests come from ``hashlib`` on the file contents, never from alfcache. Files are
-read through :func:`alfcache._digest.read.digest_files` directly (what an index or update calls
-after the walk), so that the tree can change between the walk and the reading.
+read through :func:`alfcache._digest.schedule.digest_files` directly (what an index or update
+calls after the walk), so that the tree can change between the walk and the reading.
 """
 
 from __future__ import annotations
@@ -20,18 +20,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from _helpers import python_env
 
 import alfcache
 import alfcache._digest.read
-from alfcache._digest.read import (
+import alfcache._digest.schedule
+from alfcache._digest.read import hash_task
+from alfcache._digest.schedule import (
     LARGE_FILE,
     digest_files,
     folder_codes,
-    hash_task,
     plan_thread_tasks,
 )
 
-SRC = Path(alfcache.__file__).parent.parent
 SESSION = "lab/Subjects/s1/2021-01-01/001"
 
 
@@ -59,7 +60,7 @@ def _slow_opens(monkeypatch: pytest.MonkeyPatch, delay: float) -> None:
     monkeypatch.setattr(alfcache._digest.read.os, "open", waiting_open)
 
 
-def _digest(root: Path, paths: list[str], **kwargs: Any) -> alfcache._digest.read.Digests:
+def _digest(root: Path, paths: list[str], **kwargs: Any) -> alfcache._digest.schedule.Digests:
     sizes = [(root / p).stat().st_size for p in paths]
     return digest_files(str(root), paths, sizes, ("md5",), **kwargs)
 
@@ -145,17 +146,17 @@ def test_readers_follow_how_long_an_open_takes(
     paths = _small_files(tmp_path, folders=4, per_folder=25)
     used: list[tuple[str, int | None]] = []
     for name in ("processes", "threads"):
-        real = getattr(alfcache._digest.read, f"_run_in_{name}")
+        real = getattr(alfcache._digest.schedule, f"_run_in_{name}")
 
         def spy(*args: Any, real: Any = real, name: str = name) -> None:
             used.append((name, args[8] if name == "threads" else None))
             real(*args)
 
-        monkeypatch.setattr(alfcache._digest.read, f"_run_in_{name}", spy)
+        monkeypatch.setattr(alfcache._digest.schedule, f"_run_in_{name}", spy)
     if delay:
         _slow_opens(monkeypatch, delay)
     else:
-        monkeypatch.setattr(alfcache._digest.read, "open_latency", lambda root, paths: 0.0)
+        monkeypatch.setattr(alfcache._digest.schedule, "open_latency", lambda root, paths: 0.0)
     found = _digest(tmp_path, paths, n_jobs=n_jobs, depth=16)
     assert used == [(runner, threads)]
     assert found.columns["md5"] == [
@@ -195,7 +196,7 @@ def test_files_opened_relative_to_their_folder(
         return real_open(path, flags, *args, dir_fd=dir_fd)
 
     monkeypatch.setattr(alfcache._digest.read.os, "open", spying_open)
-    board = alfcache._digest.read._MemoryBoard([0], 0, threading.Event())
+    board = alfcache._digest.schedule._MemoryBoard([0], 0, threading.Event())
     result = hash_task(str(tmp_path), paths, ("md5",), board)
     assert result.digests[0] == [
         hashlib.md5((tmp_path / p).read_bytes()).hexdigest() for p in paths
@@ -229,7 +230,7 @@ def test_folder_gone_or_replaced_before_reading(tmp_path: Path) -> None:
 
 READ_AS_OTHER_USER = """
 import json, sys
-from alfcache._digest.read import digest_files
+from alfcache._digest.schedule import digest_files
 root, paths, sizes = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
 found = digest_files(root, paths, sizes, ("md5",), n_jobs=1)
 print(json.dumps({"md5": found.columns["md5"],
@@ -256,7 +257,7 @@ def test_folder_that_cannot_be_entered_as_another_user(world_readable_dir: Path)
             *(sys.executable, "-c", READ_AS_OTHER_USER, str(root)),
             *(json.dumps(paths), json.dumps(sizes)),
         ],
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         cwd=world_readable_dir,
         stdin=subprocess.DEVNULL,
         capture_output=True,

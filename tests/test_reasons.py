@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from _helpers import write_file
 from _inject import grow_on_read
 from test_awkward import ONE_TREE_NOTICES, ONE_TREE_SKIPPED
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
@@ -29,6 +30,7 @@ from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixt
 import alfcache._digest.read
 import alfcache._walk.scan
 from alfcache._cli.main import main as cli_main
+from alfcache._records import NOTICE, NOTICE_REASONS, Reason
 
 RULES = Path(__file__).resolve().parents[1] / "docs" / "rules.md"
 SESSION = "s1/2021-01-01/001"
@@ -52,23 +54,16 @@ class Case:
     """Run as a user without root's powers (root may list every folder)."""
 
 
-def _write(root: Path, rel: str, content: bytes = b"0123456789") -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
-
-
 def _permission_denied(root: Path, _: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
-    _write(root, f"{SESSION}/raw/{SPIKES}")
+    write_file(root, f"{SESSION}/{SPIKES}")
+    write_file(root, f"{SESSION}/raw/{SPIKES}")
     (root / SESSION / "raw").chmod(0o000)
 
 
 def _name_too_long(root: Path, _: pytest.MonkeyPatch) -> None:
     # Built one folder at a time through descriptors: the whole path is never given to the
     # system, which refuses it (ENAMETOOLONG) when the walk lists the last folder.
-    session = _write(root, f"{SESSION}/{SPIKES}").parents[1]
+    session = write_file(root, f"{SESSION}/{SPIKES}").parents[1]
     fd = os.open(session, os.O_RDONLY | os.O_DIRECTORY)
     try:
         for _ in range(4200 // 201 + 1):
@@ -81,8 +76,8 @@ def _name_too_long(root: Path, _: pytest.MonkeyPatch) -> None:
 
 
 def _unreadable_while_hashing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
-    target = _write(root, f"{SESSION}/alf/spikes.amps.npy")
+    write_file(root, f"{SESSION}/{SPIKES}")
+    target = write_file(root, f"{SESSION}/alf/spikes.amps.npy")
     real_open = os.open
 
     def failing_open(path: Any, flags: int, *args: Any, dir_fd: int | None = None) -> int:
@@ -95,8 +90,8 @@ def _unreadable_while_hashing(root: Path, monkeypatch: pytest.MonkeyPatch) -> No
 
 
 def _vanished(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
-    doomed = _write(root, f"{SESSION}/alf/spikes.amps.npy")
+    write_file(root, f"{SESSION}/{SPIKES}")
+    doomed = write_file(root, f"{SESSION}/alf/spikes.amps.npy")
     real_scandir = os.scandir
 
     def scandir_then_delete(path: Any = ".") -> Any:
@@ -114,28 +109,28 @@ def _vanished(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _changing(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # Changed during the read and again during the second one: left without a digest.
-    grow_on_read(monkeypatch, _write(root, f"{SESSION}/{SPIKES}"), times=2)
+    grow_on_read(monkeypatch, write_file(root, f"{SESSION}/{SPIKES}"), times=2)
 
 
 def _symlink_revisit(root: Path, _: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
+    write_file(root, f"{SESSION}/{SPIKES}")
     (root / SESSION / "back").symlink_to(root)
 
 
 def _fifo(root: Path, _: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
+    write_file(root, f"{SESSION}/{SPIKES}")
     os.mkfifo(root / SESSION / "alf/spikes.amps.npy")
 
 
 def _link_outside_root(root: Path, _: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
-    outside = _write(root.parent, "elsewhere/spikes.amps.npy")
+    write_file(root, f"{SESSION}/{SPIKES}")
+    outside = write_file(root.parent, "elsewhere/spikes.amps.npy")
     (root / SESSION / "alf/spikes.amps.npy").symlink_to(outside)
 
 
 def _near_miss(root: Path, _: pytest.MonkeyPatch) -> None:
-    _write(root, f"{SESSION}/{SPIKES}")
-    _write(root, f"s1/2021-1-5/001/{SPIKES}")
+    write_file(root, f"{SESSION}/{SPIKES}")
+    write_file(root, f"s1/2021-1-5/001/{SPIKES}")
 
 
 CASES = [
@@ -247,3 +242,12 @@ def test_every_reason_code_is_exercised() -> None:
         reason for _, reason in [*ONE_TREE_SKIPPED, *ONE_TREE_NOTICES]
     }
     assert exercised == _documented_codes()
+
+
+def test_the_rules_table_lists_exactly_the_registry() -> None:
+    # alfcache._records.Reason is the one place reason strings live: a code added there and
+    # not documented, or documented and not emitted, fails here.
+    assert {r.value for r in Reason} == _documented_codes()
+    assert {r for r in Reason if r.kind == NOTICE} == NOTICE_REASONS
+    # Every notice of the walk (the indexed entries of docs/rules.md's "two lists") is a notice.
+    assert {"nested_session", "empty_file", "not_loadable"} <= NOTICE_REASONS

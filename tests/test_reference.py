@@ -30,7 +30,7 @@ from one.alf.cache import load_tables
 from one.alf.cache import make_parquet_db as reference_make_parquet_db
 
 import alfcache
-from alfcache._synth import TreeSummary
+from alfcache.synth import TreeSummary
 
 SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_CONTENT = ["rel_path", "file_size", "exists", "qc"]

@@ -19,19 +19,13 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import write_file
 
 import alfcache
-import alfcache._index
+import alfcache._walk.local
 import alfcache._walk.scan
 
 SPIKES = "alf/spikes.times.npy"
-
-
-def _write(root: Path, rel: str, content: bytes) -> Path:
-    path = root / rel
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-    return path
 
 
 def _rows(out: Path) -> list[tuple[str, str, int, str | None]]:
@@ -43,8 +37,8 @@ def _rows(out: Path) -> list[tuple[str, str, int, str | None]]:
 
 def test_update_reads_a_file_whose_size_changed_with_the_same_mtime(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    path = _write(root, f"s1/2021-01-01/001/{SPIKES}", b"before")
-    _write(root, "s1/2021-01-01/001/alf/spikes.amps.npy", b"kept")
+    path = write_file(root, f"s1/2021-01-01/001/{SPIKES}", b"before")
+    write_file(root, "s1/2021-01-01/001/alf/spikes.amps.npy", b"kept")
     out = tmp_path / "out"
     alfcache.index(root, out, n_jobs=1, hash_files=True)
     mtime_ns = path.stat().st_mtime_ns
@@ -60,12 +54,12 @@ def test_update_matches_sessions_by_lab_too(tmp_path: Path) -> None:
     # The same subject/date/number with and without a lab: two sessions, not one.
     root = tmp_path / "data"
     for session in ("lab1/Subjects/m1/2024-01-01/001", "m1/2024-01-01/001"):
-        _write(root, f"{session}/{SPIKES}", session.encode())
+        write_file(root, f"{session}/{SPIKES}", session.encode())
     alfcache.index(root, tmp_path / "plain", n_jobs=1, hash_files=True)
     out = tmp_path / "out"
     alfcache.index(root, out, n_jobs=1, hash_files=True)
-    _write(root, "m1/2024-01-01/001/alf/spikes.amps.npy", b"new")
-    _write(root, "lab1/Subjects/m1/2024-01-01/001/alf/spikes.amps.npy", b"new, with a lab")
+    write_file(root, "m1/2024-01-01/001/alf/spikes.amps.npy", b"new")
+    write_file(root, "lab1/Subjects/m1/2024-01-01/001/alf/spikes.amps.npy", b"new, with a lab")
     alfcache.index(root, out, n_jobs=1, update=True)
     alfcache.index(root, tmp_path / "plain", n_jobs=1, hash_files=True)
     assert _rows(out) == _rows(tmp_path / "plain")
@@ -82,11 +76,11 @@ def test_update_digests_match_hashlib(tmp_path: Path) -> None:
         for j in range(3)
     }
     for rel, content in files.items():
-        _write(root, rel, content)
+        write_file(root, rel, content)
     out = tmp_path / "out"
     alfcache.index(root, out, n_jobs=1, hash_files=True)
     changed = "s1/2021-01-01/001/alf/x1.times.npy"
-    _write(root, changed, b"other bytes")
+    write_file(root, changed, b"other bytes")
     files[changed] = b"other bytes"
     alfcache.index(root, out, n_jobs=2, update=True, hash_files=True)
     table = pq.read_table(out / "datasets.pqt").to_pydict()
@@ -106,7 +100,7 @@ def test_update_digests_match_hashlib(tmp_path: Path) -> None:
 
 def test_warning_names_the_first_five_and_counts_the_rest(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    _write(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
+    write_file(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
     for day in range(30, 37):  # seven impossible dates, each reported
         (root / f"s2/2021-02-{day:02d}/001").mkdir(parents=True)
     with warnings.catch_warnings(record=True) as caught:
@@ -122,7 +116,7 @@ def test_warning_names_the_first_five_and_counts_the_rest(tmp_path: Path) -> Non
 
 def test_root_inside_a_sessions_alf_folder_indexes_nothing(tmp_path: Path) -> None:
     root = tmp_path / "data"
-    _write(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
+    write_file(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
     with pytest.warns(RuntimeWarning, match="No sessions found"):
         report = alfcache.index(root / "s1/2021-01-01/001/alf", tmp_path / "out", n_jobs=1)
     assert (report.sessions, report.datasets) == (0, 0)
@@ -132,7 +126,7 @@ def test_session_clash_below_two_parents_keeps_the_first(tmp_path: Path) -> None
     # lab1/Subjects/m1/... and lab1/Subjects/m1/... below two other folders: one ALF path
     root = tmp_path / "data"
     for parent in ("b_copy", "a_orig"):
-        _write(root, f"{parent}/lab1/Subjects/m1/2024-01-01/001/{SPIKES}", parent.encode())
+        write_file(root, f"{parent}/lab1/Subjects/m1/2024-01-01/001/{SPIKES}", parent.encode())
     report = alfcache.index(root, tmp_path / "out", n_jobs=2)
     assert report.sessions == 1
     assert [(s.path, s.reason) for s in report.skipped] == [
@@ -145,7 +139,7 @@ def test_library_raises_root_not_readable() -> None:
     public = Path(tempfile.mkdtemp(prefix="alfcache-test-"))  # tmp_path is private to root
     public.chmod(0o755)
     root = public / "data"
-    _write(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
+    write_file(root, f"s1/2021-01-01/001/{SPIKES}", b"x")
     root.chmod(0o000)
     read, write = os.pipe()
     pid = os.fork()
@@ -184,10 +178,10 @@ def test_shared_task_that_starts_inside_a_session(
     # own file stays its own).
     root = tmp_path / "data"
     outer = "m1/2021-01-01/001"
-    _write(root, f"{outer}/{SPIKES}", b"outer")
+    write_file(root, f"{outer}/{SPIKES}", b"outer")
     inner = [f"{outer}/x{i}/2021-01-02/{j:03d}" for i in range(4) for j in range(1, 5)]
     for session in inner:
-        _write(root, f"{session}/{SPIKES}", session.encode())
+        write_file(root, f"{session}/{SPIKES}", session.encode())
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1, io_depth=1)
     real = os.scandir
 
@@ -196,7 +190,7 @@ def test_shared_task_that_starts_inside_a_session(
         return real(*args)
 
     monkeypatch.setattr(os, "scandir", slow_scandir)
-    monkeypatch.setattr(alfcache._index, "LATE_START_SECONDS", 0.0)
+    monkeypatch.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
     threads = alfcache.index(root, tmp_path / "out2", n_jobs=1, io_depth=16)
     two = alfcache.index(root, tmp_path / "out3", n_jobs=2, io_depth=16)
     expected = [(session, "nested_session") for session in inner]
@@ -239,9 +233,9 @@ def test_walk_reports_other_errors_as_unreadable(
     """A failed listing, stat or link resolution that is not 'gone' or 'denied' is unreadable."""
     root = tmp_path / "data"
     session = "s1/2021-01-01/001"
-    _write(root, f"{session}/{SPIKES}", b"ok")
-    _write(root, f"{session}/alf/bad.times.npy", b"x")
-    _write(root, f"{session}/raw/spikes.times.npy", b"x")
+    write_file(root, f"{session}/{SPIKES}", b"ok")
+    write_file(root, f"{session}/alf/bad.times.npy", b"x")
+    write_file(root, f"{session}/raw/spikes.times.npy", b"x")
     (root / session / "alf" / "link.times.npy").symlink_to(root / session / SPIKES)
     scandir = os.scandir
 
@@ -276,7 +270,7 @@ def test_walk_reports_other_errors_as_unreadable(
 def test_path_longer_than_the_system_allows_is_unreadable(tmp_path: Path) -> None:
     root = tmp_path / "data"
     session = root / "s1/2021-01-01/001"
-    _write(session, SPIKES, b"ok")
+    write_file(session, SPIKES, b"ok")
     # Built by descending into each folder: the whole path is never given to the system.
     fd = os.open(session, os.O_RDONLY | os.O_DIRECTORY)
     depth = 0
@@ -310,11 +304,11 @@ def test_link_followed_inside_a_session_belongs_to_it(tmp_path: Path) -> None:
     trees = {}
     for kind in ("links", "folders"):
         root = tmp_path / kind / "data"
-        _write(root, f"{session}/{SPIKES}", b"own")
+        write_file(root, f"{session}/{SPIKES}", b"own")
         for i, (rel, files) in enumerate(below.items()):
             folder = tmp_path / kind / "elsewhere" / str(i)
             for name in files:
-                _write(folder, name, f"{rel}/{name}".encode())
+                write_file(folder, name, f"{rel}/{name}".encode())
             (root / session / rel).parent.mkdir(parents=True, exist_ok=True)
             if kind == "links":
                 (root / session / rel).symlink_to(folder, target_is_directory=True)

@@ -480,7 +480,7 @@ def test_missing_root_is_also_a_file_not_found_error(tmp_path: Path) -> None:
 
 
 def test_jobs_above_the_cap_are_refused(tmp_path: Path, make_files: Any) -> None:
-    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+    from alfcache._options import MAX_JOBS_PER_CORE, available_cores
 
     root = make_files(tmp_path / "data", [f"s1/2021-01-01/001/{SPIKES}"])
     too_many = MAX_JOBS_PER_CORE * available_cores() + 1
@@ -494,7 +494,7 @@ def test_cli_jobs_above_the_cap_is_one_line(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from alfcache._cli.main import main
-    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+    from alfcache._options import MAX_JOBS_PER_CORE, available_cores
 
     with pytest.raises(SystemExit) as info:
         main(["index", str(tmp_path), "--jobs", str(MAX_JOBS_PER_CORE * available_cores() + 1)])

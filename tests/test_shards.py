@@ -26,15 +26,15 @@ from typing import Any
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env, run_alfcache
 
 import alfcache
 from alfcache import BadArgument, MergeFailed
 from alfcache._alf.sharding import METADATA_KEY, ArrayShard, session_shard, shard_from_env
 from alfcache._maintain.merge import merge_parts
-from alfcache._synth import make_tree
-from alfcache._walk.scan import Shard, scan_shards
+from alfcache._walk.scan import Start, scan_folders
+from alfcache.synth import make_tree
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 TABLES = ("sessions.pqt", "datasets.pqt")
 SPIKES = "alf/spikes.times.npy"
 AWKWARD = [
@@ -56,13 +56,7 @@ def tree(tmp_path: Path, make_files: Any) -> Path:
 
 
 def _cli(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "alfcache", *map(str, args)],
-        env={**os.environ, "PYTHONPATH": str(SRC), **(env or {})},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    return run_alfcache(*args, env=python_env(**(env or {})))
 
 
 def _metadata(path: Path, run_options: bool) -> dict[bytes, object]:
@@ -155,15 +149,15 @@ def test_walk_does_not_enter_sessions_of_other_shards(tmp_path: Path, make_files
     for i in range(12):
         (root / f"m{i}/2021-01-01/001/alf/broken.link.npy").symlink_to("/nowhere")
     for k in range(3):
-        result = scan_shards(str(root), [Shard("", True)], array_shard=ArrayShard(k, 3))
+        result = scan_folders(str(root), [Start("", True)], array_shard=ArrayShard(k, 3))
         mine = {f"m{i}" for i in range(12) if session_shard(f"m{i}", "2021-01-01", "1", 3) == k}
         assert mine, "each shard should hold some of the 12 subjects"
         assert {s.path.split("/")[0] for s in result.skipped} == mine
         assert set(result.sessions.column("subject").to_pylist()) == mine
     # A planner's shard that starts inside a foreign session is not walked either.
     other = next(i for i in range(12) if session_shard(f"m{i}", "2021-01-01", "1", 3) != 0)
-    result = scan_shards(
-        str(root), [Shard(f"m{other}/2021-01-01/001/alf", True)], array_shard=ArrayShard(0, 3)
+    result = scan_folders(
+        str(root), [Start(f"m{other}/2021-01-01/001/alf", True)], array_shard=ArrayShard(0, 3)
     )
     assert (result.datasets.num_rows, result.skipped) == (0, [])
 

@@ -10,17 +10,15 @@ a test where only one of them did could pass by luck.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-import pyarrow.parquet as pq
+from _helpers import assert_same_rows, python_env, spikes_tree, with_sitecustomize
 
 import alfcache
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 SPIKES = "alf/spikes.times.npy"
 DEADLINE = 120.0
 
@@ -49,15 +47,12 @@ def _slow_run(
 ) -> dict[str, Any]:
     """``alfcache index ROOT --jobs 2 --json`` with listings of ``delay`` seconds and, when
     ``late``, late workers; a run that does not end within DEADLINE fails the test."""
-    hooks = tmp_path / "hooks"
-    hooks.mkdir(exist_ok=True)
-    (hooks / "sitecustomize.py").write_text(SLOW_LISTINGS)
-    env = {
-        **os.environ,
-        "PYTHONPATH": f"{hooks}{os.pathsep}{SRC}",
-        "ALFCACHE_TEST_SLOW_LISTINGS": str(delay),
+    hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
+    env = python_env(
+        hooks,
+        ALFCACHE_TEST_SLOW_LISTINGS=str(delay),
         **({"ALFCACHE_TEST_LATE_WORKERS": "1"} if late else {}),
-    }
+    )
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
         [*cmd, "--jobs", "2", "--json", "--quiet", *options],
@@ -71,13 +66,6 @@ def _slow_run(
     return json.loads(done.stdout)
 
 
-def _assert_same_tables(out1: Path, out2: Path) -> None:
-    for name in ("sessions.pqt", "datasets.pqt"):
-        one, two = pq.read_table(out1 / name), pq.read_table(out2 / name)
-        assert one.num_rows > 0
-        assert one.equals(two), name
-
-
 def _assert_both_walked(summary: dict[str, Any]) -> None:
     # Without this, a run where the workers answered first (or the main process did all the
     # walking) would pass without testing the other path.
@@ -86,45 +74,37 @@ def _assert_both_walked(summary: dict[str, Any]) -> None:
     assert listed["workers"] > 0, listed
 
 
-def _sessions(root: Path, n: int) -> Path:
-    for i in range(n):
-        path = root / f"s{i:02d}/2021-01-01/001/{SPIKES}"
-        path.parent.mkdir(parents=True)
-        path.write_bytes(f"{i}".encode())
-    return root
-
-
 def test_main_process_walks_while_workers_start(tmp_path: Path) -> None:
-    root = _sessions(tmp_path / "data", 24)
+    root = spikes_tree(tmp_path / "data", 24)
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1)
     assert one.listed == {"main": 24 * 4 + 1, "workers": 0}
     two = _slow_run(tmp_path, root, tmp_path / "out2")
     _assert_both_walked(two)
     assert sum(two["listed"].values()) == sum(one.listed.values())
     assert two["sessions"] == 24
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_main_process_follows_links_while_workers_start(tmp_path: Path) -> None:
     # Every subject holds a link to a session outside the root, so whichever tasks the main
     # process walks meet links, and the round of links that follows has tasks for both.
-    root = _sessions(tmp_path / "data", 16)
+    root = spikes_tree(tmp_path / "data", 16)
     for i in range(16):
-        target = _sessions(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
+        target = spikes_tree(tmp_path / f"archive{i:02d}", 1) / "s00/2021-01-01/001"
         (root / f"s{i:02d}/2021-01-01/002").symlink_to(target, target_is_directory=True)
     one = alfcache.index(root, tmp_path / "out1", n_jobs=1, follow_symlinks=True)
     assert one.sessions == 32
     two = _slow_run(tmp_path, root, tmp_path / "out2", "--follow-symlinks")
     _assert_both_walked(two)
     assert two["skipped"] == [s._asdict() for s in one.skipped]
-    _assert_same_tables(tmp_path / "out1", tmp_path / "out2")
+    assert_same_rows(tmp_path / "out1", tmp_path / "out2")
 
 
 def test_workers_take_a_share_of_a_slow_walk(tmp_path: Path) -> None:
     # The queue is refilled while fewer tasks wait in it than processes wait for one: a count
     # of queued tasks that never went down would stop the sharing after the first few tasks
     # (then the workers list 8 of the 401 folders here, and the main process the rest).
-    root = _sessions(tmp_path / "data", 100)
+    root = spikes_tree(tmp_path / "data", 100)
     summary = _slow_run(tmp_path, root, tmp_path / "out", delay=0.05, late=False)
     listed = summary["listed"]
     assert sum(listed.values()) == 100 * 4 + 1
@@ -146,6 +126,6 @@ def test_workers_taking_several_tasks_per_idle_report_end_the_run(tmp_path: Path
 
 
 def test_listed_in_the_report(tmp_path: Path) -> None:
-    root = _sessions(tmp_path / "data", 3)
+    root = spikes_tree(tmp_path / "data", 3)
     report = alfcache.index(root, tmp_path / "out", n_jobs=1)
     assert report.as_dict()["listed"] == {"main": 3 * 4 + 1, "workers": 0}

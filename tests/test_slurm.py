@@ -1,11 +1,11 @@
-"""The HPC path on a real SLURM: what the README tells users to run, submitted with ``sbatch``.
+"""The HPC path on a real SLURM: what docs/scale-out.md tells users to run, through ``sbatch``.
 
 ``scripts/slurm-up`` brings up a one-node SLURM on this machine (``scripts/test`` runs it as
 root, or through sudo without a password); without one every test here is skipped, which
-fails ``scripts/test`` on CI. The commands are the README's: the ``export`` of the array-job
+fails ``scripts/test`` on CI. The commands are the page's: the ``export`` of the array-job
 recipe names the variables (the tests give them their own values), and the ``bash
 scripts/slurm-index.sbatch ...`` lines of its code blocks are run as they are; the Dask recipe
-is the README's Python block with its sizes, paths and partition replaced. Jobs run in each
+is the page's Python block with its sizes, paths and partition replaced. Jobs run in each
 test's ``tmp_path`` (the submit folder, where their logs go), and those still queued at the end
 are cancelled.
 """
@@ -25,18 +25,18 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
+from _helpers import SRC, python_env, with_sitecustomize
 from _inject import READ_HOOKS
 from test_shards import assert_same_tables
 
 import alfcache
 from alfcache._digest.checkpoint import CHECKPOINT_FILE
-from alfcache._synth import make_tree
 from alfcache._tables.lock import LOCK_FILE
+from alfcache.synth import make_tree
 
 REPO = Path(__file__).resolve().parents[1]
-SRC = REPO / "src"
 SCRIPT = REPO / "scripts" / "slurm-index.sbatch"
-README = (REPO / "README.md").read_text()
+RECIPES = (REPO / "docs" / "scale-out.md").read_text()
 # States after which a job never runs again (scontrol's JobState).
 ENDED = {"COMPLETED", "FAILED", "CANCELLED", "TIMEOUT", "OUT_OF_MEMORY", "NODE_FAIL", "BOOT_FAIL"}
 WAIT = 240.0  # seconds for jobs to end; only reached on failure
@@ -65,40 +65,40 @@ SKIP_REASON = "SLURM is not up (scripts/slurm-up brings it up as root)"
 
 
 # --------------------------------------------------------------------------------------------
-# the README's commands
+# the commands of docs/scale-out.md
 # --------------------------------------------------------------------------------------------
 
 
-def _readme_lines(language: str) -> list[list[str]]:
-    """The logical lines of the README's ``language`` code blocks, as words, comments dropped."""
-    blocks = re.findall(rf"^```{language}\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
+def _recipe_lines(language: str) -> list[list[str]]:
+    """The logical lines of the page's ``language`` code blocks, as words, comments dropped."""
+    blocks = re.findall(rf"^```{language}\n(.*?)^```", RECIPES, flags=re.MULTILINE | re.DOTALL)
     lines = "\n".join(blocks).replace("\\\n", " ").splitlines()
     return [words for line in lines if (words := shlex.split(line, comments=True))]
 
 
-def _readme_variables() -> set[str]:
-    """The variables the README's array-job recipe exports."""
-    [export] = [w for w in _readme_lines("bash") if w[0] == "export" and "SHARDS=32" in w]
+def _recipe_variables() -> set[str]:
+    """The variables the page's array-job recipe exports."""
+    [export] = [w for w in _recipe_lines("bash") if w[0] == "export" and "SHARDS=32" in w]
     return {word.split("=", 1)[0] for word in export[1:]}
 
 
-def _readme_run(*first: str) -> list[str]:
-    """The README's ``bash scripts/slurm-index.sbatch FIRST...`` command, with this SCRIPT."""
+def _recipe_run(*first: str) -> list[str]:
+    """The page's first ``bash scripts/slurm-index.sbatch FIRST...`` command, with this SCRIPT."""
     prefix = ["bash", "scripts/slurm-index.sbatch"]
-    runs = [w for w in _readme_lines("bash") if w[: 2 + len(first)] == [*prefix, *first]]
-    assert runs, f"the README runs no {shlex.join([*prefix, *first])}"
+    runs = [w for w in _recipe_lines("bash") if w[: 2 + len(first)] == [*prefix, *first]]
+    assert runs, f"docs/scale-out.md runs no {shlex.join([*prefix, *first])}"
     return ["bash", str(SCRIPT), *runs[0][2:]]
 
 
-def _readme_resubmit(shard: int) -> list[str]:
-    """The README's ``bash scripts/slurm-index.sbatch resubmit 7``, for ``shard``."""
-    *command, example = _readme_run("resubmit")
+def _recipe_resubmit(shard: int) -> list[str]:
+    """The page's ``bash scripts/slurm-index.sbatch resubmit 7``, for ``shard``."""
+    *command, example = _recipe_run("resubmit")
     assert example == "7", example
     return [*command, str(shard)]
 
 
 def _variables(tmp_path: Path, root: Path, **values: str) -> dict[str, str]:
-    """The README's variables with this test's values, and the environment to run them in."""
+    """The page's variables with this test's values, and the environment to run them in."""
     values = {
         "ROOT": str(root),
         "OUT": str(tmp_path / "cache"),
@@ -107,8 +107,8 @@ def _variables(tmp_path: Path, root: Path, **values: str) -> dict[str, str]:
         "SUBMIT_OPTIONS": f"{SMALL} --time=00:10:00",
         **values,
     }
-    assert set(values) - {"PYTHONPATH", "READ_LOG", "READ_DELAY"} == _readme_variables()
-    return {**os.environ, "PYTHONPATH": str(SRC), **values}
+    assert set(values) - {"PYTHONPATH", "READ_LOG", "READ_DELAY"} == _recipe_variables()
+    return python_env(**values)
 
 
 def _submit(argv: list[str], tmp_path: Path, env: dict[str, str]) -> tuple[list[str], str]:
@@ -190,7 +190,7 @@ def _assert_never_ran(merge: dict[str, str], tmp_path: Path) -> None:
 def test_array_job_then_merge_equal_one_run(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "data", 30).root
     env = _variables(tmp_path, root, SHARDS="3")
-    [array], merge = _submit(_readme_run(), tmp_path, env)
+    [array], merge = _submit(_recipe_run(), tmp_path, env)
 
     ended = _wait(array, merge)
     assert _states(ended) == {
@@ -219,7 +219,7 @@ def test_failed_task_cancels_the_merge_and_the_resubmitted_shard_completes(
     # Task 1 fails: its output folder is locked by another run for as long as it waits.
     with open(parts / "1" / LOCK_FILE, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        [array], merge = _submit(_readme_run(), tmp_path, env)
+        [array], merge = _submit(_recipe_run(), tmp_path, env)
         ended = _wait(array, merge)
     assert _states(ended) == {
         f"{array}_0": "COMPLETED",
@@ -233,7 +233,7 @@ def test_failed_task_cancels_the_merge_and_the_resubmitted_shard_completes(
     )
     _assert_never_ran(ended[merge], tmp_path)
 
-    [again], merge = _submit(_readme_resubmit(1), tmp_path, env)
+    [again], merge = _submit(_recipe_resubmit(1), tmp_path, env)
     assert _states(_wait(again, merge)) == {again: "COMPLETED", merge: "COMPLETED"}
     alfcache.index(root, tmp_path / "full", n_jobs=1, hash_algorithm="md5")
     assert_same_tables(tmp_path / "full", tmp_path / "cache")
@@ -257,9 +257,7 @@ def test_time_limit_checkpoints_and_the_resubmitted_task_reads_the_rest(tmp_path
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "wb") as f:
             f.truncate(8 << 20)  # sparse, and a reading task of its own
-    hooks = tmp_path / "hooks"
-    hooks.mkdir()
-    (hooks / "sitecustomize.py").write_text(READ_HOOKS)
+    hooks = with_sitecustomize(tmp_path, READ_HOOKS)
     first, second = tmp_path / "read1.log", tmp_path / "read2.log"
     env = _variables(
         tmp_path,
@@ -270,7 +268,7 @@ def test_time_limit_checkpoints_and_the_resubmitted_task_reads_the_rest(tmp_path
         READ_LOG=str(first),
         READ_DELAY=str(READ_DELAY),
     )
-    [array], merge = _submit(_readme_run(), tmp_path, env)
+    [array], merge = _submit(_recipe_run(), tmp_path, env)
     ended = _wait(array, merge)
     assert _states(ended) == {f"{array}_0": "TIMEOUT", merge: "CANCELLED"}
     _assert_never_ran(ended[merge], tmp_path)
@@ -281,13 +279,13 @@ def test_time_limit_checkpoints_and_the_resubmitted_task_reads_the_rest(tmp_path
     read = {str(Path(p).relative_to(root)) for p in _read(first)}
     assert 0 < len(saved) < N_FILES and saved <= read, (saved, read)
 
-    # The README's resubmission, with a longer limit and no slow reading.
+    # The page's resubmission, with a longer limit and no slow reading.
     env |= {
         "SUBMIT_OPTIONS": f"{SMALL} --time=00:10:00",
         "READ_LOG": str(second),
         "READ_DELAY": "0",
     }
-    [again], merge = _submit(_readme_resubmit(0), tmp_path, env)
+    [again], merge = _submit(_recipe_resubmit(0), tmp_path, env)
     assert _states(_wait(again, merge)) == {again: "COMPLETED", merge: "COMPLETED"}
     reread = {str(Path(p).relative_to(root)) for p in _read(second)}
     assert not reread & saved
@@ -304,7 +302,7 @@ def test_request_larger_than_a_node_is_refused_at_submission(tmp_path: Path) -> 
         tmp_path, tmp_path / "data", SHARDS="2", SUBMIT_OPTIONS=f"--cpus-per-task={cpus + 1}"
     )
     done = subprocess.run(
-        _readme_run(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+        _recipe_run(), cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2, done
     [line] = done.stderr.splitlines()
@@ -323,7 +321,7 @@ def test_resubmit_takes_shards_of_the_array(tmp_path: Path, shards: list[str]) -
     # Checked before anything is asked of SLURM: this runs without one.
     env = _variables(tmp_path, tmp_path / "data", SHARDS="2")
     done = subprocess.run(
-        [*_readme_resubmit(0)[:-1], *shards], cwd=tmp_path, env=env, capture_output=True, text=True
+        [*_recipe_resubmit(0)[:-1], *shards], cwd=tmp_path, env=env, capture_output=True, text=True
     )
     assert done.returncode == 2
     got = shards[-1] if shards else "none"
@@ -331,11 +329,11 @@ def test_resubmit_takes_shards_of_the_array(tmp_path: Path, shards: list[str]) -
     assert not (tmp_path / "cache").exists()
 
 
-def _readme_dask(**replace: str) -> str:
-    """The README's SLURMCluster recipe with each ``old`` of ``replace`` (all there) replaced."""
+def _recipe_dask(**replace: str) -> str:
+    """The page's SLURMCluster recipe with each ``old`` of ``replace`` (all there) replaced."""
     [code] = [
         block
-        for block in re.findall(r"^```python\n(.*?)^```", README, flags=re.MULTILINE | re.DOTALL)
+        for block in re.findall(r"^```python\n(.*?)^```", RECIPES, flags=re.MULTILINE | re.DOTALL)
         if "SLURMCluster(" in block
     ]
     for old, new in replace.items():
@@ -345,11 +343,11 @@ def _readme_dask(**replace: str) -> str:
 
 
 @pytest.mark.usefixtures("slurm")
-def test_readme_slurmcluster_recipe_equals_the_default_backend(tmp_path: Path) -> None:
+def test_slurmcluster_recipe_equals_the_default_backend(tmp_path: Path) -> None:
     pytest.importorskip("dask_jobqueue", reason="the test extra installs dask-jobqueue")
     root = make_tree(tmp_path / "data", 30).root
     partition = subprocess.check_output(["sinfo", "-h", "-o", "%P"], text=True).split()[0]
-    code = _readme_dask(
+    code = _recipe_dask(
         **{
             'cores=8, processes=8, memory="16GB"': 'cores=1, processes=1, memory="1GB"',
             'queue="cpu"': f"queue={partition.rstrip('*')!r}",
@@ -363,7 +361,7 @@ def test_readme_slurmcluster_recipe_equals_the_default_backend(tmp_path: Path) -
     done = subprocess.run(
         [sys.executable, "-c", code],
         cwd=tmp_path,  # the workers' jobs are submitted from here
-        env={**os.environ, "PYTHONPATH": str(SRC)},
+        env=python_env(),
         capture_output=True,
         text=True,
         timeout=WAIT,

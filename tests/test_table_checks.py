@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +16,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import exit_code, index_quietly
 
 import alfcache
-from alfcache._cli.main import main as cli_main
 from alfcache._exceptions import BadArgument
-from alfcache._maintain.info import info
 
 FILES = [
     "lab1/Subjects/A/2024-01-01/001/alf/x.y.npy",
@@ -32,17 +30,11 @@ FILES = [
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _cli(capsys: pytest.CaptureFixture[str], *argv: str | Path) -> tuple[object, str]:
-    try:
-        code: object = cli_main([str(a) for a in argv])
-    except SystemExit as exc:
-        code = exc.code
-    return code, capsys.readouterr().err
+    return exit_code([str(a) for a in argv]), capsys.readouterr().err
 
 
 def _files(root: Path) -> list[str]:
@@ -186,7 +178,7 @@ def test_a_value_that_is_not_utf8_is_reported(
     expected = "datasets.pqt: column 'rel_path' holds a value that is not UTF-8"
     if argv[0] == "info":
         assert code == 1 and "do not meet what ONE-api needs" in err
-        assert info(root)["one_api"]["errors"] == [
+        assert alfcache.info(root).errors == [
             f"{expected} (In chunk 0: Invalid: Invalid UTF8 sequence at string index 0): "
             "ONE-api fails to load it"
         ]
@@ -221,7 +213,7 @@ def two_runs(tmp_path: Path, make_files: Any) -> Path:
 
 
 def test_info_reports_a_pair_of_two_runs(two_runs: Path) -> None:
-    errors = info(two_runs)["one_api"]["errors"]
+    errors = alfcache.info(two_runs).errors
     assert len(errors) == 1
     assert "sessions.pqt and datasets.pqt were written by two runs" in errors[0]
 

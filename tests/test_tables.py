@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import alfcache
-from alfcache._synth import make_tree
+from alfcache.synth import make_tree
 
 NEW_ID = uuid.UUID("05afa634-c593-4d85-b5e6-b71410140e63")
 

@@ -13,27 +13,25 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import index_quietly
 from _inject import eio_listing
 
 import alfcache
 import alfcache._maintain.update
-from alfcache._synth import DATASET_FILES, make_tree
+from alfcache.synth import DATASET_FILES, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
 GONE_SESSION = "cortexlab/Subjects/SW0000/2024-01-01/002"
 
 
 def _run(root: Path, out: Path, **kwargs: Any) -> alfcache.IndexReport:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        return alfcache.index(root, out, n_jobs=kwargs.pop("n_jobs", 1), **kwargs)
+    return index_quietly(root, out, n_jobs=kwargs.pop("n_jobs", 1), **kwargs)
 
 
 def _tables(out: Path) -> tuple[pa.Table, pa.Table]:

@@ -12,23 +12,22 @@ import os
 import shutil
 import subprocess
 import sys
-import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import one.alf.cache as reference
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 import test_faults
 import xxhash
+from _helpers import exit_code, index_quietly
 from test_faults import ENV, User
 
 import alfcache
 import alfcache._maintain.verify
 from alfcache._cli.main import main as cli_main
-from alfcache._synth import DATASET_FILES, make_tree
+from alfcache.synth import DATASET_FILES, make_tree
 
 SESSION = "cortexlab/Subjects/SW0000/2024-01-01/001"  # the first session make_tree writes
 OTHER = "cortexlab/Subjects/SW0000/2024-01-01/002"
@@ -40,9 +39,7 @@ public_tmp = test_faults.public_tmp
 
 
 def _index(root: Path, out: Path | None = None, **kwargs: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        alfcache.index(root, out, n_jobs=1, **kwargs)
+    index_quietly(root, out, n_jobs=1, **kwargs)
 
 
 def _verify(
@@ -219,14 +216,11 @@ def test_orphan_dataset(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert orphan["path"] == f"{eids[0]}/{rel_path}" and orphan["expected"] == eids[0]
 
 
-def test_tables_of_one_api_match_by_identity(tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+def test_tables_of_one_api_match_by_identity(
+    one_api_tables: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+):
     """one-api's ids are random: rows are matched by lab, subject, date, number, rel_path."""
-    root, tables = tmp_path / "data", tmp_path / "tables"
-    make_tree(root, 3, empty_every=0, max_file_size=64)
-    tables.mkdir()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        reference.make_parquet_db(root, tables)
+    root, tables = one_api_tables
     code, report, err = _verify(capsys, root, "--tables", str(tables), "--hashes")
     assert (code, report["differences"]) == (0, [])
     assert report["algorithms"] == []  # one-api writes '' for "not hashed"
@@ -266,14 +260,6 @@ def test_first_differences_on_stderr(tree: Path, capsys: pytest.CaptureFixture[s
 BadInput = Callable[[Path], list[str]]
 
 
-def _exit_code(argv: list[str]) -> int | str | None:
-    """The command line's exit code, also when argparse exits."""
-    try:
-        return cli_main(argv)
-    except SystemExit as exc:
-        return exc.code
-
-
 @pytest.mark.parametrize(
     ("make_args", "message"),
     [
@@ -287,7 +273,7 @@ def test_bad_input_exits_2(
 ) -> None:
     make_tree(tmp_path / "data", 1, empty_every=0)
     (tmp_path / "empty").mkdir()
-    assert _exit_code(["verify", *make_args(tmp_path)]) == 2
+    assert exit_code(["verify", *make_args(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith("alfcache: error: ") and message in err
 

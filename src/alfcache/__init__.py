@@ -26,18 +26,15 @@ from alfcache._exceptions import (
     Terminated,
     WriteFailed,
 )
+from alfcache._version import __version__ as __version__
 
 if TYPE_CHECKING:
     from alfcache._alf.ids import NAMESPACE
     from alfcache._index import IndexReport, index, make_parquet_db
+    from alfcache._maintain.info import InfoReport, info
     from alfcache._maintain.merge import merge_parts
-    from alfcache._maintain.prune import (
-        patch_cache,
-        patch_tables,
-        remove_cache_table_files,
-        remove_missing_datasets,
-        remove_table_files,
-    )
+    from alfcache._maintain.prune import remove_missing_datasets
+    from alfcache._maintain.verify import Difference, VerifyReport, verify
     from alfcache._tables.frames import (
         DATASETS_COLUMNS,
         EMPTY_DATASETS_FRAME,
@@ -50,9 +47,11 @@ if TYPE_CHECKING:
         default_cache,
         load_tables,
         merge_tables,
+        patch_cache,
+        patch_tables,
+        remove_cache_table_files,
+        remove_table_files,
     )
-
-__version__ = "0.1.0"
 
 __all__ = [
     "DATASETS_COLUMNS",
@@ -65,7 +64,9 @@ __all__ = [
     "BadArgument",
     "BadOutDir",
     "BadRoot",
+    "Difference",
     "IndexReport",
+    "InfoReport",
     "LabConflict",
     "MergeFailed",
     "MissingRoot",
@@ -75,10 +76,12 @@ __all__ = [
     "ScanFailed",
     "SchedulerUnreachable",
     "Terminated",
+    "VerifyReport",
     "WriteFailed",
     "cast_index_object",
     "default_cache",
     "index",
+    "info",
     "load_tables",
     "make_parquet_db",
     "merge_parts",
@@ -88,6 +91,7 @@ __all__ = [
     "remove_cache_table_files",
     "remove_missing_datasets",
     "remove_table_files",
+    "verify",
 ]
 
 _LAZY = {
@@ -101,14 +105,19 @@ _LAZY = {
     "index": "_index",
     "make_parquet_db": "_index",
     "merge_parts": "_maintain.merge",
+    "info": "_maintain.info",
+    "InfoReport": "_maintain.info",
+    "verify": "_maintain.verify",
+    "VerifyReport": "_maintain.verify",
+    "Difference": "_maintain.verify",
     "load_tables": "_tables.one_api",
     "merge_tables": "_tables.one_api",
     "cast_index_object": "_tables.one_api",
     "default_cache": "_tables.one_api",
-    "patch_cache": "_maintain.prune",
-    "patch_tables": "_maintain.prune",
-    "remove_cache_table_files": "_maintain.prune",
-    "remove_table_files": "_maintain.prune",
+    "patch_cache": "_tables.one_api",
+    "patch_tables": "_tables.one_api",
+    "remove_cache_table_files": "_tables.one_api",
+    "remove_table_files": "_tables.one_api",
     "remove_missing_datasets": "_maintain.prune",
 }
 

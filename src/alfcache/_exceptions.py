@@ -86,6 +86,14 @@ class MergeFailed(AlfcacheError, ValueError):
     """The partial tables given to ``merge`` are not all shards of one run, once each."""
 
 
+# Shown as alfcache.BadRoot in tracebacks and reprs: the name a caller imports and catches, not
+# this private module. Pickling (errors cross from workers) finds them there too.
+for _error in [v for v in list(vars().values()) if isinstance(v, type)]:
+    if issubclass(_error, AlfcacheError):
+        _error.__module__ = "alfcache"
+del _error
+
+
 def worker_died(exc: BaseException, work: str, culprit: str) -> ScanFailed:
     """The error for a worker process that died (loky's ``TerminatedWorkerError``).
 

@@ -6,34 +6,22 @@ This module wires the pipeline together; each step lives in its own module:
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import threading
 import time
 import warnings
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
-from multiprocessing.connection import Connection, wait
-from multiprocessing.process import BaseProcess
-from multiprocessing.queues import Queue
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from alfcache import _processes as executor
 from alfcache._alf.sharding import METADATA_KEY as SHARD_KEY
 from alfcache._alf.sharding import ArrayShard, check_shard
-from alfcache._digest.read import Hashing, resolve_algorithms
-from alfcache._exceptions import (
-    BadArgument,
-    BadRoot,
-    MissingRoot,
-    RootNotReadable,
-    ScanFailed,
-    workers_died,
-)
+from alfcache._digest.read import resolve_algorithms
+from alfcache._digest.schedule import Hashing
+from alfcache._exceptions import BadArgument
+from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown
-from alfcache._progress import Progress
+from alfcache._records import Skip
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._tables.store import (
     check_space,
@@ -43,26 +31,10 @@ from alfcache._tables.store import (
     write_tables,
 )
 from alfcache._walk.dask import DaskWalk, check_backend
-from alfcache._walk.engine import (
-    DEFAULT_IO_DEPTH,
-    POLL_SECONDS,
-    Counter,
-    Lister,
-    Sharer,
-    Tally,
-    Walked,
-    add,
-    serve,
-    tally,
-    work,
-)
-from alfcache._walk.scan import ScanResult, Shard, Skip, Task, _Walk, plan_links
+from alfcache._walk.local import RunningWalk, start_walk
 
 if TYPE_CHECKING:
     from alfcache._maintain.update import Changes
-
-MAX_JOBS_PER_CORE = 4
-"""More workers than this per core only add start-up time and memory: refused."""
 
 
 @dataclass
@@ -76,7 +48,9 @@ class IndexReport:
     datasets: int
     bytes: int
     n_jobs: int
-    shards: int
+    tasks: int
+    """Folder tasks the walk handed out: the root, folders shared between processes, links
+    followed (with ``backend='dask'``, its Dask tasks). Not the array shard: ``shard``."""
     seconds: float
     ignored: int
     skipped: list[Skip] = field(default_factory=list)
@@ -106,7 +80,7 @@ class IndexReport:
             "datasets": self.datasets,
             "bytes": self.bytes,
             "n_jobs": self.n_jobs,
-            "shards": self.shards,
+            "tasks": self.tasks,
             "seconds": round(self.seconds, 3),
             "ignored_non_alf_files": self.ignored,
             "listed": dict(self.listed),
@@ -118,297 +92,6 @@ class IndexReport:
             "update": asdict(self.changes) if self.changes else None,
             "shard": str(self.shard) if self.shard else None,
         }
-
-
-def available_cores() -> int:
-    """Cores this process may run on (respects SLURM and taskset CPU masks)."""
-    try:
-        return len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        return os.cpu_count() or 1
-
-
-def resolve_n_jobs(n_jobs: int | None) -> int:
-    """Turn ``n_jobs`` (None or -1: all cores; a positive count) into a worker count."""
-    if n_jobs is None or n_jobs == -1:
-        return available_cores()
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, int) or n_jobs < 1:
-        raise BadArgument(
-            f"n_jobs={n_jobs!r} is not a worker count; use a positive integer, or -1 for all cores"
-        )
-    cap = MAX_JOBS_PER_CORE * available_cores()
-    if n_jobs > cap:
-        raise BadArgument(
-            f"n_jobs={n_jobs} workers on {available_cores()} cores: use at most {cap} "
-            f"({MAX_JOBS_PER_CORE} per core), or -1 for all cores"
-        )
-    return n_jobs
-
-
-def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
-    root = Path(root_dir).expanduser()
-    if not root.exists():
-        raise MissingRoot(
-            f"root folder {shown(root)} does not exist; pass the folder that holds the data"
-        )
-    if not root.is_dir():
-        raise BadRoot(
-            f"root {shown(root)} is a file, not a folder; pass the folder that holds the data"
-        )
-    # Checked up front: a root the workers cannot list would be written as empty tables over
-    # the previous ones.
-    if not os.access(root, os.R_OK | os.X_OK):
-        raise RootNotReadable(
-            f"cannot read root folder {shown(root)}: permission denied; run as a user who can "
-            "read it"
-        )
-    return root.resolve()
-
-
-LATE_START_SECONDS = 0.2
-"""Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""
-
-
-class _Worker:
-    """A worker process as the main process sees it: its pipe and whether it said goodbye."""
-
-    def __init__(self, proc: BaseProcess, conn: Connection) -> None:
-        self.proc = proc
-        self.conn = conn
-        self.threads = 0
-        self.ended = False
-
-
-class RunningWalk:
-    """A walk that has started: it lists folders while the caller does other work.
-
-    :func:`start_walk` creates it; :meth:`finish` collects the rows, shows progress, follows
-    links round after round and assembles. This is the one entry point to the walk for every
-    verb that needs the tree (``index``, ``verify``), so they share its speed and its fault
-    handling. The main process starts walking at once on its own listing threads; ``n_jobs - 1``
-    worker processes take subtrees from the shared queue (see :mod:`alfcache._walk.engine`).
-    They are forked at once when that is safe, else started from a fork server once the walk has
-    lasted ``LATE_START_SECONDS``. :meth:`abort` kills them.
-    """
-
-    def __init__(
-        self,
-        root: Path,
-        n_jobs: int,
-        follow_symlinks: bool,
-        io_depth: int | None = None,
-        array_shard: ArrayShard | None = None,
-    ) -> None:
-        self._root = str(root)
-        self._follow_symlinks = follow_symlinks
-        self._array_shard = array_shard
-        self._start = time.perf_counter()
-        self._n_workers = n_jobs - 1
-        self._cap = -(-(io_depth or DEFAULT_IO_DEPTH) // n_jobs)  # this process's share
-        self._ctx = executor.context() if self._n_workers else multiprocessing.get_context()
-        self._procs = executor.Processes()
-        self._workers: list[_Worker] = []
-        self._tasks: Queue[Task | None] = self._ctx.Queue()
-        self._tasks.cancel_join_thread()  # at exit after an abort, tasks left do not matter
-        self._queued: Counter = self._ctx.Value("q", 0)
-        self._waiting: Counter = self._ctx.Value("q", 0)
-        self._outstanding: Counter = self._ctx.Value("q", 0)
-        self._found: Tally = self._ctx.Array("q", 2)
-        self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
-        self._sharer.enabled = False
-        self._main_results: deque[ScanResult] = deque()
-        if self._n_workers and (self._ctx.get_start_method() == "fork" or LATE_START_SECONDS <= 0):
-            self._start_workers()  # now: before any thread starts, before Polars loads
-        self._lister = Lister(
-            self._root,
-            follow_symlinks,
-            self._cap,
-            array_shard=array_shard,
-            emit=self._main_results.append,
-            on_idle=lambda n: add(self._outstanding, -n),
-            share=self._sharer if self._n_workers else None,
-            found=self._found,
-        )
-        self._shards = 0
-        self._walk_shards([Shard("", True)])
-        self._serve: threading.Thread | None = None
-        if self._n_workers:
-            self._serve = threading.Thread(
-                target=serve,
-                args=(self._lister, self._tasks, self._queued, self._waiting),
-                name="alfcache-serve",
-                daemon=True,
-            )
-            self._serve.start()
-
-    def _start_workers(self) -> None:
-        for _ in range(self._n_workers):
-            receive, send = self._ctx.Pipe(duplex=False)
-            args = (
-                self._root,
-                self._follow_symlinks,
-                self._array_shard,
-                self._cap,
-                self._tasks,
-                self._queued,
-                self._waiting,
-                self._outstanding,
-                send,
-                self._found,
-            )
-            proc = self._procs.start(self._ctx, work, args)
-            send.close()  # the worker holds the only write end: its death is an EOF here
-            self._workers.append(_Worker(proc, receive))
-        self._sharer.enabled = True
-
-    def _walk_shards(self, shards: list[Shard]) -> None:
-        """Start walking ``shards`` in this process (their own session rows are emitted here)."""
-        walk = _Walk(self._root, self._follow_symlinks, self._array_shard)
-        tasks = [walk.start(shard) for shard in shards]
-        tally(self._found, *walk.found)
-        self._main_results.append(walk.flush())
-        self._shards += len(tasks)
-        add(self._outstanding, len(tasks))
-        self._lister.add(tasks, taken=len(tasks))
-
-    def finish(
-        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
-    ) -> Walked:
-        """Wait for the walk and assemble the tables.
-
-        ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
-        folders than where they were found are reported (``not_loadable``).
-        """
-        from alfcache._tables.build import assemble
-
-        bar = Progress(enabled=progress, start=self._start)
-        results: list[ScanResult] = []
-        listed = {"main": 0, "workers": 0}
-        links: list[str] = []
-        indexed = {self._root: "the indexed folder"}
-        skipped: list[Skip] = []
-
-        def take(where: str, result: ScanResult) -> None:
-            results.append(result)
-            listed[where] += result.listed
-            links.extend(result.links)
-
-        try:
-            while True:
-                self._collect(take)
-                bar.show(self._found[0], self._found[1])  # each poll: a line is due every 5 s
-                if self._outstanding.value:
-                    continue
-                # Every folder of this round is listed and every row has arrived.
-                while self._main_results:
-                    take("main", self._main_results.popleft())
-                shards, revisits = plan_links(self._root, links, indexed)
-                links.clear()
-                skipped += revisits
-                if not shards:
-                    break
-                self._walk_shards(shards)
-            self._close(take)
-        except BaseException:
-            self.abort()  # Ctrl-C or a failure: no worker may walk on, or outlive us
-            raise
-        finally:
-            bar.close()
-        ignored = sum(r.ignored for r in results)
-        tables = assemble(
-            results,
-            hash_ids=hash_ids,
-            lab=lab,
-            root=str(self._root),
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-        )
-        return Walked(
-            tables=tables,
-            shards=self._shards + self._sharer.shared,
-            ignored=ignored,
-            skipped=skipped,
-            listed=listed,
-            threads=self._lister.used + sum(w.threads for w in self._workers),
-        )
-
-    def _collect(self, take: Callable[[str, ScanResult], None]) -> None:
-        """Take what arrived within ``POLL_SECONDS``; raise if a process of the walk failed."""
-        while self._main_results:
-            take("main", self._main_results.popleft())
-        if self._lister.error is not None:
-            raise self._lister.error
-        if not self._workers:
-            if self._n_workers and time.perf_counter() - self._start > LATE_START_SECONDS:
-                self._start_workers()  # the walk proved long enough to pay for them
-            self._lister.wait_idle(POLL_SECONDS)
-            return
-        conns = [w.conn for w in self._workers if not w.ended]
-        for conn in wait(conns, timeout=POLL_SECONDS) if conns else ():
-            worker = next(w for w in self._workers if w.conn is conn)
-            self._receive(worker, take)
-        if codes := self._procs.dead():
-            raise workers_died(executor.describe_exit_codes(codes), "scan", "folder")
-
-    def _receive(self, worker: _Worker, take: Callable[[str, ScanResult], None]) -> None:
-        try:
-            kind, value = worker.conn.recv()
-        except (EOFError, OSError):
-            # Its pipe closed before it said goodbye: it died. Reap it to learn how.
-            worker.proc.join(timeout=5.0)
-            code = worker.proc.exitcode
-            codes = executor.describe_exit_codes([code]) if code is not None else None
-            raise workers_died(codes, "scan", "folder") from None
-        if kind == "rows":
-            take("workers", value)
-        elif kind == "idle":
-            add(self._outstanding, -value)
-        elif kind == "end":
-            worker.threads = value
-            worker.ended = True
-        else:
-            raise ScanFailed(
-                f"a scan worker failed: {value}; no table was written. Run with --jobs 1 "
-                "--debug to see where"
-            )
-
-    def _close(self, take: Callable[[str, ScanResult], None]) -> None:
-        """End the workers and the main process's threads once the walk is complete."""
-        for _ in range(self._n_workers + 1):
-            self._tasks.put(None)
-        while not all(w.ended for w in self._workers):
-            self._collect(take)
-        self._procs.join()
-        self._lister.stop()
-        if self._serve is not None:
-            self._serve.join()
-
-    def abort(self) -> None:
-        """Kill the workers and stop the listing threads (after an error or Ctrl-C)."""
-        self._procs.kill()
-        self._lister.stop()
-
-
-def start_walk(
-    root: Path,
-    n_jobs: int,
-    follow_symlinks: bool,
-    io_depth: int | None = None,
-    *,
-    array_shard: ArrayShard | None = None,
-) -> RunningWalk:
-    """Start walking ``root`` (resolved, readable) with ``n_jobs`` processes; see RunningWalk.
-
-    ``io_depth`` is the most folder listings in flight over all processes; None adapts it to
-    the storage (up to ``DEFAULT_IO_DEPTH``). With ``array_shard``, only the sessions of that
-    shard are walked (``--shard K/N``).
-    """
-    walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard)
-    try:
-        import alfcache._tables.build  # noqa: F401  Polars loads while the walk runs
-    except BaseException:
-        walk.abort()  # Ctrl-C while Polars loads: the workers must not outlive us
-        raise
-    return walk
 
 
 def index(
@@ -492,22 +175,24 @@ def index(
         walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
     previous = None
     try:
-        if update or algorithms:
+        # Imported while the walk runs, as Polars is.
+        if update:
             from alfcache._maintain.update import check_origin, read_previous, refresh
 
-            if update:
-                with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
-                    previous = read_previous(out)
+            with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
+                previous = read_previous(out)
             if previous is not None:
                 check_origin(previous, root, out)
-            if only is not None and previous is None:
+            elif only is not None:
                 raise BadArgument(
                     f"no tables in {shown(out)} to update by path: --only carries the other "
                     "rows over from them; index without --only first"
                 )
-            if update and previous is None:
+            else:
                 message = f"no tables in {shown(out)} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
+        elif algorithms:
+            from alfcache._digest.tables import fresh_plan, read_digests
     except BaseException:
         walk.abort()  # bad previous tables, another folder's, or Ctrl-C: stop the walk
         raise
@@ -526,23 +211,35 @@ def index(
 
             previous, outside = split_previous(previous, tables, targets, root, lab)
         if update or algorithms:
-            tables, hashing, changes = refresh(
-                str(root),
-                tables,
-                previous,
-                algorithms,
-                hash_ids=hash_ids,
-                keep_missing=keep_missing,
-                out_dir=out,
-                n_jobs=jobs,
-                progress=progress,
-                left_out=[*tables.skipped, *walked.skipped],
-                # The cluster that walked reads the files too: its nodes, not this one, are
-                # the ones near the storage.
-                readers=walk.readers() if isinstance(walk, DaskWalk) else None,
-                follow_symlinks=follow_symlinks,
-                outside=outside,
-            )
+            # The cluster that walked reads the files too: its nodes, not this one, are the
+            # ones near the storage.
+            readers = walk.readers() if isinstance(walk, DaskWalk) else None
+            if update:
+                tables, hashing, changes = refresh(
+                    str(root),
+                    tables,
+                    previous,
+                    algorithms,
+                    hash_ids=hash_ids,
+                    keep_missing=keep_missing,
+                    out_dir=out,
+                    n_jobs=jobs,
+                    progress=progress,
+                    left_out=[*tables.skipped, *walked.skipped],
+                    readers=readers,
+                    follow_symlinks=follow_symlinks,
+                    outside=outside,
+                )
+            else:
+                tables, hashing = read_digests(
+                    str(root),
+                    fresh_plan(tables, algorithms),
+                    out_dir=out,
+                    n_jobs=jobs,
+                    progress=progress,
+                    readers=readers,
+                    follow_symlinks=follow_symlinks,
+                )
     finally:
         walk.abort()  # a Dask cluster started for the run, kept for reading, closes here
     if tables.sessions.num_rows == 0:
@@ -592,7 +289,7 @@ def index(
         datasets=tables.datasets.num_rows,
         bytes=tables.bytes,
         n_jobs=jobs,
-        shards=walked.shards,
+        tasks=walked.tasks,
         seconds=time.perf_counter() - start,
         ignored=walked.ignored,
         # sorted, so that the report does not depend on which worker finished first

@@ -1,4 +1,4 @@
-"""Paths as messages show them.
+"""Paths and counts as messages show them.
 
 A user types ``alfcache index ../data`` or ``--out-dir x/..``; a message that repeats the text
 typed (or a ``..`` inside it) says little once read in a log far from the shell it ran in.
@@ -24,3 +24,11 @@ def shown(path: str | os.PathLike[str]) -> str:
         link loop).
     """
     return os.path.realpath(os.path.expanduser(os.fspath(path)))
+
+
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """``n`` and ``word``, in the plural unless ``n`` is 1: ``1 session``, ``2 sessions``.
+
+    ``many`` is the plural where it is not ``word`` + ``s`` (``entry``, ``entries``).
+    """
+    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"

@@ -12,6 +12,9 @@ fresh interpreter, started once per process, that forks the workers from a clean
 Every worker ignores SIGINT (Ctrl-C belongs to the main process, which kills the workers),
 dies with its parent (``PR_SET_PDEATHSIG``), and is named ``alfcache-walk`` in ``/proc/PID/comm``
 so that tools and tests can tell it apart. :meth:`Processes.kill` sends SIGKILL and reaps.
+The pools of other runners (loky's for reading files, a Dask ``LocalCluster``) are started
+with the same rule: :func:`ignore_interrupts` in each worker, :func:`sigint_deferred` around
+the start.
 """
 
 from __future__ import annotations
@@ -23,9 +26,15 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Iterator
-from multiprocessing.context import BaseContext
 from multiprocessing.process import BaseProcess
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeAlias
+
+if TYPE_CHECKING:
+    from multiprocessing.context import DefaultContext, ForkContext, ForkServerContext
+
+Context: TypeAlias = "ForkContext | ForkServerContext | DefaultContext"
+"""A start method's context: what :func:`context` and ``multiprocessing.get_context()`` return
+(``BaseContext``, their base, has no ``Process``)."""
 
 WORKER_NAME = "alfcache-walk"
 """The name of a worker process in ``/proc/PID/comm``."""
@@ -41,7 +50,7 @@ def fork_is_safe() -> bool:
     )
 
 
-def context() -> BaseContext:
+def context() -> ForkContext | ForkServerContext:
     """The cheapest start method that is safe now (see the module's docstring)."""
     if fork_is_safe():
         return multiprocessing.get_context("fork")
@@ -59,7 +68,7 @@ worker would print as a traceback when the main process ends it)."""
 
 def become_worker() -> None:
     """First thing in a worker: ignore Ctrl-C, die with the parent, carry the worker's name."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    ignore_interrupts()
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the main process's way to end us
     signal.pthread_sigmask(signal.SIG_UNBLOCK, _FORK_SIGNALS)
     try:
@@ -103,7 +112,7 @@ class Processes:
         self.procs: list[BaseProcess] = []
 
     def start(
-        self, ctx: BaseContext, target: Callable[..., None], args: tuple[Any, ...]
+        self, ctx: Context, target: Callable[..., None], args: tuple[Any, ...]
     ) -> BaseProcess:
         """Start one worker that runs ``target(*args)``."""
         proc = ctx.Process(target=_worker, args=(target, args), daemon=True)
@@ -133,6 +142,46 @@ class Processes:
             if proc.exitcode is None:
                 proc.kill()
         self.join()
+
+
+def ignore_interrupts() -> None:
+    """Worker initializer: Ctrl-C is for the main process, which then kills the workers.
+
+    A terminal sends SIGINT to the workers too; a worker that died of it first would turn an
+    interrupt into a "worker died" error, or print loky's traceback.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def sigint_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block ends, where it raises KeyboardInterrupt as usual.
+
+    For the steps that a KeyboardInterrupt must not cut in two: starting the workers and the
+    pool's threads (they inherit the blocked signal: a worker interrupted while it imports,
+    before :func:`ignore_interrupts` runs, prints a traceback) and handing a task to loky (an
+    interrupted ``submit`` leaves a work id that loky's manager thread dies on, with a
+    KeyError traceback, when the pool is killed). Outside the main thread, which gets no
+    KeyboardInterrupt, it only blocks the signal.
+    """
+    # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing
+    # restores no signal mask), which loky would otherwise do while it starts the workers.
+    from multiprocessing import resource_tracker
+
+    resource_tracker.ensure_running()
+    received: list[int] = []
+    main = threading.current_thread() is threading.main_thread()
+    # A thread started before the block may still take the signal: then it is recorded.
+    old_handler = signal.signal(signal.SIGINT, lambda n, _: received.append(n)) if main else None
+    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if main:
+            signal.signal(signal.SIGINT, old_handler)
+        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending one is delivered now
+        if received:
+            signal.raise_signal(signal.SIGINT)
 
 
 def describe_exit_codes(codes: list[int]) -> str:

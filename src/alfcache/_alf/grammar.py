@@ -47,12 +47,6 @@ class SessionParts(NamedTuple):
     """The number as written ('1', '01' or '001')."""
 
     @property
-    def alf_path(self) -> str:
-        """The ALF path: ``lab/Subjects/subject/date/number`` or ``subject/date/number``."""
-        head = f"{self.lab}/Subjects/" if self.lab else ""
-        return f"{head}{self.subject}/{self.date}/{self.number}"
-
-    @property
     def path_id(self) -> str:
         """The reference's path id: ``lab/subject/date/number`` (no ``Subjects``)."""
         head = f"{self.lab}/" if self.lab else ""

@@ -20,9 +20,9 @@ def jobs(text: str) -> int:
     if value == 0 or value < -1:
         raise argparse.ArgumentTypeError(f"{value} workers: use a positive number, or -1 for all")
     # Imported only when --jobs is given, so that a bare --help stays fast.
-    from alfcache._index import MAX_JOBS_PER_CORE, available_cores
+    from alfcache._options import available_cores, max_jobs
 
-    if value > (cap := MAX_JOBS_PER_CORE * available_cores()):
+    if value > (cap := max_jobs()):
         raise argparse.ArgumentTypeError(
             f"{value} workers on {available_cores()} cores: use at most {cap}, or -1 for all"
         )
@@ -89,14 +89,6 @@ def add_common(parser: argparse.ArgumentParser, json_help: str) -> None:
     parser.add_argument(
         "--debug", action="store_true", default=argparse.SUPPRESS, help="show tracebacks on errors"
     )
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    """``n`` and ``word``, in the plural unless ``n`` is 1: ``1 session``, ``2 sessions``.
-
-    ``many`` is the plural where it is not ``word`` + ``s`` (``entry``, ``entries``).
-    """
-    return f"{n} {word}" if n == 1 else f"{n} {many or word + 's'}"
 
 
 def say(message: str) -> None:

@@ -14,16 +14,16 @@ import signal
 import sys
 import warnings
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from alfcache._alf.sharding import ArrayShard, parse_shard, shard_from_env
-from alfcache._cli.common import add_common, add_lock_timeout, jobs, plural
+from alfcache._cli.common import add_common, add_lock_timeout, jobs
 from alfcache._exceptions import BadArgument, Terminated
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 from alfcache._progress import megabytes
 
 if TYPE_CHECKING:
-    from alfcache._walk.scan import Skip
+    from alfcache._records import Skip
 
 _SHOWN_SKIPS = 5
 
@@ -45,7 +45,7 @@ def _shard(text: str) -> ArrayShard:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``index`` verb to the command line's subparsers."""
     idx = subparsers.add_parser("index", help="write sessions.pqt and datasets.pqt for ROOT")
     idx.add_argument("root", help="folder to index")

@@ -6,12 +6,16 @@ Exit 0 when the tables meet what ONE-api needs, 1 when they do not, 2 on bad inp
 from __future__ import annotations
 
 import argparse
-from typing import Any
+from typing import TYPE_CHECKING
 
-from alfcache._cli.common import add_common, plural, print_json, say
+from alfcache._cli.common import add_common, print_json, say
+from alfcache._paths import plural
+
+if TYPE_CHECKING:
+    from alfcache._maintain.info import InfoReport
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "info", help="what a cache folder holds, who wrote it, and whether ONE-api can load it"
     )
@@ -20,46 +24,42 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _human(summary: dict[str, Any]) -> list[str]:
-    dates = (
-        f"{summary['first_date']} to {summary['last_date']}" if summary["first_date"] else "none"
-    )
-    labs = ", ".join(summary["labs"]) or "none"
+def _human(report: InfoReport) -> list[str]:
+    dates = f"{report.first_date} to {report.last_date}" if report.first_date else "none"
+    labs = ", ".join(report.labs) or "none"
     writer = (
-        f"alfcache {summary['alfcache_version']}"
-        if summary["alfcache_version"]
+        f"alfcache {report.alfcache_version}"
+        if report.alfcache_version
         else "not alfcache (no alfcache record)"
     )
-    one_api = summary["one_api"]
     lines = [
-        f"tables    {summary['tables']}",
-        f"sessions  {summary['sessions']:,} ({plural(summary['subjects'], 'subject')}; "
-        f"labs: {labs})",
-        f"datasets  {summary['datasets']:,} ({summary['bytes'] / 1e6:,.1f} MB; "
-        f"{summary['missing_datasets']:,} marked missing)",
+        f"tables    {report.tables}",
+        f"sessions  {report.sessions:,} ({plural(report.subjects, 'subject')}; labs: {labs})",
+        f"datasets  {report.datasets:,} ({report.bytes / 1e6:,.1f} MB; "
+        f"{report.missing_datasets:,} marked missing)",
         f"dates     {dates}",
-        f"created   {summary['created']} from {summary['origin']}",
-        f"ids       {summary['id_kind']}",
-        f"digests   {', '.join(summary['digests']) or 'none'}",
+        f"created   {report.created} from {report.origin}",
+        f"ids       {report.id_kind}",
+        f"digests   {', '.join(report.digests) or 'none'}",
         f"written   by {writer}",
-        f"ONE-api   {'can load these tables' if one_api['ok'] else 'CANNOT use these tables'}",
+        f"ONE-api   {'can load these tables' if report.ok else 'CANNOT use these tables'}",
     ]
-    lines += [f"  error: {e}" for e in one_api["errors"]]
-    lines += [f"  warning: {w}" for w in one_api["warnings"]]
+    lines += [f"  error: {e}" for e in report.errors]
+    lines += [f"  warning: {w}" for w in report.warnings]
     return lines
 
 
 def run(args: argparse.Namespace) -> int:
     from alfcache._maintain.info import info
 
-    summary = info(args.dir)
+    report = info(args.dir)
     if args.json:
-        print_json(summary)
+        print_json(report.as_dict())
     else:
-        for line in _human(summary):
+        for line in _human(report):
             print(line)
-    if not summary["one_api"]["ok"]:
+    if not report.ok:
         if not args.quiet:
-            say(f"the tables in {summary['tables']} do not meet what ONE-api needs (see above)")
+            say(f"the tables in {report.tables} do not meet what ONE-api needs (see above)")
         return 1
     return 0

@@ -21,7 +21,6 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
-from alfcache import __version__
 from alfcache._cli import index as _cmd_index
 from alfcache._cli import info as _cmd_info
 from alfcache._cli import merge as _cmd_merge
@@ -38,6 +37,7 @@ from alfcache._exceptions import (
     OutDirNotWritable,
     RootNotReadable,
 )
+from alfcache._version import __version__
 
 EXIT_INTERRUPTED = 130
 """128 + SIGINT, the status a shell shows for a program that Ctrl-C ended."""
@@ -144,9 +144,3 @@ def _interrupted(exc: BaseException) -> int:
     )
     _notes(exc)
     return EXIT_INTERRUPTED
-
-
-if __name__ == "__main__":
-    from alfcache.__main__ import run
-
-    run()

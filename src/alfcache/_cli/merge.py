@@ -8,14 +8,13 @@ code 2).
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
-from alfcache._cli.common import add_common, plural, print_json, say
-from alfcache._paths import shown
+from alfcache._cli.common import add_common, print_json, say
+from alfcache._paths import plural, shown
 from alfcache._tables.lock import DEFAULT_TIMEOUT
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``merge`` verb to the command line's subparsers."""
     merge = subparsers.add_parser(
         "merge",

@@ -8,23 +8,20 @@ folders, never the cache folder, never without both tables).
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 from pathlib import Path
 
 from alfcache._cli.common import (
     add_any_origin,
     add_common,
     add_lock_timeout,
-    plural,
     print_json,
     say,
 )
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "prune", help="list (or with --apply delete) files and sessions the tables do not hold"
     )
@@ -43,26 +40,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from alfcache._index import resolve_root
-    from alfcache._maintain.prune import check_prune_tables, prune, read_cache_tables
-    from alfcache._tables.lock import out_dir_lock
+    from alfcache._maintain.prune import prune_locked
+    from alfcache._options import resolve_root
 
     root = resolve_root(args.root)
     tables_dir = Path(args.tables).expanduser() if args.tables else root
-    # With --apply, an index run must not replace the tables between their reading and the
-    # last deletion: the lock an index run takes to write them (a dry run deletes nothing; a
-    # missing folder holds no tables, which read_cache_tables reports).
-    locked = args.apply and tables_dir.is_dir()
-    with out_dir_lock(tables_dir, args.lock_timeout) if locked else contextlib.nullcontext():
-        try:
-            tables = read_cache_tables(tables_dir)
-        except (FileNotFoundError, KeyError) as exc:
-            raise BadArgument(f"cannot prune {shown(root)}: {exc}") from exc
-        if args.apply:
-            check_prune_tables(tables_dir, root, args.any_origin)
-        # Its own listing goes to stdout in dry mode; the command prints the paths itself.
-        with contextlib.redirect_stdout(io.StringIO()):
-            paths = prune(root, tables, not args.keep_empty_sessions, dry=not args.apply)
+    try:
+        paths = prune_locked(
+            root,
+            tables_dir,
+            None,
+            remove_empty_sessions=not args.keep_empty_sessions,
+            dry=not args.apply,
+            lock_timeout=args.lock_timeout,
+            any_origin=args.any_origin,
+        )
+    except (FileNotFoundError, KeyError) as exc:  # a table missing or without ids
+        raise BadArgument(f"cannot prune {shown(root)}: {exc}") from exc
     relative = [p.relative_to(root).as_posix() for p in paths]
     if args.json:
         print_json(

@@ -1,6 +1,6 @@
 """``alfcache synth ROOT``: a synthetic ALF tree for trials, the demo and the benchmarks.
 
-The command line over :func:`alfcache._synth.make_tree`.
+The command line over :func:`alfcache.synth.make_tree`.
 """
 
 from __future__ import annotations
@@ -8,14 +8,13 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
 
-from alfcache._cli.common import add_common, plural, print_json, say
+from alfcache._cli.common import add_common, print_json, say
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 
 
-def add_parser(subparsers: Any) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``synth`` verb to the command line's subparsers."""
     synth = subparsers.add_parser("synth", help="generate a synthetic ALF tree (demo, benchmarks)")
     synth.add_argument("root", help="folder to write the tree into")
@@ -30,7 +29,7 @@ def add_parser(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Write a synthetic tree into ``args.root`` (refusing a non-empty folder without --force)."""
-    from alfcache._synth import make_tree
+    from alfcache.synth import make_tree
 
     if args.sessions < 0:
         raise BadArgument(f"--sessions {args.sessions}: use zero or more")

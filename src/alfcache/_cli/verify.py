@@ -9,8 +9,8 @@ import argparse
 from collections import Counter
 from typing import TYPE_CHECKING
 
-from alfcache._cli.common import add_any_origin, add_common, add_jobs, plural, print_json, say
-from alfcache._paths import shown
+from alfcache._cli.common import add_any_origin, add_common, add_jobs, print_json, say
+from alfcache._paths import plural, shown
 
 if TYPE_CHECKING:
     from alfcache._maintain.verify import Difference
@@ -41,7 +41,7 @@ def _described(d: Difference) -> str:
     return f"{d.path}: {d.kind} ({says.format(e=d.expected, f=d.found)})"
 
 
-def add_parser(subparsers: argparse._SubParsersAction) -> None:
+def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser = subparsers.add_parser(
         "verify", help="compare the cache tables with the files on disk (exit 1 if they differ)"
     )

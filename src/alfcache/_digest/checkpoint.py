@@ -29,17 +29,18 @@ import time
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from alfcache._cli.common import plural
-from alfcache._digest.read import Digests, Hashing, Readers, TaskResult, digest_files
+from alfcache._digest.read import ReadResult
+from alfcache._digest.schedule import Digests, Hashing, Readers, digest_files
 from alfcache._exceptions import Terminated
-from alfcache._paths import shown
+from alfcache._paths import plural, shown
 from alfcache._tables.arrow import numeric_array, string_array
-from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix
+from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix, read_parquet
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -58,7 +59,9 @@ class _Saver:
         self.meta = meta
         self.paths = paths
         """The files being read, in the order the reading's task rows refer to."""
-        self.columns: dict[str, list[object]] = {
+        # The checkpoint's columns in table order: path (str), size and mtime (int), then one
+        # of digests (str or None) per algorithm.
+        self.columns: dict[str, list[Any]] = {
             "path": [],
             "size": [],
             "mtime": [],
@@ -66,11 +69,11 @@ class _Saver:
         }
         self.saved_at = time.monotonic()
 
-    def on_task(self, rows: np.ndarray, result: TaskResult) -> None:
+    def on_task(self, rows: np.ndarray, result: ReadResult) -> None:
         """The reading's callback: keep a finished task's digests, save now and then."""
         for i, row in enumerate(rows.tolist()):
             if result.sizes[i] >= 0:  # files that could not be hashed are read again
-                values = (self.paths[row], result.sizes[i], result.mtimes[i])
+                values: tuple[object, ...] = (self.paths[row], result.sizes[i], result.mtimes[i])
                 values += tuple(found[i] for found in result.digests)
                 for column, value in zip(self.columns.values(), values, strict=True):
                     column.append(value)
@@ -148,7 +151,7 @@ def _load(path: Path, meta: bytes) -> pa.Table | None:
     # What was checked is what is read: the open file, not the name, which may change.
     try:
         with os.fdopen(fd, "rb") as f:
-            table = pq.read_table(f)
+            table = read_parquet(f)
     except (OSError, pa.ArrowInvalid):
         return None  # cut short by a SIGKILL mid-write: read everything again
     return table if (table.schema.metadata or {}).get(_META) == meta else None
@@ -181,7 +184,7 @@ def digest_with_checkpoint(
     readers: Readers | None = None,
     follow_symlinks: bool = False,
 ) -> tuple[Digests, Hashing]:
-    """:func:`alfcache._digest.read.digest_files`, resuming from and saving to a checkpoint.
+    """:func:`alfcache._digest.schedule.digest_files`, resuming from and saving to a checkpoint.
 
     ``mtimes`` are the modification times the walk found, aligned with ``paths``; ``readers``
     are where the files are read (a Dask cluster), None for this machine; ``follow_symlinks``
@@ -247,8 +250,9 @@ def digest_with_checkpoint(
         if isinstance(exc, Terminated):
             raise Terminated(f"{exc}; {saved}") from exc
         # Ctrl-C or a failure: the command line prints the note under its one line. Set as
-        # BaseException.add_note does, which Python 3.10 (still supported) lacks.
-        exc.__notes__ = [*getattr(exc, "__notes__", ()), saved]
+        # BaseException.add_note does, which Python 3.10 (still supported) lacks; so its type
+        # lacks __notes__ too, and mypy checks for 3.10.
+        exc.__notes__ = [*getattr(exc, "__notes__", ()), saved]  # type: ignore[attr-defined]
         raise
     found.sizes[rest], found.mtimes[rest] = digests.sizes, digests.mtimes
     found.vanished[rest] = digests.vanished

@@ -15,87 +15,29 @@ import json
 import os
 import re
 import uuid
-from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from alfcache._cli.common import plural
-from alfcache._digest.read import COLUMNS
 from alfcache._exceptions import BadArgument
-from alfcache._paths import shown
-from alfcache._tables.checks import bad_text, pair_mismatch
+from alfcache._paths import plural, shown
+from alfcache._tables.checks import pair_mismatch
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import groups_without_one_default
-from alfcache._tables.schema import QC_LEVELS
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
+from alfcache._tables.schema import DIGEST_COLUMNS, INDEX, ONE_API_NEEDS, QC_LEVELS
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    bad_text,
+    read_one_metadata,
+    read_provenance,
+    read_table,
+)
 
 _MD5 = re.compile(r"[0-9a-f]{32}")
-
-# Column -> (what ONE-api needs, whether an Arrow type meets it), per alf-layout.md.
-_NEEDS: dict[str, dict[str, tuple[str, Callable[[pa.DataType], bool]]]] = {
-    "sessions": {
-        "id": ("string", pa.types.is_string),
-        "lab": ("string", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
-        "subject": ("string", pa.types.is_string),
-        "date": ("date32", pa.types.is_date32),
-        "number": ("an integer", pa.types.is_integer),
-    },
-    "datasets": {
-        "eid": ("string", pa.types.is_string),
-        "id": ("string", pa.types.is_string),
-        "rel_path": ("string", pa.types.is_string),
-        "file_size": ("uint64", pa.types.is_integer),
-        "hash": ("MD5 hex or null", lambda t: pa.types.is_string(t) or pa.types.is_null(t)),
-        "exists": ("bool", pa.types.is_boolean),
-        "qc": ("an ordered dictionary of the five QC levels", pa.types.is_dictionary),
-    },
-}
-_INDEX = {"sessions": ["id"], "datasets": ["eid", "id"]}
-
-
-def read_table(path: Path, *, text: bool = True) -> pa.Table:
-    """A cache table as Arrow, without pandas; every verb reads its tables here.
-
-    ``text=False`` leaves values that are not UTF-8 to the caller (``info`` reports them).
-
-    Raises
-    ------
-    BadArgument
-        The file is missing, cannot be opened or is not parquet, or (``text``) holds a value
-        that is not UTF-8.
-    """
-    if not path.is_file():
-        raise BadArgument(
-            f"no table {shown(path)}; index the folder first, or pass the folder that holds "
-            "sessions.pqt and datasets.pqt"
-        )
-    try:
-        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
-        with pq.ParquetFile(path) as file:
-            table = file.read()
-    except OSError as exc:  # before ArrowException: pyarrow's IOError is both
-        raise BadArgument(
-            f"cannot read table {shown(path)}: {exc.strerror or exc}; check its permissions"
-        ) from exc
-    except pa.ArrowException as exc:
-        raise BadArgument(
-            f"cannot read table {shown(path)}: {exc}; is it a parquet file?"
-        ) from exc
-    if text and (why := bad_text(table)):
-        raise BadArgument(f"cannot read table {shown(path)}: {why}; index the folder again")
-    return table
-
-
-def _one_metadata(metadata: Mapping[bytes, bytes] | None) -> dict[str, object] | None:
-    try:
-        value = json.loads((metadata or {})[b"one_metadata"])
-    except (KeyError, ValueError):
-        return None
-    return value if isinstance(value, dict) else None
 
 
 def _index_columns(table: pa.Table) -> list[str]:
@@ -149,16 +91,16 @@ def _check_table(name: str, table: pa.Table, path: Path) -> tuple[list[str], lis
     if not table.schema.metadata:
         errors.append(f"{path.name} has no key-value metadata: ONE-api crashes loading it")
     else:
-        meta = _one_metadata(table.schema.metadata)
+        meta = read_one_metadata(table.schema.metadata)
         if meta is None or "date_created" not in meta:
             errors.append(f"{path.name} has no one_metadata date_created: ONE-api skips it")
     index = _index_columns(table)
-    if index != _INDEX[name]:
+    if index != list(INDEX[name]):
         errors.append(
             f"{path.name}: ONE-api would index it by {index or 'nothing'} instead of "
-            f"{_INDEX[name]} (no pandas index metadata, and columns named like 'id')"
+            f"{list(INDEX[name])} (no pandas index metadata, and columns named like 'id')"
         )
-    for column, (need, meets) in _NEEDS[name].items():
+    for column, (need, meets) in ONE_API_NEEDS[name].items():
         if column not in table.column_names:
             errors.append(f"{path.name} has no column {column!r} ({need})")
         elif not meets(table.schema.field(column).type):
@@ -226,7 +168,7 @@ def _check_datasets(table: pa.Table, path: Path) -> tuple[list[str], list[str]]:
 def held_digests(datasets: pa.Table) -> list[str]:
     """The digests a datasets table holds: a digest column with a value ('' is none)."""
     held = []
-    for algorithm, column in COLUMNS.items():
+    for algorithm, column in DIGEST_COLUMNS.items():
         if column in datasets.column_names:
             values = pl.Series(datasets[column]).cast(pl.String, strict=False).replace("", None)
             if values.null_count() < len(values):
@@ -234,17 +176,101 @@ def held_digests(datasets: pa.Table) -> list[str]:
     return held
 
 
-def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
-    """Describe the cache tables in ``tables_dir``.
+@dataclass
+class InfoReport:
+    """What a cache folder holds, who wrote it, and whether ONE-api can use it.
+
+    Attributes
+    ----------
+    tables : pathlib.Path
+        The folder of the tables, resolved.
+    sessions, datasets : int
+        Rows of each table.
+    bytes : int
+        Total ``file_size`` of the datasets that exist.
+    missing_datasets : int
+        Datasets marked ``exists`` false.
+    labs : list of str
+        The labs of the sessions, sorted.
+    subjects : int
+        Distinct subjects.
+    first_date, last_date : str or None
+        The range of session dates (ISO), None without dates.
+    created : str or None
+        The earliest ``date_created`` of ONE-api's metadata.
+    origin : object
+        The ``origin`` of ONE-api's metadata (the folder indexed), None if not recorded.
+    id_kind : str
+        How the ids were made (alfcache's, ONE-api's hashed, UUIDs, ...).
+    digests : list of str
+        The digests the datasets table holds (``md5``, ``xxh3``).
+    alfcache_version : str or None
+        The alfcache that wrote the tables; None when alfcache did not.
+    options : dict or None
+        alfcache's run options, or None.
+    errors, warnings : list of str
+        What breaks ONE-api's loading or queries, and what costs something.
+    """
+
+    tables: Path
+    sessions: int
+    datasets: int
+    bytes: int
+    missing_datasets: int
+    labs: list[str]
+    subjects: int
+    first_date: str | None
+    last_date: str | None
+    created: str | None
+    origin: object
+    id_kind: str
+    digests: list[str]
+    alfcache_version: str | None
+    options: dict[str, Any] | None
+    errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when the tables meet what ONE-api needs (no error)."""
+        return not self.errors
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as ``alfcache info --json`` prints it (ONE-api's verdict as ``one_api``)."""
+        return {
+            "tables": str(self.tables),
+            "sessions": self.sessions,
+            "datasets": self.datasets,
+            "bytes": self.bytes,
+            "missing_datasets": self.missing_datasets,
+            "labs": list(self.labs),
+            "subjects": self.subjects,
+            "first_date": self.first_date,
+            "last_date": self.last_date,
+            "created": self.created,
+            "origin": self.origin,
+            "id_kind": self.id_kind,
+            "digests": list(self.digests),
+            "alfcache_version": self.alfcache_version,
+            "options": self.options,
+            "one_api": {"ok": self.ok, "errors": self.errors, "warnings": self.warnings},
+        }
+
+
+def info(tables_dir: str | os.PathLike[str]) -> InfoReport:
+    """Describe the cache tables in ``tables_dir``: what they hold, whether ONE-api can use them.
+
+    Works on tables written by alfcache and by one-api (or Alyx) alike.
+
+    Parameters
+    ----------
+    tables_dir : str, pathlib.Path
+        The folder holding ``sessions.pqt`` and ``datasets.pqt``.
 
     Returns
     -------
-    dict
-        ``tables``, ``sessions``, ``datasets``, ``bytes`` (of datasets that exist),
-        ``missing_datasets`` (``exists`` false), ``labs``, ``subjects``, ``first_date``,
-        ``last_date``, ``created``, ``origin``, ``id_kind``, ``digests``, ``alfcache_version``
-        (None when alfcache did not write the tables), ``options`` (alfcache's run options, or
-        None) and ``one_api``: ``{"ok", "errors", "warnings"}``.
+    InfoReport
+        Its ``ok`` is False when ONE-api cannot use the tables (``errors`` say why).
 
     Raises
     ------
@@ -275,9 +301,9 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     warnings += w
 
     record = read_provenance(datasets.schema.metadata)
-    metas = [_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
+    metas = [read_one_metadata(t.schema.metadata) or {} for t in (sessions, datasets)]
     created = sorted(str(m["date_created"]) for m in metas if "date_created" in m)
-    ses = pl.from_arrow(
+    ses = pl.DataFrame(
         sessions.select([c for c in ("lab", "subject", "date") if c in sessions.column_names])
     )
     exists = (
@@ -293,21 +319,22 @@ def info(tables_dir: str | os.PathLike[str]) -> dict[str, Any]:
     # A date column of another type is an error above; no range is made up from it.
     dates = ses["date"].drop_nulls() if ses.schema.get("date") == pl.Date else None
     labs = sorted({lab for lab in ses["lab"].to_list() if lab}) if "lab" in ses.columns else []
-    return {
-        "tables": str(folder.resolve()),
-        "sessions": sessions.num_rows,
-        "datasets": datasets.num_rows,
-        "bytes": int(sizes.filter(exists).sum() or 0),
-        "missing_datasets": int((~exists).sum()),
-        "labs": labs,
-        "subjects": ses["subject"].n_unique() if "subject" in ses.columns else 0,
-        "first_date": str(dates.min()) if dates is not None and len(dates) else None,
-        "last_date": str(dates.max()) if dates is not None and len(dates) else None,
-        "created": created[0] if created else None,
-        "origin": metas[0].get("origin", metas[1].get("origin")),
-        "id_kind": id_kind,
-        "digests": record.get("digests", held_digests(datasets)),
-        "alfcache_version": record.get("version"),
-        "options": record.get("options"),
-        "one_api": {"ok": not errors, "errors": errors, "warnings": warnings},
-    }
+    return InfoReport(
+        tables=folder.resolve(),
+        sessions=sessions.num_rows,
+        datasets=datasets.num_rows,
+        bytes=int(sizes.filter(exists).sum() or 0),
+        missing_datasets=int((~exists).sum()),
+        labs=labs,
+        subjects=ses["subject"].n_unique() if "subject" in ses.columns else 0,
+        first_date=str(dates.min()) if dates is not None and len(dates) else None,
+        last_date=str(dates.max()) if dates is not None and len(dates) else None,
+        created=created[0] if created else None,
+        origin=metas[0].get("origin", metas[1].get("origin")),
+        id_kind=id_kind,
+        digests=record.get("digests", held_digests(datasets)),
+        alfcache_version=record.get("version"),
+        options=record.get("options"),
+        errors=errors,
+        warnings=warnings,
+    )

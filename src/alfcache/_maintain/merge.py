@@ -25,17 +25,19 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from alfcache._alf.sharding import METADATA_KEY, ArrayShard
 from alfcache._exceptions import BadArgument, MergeFailed
 from alfcache._paths import shown
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import (
     DATASETS_FILE,
     SESSIONS_FILE,
     one_metadata,
     prepare_out_dir,
+    read_metadata,
+    read_parquet,
     read_provenance,
     write_tables,
 )
@@ -59,7 +61,7 @@ def shard_metadata(
 def _schema_json(path: Path, key: str) -> dict[str, object] | None:
     """The JSON under ``key`` in a parquet file's schema metadata; None when absent."""
     try:
-        meta = pq.read_schema(path).metadata or {}
+        meta = read_metadata(path)
     except (OSError, pa.ArrowInvalid) as exc:
         raise MergeFailed(f"cannot read {shown(path)}: {exc}; index that shard again") from exc
     raw = meta.get(key.encode())
@@ -142,7 +144,7 @@ def _read_part(folder: Path) -> _Part:
             f"{shown(folder)} holds the {SESSIONS_FILE} of one run and the {DATASETS_FILE} of "
             "another; index that shard again"
         )
-    return _Part(folder, infos[0], read_provenance(pq.read_schema(ses).metadata))
+    return _Part(folder, infos[0], read_provenance(read_metadata(ses)))
 
 
 def _check_complete(parts: Sequence[_Part]) -> int:
@@ -181,7 +183,7 @@ def _check_complete(parts: Sequence[_Part]) -> int:
 
 def _check_disjoint(sessions: pa.Table) -> None:
     """Two shards holding one session (for ONE-api) would make ids that one run never makes."""
-    counts = sessions.group_by(["lab", "subject", "date", "number"]).aggregate([("id", "count")])
+    counts = sessions.group_by(list(SESSION_KEY)).aggregate([("id", "count")])
     doubled = counts.filter(pc.greater(counts["id_count"], 1)).to_pylist()
     if doubled:
         shown = ", ".join(
@@ -249,7 +251,7 @@ def merge_parts(
     out = prepare_out_dir(Path(out_dir).expanduser())
     tables = {
         name: pa.concat_tables(
-            [pq.read_table(p.folder / name) for p in read], promote_options="permissive"
+            [read_parquet(p.folder / name) for p in read], promote_options="permissive"
         )
         for name in (SESSIONS_FILE, DATASETS_FILE)
     }

@@ -34,18 +34,10 @@ from alfcache._alf.sharding import ArrayShard
 from alfcache._exceptions import BadArgument
 from alfcache._maintain.update import Previous
 from alfcache._paths import shown
+from alfcache._records import ScanResult, Skip
 from alfcache._tables.build import Tables, assemble
 from alfcache._walk.engine import Walked
-from alfcache._walk.scan import (
-    _NO_SESSION,
-    ScanResult,
-    Shard,
-    Skip,
-    _session_of,
-    _Walk,
-    plan_links,
-    scan_shards,
-)
+from alfcache._walk.scan import _NO_SESSION, Start, Walk, _session_of, plan_links, scan_folders
 
 Key = tuple[str, str, str, int]
 """A session as ONE-api identifies it: lab ('' for none), subject, date (YYYY-MM-DD), number."""
@@ -141,7 +133,7 @@ def plan_only(
         A path lies outside ``root``, or in a session of another array shard.
     """
     root_names = _names(str(root).strip("/"))
-    shard_walk = _Walk(str(root), False, array_shard)
+    shard_walk = Walk(str(root), False, array_shard)
     walk: set[str] = set()
     scope: set[str] = set()
     named: set[tuple[str, Key]] = set()
@@ -253,17 +245,17 @@ class OnlyWalk:
         walked: list[str] = []
         indexed = {self._root: "the indexed folder"}
         revisits: list[Skip] = []
-        todo = [Shard(folder, True) for folder in self._targets.walk]
+        todo = [Start(folder, True) for folder in self._targets.walk]
         members = _clash_members(self._root, self._targets.named, [*self._targets.walk], lab)
-        todo += [Shard(folder, True) for folder in _outermost(members)]
+        todo += [Start(folder, True) for folder in _outermost(members)]
         while todo:
-            result = scan_shards(self._root, todo, self._follow_symlinks, self._array_shard)
+            result = scan_folders(self._root, todo, self._follow_symlinks, self._array_shard)
             results.append(result)
-            walked += [shard.rel_dir for shard in todo]
+            walked += [start.rel_dir for start in todo]
             links, skipped = plan_links(self._root, result.links, indexed)
             revisits += skipped
             members = _clash_members(self._root, _found(self._root, result, lab), walked, lab)
-            todo = links + [Shard(folder, True) for folder in _outermost(members)]
+            todo = links + [Start(folder, True) for folder in _outermost(members)]
         tables = assemble(
             results,
             hash_ids=hash_ids,
@@ -273,7 +265,7 @@ class OnlyWalk:
         )
         return Walked(
             tables=tables,
-            shards=len(walked),
+            tasks=len(walked),
             ignored=sum(r.ignored for r in results),
             skipped=revisits,
             listed={"main": sum(r.listed for r in results), "workers": 0},

@@ -1,14 +1,12 @@
-"""Cache maintenance: patch old tables, delete table files, prune files the tables do not list.
+"""Prune: delete the files the tables do not list (``remove_missing_datasets``).
 
-``one.alf.cache`` ships these three helpers next to ``make_parquet_db``; a drop-in replacement
-must ship them too. They are pandas-facing (ONE-api hands them pandas frames), so this module is
-only imported on first use of :func:`patch_cache`, :func:`remove_cache_table_files` or
-:func:`remove_missing_datasets` (see ``alfcache.__getattr__``).
+``one.alf.cache`` ships it next to ``make_parquet_db`` (with ``patch_cache`` and
+``remove_cache_table_files``, which live in :mod:`alfcache._tables.one_api`); a drop-in
+replacement must ship it too. It is pandas-facing (ONE-api hands it pandas frames), so this
+module is only imported on first use (see ``alfcache.__getattr__``).
 
 Differences from ONE-api 3.0.0, all on the side of deleting less or being correct:
 
-* :func:`patch_cache` decodes integer UUID pairs with NumPy on the whole column at once and
-  never modifies the frame it is given.
 * :func:`remove_missing_datasets` finds datasets at any depth below a session (the reference only
   looks at the session folder's own files), checks a file against the ``rel_path`` *values* of
   its session's rows (the reference tests the frame's index, so with UUID ids it flags every
@@ -20,256 +18,40 @@ Differences from ONE-api 3.0.0, all on the side of deleting less or being correc
 
 from __future__ import annotations
 
+import contextlib
 import datetime
-import json
 import logging
 import os
 import stat
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from numbers import Integral
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
-from packaging.version import InvalidVersion, Version
+import polars as pl
 
-from alfcache._alf.ids import uuid_text
-from alfcache._cli.common import plural
-from alfcache._exceptions import BadArgument
-from alfcache._maintain.info import read_table
-from alfcache._paths import shown
+from alfcache._alf.paths import session_folder
+from alfcache._paths import plural, shown
+from alfcache._records import Reason
+from alfcache._tables.build import resolve_clashes
 from alfcache._tables.checks import check_tables_for
-from alfcache._tables.frames import QC_TYPE
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE
-from alfcache._walk.scan import Shard, scan_shards
+from alfcache._tables.one_api import read_cache_tables
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    read_metadata,
+)
+from alfcache._walk.scan import Start, scan_folders
 
-__all__ = [
-    "patch_cache",
-    "patch_tables",
-    "remove_cache_table_files",
-    "remove_missing_datasets",
-    "remove_table_files",
-]
+__all__ = ["remove_missing_datasets"]
 
 _logger = logging.getLogger("alfcache")
-
-CACHE_INFO_FILE = "cache_info.json"
-"""ONE-api's cache metadata file, removed together with the tables."""
-
-# -------------------------------------------------------------------------------------------------
-# patch_cache
-# -------------------------------------------------------------------------------------------------
-
-
-def _version(text: str) -> Version:
-    """``text`` as a PEP 440 version, ordered as one-api orders them (``packaging``).
-
-    Raises
-    ------
-    BadArgument
-        ``text`` is not a version number.
-    """
-    try:
-        return Version(text.strip())
-    except InvalidVersion:
-        raise BadArgument(
-            f"min_api_version={text!r} is not a version number such as '2.7.0'"
-        ) from None
-
-
-def _uuid_strings(low: np.ndarray, high: np.ndarray) -> np.ndarray:
-    """Canonical UUID strings from the two int64 halves that old cache tables store.
-
-    The 16 UUID bytes are the little-endian bytes of ``low`` followed by those of ``high``,
-    exactly as ``iblutil.io.parquet.np2str`` reads them; all rows are converted at once.
-
-    Returns
-    -------
-    numpy.ndarray
-        An object array of lower-case ``8-4-4-4-12`` strings.
-    """
-    halves = np.column_stack([_as_int64(low), _as_int64(high)]).astype("<i8", copy=False)
-    raw = np.ascontiguousarray(halves).view(np.uint8).reshape(len(halves), 16)
-    return uuid_text(raw).view("S36").ravel().astype(str).astype(object)
-
-
-def _as_int64(values: np.ndarray | pd.Series) -> np.ndarray:
-    """The 64 bits of each value as int64 (unsigned values are reinterpreted, not converted)."""
-    array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
-    if array.dtype.kind == "u" and array.dtype.itemsize == 8:
-        return array.view(np.int64)
-    if array.dtype.kind not in "iu" and array.dtype != object:
-        raise BadArgument(f"integer UUID column has dtype {array.dtype}; expected int64")
-    return array.astype(np.int64)
-
-
-def _int_ids_to_str(table: pd.DataFrame) -> pd.DataFrame:
-    """Replace integer UUID column pairs (``id_0``/``id_1``, ...) by string UUID columns.
-
-    As in ONE-api, this applies only to a table whose (multi-level) index holds such a pair;
-    every ``<name>_0``/``<name>_1`` pair of the table is converted and the converted names,
-    sorted, become the index (old datasets tables kept ``eid_0``/``eid_1`` as plain columns).
-    """
-    index_names = [n for n in table.index.names if isinstance(n, str)]
-    if table.index.nlevels < 2 or not any(n.endswith("_0") for n in index_names):
-        return table
-    table = table.reset_index()
-    columns = {c for c in table.columns if isinstance(c, str)}
-    names = sorted(c[:-2] for c in columns if c.endswith("_0") and f"{c[:-2]}_1" in columns)
-    converted = {name: _uuid_strings(table[f"{name}_0"], table[f"{name}_1"]) for name in names}
-    int_columns = [f"{name}_{half}" for name in names for half in (0, 1)]
-    return table.drop(columns=int_columns).assign(**converted).set_index(names)
-
-
-def patch_cache(
-    table: pd.DataFrame, min_api_version: str | None = None, name: str | None = None
-) -> pd.DataFrame:
-    """Reformat older cache tables to comply with this version of ONE.
-
-    Currently this function will 1. convert integer UUIDs to string UUIDs; 2. rename the
-    'project' column to 'projects'; 3. add QC column; 4. drop session_path column.
-
-    Parameters
-    ----------
-    table : pandas.DataFrame
-        A cache table (from One._cache). It is not modified.
-    min_api_version : str, optional
-        The minimum API version supported by this cache table ('0.0.0' when None).
-    name : {'datasets', 'sessions'}, optional
-        The name of the table; the QC and session_path fixes apply to 'datasets' only.
-
-    Returns
-    -------
-    pandas.DataFrame
-        The patched table (``table`` itself when nothing needed patching).
-
-    Raises
-    ------
-    BadArgument
-        ``min_api_version`` is not a version number, or an integer id column is not integer.
-    """
-    version = _version(min_api_version or "0.0.0")
-    table = _int_ids_to_str(table)
-    if version < Version("1.13.0") and "project" in table.columns:
-        table = table.rename(columns={"project": "projects"})
-    if name == "datasets":
-        if version < Version("2.7.0") and "qc" not in table.columns:
-            codes = np.zeros(len(table.index), dtype=np.int8)  # NOT_SET
-            table = table.assign(qc=pd.Categorical.from_codes(codes, dtype=QC_TYPE))
-        if "session_path" in table.columns:
-            table = table.drop(columns="session_path")
-    return table
-
-
-patch_tables = patch_cache
-"""one-api 3.x's name of :func:`patch_cache` (the seed's name stays)."""
-
-
-# -------------------------------------------------------------------------------------------------
-# remove_cache_table_files
-# -------------------------------------------------------------------------------------------------
-
-
-def remove_cache_table_files(
-    folder: str | os.PathLike[str],
-    tables: Iterable[str] = ("sessions", "datasets"),
-    *,
-    lock_timeout: float = DEFAULT_TIMEOUT,
-) -> list[Path]:
-    """Delete cache tables on disk.
-
-    Parameters
-    ----------
-    folder : str, pathlib.Path
-        The directory path containing cache tables to remove.
-    tables : iterable of str
-        Table names to remove, e.g. ['sessions', 'datasets'].
-        NB: This will also delete the cache_info.json metadata file.
-    lock_timeout : float
-        Seconds to wait for an index run writing into ``folder``
-        (see :mod:`alfcache._tables.lock`).
-
-    Returns
-    -------
-    list of pathlib.Path
-        The removed files; a file that is not there is logged as a warning.
-
-    Raises
-    ------
-    OutDirLocked
-        Another run kept writing into ``folder`` for ``lock_timeout`` seconds.
-    """
-    folder = Path(folder)
-    check_timeout(lock_timeout)
-    removed = []
-    names = (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables))
-    if not folder.is_dir():  # nothing to remove, and nowhere to put a lock
-        for name in names:
-            _logger.warning("%s not found", folder / name)
-        return removed
-    # An index run renaming its pair into place meanwhile would be left half deleted.
-    with out_dir_lock(folder, lock_timeout):
-        for name in names:
-            file = folder / name
-            try:
-                file.unlink()
-            except FileNotFoundError:
-                _logger.warning("%s not found", file)
-                continue
-            removed.append(file)
-    return removed
-
-
-remove_table_files = remove_cache_table_files
-"""one-api 3.x's name of :func:`remove_cache_table_files` (the seed's name stays)."""
-
 
 # -------------------------------------------------------------------------------------------------
 # remove_missing_datasets
 # -------------------------------------------------------------------------------------------------
-
-
-def _min_api_version(file: Path) -> str | None:
-    """The ``min_api_version`` in a table's ``one_metadata``, if any."""
-    metadata = pq.read_schema(file).metadata or {}
-    try:
-        return json.loads(metadata[b"one_metadata"]).get("min_api_version")
-    except (KeyError, ValueError, AttributeError):
-        return None
-
-
-def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
-    """Read ``sessions.pqt`` and ``datasets.pqt`` from ``cache_dir`` as ONE-api would index them.
-
-    A table written without pandas index metadata gets every column whose name contains 'id'
-    as its index, sorted by name, as in ``one.alf.cache.load_tables``; older tables are patched.
-
-    Raises
-    ------
-    FileNotFoundError
-        A table is missing: pruning against a missing table would flag the whole tree.
-    BadArgument
-        A table is not parquet or holds a value that is not UTF-8.
-    KeyError
-        A table without an index has no column whose name contains 'id'.
-    """
-    tables = {}
-    for name, file_name in (("sessions", SESSIONS_FILE), ("datasets", DATASETS_FILE)):
-        file = cache_dir / file_name
-        if not file.is_file():
-            raise FileNotFoundError(
-                f"{file} not found; index the folder first or pass the tables explicitly"
-            )
-        table = read_table(file).to_pandas()
-        if isinstance(table.index, pd.RangeIndex):
-            id_columns = sorted(c for c in table.columns if "id" in str(c))
-            if not id_columns:
-                raise KeyError(f"{file}: failed to set index (no column name contains 'id')")
-            table = table.set_index(id_columns)
-        tables[name] = patch_cache(table, _min_api_version(file), name)
-    return tables
 
 
 def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
@@ -284,8 +66,8 @@ def check_prune_tables(tables_dir: Path, root: Path, any_origin: bool) -> None:
     check_tables_for(
         "pruning",
         "pruning would delete every file of this tree that those tables lack",
-        pq.read_schema(tables_dir / SESSIONS_FILE).metadata,
-        pq.read_schema(tables_dir / DATASETS_FILE).metadata,
+        read_metadata(tables_dir / SESSIONS_FILE),
+        read_metadata(tables_dir / DATASETS_FILE),
         root.resolve(),
         tables_dir,
         any_origin=any_origin,
@@ -304,10 +86,11 @@ def _session_folder(lab: object, subject: object, date: object, number: object) 
     """
     if isinstance(date, datetime.datetime):
         date = date.date()
-    if isinstance(number, Integral) or (isinstance(number, float) and number.is_integer()):
-        number = f"{int(number):03d}"
-    head = "" if _is_null(lab) or not lab else f"{lab}/Subjects/"
-    return f"{head}{subject}/{date}/{str(number).zfill(3)}"
+    if isinstance(number, float) and number.is_integer():
+        number = int(number)
+    if not isinstance(number, Integral):
+        number = str(number).zfill(3)
+    return session_folder("" if _is_null(lab) or not lab else str(lab), str(subject), date, number)
 
 
 def _table_datasets(tables: Mapping[str, pd.DataFrame]) -> dict[str, set[str]]:
@@ -484,19 +267,6 @@ def _delete(
     return removed
 
 
-def _clash_losers(on_disk: Mapping[str, list[object]]) -> set[str]:
-    """Session folders the indexer leaves out as ``session_clash`` (see alfcache._tables.build).
-
-    Of the folders that are one session (lab, subject, date, number), the zero-padded one is
-    indexed, ties going to the first in sort order; the others are not.
-    """
-    groups: dict[tuple[object, ...], list[tuple[bool, str]]] = {}
-    keys = zip(*(on_disk[c] for c in ("lab", "subject", "date", "num")), strict=True)
-    for session, number, key in zip(on_disk["session"], on_disk["number"], keys, strict=True):
-        groups.setdefault(key, []).append((len(str(number)) != 3, str(session)))
-    return {session for group in groups.values() for _, session in sorted(group)[1:]}
-
-
 def _left_alone(path: str, left_out: set[str]) -> bool:
     """True when ``path`` is, lies below or holds an entry the indexer left out."""
     if "." in left_out:
@@ -565,29 +335,81 @@ def remove_missing_datasets(
         seconds.
     """
     cache_dir = Path(cache_dir)
+    paths = prune_locked(
+        cache_dir,
+        cache_dir,
+        tables,
+        remove_empty_sessions=remove_empty_sessions,
+        dry=dry,
+        lock_timeout=lock_timeout,
+        any_origin=any_origin,
+    )
     if dry:
-        return prune(cache_dir, tables, remove_empty_sessions, dry=True)
-    check_timeout(lock_timeout)
-    # Deleting by tables that an index run is replacing would go by a pair of two runs.
-    with out_dir_lock(cache_dir, lock_timeout):
+        # What one-api's remove_missing_datasets prints on a dry run, kept for parity: its
+        # callers read the listing there. alfcache's command line prints its own.
+        print("The following session and datasets would be removed:", end="\n\t")
+        print("\n\t".join(sorted(map(str, paths))))
+    return paths
+
+
+def prune_locked(
+    root: Path,
+    tables_dir: Path,
+    tables: Mapping[str, pd.DataFrame] | None,
+    *,
+    remove_empty_sessions: bool,
+    dry: bool,
+    lock_timeout: float,
+    any_origin: bool,
+) -> list[Path]:
+    """:func:`prune` under the lock of ``tables_dir`` (unless ``dry``), reading the tables there.
+
+    The lock an index run takes to write the tables is held from their reading to the last
+    deletion: deleting by tables that a run is replacing would go by a pair of two runs.
+
+    Parameters
+    ----------
+    root : pathlib.Path
+        The data folder to prune.
+    tables_dir : pathlib.Path
+        The folder of ``sessions.pqt`` and ``datasets.pqt``.
+    tables : dict[str, pandas.DataFrame], optional
+        The tables, as :func:`read_cache_tables` returns them; None reads them from
+        ``tables_dir`` and (unless ``dry``) checks them with :func:`check_prune_tables`.
+    remove_empty_sessions, dry, lock_timeout, any_origin
+        As for :func:`remove_missing_datasets`.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The paths removed (or, when ``dry``, to be removed), sorted.
+    """
+    if not dry:
+        check_timeout(lock_timeout)
+    # A dry run deletes nothing, and a missing folder holds no tables to guard (reading them
+    # reports it).
+    locked = not dry and tables_dir.is_dir()
+    with out_dir_lock(tables_dir, lock_timeout) if locked else contextlib.nullcontext():
         if tables is None:
-            tables = read_cache_tables(cache_dir)
-            check_prune_tables(cache_dir, cache_dir, any_origin)
-        return prune(cache_dir, tables, remove_empty_sessions, dry=False)
+            tables = read_cache_tables(tables_dir)
+            if not dry:
+                check_prune_tables(tables_dir, root, any_origin)
+        return prune(root, tables, remove_empty_sessions, dry)
 
 
 def prune(
     cache_dir: Path,
-    tables: Mapping[str, pd.DataFrame] | None,
+    tables: Mapping[str, pd.DataFrame],
     remove_empty_sessions: bool,
     dry: bool,
 ) -> list[Path]:
-    """:func:`remove_missing_datasets` without the lock: the caller holds it when not ``dry``."""
-    if tables is None:
-        tables = read_cache_tables(cache_dir)
+    """:func:`remove_missing_datasets` without the lock: the caller holds it when not ``dry``.
+
+    Returns the paths removed, or when ``dry`` the paths to be removed, sorted; prints nothing.
+    """
     in_cache = _table_datasets(tables)
 
-    scan = scan_shards(os.path.abspath(cache_dir), [Shard("", True)])
+    scan = scan_folders(os.path.abspath(cache_dir), [Start("", True)])
     if scan.skipped:
         _logger.warning(
             "%d entries were not scanned and anything below them is left alone, e.g. %s: %s",
@@ -613,8 +435,8 @@ def prune(
     # Nothing below a folder the indexer leaves out is touched (a clash folder, a folder it
     # could not list, a link it does not follow, a nested session): the tables say nothing
     # about what lies there, so "not in the tables" does not mean "not wanted".
-    left_out = {s.path for s in scan.skipped if s.reason != "empty_file"}
-    left_out |= _clash_losers(on_disk)
+    left_out = {s.path for s in scan.skipped if s.reason != Reason.EMPTY_FILE}
+    left_out |= {s.path for s in resolve_clashes(pl.DataFrame(scan.sessions))[1]}
     candidates: set[str] = set()
     if remove_empty_sessions:
         candidates.update(s for s, folder in folder_of.items() if s and folder not in in_cache)
@@ -628,8 +450,6 @@ def prune(
     to_delete = {cache_dir / p for p in chosen}
 
     if dry:
-        print("The following session and datasets would be removed:", end="\n\t")
-        print("\n\t".join(sorted(map(str, to_delete))))
         return sorted(to_delete)
 
     walked = {

@@ -8,10 +8,8 @@ ONE-api identifies them: a session by (lab, subject, date, number), a dataset by
 tables made by another tool keep what they know; alfcache's own ids are deterministic, so an
 update gives the same tables as a full re-index of the same tree.
 
-A hashed index without ``update`` runs through the same code with no previous tables.
-
-Hashed tables carry each file's modification time as ``mtime_ns`` (int64 nanoseconds): ONE-api
-carries extra columns along as long as their names do not contain ``id``.
+The files are read, and the tables finished, as for a hashed index
+(:mod:`alfcache._digest.tables`).
 """
 
 from __future__ import annotations
@@ -21,28 +19,30 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
-from alfcache._digest.checkpoint import digest_with_checkpoint
-from alfcache._digest.read import COLUMNS, Digests, Hashing, Readers
+from alfcache._alf.paths import session_folder
+from alfcache._digest.read import COLUMNS
+from alfcache._digest.schedule import Hashing, Readers
+from alfcache._digest.tables import Plan, file_path, read_digests
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
-from alfcache._tables.build import Tables
-from alfcache._tables.checks import bad_text, origin_of, pair_mismatch
+from alfcache._records import Reason, Skip
+from alfcache._tables.build import Tables, sessions_table
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._walk.scan import NEAR_MISS, Skip
+from alfcache._tables.checks import origin_of, pair_mismatch
+from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    bad_text,
+    read_parquet,
+    read_provenance,
+)
 
-MTIME_COLUMN = "mtime_ns"
-
-SESSION_KEY = ["lab", "subject", "date", "number"]
 DATASET_KEY = ["eid", "rel_path"]
-_QC = pl.Enum(QC_LEVELS)
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
 
 
@@ -91,9 +91,7 @@ def _bad_table(path: Path, why: object) -> BadArgument:
 
 def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
     try:
-        # Not pq.read_table: it goes through pyarrow.dataset, which imports pandas (0.5 s).
-        with pq.ParquetFile(path) as file:
-            table = file.read()
+        table = read_parquet(path)
     except (OSError, pa.ArrowException) as exc:
         raise _bad_table(path, exc) from exc
     if why := bad_text(table):  # it would be carried forward into the new tables
@@ -104,11 +102,12 @@ def _read(path: Path, required: tuple[str, ...]) -> pa.Table:
     return table
 
 
-def _column(table: pa.Table, name: str, dtype: pl.DataType) -> pl.Series:
+def _column(table: pa.Table, name: str, dtype: pl.DataType | type[pl.DataType]) -> pl.Series:
     """Column ``name`` of ``table`` as ``dtype``; all null when the table has none."""
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
-    return pl.Series(name, table[name]).cast(dtype)
+    column: pl.Series = pl.Series(name, table[name]).cast(dtype)  # typed Any by Polars
+    return column
 
 
 def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
@@ -182,7 +181,7 @@ def read_previous(out_dir: Path) -> Previous | None:
     ses_path, ds_path = out_dir / SESSIONS_FILE, out_dir / DATASETS_FILE
     if not (ses_path.exists() or ds_path.exists()):
         return None
-    ses = _read(ses_path, ("id", "lab", "subject", "date", "number"))
+    ses = _read(ses_path, ("id", *SESSION_KEY))
     ds = _read(ds_path, ("eid", "id", "rel_path", "file_size"))
     if why := pair_mismatch(ses.schema.metadata, ds.schema.metadata):
         raise _bad_table(out_dir, why)
@@ -225,83 +224,6 @@ def _check_ids(previous: Previous, hash_ids: bool, out_dir: Path) -> None:
         )
 
 
-@dataclass
-class Plan:
-    """Fresh rows matched with the previous tables: which files to read, how to finish."""
-
-    sessions: pa.Table
-    datasets: pl.DataFrame
-    """One row per dataset of the new table; ``read`` marks the files to read, ``path`` is the
-    file relative to the root (null for a missing file kept with ``exists=False``)."""
-    algorithms: tuple[str, ...]
-    changes: Changes
-    skipped: list[Skip]
-    notices: list[Skip]
-
-    def to_read(self) -> tuple[list[str], np.ndarray]:
-        """The files to read, relative to the root, and their sizes as the walk found them."""
-        files = self.datasets.filter(pl.col("read"))
-        return files["path"].to_list(), files["file_size"].to_numpy()
-
-    def finish(self, digests: Digests) -> Tables:
-        """The final tables, given what reading the files of :meth:`to_read` found."""
-        rows = self.datasets.filter(pl.col("read"))["row"]
-        found = pl.DataFrame(
-            [
-                rows,
-                pl.Series("r_size", digests.sizes),
-                pl.Series("r_mtime", digests.mtimes),
-                pl.Series("gone", digests.vanished),
-                *(pl.Series(f"r_{a}", d, dtype=pl.String) for a, d in digests.columns.items()),
-            ]
-        )
-        read_ok = pl.col("r_size") >= 0
-        datasets = (
-            self.datasets.join(found, on="row", how="left")
-            .filter(~pl.col("gone").fill_null(False))
-            .with_columns(
-                pl.when(read_ok)
-                .then(pl.col("r_size").cast(pl.UInt64))
-                .otherwise("file_size")
-                .alias("file_size"),
-                pl.when(read_ok).then("r_mtime").otherwise(MTIME_COLUMN).alias(MTIME_COLUMN),
-                # A file that could not be read keeps a digest only if it was carried over.
-                *(pl.coalesce(f"r_{a}", COLUMNS[a]).alias(COLUMNS[a]) for a in digests.columns),
-            )
-            .sort(["eid", "id"])
-        )
-        total = datasets.filter(pl.col("exists"))["file_size"].sum()
-        # A file gone before it was read is not indexed; one that could not be read or kept
-        # changing is, without a digest.
-        gone = [s for s in digests.skipped if s.reason == "vanished"]
-        return Tables(
-            sessions=self.sessions,
-            datasets=_datasets_table(datasets, self.algorithms),
-            skipped=self.skipped + gone,
-            bytes=int(total or 0),
-            files=datasets.select("session", MTIME_COLUMN),
-            notices=self.notices + [s for s in digests.skipped if s.reason != "vanished"],
-        )
-
-
-def _datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...]) -> pa.Table:
-    """The datasets table in ONE-api's schema, with ``mtime_ns`` and ``xxh3_128`` when hashed."""
-    fields = list(DATASETS_SCHEMA)
-    if algorithms:
-        fields.append(pa.field(MTIME_COLUMN, pa.int64()))
-    fields += [pa.field(COLUMNS[a], pa.string()) for a in algorithms if COLUMNS[a] != "hash"]
-    schema = pa.schema(fields)
-    # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
-    qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
-    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
-    if table["hash"].null_count == table.num_rows:
-        # As in alfcache._tables.build: no MD5 at all is written as Arrow's null type, or pandas 3
-        # reads NaN and ONE-api MD5s every file it loads.
-        index = schema.get_field_index("hash")
-        table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))
-    return table
-
-
 def _match_sessions(
     table: pa.Table, previous: pl.DataFrame
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
@@ -316,7 +238,7 @@ def _match_sessions(
     polars.DataFrame
         ``eid`` (the walk's) to ``new`` (the id in the new table).
     """
-    fresh = pl.from_arrow(table).with_columns(
+    fresh = pl.DataFrame(table).with_columns(
         pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64)
     )
     matched = fresh.join(
@@ -348,7 +270,7 @@ def _match_datasets(
     ``read`` when it lacks one of ``algorithms``.
     """
     datasets = (
-        pl.from_arrow(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
+        pl.DataFrame(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
         .hstack(tables.files)
         .join(eids, on="eid", how="left")
         .with_columns(pl.col("new").alias("eid"))
@@ -369,15 +291,11 @@ def _match_datasets(
     unchanged = (
         (pl.col("old_size") == pl.col("file_size")) & (pl.col("old_mtime") == pl.col(MTIME_COLUMN))
     ).fill_null(False)
-    session_dir = pl.col("session")
     datasets = datasets.with_columns(
         pl.coalesce("old_id", "id").alias("id"),
         pl.lit(True).alias("exists"),
         pl.coalesce("old_qc", pl.lit("NOT_SET")).alias("qc"),
-        pl.when(session_dir == "")
-        .then(pl.col("rel_path"))
-        .otherwise(session_dir + "/" + pl.col("rel_path"))
-        .alias("path"),
+        file_path(),
         *(pl.when(unchanged).then(f"old_{a}").alias(COLUMNS[a]) for a in algorithms),
         pl.col("matched").fill_null(False),
         unchanged.alias("unchanged"),
@@ -394,18 +312,21 @@ def _match_datasets(
 def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]:
     """Each row's ALF path, with and without ``lab/Subjects``; none for a row without session."""
     paths: list[tuple[str, ...]] = []
-    columns = [rows[c].to_list() for c in ("lab", "subject", "date", "number")]
+    columns = [rows[c].to_list() for c in SESSION_KEY]
     rel_paths = rows["rel_path"].to_list() if with_rel_path else [None] * rows.height
     for lab, subject, date, number, rel_path in zip(*columns, rel_paths, strict=True):
         if subject is None or number is None:  # a dataset whose session is not in the table
             paths.append(())
             continue
-        tail = "/".join([subject, str(date), f"{number:03d}", *([rel_path] if rel_path else [])])
-        paths.append((f"{lab}/Subjects/{tail}", tail) if lab else (tail,))
+        rest = f"/{rel_path}" if rel_path else ""
+        tail = session_folder(None, subject, date, number) + rest
+        paths.append((session_folder(lab, subject, date, number) + rest, tail) if lab else (tail,))
     return paths
 
 
-_WALKED = frozenset({NEAR_MISS, "invalid_number", "invalid_date", "session_clash"})
+_WALKED = frozenset(
+    {Reason.NEAR_MISS, Reason.INVALID_NUMBER, Reason.INVALID_DATE, Reason.SESSION_CLASH}
+)
 """Reasons of folders the walk went through (seen, just not a session of their own): nothing
 below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
 must not stop an update dropping what vanished elsewhere, nor a ``1`` that loses to ``001``
@@ -481,7 +402,7 @@ def reconcile(
     root: str = "",
     left_out: Sequence[Skip] = (),
     outside: Previous | None = None,
-) -> Plan:
+) -> tuple[Plan, Changes]:
     """Match the assembled tables with ``previous`` and plan which files to read.
 
     Parameters
@@ -510,6 +431,8 @@ def reconcile(
     Returns
     -------
     Plan
+    Changes
+        How the tree compares with ``previous``.
 
     Raises
     ------
@@ -576,14 +499,14 @@ def reconcile(
     sessions = pl.concat(
         [sessions, *(s.select(sessions.columns) for s in (old_sessions, untouched_sessions))]
     )
-    return Plan(
-        sessions=sessions.sort("id").to_arrow().cast(SESSIONS_SCHEMA),
+    plan = Plan(
+        sessions=sessions_table(sessions.sort("id")),
         datasets=datasets.with_row_index("row"),
         algorithms=algorithms,
-        changes=changes,
         skipped=list(tables.skipped),
         notices=list(tables.notices),
     )
+    return plan, changes
 
 
 def refresh(
@@ -617,7 +540,7 @@ def refresh(
     Changes or None
         How the tree compares with ``previous``; None without previous tables.
     """
-    plan = reconcile(
+    plan, changes = reconcile(
         tables,
         previous,
         algorithms,
@@ -628,18 +551,13 @@ def refresh(
         left_out=left_out,
         outside=outside,
     )
-    paths, sizes = plan.to_read()
-    mtimes = plan.datasets.filter(pl.col("read"))[MTIME_COLUMN].to_numpy()
-    digests, hashing = digest_with_checkpoint(
+    tables, hashing = read_digests(
         root,
-        paths,
-        sizes,
-        mtimes,
-        plan.algorithms,
+        plan,
         out_dir=out_dir,
         n_jobs=n_jobs,
         progress=progress,
         readers=readers,
         follow_symlinks=follow_symlinks,
     )
-    return plan.finish(digests), hashing, plan.changes if previous else None
+    return tables, hashing, changes if previous else None

@@ -1,6 +1,6 @@
 """Verify: the cache tables against the tree on disk.
 
-The tree is walked exactly as ``index`` walks it (:func:`alfcache._index.start_walk`), and the
+The tree is walked exactly as ``index`` walks it (:func:`alfcache._walk.local.start_walk`), and the
 assembled rows are compared with the tables by ONE-api's identity, never by id: a session is
 (lab, subject, date, number), a dataset its session and ``rel_path``. So tables written by
 one-api or Alyx, with ids alfcache would never compute, are verified as well as alfcache's own.
@@ -34,24 +34,40 @@ from pathlib import Path
 import polars as pl
 import pyarrow as pa
 
-from alfcache._digest.read import COLUMNS, digest_files
+from alfcache._alf.paths import padded, session_folder_expr
+from alfcache._digest.read import COLUMNS
+from alfcache._digest.schedule import digest_files
 from alfcache._exceptions import BadArgument
-from alfcache._index import resolve_n_jobs, resolve_root, start_walk
-from alfcache._maintain.info import held_digests, read_table
+from alfcache._maintain.info import held_digests
+from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown
+from alfcache._records import Skip
 from alfcache._tables.checks import check_tables_for
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
-from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance
-from alfcache._walk.scan import Skip
+from alfcache._tables.schema import SESSION_KEY
+from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
+from alfcache._walk.local import start_walk
 
-SESSION_KEY = ("lab", "subject", "date", "number")
 DATASET_KEY = (*SESSION_KEY, "rel_path")
 
 
 @dataclass(frozen=True, order=True)
 class Difference:
-    """One way the tables and the disk disagree (see the module docstring for the kinds)."""
+    """One way the tables and the disk disagree.
+
+    Attributes
+    ----------
+    path : str
+        Relative to the root; for rows of the tables, the path ONE-api rebuilds from them.
+    kind : str
+        What differs: ``missing_file``, ``size_mismatch``, ``md5_mismatch``, ``extra_file``, ...
+        (the list is in :mod:`alfcache._maintain.verify`'s docstring).
+    expected : object
+        What the tables say; None where they have nothing (no row).
+    found : object
+        What the disk says; None where it has nothing (no file).
+    """
 
     path: str
     kind: str
@@ -64,7 +80,7 @@ class Difference:
 
 @dataclass
 class VerifyReport:
-    """What ``verify`` compared and found."""
+    """What :func:`verify` compared and found; ``ok`` when the tables match the disk."""
 
     root: Path
     tables_dir: Path
@@ -101,12 +117,15 @@ class VerifyReport:
         }
 
 
-def _column(table: pa.Table, name: str, dtype: pl.DataType, path: Path) -> pl.Series:
+def _column(
+    table: pa.Table, name: str, dtype: pl.DataType | type[pl.DataType], path: Path
+) -> pl.Series:
     """Column ``name`` of ``table`` cast to ``dtype`` (all null when absent)."""
     if name not in table.column_names:
         return pl.Series(name, [None] * table.num_rows, dtype=dtype)
     try:
-        return pl.Series(name, table[name]).cast(dtype)
+        column: pl.Series = pl.Series(name, table[name]).cast(dtype)  # typed Any by Polars
+        return column
     except pl.exceptions.PolarsError as exc:
         raise BadArgument(
             f"{shown(path)}: column {name!r} of type {table.schema.field(name).type} cannot be "
@@ -153,23 +172,10 @@ def _dataset_frame(table: pa.Table, path: Path, algorithms: tuple[str, ...]) -> 
     )
 
 
-def _folder() -> pl.Expr:
-    """The session folder ONE-api rebuilds from the parts: number padded to three digits."""
-    lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
-    return pl.concat_str(
-        [
-            lab,
-            pl.col("subject"),
-            pl.lit("/"),
-            pl.col("date").cast(pl.String),
-            pl.lit("/"),
-            pl.col("number").cast(pl.String).str.zfill(3),
-        ]
-    ).alias("folder")
-
-
 def _keyed_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
-    return sessions.with_columns(_folder()).unique(list(SESSION_KEY), keep="first")
+    # The folder ONE-api rebuilds from the parts: number padded to three digits.
+    folder = session_folder_expr(padded(pl.col("number"))).alias("folder")
+    return sessions.with_columns(folder).unique(list(SESSION_KEY), keep="first")
 
 
 def _keyed_datasets(datasets: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
@@ -278,12 +284,12 @@ def verify(
     )
     disk = walked.tables
     have_ses = _keyed_sessions(
-        pl.from_arrow(disk.sessions)
+        pl.DataFrame(disk.sessions)
         .select("id", *SESSION_KEY)
         .with_columns(pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64))
     )
     have_ds = _keyed_datasets(
-        pl.from_arrow(disk.datasets)
+        pl.DataFrame(disk.datasets)
         .select("eid", "rel_path", pl.col("file_size").cast(pl.Int64))
         .with_columns(disk.files["session"]),
         have_ses,

@@ -34,11 +34,6 @@ def numeric_array(values: Sequence[int] | np.ndarray, dtype: pa.DataType) -> pa.
     return pa.Array.from_buffers(dtype, len(data), [None, pa.py_buffer(data)])
 
 
-def bool_array(value: bool, n: int) -> pa.Array:
-    """A boolean array of ``n`` copies of ``value``."""
-    return mask_array(np.full(n, value, dtype=bool))
-
-
 def mask_array(mask: np.ndarray) -> pa.Array:
     """A boolean array of the values of a NumPy bool array, without nulls."""
     bits = np.packbits(mask, bitorder="little")

@@ -10,25 +10,31 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.ids import uuid3_strings
+from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
-from alfcache._tables.arrow import bool_array, numeric_array, string_array
-from alfcache._tables.schema import DATASETS_SCHEMA, QC_LEVELS, SESSIONS_SCHEMA
-from alfcache._walk.scan import (
+from alfcache._records import (
     DATASET_BATCH_SCHEMA,
-    NEAR_MISS,
     NOTICE_REASONS,
     SESSION_BATCH_SCHEMA,
+    Reason,
     ScanResult,
     Skip,
 )
+from alfcache._tables.schema import (
+    DATASETS_SCHEMA,
+    DIGEST_COLUMNS,
+    MTIME_COLUMN,
+    QC_LEVELS,
+    SESSIONS_SCHEMA,
+)
 
 _SHOWN = 5  # sessions named in a LabConflict message
+_QC = pl.Enum(QC_LEVELS)
 
 
 @dataclass
@@ -49,18 +55,6 @@ class Tables:
     ONE-api will look for in another folder)."""
     loadability: str = ""
     """How many sessions ONE-api cannot load, and what to do; '' when it can load them all."""
-
-
-def _alf_path(number: pl.Expr | None = None) -> pl.Expr:
-    """The session folder's ALF path: ``lab/Subjects/subject/date/number`` or without lab.
-
-    ``number`` defaults to the folder's name as written.
-    """
-    lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
-    number = pl.col("number") if number is None else number
-    return pl.concat_str(
-        [lab, pl.col("subject"), pl.lit("/"), pl.col("date"), pl.lit("/"), number]
-    )
 
 
 def _path_id() -> pl.Expr:
@@ -84,15 +78,18 @@ def _check_lab(sessions: pl.DataFrame, lab: str) -> None:
         )
 
 
-def _resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
+def resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
     """Keep one folder per (lab, subject, date, number) and report the others.
 
     ``1`` and ``001`` of the same day, or the same ALF path below two different parent folders,
     are one session for ONE-api. The zero-padded folder is kept, because it is the one ONE-api
-    rebuilds from the table; ties go to the first path in sort order.
+    rebuilds from the table; ties go to the first path in sort order. ``sessions`` holds the
+    walk's ``session`` (the folder), ``lab``, ``subject``, ``date``, ``num`` and ``number`` (as
+    written); prune leaves the others alone as the index leaves them out.
     """
     key = ["lab", "subject", "date", "num"]
-    ranked = sessions.sort([*key, "unpadded", "session"])
+    unpadded = pl.col("number").str.len_chars() != 3
+    ranked = sessions.sort([*key, unpadded, "session"])
     clash = pl.int_range(pl.len()).over(key) > 0
     kept = ranked.filter(~clash)
     lost = ranked.filter(clash).join(
@@ -101,7 +98,7 @@ def _resolve_clashes(sessions: pl.DataFrame) -> tuple[pl.DataFrame, list[Skip]]:
     skipped = [
         Skip(
             row["session"],
-            "session_clash",
+            Reason.SESSION_CLASH,
             f"same session as {row['kept']!r} (lab, subject, date and number); not indexed",
         )
         for row in lost.iter_rows(named=True)
@@ -124,7 +121,7 @@ def _without_echoes(skipped: list[Skip]) -> list[Skip]:
         parts = record.path.split("/")
         return any("/".join(parts[:end]) in folders for end in range(1, len(parts)))
 
-    return [s for s in skipped if s.reason != NEAR_MISS or not echoes(s)]
+    return [s for s in skipped if s.reason != Reason.NEAR_MISS or not echoes(s)]
 
 
 def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[list[Skip], str]:
@@ -144,7 +141,7 @@ def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[li
         "alf_path",
         found=found.otherwise(pl.lit(f"{root}/") + pl.col("session")),
         # what ONE-api rebuilds from the row: the number zero-padded
-        expected=pl.lit(f"{cache_dir}/") + _alf_path(pl.col("num").cast(pl.String).str.zfill(3)),
+        expected=pl.lit(f"{cache_dir}/") + session_folder_expr(padded(pl.col("num"))),
     ).filter(pl.col("found") != pl.col("expected"))
     if checked.height == 0:
         return [], ""
@@ -156,7 +153,7 @@ def _not_loadable(sessions: pl.DataFrame, root: str, cache_dir: str) -> tuple[li
         notices.append(
             Skip(
                 row["session"] or ".",
-                "not_loadable",
+                Reason.NOT_LOADABLE,
                 f"indexed, but ONE-api looks for this session in {row['expected']}{instead}",
             )
         )
@@ -217,12 +214,11 @@ def assemble(
     if lab:
         _check_lab(sessions, lab)
     sessions = sessions.unique("session", keep="first").with_columns(
-        alf_path=_alf_path(),
+        alf_path=session_folder_expr(pl.col("number")),
         path_id=_path_id(),
-        unpadded=pl.col("number").str.len_chars() != 3,
         lab=pl.lit(lab) if lab else pl.col("lab"),
     )
-    sessions, clashes = _resolve_clashes(sessions)
+    sessions, clashes = resolve_clashes(sessions)
     skipped += clashes
     loadability = ""
     if root is not None and cache_dir is not None:
@@ -252,8 +248,12 @@ def assemble(
     total = int(datasets["file_size"].sum())
     files = datasets.select("session", "mtime_ns")
     return Tables(
-        _sessions_table(sessions),
-        _datasets_table(datasets),
+        sessions_table(
+            sessions.select(
+                "id", "lab", "subject", pl.col("date").str.to_date("%Y-%m-%d"), number="num"
+            )
+        ),
+        datasets_table(datasets),
         skipped,
         total,
         files,
@@ -275,45 +275,41 @@ def _uuid3_column(names: pl.Series) -> pl.Series:
     return pl.Series("id", pa.chunked_array(chunks, pa.string()))
 
 
-def _sessions_table(df: pl.DataFrame) -> pa.Table:
-    empty = string_array([""] * df.height).cast(pa.string())
-    return pa.Table.from_arrays(
-        [
-            df["id"].to_arrow().cast(pa.string()),
-            df["lab"].to_arrow().cast(pa.string()),
-            df["subject"].to_arrow().cast(pa.string()),
-            df["date"].str.to_date("%Y-%m-%d").to_arrow(),
-            df["num"].to_arrow(),
-            empty,
-            empty,
-        ],
-        schema=SESSIONS_SCHEMA,
-    )
+def sessions_table(df: pl.DataFrame) -> pa.Table:
+    """The sessions table in ONE-api's schema, from a frame of its columns in any order.
+
+    ``task_protocol`` and ``projects`` are '' when ``df`` lacks them (a new index knows none).
+    """
+    unknown = {c: pl.lit("") for c in ("task_protocol", "projects") if c not in df.columns}
+    table = df.with_columns(**unknown).select(SESSIONS_SCHEMA.names)
+    return table.to_arrow().cast(SESSIONS_SCHEMA)
 
 
-def _datasets_table(df: pl.DataFrame) -> pa.Table:
-    n = df.height
-    qc = pa.DictionaryArray.from_arrays(
-        numeric_array(np.zeros(n, dtype=np.int8), pa.int8()),
-        string_array(QC_LEVELS).cast(pa.string()),
-        ordered=True,
-    )
-    # No file is hashed yet (alfcache._maintain.update fills the hashes in): a column of Arrow's
-    # null type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is not None``) takes
-    # for a digest and re-hashes every file it loads; a null-typed column reads back as None
-    # under pandas 2 and 3 alike.
-    schema = DATASETS_SCHEMA.set(
-        DATASETS_SCHEMA.get_field_index("hash"), pa.field("hash", pa.null())
-    )
-    return pa.Table.from_arrays(
-        [
-            df["eid"].to_arrow().cast(pa.string()),
-            df["id"].to_arrow().cast(pa.string()),
-            df["rel_path"].to_arrow().cast(pa.string()),
-            df["file_size"].to_arrow(),
-            pa.nulls(n),
-            bool_array(True, n),
-            qc,
-        ],
-        schema=schema,
-    )
+def datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...] = ()) -> pa.Table:
+    """The datasets table in ONE-api's schema, with ``mtime_ns`` and a column per digest other
+    than MD5 when ``algorithms`` were computed.
+
+    ``df`` holds ``eid``, ``id``, ``rel_path`` and ``file_size``, and ``exists``, ``qc`` (text)
+    and the digest columns when known; a new index knows none: every file exists, QC is
+    NOT_SET, no file is hashed.
+    """
+    fields = list(DATASETS_SCHEMA)
+    if algorithms:
+        fields.append(pa.field(MTIME_COLUMN, pa.int64()))
+    fields += [
+        pa.field(DIGEST_COLUMNS[a], pa.string()) for a in algorithms if DIGEST_COLUMNS[a] != "hash"
+    ]
+    schema = pa.schema(fields)
+    unknown = {"exists": pl.lit(True), "qc": pl.lit("NOT_SET"), "hash": pl.lit(None, pl.String)}
+    df = df.with_columns(**{c: v for c, v in unknown.items() if c not in df.columns})
+    # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
+    qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
+    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
+    if table["hash"].null_count == table.num_rows:
+        # No MD5 at all (a new index: alfcache._maintain.update fills the hashes in) is a column
+        # of Arrow's null type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is
+        # not None``) takes for a digest and re-hashes every file it loads; a null-typed column
+        # reads back as None under pandas 2 and 3 alike.
+        index = schema.get_field_index("hash")
+        table = table.set_column(index, pa.field("hash", pa.null()), pa.nulls(table.num_rows))
+    return table

@@ -11,9 +11,8 @@ reader (``--update``, ``verify``, ``prune``, ``info``) applies the same one:
   sessions.
 * :func:`pair_mismatch`: both tables carry the id of the run that wrote them; a run killed
   between the two renames leaves a new ``sessions.pqt`` beside an old ``datasets.pqt``.
-* :func:`bad_text`: a parquet file may hold bytes that are not UTF-8 in a string column (pyarrow
-  reads them unchecked); pandas, Polars (a panic) and ONE-api fail on them later, or an update
-  carries them forward.
+
+Text that is not UTF-8 is checked where tables are read (:func:`alfcache._tables.store.bad_text`).
 """
 
 from __future__ import annotations
@@ -22,12 +21,10 @@ import json
 from collections.abc import Mapping
 from pathlib import Path
 
-import pyarrow as pa
-
 from alfcache._alf.sharding import METADATA_KEY
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
-from alfcache._tables.store import RUN_KEY, read_provenance
+from alfcache._tables.store import RUN_KEY, read_one_metadata, read_provenance
 
 ANY_ORIGIN = "--any-origin"
 """The option (``any_origin=True`` in the library) that accepts tables moved on purpose."""
@@ -35,10 +32,7 @@ ANY_ORIGIN = "--any-origin"
 
 def origin_of(metadata: Mapping[bytes, bytes] | None) -> str | None:
     """The ``origin`` a table's ``one_metadata`` records; None when it has none."""
-    try:
-        origin = json.loads((metadata or {})[b"one_metadata"])["origin"]
-    except (TypeError, KeyError, ValueError):
-        return None
+    origin = (read_one_metadata(metadata) or {}).get("origin")
     return origin if isinstance(origin, str) else None
 
 
@@ -160,16 +154,3 @@ def check_tables_for(
             harm=harm,
             fix=f"Pass the tables of this folder, or {ANY_ORIGIN} if they were moved on purpose",
         )
-
-
-def bad_text(table: pa.Table) -> str | None:
-    """What is wrong with the text of ``table`` (a value that is not UTF-8); None when nothing.
-
-    Validating every value is a pass over the strings in memory (20 ms for 5 million paths).
-    """
-    for name, column in zip(table.column_names, table.columns, strict=True):
-        try:
-            column.validate(full=True)
-        except pa.ArrowInvalid as exc:
-            return f"column {name!r} holds a value that is not UTF-8 ({exc})"
-    return None

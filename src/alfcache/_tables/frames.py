@@ -6,34 +6,34 @@ path builds Arrow tables directly.
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
+import pyarrow as pa
 
-from alfcache._tables.schema import QC_LEVELS
+from alfcache._tables.schema import (
+    DATASETS_SCHEMA,
+    QC_ARROW_TYPE,
+    QC_LEVELS,
+    SESSIONS_SCHEMA,
+    numpy_type,
+)
 
 QC_TYPE = pd.CategoricalDtype(categories=list(QC_LEVELS), ordered=True)
 """pandas.api.types.CategoricalDtype: The cache table QC column data type."""
 
-SESSIONS_COLUMNS: dict[str, object] = {
-    "id": object,
-    "lab": object,
-    "subject": object,
-    "date": object,  # datetime.date
-    "number": np.uint16,
-    "task_protocol": object,
-    "projects": object,
-}
+
+def _column_map(schema: pa.Schema) -> dict[str, object]:
+    """A table's fields and the pandas dtypes ONE-api gives them (``QC_TYPE`` for ``qc``)."""
+    columns: dict[str, object] = {}
+    for f in schema:
+        is_qc = f.type == QC_ARROW_TYPE
+        columns[f.name] = QC_TYPE if is_qc else pd.api.types.pandas_dtype(numpy_type(f.type))
+    return columns
+
+
+SESSIONS_COLUMNS = _column_map(SESSIONS_SCHEMA)
 """dict: A map of sessions table fields and their data types."""
 
-DATASETS_COLUMNS: dict[str, object] = {
-    "eid": object,
-    "id": object,
-    "rel_path": object,  # relative to the session path, includes the file name
-    "file_size": "UInt64",
-    "hash": object,  # MD5 hex digest, or null when not hashed
-    "exists": bool,
-    "qc": QC_TYPE,
-}
+DATASETS_COLUMNS = _column_map(DATASETS_SCHEMA)
 """dict: A map of datasets table fields and their data types."""
 
 

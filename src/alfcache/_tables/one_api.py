@@ -1,10 +1,14 @@
-"""Cache tables in memory: ``load_tables`` and ``merge_tables`` as ``one.alf.cache`` has them.
+"""Cache tables in pandas, as ``one.alf.cache`` has them: ``load_tables``, ``merge_tables``,
+``patch_cache`` and ``remove_cache_table_files`` (with their one-api 3.x names ``patch_tables``
+and ``remove_table_files``), and :func:`read_cache_tables`, which prune reads its tables with.
 
-one-api 3.0.0 ships both next to ``make_parquet_db``; code written against that module must run
-unchanged with alfcache, so both follow its behaviour step by step (the differential tests in
-``tests/test_tables.py`` hold them to it). The one departure: a ``.pqt`` file without any
-schema metadata is skipped with a warning, like one without ``date_created``, where one-api
-raises a ``TypeError`` from deep inside ``iblutil``.
+one-api 3.0.0 ships them next to ``make_parquet_db``; code written against that module must run
+unchanged with alfcache, so they follow its behaviour step by step (the differential tests in
+``tests/test_tables.py`` and ``tests/test_maintain.py`` hold them to it). The departures: a
+``.pqt`` file without any schema metadata is skipped with a warning, like one without
+``date_created``, where one-api raises a ``TypeError`` from deep inside ``iblutil``; and
+:func:`patch_cache` decodes integer UUID pairs with NumPy on the whole column at once and never
+modifies the frame it is given.
 
 Like the rest of the pandas face, this module is imported on first use (``alfcache.__getattr__``).
 """
@@ -16,19 +20,40 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
+from packaging.version import InvalidVersion, Version
 
-from alfcache._maintain.prune import patch_cache
+from alfcache._alf.ids import uuid_text
+from alfcache._exceptions import BadArgument
 from alfcache._tables.checks import pair_mismatch
-from alfcache._tables.frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME
+from alfcache._tables.frames import EMPTY_DATASETS_FRAME, EMPTY_SESSIONS_FRAME, QC_TYPE
+from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
+from alfcache._tables.store import (
+    DATASETS_FILE,
+    SESSIONS_FILE,
+    read_metadata,
+    read_one_metadata,
+    read_parquet,
+    read_table,
+)
 
-__all__ = ["Bunch", "cast_index_object", "default_cache", "load_tables", "merge_tables"]
+__all__ = [
+    "Bunch",
+    "cast_index_object",
+    "default_cache",
+    "load_tables",
+    "merge_tables",
+    "patch_cache",
+    "patch_tables",
+    "read_cache_tables",
+    "remove_cache_table_files",
+    "remove_table_files",
+]
 
 _logger = logging.getLogger("alfcache")
 
@@ -36,7 +61,7 @@ _INDEX_KEY = ".?id"
 """one-api's pattern for the columns that become the index of a table saved without one."""
 
 
-class Bunch(dict):
+class Bunch(dict[str, Any]):
     """A dictionary whose keys are also attributes, as ``iblutil.util.Bunch`` (one-api's)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -121,7 +146,7 @@ def default_cache(origin: str = "") -> Bunch:
 
 def _read(file: Path) -> tuple[pd.DataFrame, dict[str, Any]]:
     """A table and its ``one_metadata`` (``{}`` when it has none), as ``iblutil.io.parquet``."""
-    table = pq.read_table(file)
+    table = read_parquet(file)
     try:
         metadata = json.loads((table.schema.metadata or {})[b"one_metadata"])
     except KeyError:
@@ -137,7 +162,7 @@ def _warn_if_two_runs(files: dict[str, Path]) -> None:
     runs, and the log says why its queries may find rows of another run.
     """
     if "sessions" in files and "datasets" in files:
-        metadata = (pq.read_schema(files[t]).metadata for t in ("sessions", "datasets"))
+        metadata = (read_metadata(files[t]) for t in ("sessions", "datasets"))
         if why := pair_mismatch(*metadata):
             _logger.warning("%s in %s; index the folder again", why, files["sessions"].parent)
 
@@ -315,3 +340,216 @@ def _note_origin(meta: dict[str, Any], table: str, origin: str | None) -> None:
     if "date_created" not in table_meta:
         table_meta["date_created"] = datetime.datetime.now().isoformat(sep=" ", timespec="minutes")
         meta["raw"][table] = table_meta
+
+
+CACHE_INFO_FILE = "cache_info.json"
+"""ONE-api's cache metadata file, removed together with the tables."""
+
+# -------------------------------------------------------------------------------------------------
+# patch_cache
+# -------------------------------------------------------------------------------------------------
+
+
+def _version(text: str) -> Version:
+    """``text`` as a PEP 440 version, ordered as one-api orders them (``packaging``).
+
+    Raises
+    ------
+    BadArgument
+        ``text`` is not a version number.
+    """
+    try:
+        return Version(text.strip())
+    except InvalidVersion:
+        raise BadArgument(
+            f"min_api_version={text!r} is not a version number such as '2.7.0'"
+        ) from None
+
+
+def _uuid_strings(low: np.ndarray, high: np.ndarray) -> np.ndarray:
+    """Canonical UUID strings from the two int64 halves that old cache tables store.
+
+    The 16 UUID bytes are the little-endian bytes of ``low`` followed by those of ``high``,
+    exactly as ``iblutil.io.parquet.np2str`` reads them; all rows are converted at once.
+
+    Returns
+    -------
+    numpy.ndarray
+        An object array of lower-case ``8-4-4-4-12`` strings.
+    """
+    halves = np.column_stack([_as_int64(low), _as_int64(high)]).astype("<i8", copy=False)
+    raw = np.ascontiguousarray(halves).view(np.uint8).reshape(len(halves), 16)
+    return uuid_text(raw).view("S36").ravel().astype(str).astype(object)
+
+
+def _as_int64(values: np.ndarray | pd.Series) -> np.ndarray:
+    """The 64 bits of each value as int64 (unsigned values are reinterpreted, not converted)."""
+    array = values.to_numpy() if isinstance(values, pd.Series) else np.asarray(values)
+    if array.dtype.kind == "u" and array.dtype.itemsize == 8:
+        return array.view(np.int64)
+    if array.dtype.kind not in "iu" and array.dtype != object:
+        raise BadArgument(f"integer UUID column has dtype {array.dtype}; expected int64")
+    return array.astype(np.int64)
+
+
+def _int_ids_to_str(table: pd.DataFrame) -> pd.DataFrame:
+    """Replace integer UUID column pairs (``id_0``/``id_1``, ...) by string UUID columns.
+
+    As in ONE-api, this applies only to a table whose (multi-level) index holds such a pair;
+    every ``<name>_0``/``<name>_1`` pair of the table is converted and the converted names,
+    sorted, become the index (old datasets tables kept ``eid_0``/``eid_1`` as plain columns).
+    """
+    index_names = [n for n in table.index.names if isinstance(n, str)]
+    if table.index.nlevels < 2 or not any(n.endswith("_0") for n in index_names):
+        return table
+    table = table.reset_index()
+    columns = {c for c in table.columns if isinstance(c, str)}
+    names = sorted(c[:-2] for c in columns if c.endswith("_0") and f"{c[:-2]}_1" in columns)
+    converted = {name: _uuid_strings(table[f"{name}_0"], table[f"{name}_1"]) for name in names}
+    int_columns = [f"{name}_{half}" for name in names for half in (0, 1)]
+    return table.drop(columns=int_columns).assign(**converted).set_index(names)
+
+
+def patch_cache(
+    table: pd.DataFrame, min_api_version: str | None = None, name: str | None = None
+) -> pd.DataFrame:
+    """Reformat older cache tables to comply with this version of ONE.
+
+    Currently this function will 1. convert integer UUIDs to string UUIDs; 2. rename the
+    'project' column to 'projects'; 3. add QC column; 4. drop session_path column.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        A cache table (from One._cache). It is not modified.
+    min_api_version : str, optional
+        The minimum API version supported by this cache table ('0.0.0' when None).
+    name : {'datasets', 'sessions'}, optional
+        The name of the table; the QC and session_path fixes apply to 'datasets' only.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The patched table (``table`` itself when nothing needed patching).
+
+    Raises
+    ------
+    BadArgument
+        ``min_api_version`` is not a version number, or an integer id column is not integer.
+    """
+    version = _version(min_api_version or "0.0.0")
+    table = _int_ids_to_str(table)
+    if version < Version("1.13.0") and "project" in table.columns:
+        table = table.rename(columns={"project": "projects"})
+    if name == "datasets":
+        if version < Version("2.7.0") and "qc" not in table.columns:
+            codes = np.zeros(len(table.index), dtype=np.int8)  # NOT_SET
+            table = table.assign(qc=pd.Categorical.from_codes(codes, dtype=QC_TYPE))
+        if "session_path" in table.columns:
+            table = table.drop(columns="session_path")
+    return table
+
+
+patch_tables = patch_cache
+"""one-api 3.x's name of :func:`patch_cache` (the seed's name stays)."""
+
+
+# -------------------------------------------------------------------------------------------------
+# remove_cache_table_files
+# -------------------------------------------------------------------------------------------------
+
+
+def remove_cache_table_files(
+    folder: str | os.PathLike[str],
+    tables: Iterable[str] = ("sessions", "datasets"),
+    *,
+    lock_timeout: float = DEFAULT_TIMEOUT,
+) -> list[Path]:
+    """Delete cache tables on disk.
+
+    Parameters
+    ----------
+    folder : str, pathlib.Path
+        The directory path containing cache tables to remove.
+    tables : iterable of str
+        Table names to remove, e.g. ['sessions', 'datasets'].
+        NB: This will also delete the cache_info.json metadata file.
+    lock_timeout : float
+        Seconds to wait for an index run writing into ``folder``
+        (see :mod:`alfcache._tables.lock`).
+
+    Returns
+    -------
+    list of pathlib.Path
+        The removed files; a file that is not there is logged as a warning.
+
+    Raises
+    ------
+    OutDirLocked
+        Another run kept writing into ``folder`` for ``lock_timeout`` seconds.
+    """
+    folder = Path(folder)
+    check_timeout(lock_timeout)
+    removed: list[Path] = []
+    names = (CACHE_INFO_FILE, *(f"{t}.pqt" for t in tables))
+    if not folder.is_dir():  # nothing to remove, and nowhere to put a lock
+        for name in names:
+            _logger.warning("%s not found", folder / name)
+        return removed
+    # An index run renaming its pair into place meanwhile would be left half deleted.
+    with out_dir_lock(folder, lock_timeout):
+        for name in names:
+            file = folder / name
+            try:
+                file.unlink()
+            except FileNotFoundError:
+                _logger.warning("%s not found", file)
+                continue
+            removed.append(file)
+    return removed
+
+
+remove_table_files = remove_cache_table_files
+"""one-api 3.x's name of :func:`remove_cache_table_files` (the seed's name stays)."""
+
+
+# -------------------------------------------------------------------------------------------------
+# read_cache_tables
+# -------------------------------------------------------------------------------------------------
+
+
+def _min_api_version(file: Path) -> str | None:
+    """The ``min_api_version`` in a table's ``one_metadata``, if any."""
+    return (read_one_metadata(read_metadata(file)) or {}).get("min_api_version")
+
+
+def read_cache_tables(cache_dir: Path) -> dict[str, pd.DataFrame]:
+    """Read ``sessions.pqt`` and ``datasets.pqt`` from ``cache_dir`` as ONE-api would index them.
+
+    A table written without pandas index metadata gets every column whose name contains 'id'
+    as its index, sorted by name, as in ``one.alf.cache.load_tables``; older tables are patched.
+
+    Raises
+    ------
+    FileNotFoundError
+        A table is missing: pruning against a missing table would flag the whole tree.
+    BadArgument
+        A table is not parquet or holds a value that is not UTF-8.
+    KeyError
+        A table without an index has no column whose name contains 'id'.
+    """
+    tables = {}
+    for name, file_name in (("sessions", SESSIONS_FILE), ("datasets", DATASETS_FILE)):
+        file = cache_dir / file_name
+        if not file.is_file():
+            raise FileNotFoundError(
+                f"{file} not found; index the folder first or pass the tables explicitly"
+            )
+        table = read_table(file).to_pandas()
+        if isinstance(table.index, pd.RangeIndex):
+            id_columns = sorted(c for c in table.columns if "id" in str(c))
+            if not id_columns:
+                raise KeyError(f"{file}: failed to set index (no column name contains 'id')")
+            table = table.set_index(id_columns)
+        tables[name] = patch_cache(table, _min_api_version(file), name)
+    return tables

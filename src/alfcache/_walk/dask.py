@@ -13,7 +13,7 @@ same ``_scan`` code as every other walk) and returns Arrow IPC bytes and plain P
 never pandas objects. Every task lists the folders above the sessions (a shard's walk does not
 enter other shards' sessions), so what those folders yield, skip records and links to
 folders, comes once per task and is counted once here. The main process then does what
-:class:`alfcache._index.RunningWalk` does with its workers' rows: it plans the links to follow
+:class:`alfcache._walk.local.RunningWalk` does with its workers' rows: it plans the links to follow
 between rounds (a round's links become tasks of the next one) and assembles every batch at
 once, so the tables are those of the default backend, ids included.
 
@@ -21,8 +21,8 @@ With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session'
 ``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
 
 Files are read (hashing, ``--update``) on the cluster too, after the walk: the main process
-plans the reading tasks (:func:`alfcache._digest.read.plan_tasks`: large files alone, small ones
-packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
+plans the reading tasks (:func:`alfcache._digest.schedule.plan_tasks`: large files alone, small
+ones packed by folder) for the cluster's threads, and :class:`DaskReaders` hands them to the same
 client; each runs :func:`alfcache._digest.read.hash_task` on a worker and returns plain lists
 (sizes, modification times, hex digests, skip records). Results, checkpoints and progress (by
 finished task) are the main process's, as with the default backend. The cluster started here is
@@ -32,7 +32,6 @@ closed once the files are read.
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -42,17 +41,12 @@ from typing import Any
 import pyarrow as pa
 
 from alfcache._alf.sharding import ArrayShard
-from alfcache._digest.read import TaskResult as ReadResult
+from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
-from alfcache._walk.engine import DEFAULT_IO_DEPTH, Walked, walk_here
-from alfcache._walk.scan import (
-    DATASET_BATCH_SCHEMA,
-    SESSION_BATCH_SCHEMA,
-    ScanResult,
-    Shard,
-    Skip,
-    sigint_deferred,
-)
+from alfcache._processes import sigint_deferred
+from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
+from alfcache._walk.engine import Walked, depth_share, walk_here
+from alfcache._walk.scan import Start
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -72,7 +66,7 @@ WORKERS_SECONDS = 120.0
 
 _ANY_PORT = "127.0.0.1:0"
 
-TaskResult = dict[str, Any]
+DaskTaskResult = dict[str, Any]
 """What a task returns: IPC bytes of each table's batches, and plain Python data."""
 
 
@@ -186,7 +180,8 @@ def _ipc(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> bytes:
     with pa.ipc.new_stream(sink, schema) as writer:
         for batch in batches:
             writer.write_batch(batch)
-    return sink.getvalue().to_pybytes()
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
 
 
 def _batch(data: bytes) -> pa.RecordBatch:
@@ -198,13 +193,13 @@ def _batch(data: bytes) -> pa.RecordBatch:
 
 def walk_task(
     root: str,
-    shards: list[Shard],
+    starts: list[Start],
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
-) -> TaskResult:
-    """One Dask task: walk ``shards`` of ``root`` here; the rows as Arrow IPC bytes."""
-    results, threads = walk_here(root, shards, follow_symlinks, array_shard, cap)
+) -> DaskTaskResult:
+    """One Dask task: walk from ``starts`` of ``root`` here; the rows as Arrow IPC bytes."""
+    results, threads = walk_here(root, starts, follow_symlinks, array_shard, cap)
     return {
         "sessions": _ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
         "datasets": _ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
@@ -216,7 +211,7 @@ def walk_task(
     }
 
 
-def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
+def scan_result(task: DaskTaskResult, seen: set[Skip]) -> ScanResult:
     """A task's result as the walk's :class:`ScanResult`; a record in ``seen`` is dropped.
 
     Every task lists the folders above the sessions, so their records come from each task.
@@ -237,19 +232,20 @@ def scan_result(task: TaskResult, seen: set[Skip]) -> ScanResult:
 
 
 class DaskReaders:
-    """A cluster's threads as :class:`alfcache._digest.read.Readers`: where the files are read."""
+    """A cluster's threads as :class:`alfcache._digest.schedule.Readers`: where files are read."""
 
     def __init__(self, client: Any) -> None:
         # Not pure: a task reads the files as they are now, never a result cached by its key.
         self._executor = client.get_executor(pure=False)
-        self._workers = max(1, sum(client.nthreads().values()))
+        self._workers: int = max(1, sum(client.nthreads().values()))
 
     @property
     def workers(self) -> int:
         return self._workers
 
     def submit(self, fn: Callable[..., ReadResult], /, *args: object) -> Future[ReadResult]:
-        return self._executor.submit(fn, *args)
+        future: Future[ReadResult] = self._executor.submit(fn, *args)
+        return future
 
     def failed(self, exc: Exception) -> Exception:
         return ScanFailed(
@@ -260,7 +256,7 @@ class DaskReaders:
 
 
 class DaskWalk:
-    """A walk on a Dask cluster, with the interface of :class:`alfcache._index.RunningWalk`.
+    """A walk on a Dask cluster, with the interface of :class:`alfcache._walk.local.RunningWalk`.
 
     Connecting is done here, so that an unreachable scheduler fails the run before anything
     else; :meth:`finish` walks and assembles, :meth:`readers` reads files on the same cluster,
@@ -300,9 +296,9 @@ class DaskWalk:
         try:
             self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
             n_threads = max(1, sum(self._client.nthreads().values()))
-            cap = math.ceil((self._io_depth or DEFAULT_IO_DEPTH) / n_threads)
-            work = [
-                ([Shard("", True)], shard)
+            cap = depth_share(self._io_depth, n_threads)
+            work: list[tuple[list[Start], ArrayShard | None]] = [
+                ([Start("", True)], shard)
                 for shard in task_shards(self._array_shard, TASKS_PER_THREAD * n_threads)
             ]
             while work:
@@ -317,9 +313,9 @@ class DaskWalk:
                 tasks += len(work)
                 # As between the rounds of the default walk: the links of a round, planned
                 # together, are walked in the next one.
-                shards, revisits = plan_links(self._root, links, indexed)
+                starts, revisits = plan_links(self._root, links, indexed)
                 skipped += revisits
-                work = [([shard], self._array_shard) for shard in shards]
+                work = [([start], self._array_shard) for start in starts]
         except BaseException as exc:
             self.abort()
             if isinstance(exc, AlfcacheError) or not isinstance(exc, Exception):
@@ -340,7 +336,7 @@ class DaskWalk:
         )
         return Walked(
             tables=tables,
-            shards=tasks,
+            tasks=tasks,
             ignored=sum(r.ignored for r in results),
             skipped=skipped,
             listed={"main": 0, "workers": listed},
@@ -348,8 +344,8 @@ class DaskWalk:
         )
 
     def _run(
-        self, work: list[tuple[list[Shard], ArrayShard | None]], cap: int
-    ) -> Iterable[TaskResult]:
+        self, work: list[tuple[list[Start], ArrayShard | None]], cap: int
+    ) -> Iterable[DaskTaskResult]:
         """Each task's result as it comes, through joblib's Dask backend."""
         from joblib import Parallel, delayed, parallel_config
 
@@ -357,8 +353,8 @@ class DaskWalk:
             # One shard per Dask task, all handed over at once: the scheduler balances them.
             parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator")
             yield from parallel(
-                delayed(walk_task)(self._root, shards, self._follow_symlinks, shard, cap)
-                for shards, shard in work
+                delayed(walk_task)(self._root, starts, self._follow_symlinks, shard, cap)
+                for starts, shard in work
             )
 
     def readers(self) -> DaskReaders:

@@ -39,13 +39,24 @@ from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
-from alfcache._walk.scan import ScanResult, Shard, Skip, Stack, Task, _Walk
+from alfcache._records import ScanResult, Skip
+from alfcache._walk.scan import Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
 
 DEFAULT_IO_DEPTH = 64
 """Listings in flight at most, over all processes, when the depth adapts (``io_depth=None``)."""
+
+
+def depth_share(io_depth: int | None, processes: int) -> int:
+    """One process's share of ``io_depth`` (None: ``DEFAULT_IO_DEPTH``), rounded up.
+
+    The cap of that process's listing threads (:class:`Depth`): the walk's processes together
+    keep at most about ``io_depth`` listings in flight.
+    """
+    return -(-(io_depth or DEFAULT_IO_DEPTH) // processes)
+
 
 BATCH_ROWS = 50_000
 """Rows after which a thread sends what it found: memory stays flat, messages stay few."""
@@ -74,7 +85,7 @@ class Walked:
     """The assembled tables of one walk, and what the walk left out of them."""
 
     tables: Tables
-    shards: int
+    tasks: int
     """Folder tasks handed between processes, plus the root and the links followed."""
     ignored: int
     skipped: list[Skip]
@@ -174,7 +185,7 @@ class Lister:
     root : str
         Absolute path of the indexed folder.
     follow_symlinks : bool
-        See :func:`alfcache._walk.scan.scan_shards`.
+        See :func:`alfcache._walk.scan.scan_folders`.
     cap : int
         The most threads that may list at once in this process.
     array_shard : ArrayShard, optional
@@ -224,7 +235,7 @@ class Lister:
         """False for the first measurement after a change: new threads have not yet finished a
         listing (on slow storage one can take 30 ms), so it would undercount their gain."""
         self._threads: list[threading.Thread] = []
-        self._walks: list[_Walk] = []
+        self._walks: list[Walk] = []
         self._since = time.perf_counter()
         self.used = 0
         """Threads that listed at least one folder."""
@@ -272,7 +283,7 @@ class Lister:
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
         while len(self._threads) < self._target:
-            walk = _Walk(self.root, self.follow_symlinks, self.array_shard)
+            walk = Walk(self.root, self.follow_symlinks, self.array_shard)
             thread = threading.Thread(
                 target=self._run,
                 args=(len(self._threads), walk),
@@ -284,7 +295,7 @@ class Lister:
             self._busy += 1  # until its first _next
             thread.start()
 
-    def _run(self, index: int, walk: _Walk) -> None:
+    def _run(self, index: int, walk: Walk) -> None:
         stack: Stack = deque()
         try:
             if (task := self._next(index, stack)) is not None:
@@ -468,12 +479,12 @@ def work(
 
 def walk_here(
     root: str,
-    shards: list[Shard],
+    starts: list[Start],
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
 ) -> tuple[list[ScanResult], int]:
-    """Walk ``shards`` in this process alone, on its listing threads (a Dask task's walk).
+    """Walk from ``starts`` in this process alone, on its listing threads (a Dask task's walk).
 
     The same walk as a worker process's, fed from a list instead of the shared queue.
 
@@ -494,8 +505,8 @@ def walk_here(
         on_idle=lambda _: done.set(),  # called after the last rows were emitted
         array_shard=array_shard,
     )
-    walk = _Walk(root, follow_symlinks, array_shard)
-    tasks = [walk.start(shard) for shard in shards]
+    walk = Walk(root, follow_symlinks, array_shard)
+    tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:
         lister.add(tasks, taken=len(tasks))

@@ -1,9 +1,9 @@
 """The walk: where a row is born.
 
-A :class:`_Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
+A :class:`Walk` lists folders with ``os.scandir`` on a folder descriptor and classifies every
 entry; who lists which folder, on how many threads and processes, is decided in
 :mod:`alfcache._walk.engine`. A walk's work is a stack of plain :data:`Task` values, so a
-folder can be handed to another thread or process as it is found. :func:`scan_shards` walks
+folder can be handed to another thread or process as it is found. :func:`scan_folders` walks
 given folders in one thread (the pure function: plain arguments in, Arrow out). Workers never
 import Polars or pandas, so that they stay cheap.
 
@@ -25,16 +25,12 @@ Rules (documented in docs/rules.md, with the reason code of every report):
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import functools
 import os
-import signal
 import stat
-import threading
 from collections import deque
-from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -47,69 +43,24 @@ from alfcache._alf.grammar import (
     session_parts,
 )
 from alfcache._alf.sharding import ArrayShard
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
 from alfcache._tables.arrow import numeric_array, string_array
 
-SESSION_BATCH_SCHEMA = pa.schema(
-    [
-        ("session", pa.large_string()),
-        ("lab", pa.large_string()),
-        ("subject", pa.large_string()),
-        ("date", pa.large_string()),
-        ("number", pa.large_string()),
-        ("num", pa.uint16()),
-    ]
-)
-r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
-the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
-as the reference's ``\d`` admits them)."""
 
-DATASET_BATCH_SCHEMA = pa.schema(
-    [
-        ("session", pa.large_string()),
-        ("rel_path", pa.large_string()),
-        ("file_size", pa.uint64()),
-        ("mtime_ns", pa.int64()),
-    ]
-)
-"""One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
-hashed) in a later phase, see :mod:`alfcache._digest.read`."""
+class Start(NamedTuple):
+    """Where a walk starts (a folder task): a folder relative to the root, walked deep or flat.
 
-
-class Shard(NamedTuple):
-    """A unit of work: a folder relative to the root, walked deep or flat."""
+    Not an array shard (:class:`alfcache._alf.sharding.ArrayShard`), which is a set of sessions.
+    """
 
     rel_dir: str
     deep: bool
-
-
-class Skip(NamedTuple):
-    """An entry the walk did not index, or indexed but worth a look (see NOTICE_REASONS)."""
-
-    path: str
-    reason: str
-    message: str
-
-
-NOTICE_REASONS = frozenset({"empty_file", "nested_session", "not_loadable"})
-"""Reasons of records about entries that *were* indexed: reported as notices, not skips."""
-
-NEAR_MISS = "near_miss"
-"""Reason of a folder or file that looks like ALF but is not (walked, not indexed)."""
-
-
-@dataclass
-class ScanResult:
-    """What a worker hands back: Arrow batches plus structured skip records."""
-
-    sessions: pa.RecordBatch
-    datasets: pa.RecordBatch
-    skipped: list[Skip] = field(default_factory=list)
-    ignored: int = 0
-    """Files inside sessions whose names are not ALF (``notes.txt``, ``.DS_Store``)."""
-    links: list[str] = field(default_factory=list)
-    """Links to folders met with ``follow_symlinks``, relative to the root: see plan_links."""
-    listed: int = 0
-    """Folders this walk listed: lets the report show where the walking was done."""
 
 
 class _Session(NamedTuple):
@@ -130,7 +81,7 @@ def _session(rel_dir: str, prefix: str, marker: int) -> _Session:
 
 _NO_SESSION = _Session("", "")
 _OTHER_SHARD = _Session("<a session of another array shard>", "")
-"""What :meth:`_Walk.enter_session` returns for a session another array task indexes."""
+"""What :meth:`Walk.enter_session` returns for a session another array task indexes."""
 
 Task = tuple[str, tuple[str, ...], _Session]
 """A folder to list: its path relative to the root, its last four names and its session.
@@ -161,13 +112,14 @@ def _join(rel_dir: str, name: str) -> str:
 
 def plan_links(
     root: str, links: Iterable[str], indexed: dict[str, str]
-) -> tuple[list[Shard], list[Skip]]:
+) -> tuple[list[Start], list[Skip]]:
     """Choose which links to folders to follow, so that no real folder is indexed twice.
 
     Runs in the main process between rounds of the walk: the workers only report the links
-    they meet, so the choice does not depend on how the tree was sharded. Links are taken in
-    sorted order; a link is followed unless its target (real path) is, contains or lies inside
-    a folder already indexed: the root itself or the target of a link followed before.
+    they meet, so the choice does not depend on how the tree was cut into folder tasks. Links
+    are taken in sorted order; a link is followed unless its target (real path) is, contains or
+    lies inside a folder already indexed: the root itself or the target of a link followed
+    before.
 
     Parameters
     ----------
@@ -181,29 +133,29 @@ def plan_links(
 
     Returns
     -------
-    list of Shard
-        A deep shard for every link to follow, walked through the link's own path.
+    list of Start
+        A deep start for every link to follow, walked through the link's own path.
     list of Skip
         A ``symlink_revisit`` record for every other link.
     """
-    shards: list[Shard] = []
+    starts: list[Start] = []
     skipped: list[Skip] = []
     for rel in sorted(links):
         target = os.path.realpath(os.path.join(root, rel))
         seen = next((p for p in indexed if os.path.commonpath([p, target]) in (p, target)), None)
         if seen is None:
             indexed[target] = f"link {rel}"
-            shards.append(Shard(rel, True))
+            starts.append(Start(rel, True))
         else:
             skipped.append(
                 Skip(
                     rel,
-                    "symlink_revisit",
+                    Reason.SYMLINK_REVISIT,
                     f"link target {target} overlaps {seen} ({indexed[seen]}), which is "
                     "indexed already; not followed",
                 )
             )
-    return shards, skipped
+    return starts, skipped
 
 
 def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
@@ -219,7 +171,7 @@ def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
     return _NO_SESSION
 
 
-class _Walk:
+class Walk:
     """The state of one worker's walk: columns being filled, skip records, visited folders."""
 
     def __init__(
@@ -259,14 +211,14 @@ class _Walk:
             if has_long_number(names):
                 self.skip(
                     rel_dir,
-                    "invalid_number",
+                    Reason.INVALID_NUMBER,
                     f"session number {names[-1]} has more than three digits; not a session",
                 )
             elif outer is _NO_SESSION and (why := near_miss(names)):
-                self.skip(rel_dir, NEAR_MISS, why)
+                self.skip(rel_dir, Reason.NEAR_MISS, why)
             return None
         if not is_real_date(parts.date):
-            self.skip(rel_dir, "invalid_date", f"{parts.date} is not a calendar date")
+            self.skip(rel_dir, Reason.INVALID_DATE, f"{parts.date} is not a calendar date")
             return None
         # The array-shard hook: decided on the folder's own names, so no task needs a global
         # listing; sessions nested in a session go with it (they are only found by its walk).
@@ -277,7 +229,7 @@ class _Walk:
         if outer is not _NO_SESSION:
             self.skip(
                 rel_dir,
-                "nested_session",
+                Reason.NESTED_SESSION,
                 f"indexed as a session of its own, inside session {outer.rel_dir or '.'}",
             )
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
@@ -295,28 +247,28 @@ class _Walk:
                 return shard is None or shard.owns(parts.subject, parts.date, parts.number)
         return True
 
-    def walk(self, shard: Shard) -> None:
-        stack = deque([self.start(shard)])
+    def walk(self, start: Start) -> None:
+        stack = deque([self.start(start)])
         while stack:
-            self._list(*stack.pop(), stack, shard.deep)
+            self._list(*stack.pop(), stack, start.deep)
 
-    def start(self, shard: Shard) -> Task:
-        """The first task of ``shard``; emits the row of its folder when that is a session."""
-        rel_names = tuple(shard.rel_dir.split("/")) if shard.rel_dir else ()
+    def start(self, start: Start) -> Task:
+        """The first task of a walk from ``start``; emits its folder's row if that is a session."""
+        rel_names = tuple(start.rel_dir.split("/")) if start.rel_dir else ()
         names = self.root_names + rel_names
-        # Whoever walks a folder emits its session row; a shard may also start inside a session.
+        # Whoever walks a folder emits its session row; a walk may also start inside a session.
         outer = (
-            _session_of(self.root_names, shard.rel_dir.rpartition("/")[0])
-            if shard.rel_dir
+            _session_of(self.root_names, start.rel_dir.rpartition("/")[0])
+            if start.rel_dir
             else _NO_SESSION
         )
-        if not self._in_array_shard(shard.rel_dir):
+        if not self._in_array_shard(start.rel_dir):
             # A start inside, or at, a session another array task indexes: nothing to list.
-            return shard.rel_dir, names[-4:], _OTHER_SHARD
-        session = self.enter_session(shard.rel_dir, names, outer) or _session_of(
-            self.root_names, shard.rel_dir
+            return start.rel_dir, names[-4:], _OTHER_SHARD
+        session = self.enter_session(start.rel_dir, names, outer) or _session_of(
+            self.root_names, start.rel_dir
         )
-        return shard.rel_dir, names[-4:], session
+        return start.rel_dir, names[-4:], session
 
     def list_folder(self, task: Task, stack: Stack) -> None:
         """List one folder of a deep walk; its subfolders go on ``stack``."""
@@ -348,11 +300,11 @@ class _Walk:
     def _unlistable(self, rel_dir: str, exc: OSError) -> None:
         """Report a folder that could not be opened or listed."""
         if isinstance(exc, PermissionError):
-            self.skip(rel_dir, "permission_denied", f"cannot list folder: {exc.strerror}")
+            self.skip(rel_dir, Reason.PERMISSION_DENIED, f"cannot list folder: {exc.strerror}")
         elif isinstance(exc, FileNotFoundError):
-            self.skip(rel_dir, "vanished", "folder disappeared during the scan")
+            self.skip(rel_dir, Reason.VANISHED, "folder disappeared during the scan")
         else:
-            self.skip(rel_dir, "unreadable", f"cannot list folder: {exc.strerror or exc}")
+            self.skip(rel_dir, Reason.UNREADABLE, f"cannot list folder: {exc.strerror or exc}")
 
     def _entries(
         self,
@@ -376,7 +328,7 @@ class _Walk:
             if not _is_utf8(name):
                 self.skip(
                     _join(rel_dir, name.encode(errors="surrogateescape").decode(errors="replace")),
-                    "not_utf8",
+                    Reason.NOT_UTF8,
                     "name is not valid UTF-8; rename it to index it",
                 )
                 continue
@@ -392,7 +344,7 @@ class _Walk:
                 elif _is_dataset_name(name):
                     self.skip(
                         _join(rel_dir, name),
-                        NEAR_MISS,
+                        Reason.NEAR_MISS,
                         "named like a dataset but not inside a session folder; not indexed",
                     )
             elif entry.is_symlink():
@@ -400,7 +352,7 @@ class _Walk:
             elif in_session and _is_dataset_name(name):
                 self.skip(
                     _join(rel_dir, name),
-                    "not_regular_file",
+                    Reason.NOT_REGULAR_FILE,
                     "FIFO, socket or device node named like a dataset; never opened",
                 )
 
@@ -429,15 +381,17 @@ class _Walk:
         try:
             st = entry.stat()
         except FileNotFoundError:
-            self.skip(_join(rel_dir, entry.name), "vanished", "file disappeared before stat")
+            self.skip(_join(rel_dir, entry.name), Reason.VANISHED, "file disappeared before stat")
             return
         except OSError as exc:
-            self.skip(_join(rel_dir, entry.name), "unreadable", f"cannot stat: {exc.strerror}")
+            self.skip(
+                _join(rel_dir, entry.name), Reason.UNREADABLE, f"cannot stat: {exc.strerror}"
+            )
             return
         if st.st_size == 0:
             # Indexed like any file (ONE-api does), but a zero-byte .npy is usually a copy
             # that was cut short, so it is worth a look.
-            self.skip(_join(rel_dir, entry.name), "empty_file", "indexed; the file is empty")
+            self.skip(_join(rel_dir, entry.name), Reason.EMPTY_FILE, "indexed; the file is empty")
         self.ds_session.append(session.rel_dir)
         self.ds_rel_path.append(session.prefix + entry.name)
         self.ds_size.append(st.st_size)
@@ -462,24 +416,28 @@ class _Walk:
             if self.follow_symlinks:
                 self.links.append(rel)  # followed or not by plan_links, in the main process
             else:
-                self.skip(rel, "symlink_not_followed", "link to a folder; use --follow-symlinks")
+                self.skip(
+                    rel, Reason.SYMLINK_NOT_FOLLOWED, "link to a folder; use --follow-symlinks"
+                )
         elif session is not _NO_SESSION and _is_dataset_name(entry.name):
-            self.skip(rel, "not_regular_file", "link to a FIFO, socket or device; never opened")
+            self.skip(
+                rel, Reason.NOT_REGULAR_FILE, "link to a FIFO, socket or device; never opened"
+            )
 
     def _bad_link(self, rel: str, link: str, exc: OSError) -> None:
         """Report a link whose target cannot be reached."""
         if exc.errno == errno.ELOOP:
-            self.skip(rel, "symlink_loop", "link resolves to itself through other links")
+            self.skip(rel, Reason.SYMLINK_LOOP, "link resolves to itself through other links")
             return
         if exc.errno not in (errno.ENOENT, errno.ENOTDIR):
-            self.skip(rel, "unreadable", f"cannot resolve link: {exc.strerror or exc}")
+            self.skip(rel, Reason.UNREADABLE, f"cannot resolve link: {exc.strerror or exc}")
             return
         try:
             target = os.readlink(link)
         except OSError:  # the link itself went away meanwhile
-            self.skip(rel, "vanished", "link disappeared during the scan")
+            self.skip(rel, Reason.VANISHED, "link disappeared during the scan")
             return
-        self.skip(rel, "broken_symlink", f"link target {target!r} is missing")
+        self.skip(rel, Reason.BROKEN_SYMLINK, f"link target {target!r} is missing")
 
     @property
     def rows(self) -> int:
@@ -516,19 +474,19 @@ class _Walk:
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links, self.listed)
 
 
-def scan_shards(
+def scan_folders(
     root: str,
-    shards: Iterable[Shard],
+    starts: Iterable[Start],
     follow_symlinks: bool = False,
     array_shard: ArrayShard | None = None,
 ) -> ScanResult:
-    """Walk ``shards`` of the tree at ``root`` and return their rows (runs inside a worker).
+    """Walk ``starts`` of the tree at ``root`` and return their rows (runs inside a worker).
 
     Parameters
     ----------
     root : str
         Absolute path of the indexed folder.
-    shards : iterable of Shard
+    starts : iterable of Start
         The folders to walk, relative to ``root``.
     follow_symlinks : bool
         Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
@@ -540,47 +498,7 @@ def scan_shards(
     -------
     ScanResult
     """
-    walk = _Walk(root, follow_symlinks, array_shard)
-    for shard in shards:
-        walk.walk(shard)
+    walk = Walk(root, follow_symlinks, array_shard)
+    for start in starts:
+        walk.walk(start)
     return walk.result()
-
-
-def ignore_interrupts() -> None:
-    """Worker initializer: Ctrl-C is for the main process, which then kills the workers.
-
-    A terminal sends SIGINT to the workers too; a worker that died of it first would turn an
-    interrupt into a "worker died" error, or print loky's traceback.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-@contextlib.contextmanager
-def sigint_deferred() -> Iterator[None]:
-    """Hold a Ctrl-C back until the block ends, where it raises KeyboardInterrupt as usual.
-
-    For the steps that a KeyboardInterrupt must not cut in two: starting the workers and the
-    pool's threads (they inherit the blocked signal: a worker interrupted while it imports,
-    before :func:`ignore_interrupts` runs, prints a traceback) and handing a task to loky (an
-    interrupted ``submit`` leaves a work id that loky's manager thread dies on, with a
-    KeyError traceback, when the pool is killed). Outside the main thread, which gets no
-    KeyboardInterrupt, it only blocks the signal.
-    """
-    # Started first: starting it unblocks SIGINT in this thread (Python 3.11's multiprocessing
-    # restores no signal mask), which loky would otherwise do while it starts the workers.
-    from multiprocessing import resource_tracker
-
-    resource_tracker.ensure_running()
-    received: list[int] = []
-    main = threading.current_thread() is threading.main_thread()
-    # A thread started before the block may still take the signal: then it is recorded.
-    old_handler = signal.signal(signal.SIGINT, lambda n, _: received.append(n)) if main else None
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
-    try:
-        yield
-    finally:
-        if main:
-            signal.signal(signal.SIGINT, old_handler)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending one is delivered now
-        if received:
-            signal.raise_signal(signal.SIGINT)

@@ -4,6 +4,9 @@ The trees are deterministic for a given seed: sessions with and without a lab, c
 revision folders, empty sessions and non-ALF files (which an indexer must skip). The ``.npy``
 files are real NumPy arrays (``uint8``) and the ``.pqt`` files real parquet tables (one binary
 value), so ONE-api can load them; every other file is random bytes.
+
+Public: :func:`make_tree` and :class:`TreeSummary` (``from alfcache.synth import make_tree``),
+also behind ``alfcache synth``.
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+__all__ = ["TreeSummary", "make_tree"]
 
 LABS = ("cortexlab", "churchlandlab", "mainenlab")
 
@@ -147,7 +152,21 @@ def file_bytes(name: str, payload: bytes) -> bytes:
 
 @dataclass(frozen=True)
 class TreeSummary:
-    """What :func:`make_tree` wrote."""
+    """What :func:`make_tree` wrote.
+
+    Attributes
+    ----------
+    root : pathlib.Path
+        The folder written into.
+    sessions : int
+        Session folders, empty ones included.
+    datasets : int
+        ALF dataset files.
+    non_alf_files : int
+        Files an indexer must not take as datasets (``notes.txt``, ``.DS_Store``, ...).
+    bytes : int
+        Total size of the dataset files.
+    """
 
     root: Path
     sessions: int
