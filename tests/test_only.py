@@ -142,6 +142,20 @@ def test_every_kind_of_path_gives_the_full_update(
     _both(root, full, only, [path])
 
 
+def test_a_file_outside_sessions_or_no_path_at_all_walks_nothing(
+    tmp_path: Path, make_files: MakeFiles
+):
+    # A file outside any session is in no table (a note beside the subjects, what find -newer
+    # lists without -type d); an empty list is a nightly run with nothing new.
+    root = make_files(tmp_path / "data", [*FILES, "lab/Subjects/notes.txt"])
+    _run(root, tmp_path / "out")
+    before = _tables(tmp_path / "out")
+    for paths in (["lab/Subjects/notes.txt"], []):
+        report = _run(root, tmp_path / "out", update=True, only=paths)
+        assert report.listed == {"main": 0, "workers": 0}, paths
+        assert _tables(tmp_path / "out") == before
+
+
 def test_paths_are_absolute_or_relative_to_root_and_may_hold_links(
     tmp_path: Path, make_files: MakeFiles
 ):

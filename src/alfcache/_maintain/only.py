@@ -15,9 +15,9 @@ The tables record no session folder, only its ALF path, so a previous session is
 
 A path is widened before the walk, so that every entry is classified as the full walk would:
 a path at or inside a session becomes that session's folder (its files keep their session and
-collection), a file outside any session its folder. Clashes are resolved as a full run resolves
-them: for each session found, its siblings of the same number (``1`` beside ``001``) and the
-folders ONE-api would look for it in are walked too.
+collection); a file outside any session is in no table and is passed over. Clashes are
+resolved as a full run resolves them: for each session found, its siblings of the same number
+(``1`` beside ``001``) and the folders ONE-api would look for it in are walked too.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def plan_only(
                     f"{array_shard}; give it to that shard's run, or update the merged tables"
                 )
         elif full.exists() and not full.is_dir():
-            unit = rel.rpartition("/")[0]
+            continue  # a file outside any session is in no table: nothing to walk or replace
         else:
             unit = rel
         scope.add(unit)
