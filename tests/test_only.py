@@ -156,6 +156,16 @@ def test_a_file_outside_sessions_or_no_path_at_all_walks_nothing(
         assert _tables(tmp_path / "out") == before
 
 
+def test_links_followed_below_a_path_as_in_a_full_run(tmp_path: Path, make_files: MakeFiles):
+    root = make_files(tmp_path / "data", FILES)
+    elsewhere = make_files(tmp_path / "elsewhere", ["raw/_iblrig_taskData.raw.jsonable"])
+    full, only = _indexed(root, tmp_path, follow_symlinks=True)
+    (root / SESSION / "raw_link").symlink_to(elsewhere / "raw")
+    _both(root, full, only, [SESSION], follow_symlinks=True)
+    rel_paths = pq.read_table(only / "datasets.pqt")["rel_path"].to_pylist()
+    assert "raw_link/_iblrig_taskData.raw.jsonable" in rel_paths
+
+
 def test_paths_are_absolute_or_relative_to_root_and_may_hold_links(
     tmp_path: Path, make_files: MakeFiles
 ):
@@ -221,6 +231,7 @@ def test_bad_paths_and_options_are_one_line_exit_2(
         (["--only", SESSION], "--only needs --update"),
         (["--only-from", "-"], "--only-from needs --update"),
         ([*update, SESSION], f"no tables in {tmp_path.resolve()}/out to update by path"),
+        ([*update, SESSION, "--backend", "dask", "--scheduler", "local"], "drop --backend dask"),
     ]
     for args, message in cases:
         code, err = _cli(capsys, str(root), "--out-dir", out, "-q", *args)
