@@ -347,3 +347,15 @@ def test_changes_below_the_paths_give_the_full_update(
         names = f"{session}/{name}".split("/")
         paths.add("/".join(names[: min(depth, len(names))]))
     _both(root, full, only, sorted(paths), keep_missing=keep_missing)
+
+
+@pytest.mark.parametrize("path", [SESSION, f"{SESSION}/raw", f"{SESSION}/raw/s9/2021-01-01/002"])
+def test_a_nested_session_gives_the_full_update(tmp_path: Path, make_files: MakeFiles, path: str):
+    nested = f"{SESSION}/raw/s9/2021-01-01/002"
+    root = make_files(tmp_path / "data", [*FILES, f"{nested}/wheel.position.npy"])
+    full, only = _indexed(root, tmp_path)
+    make_files(root, [f"{nested}/wheel.timestamps.npy"])
+    if path != nested:  # the changes lie below the path
+        make_files(root, [f"{SESSION}/raw/trials.table.pqt"])
+    report = _both(root, full, only, [path])
+    assert [s.path for s in report.notices if s.reason == "nested_session"] == [nested]
