@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -119,8 +120,13 @@ def index(
     shard: tuple[int, int] | None = None,
     backend: str = "processes",
     scheduler: object = None,
+    only: Iterable[str | os.PathLike[str]] | None = None,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
+
+    ``only`` (with ``update``): walk only these folders or files, absolute or relative to
+    ``root_dir``, and carry every other row of the previous tables over untouched (see
+    :mod:`alfcache._maintain.only`).
 
     Returns
     -------
@@ -147,6 +153,10 @@ def index(
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
+    if only is not None and not update:
+        raise BadArgument("only=[...] needs update=True: it updates the tables of a previous run")
+    if only is not None and backend == "dask":
+        raise BadArgument("only=[...] walks in this process; leave backend='processes'")
     check_timeout(lock_timeout)
     array_shard = check_shard(shard)
     check_backend(backend, scheduler)
@@ -155,9 +165,19 @@ def index(
         from alfcache._maintain.merge import check_update_shard
 
         check_update_shard(out, array_shard, str(root))
+    targets = None
+    if only is not None:
+        from alfcache._maintain.only import OnlyWalk, plan_only
 
-    walk: RunningWalk | DaskWalk
-    if backend == "dask":
+        paths = [only] if isinstance(only, (str, os.PathLike)) else only
+        targets = plan_only(root, paths, lab, array_shard)
+        if targets.everything:  # the root itself was given: a full update, on every worker
+            targets = None
+
+    walk: RunningWalk | DaskWalk | OnlyWalk
+    if targets is not None:
+        walk = OnlyWalk(root, targets, follow_symlinks, array_shard)
+    elif backend == "dask":
         walk = DaskWalk(root, jobs, follow_symlinks, io_depth, array_shard, scheduler)
     else:
         walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
@@ -171,6 +191,11 @@ def index(
                 previous = read_previous(out)
             if previous is not None:
                 check_origin(previous, root, out)
+            elif only is not None:
+                raise BadArgument(
+                    f"no tables in {shown(out)} to update by path: --only carries the other "
+                    "rows over from them; index without --only first"
+                )
             else:
                 message = f"no tables in {shown(out)} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -188,6 +213,11 @@ def index(
         tables = walked.tables
         rows = tables.sessions.num_rows + tables.datasets.num_rows
         check_space(out, rows, len(algorithms) * tables.datasets.num_rows)
+        outside = None
+        if targets is not None and previous is not None:
+            from alfcache._maintain.only import split_previous
+
+            previous, outside = split_previous(previous, tables, targets, root, lab)
         if update or algorithms:
             # The cluster that walked reads the files too: its nodes, not this one, are the
             # ones near the storage.
@@ -206,6 +236,7 @@ def index(
                     left_out=[*tables.skipped, *walked.skipped],
                     readers=readers,
                     follow_symlinks=follow_symlinks,
+                    outside=outside,
                 )
             else:
                 tables, hashing = read_digests(
