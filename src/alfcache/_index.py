@@ -31,6 +31,7 @@ from alfcache._tables.store import (
     write_tables,
 )
 from alfcache._walk.dask import DaskWalk, check_backend
+from alfcache._walk.engine import DepthChoice
 from alfcache._walk.local import RunningWalk, start_walk
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class IndexReport:
     """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     threads: int = 0
     """Listing threads that listed at least one folder, summed over the walk's processes."""
+    io_depth: list[DepthChoice] = field(default_factory=list)
+    """Per process of the walk (the main process first): the most listings it allowed in
+    flight and why its depth ended where it did; empty for a Dask walk."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -85,6 +89,10 @@ class IndexReport:
             "ignored_non_alf_files": self.ignored,
             "listed": dict(self.listed),
             "threads": self.threads,
+            "io_depth": {
+                "reached": sum(d.reached for d in self.io_depth),
+                "processes": [asdict(d) for d in self.io_depth],
+            },
             "skipped": [s._asdict() for s in self.skipped],
             "notices": [s._asdict() for s in self.notices],
             "loadability": self.loadability,
@@ -296,6 +304,7 @@ def index(
         skipped=sorted([*tables.skipped, *walked.skipped]),
         listed=walked.listed,
         threads=walked.threads,
+        io_depth=walked.depths,
         notices=sorted(tables.notices),
         loadability=walked.tables.loadability,
         hashing=hashing,
@@ -354,8 +363,8 @@ def make_parquet_db(
     io_depth : int, optional
         The most folder listings in flight at once, over all processes (threads list folders,
         so this is independent of ``n_jobs``). None adapts it to the storage: up to 64 while
-        listings mostly wait (network storage), one or two per process while they are
-        CPU-bound (a warm local disk).
+        listings wait and each doubling raises the rate (network storage), one per process
+        while they keep a core busy (a warm local disk); ``IndexReport.io_depth`` says why.
     follow_symlinks : bool
         Follow symbolic links to folders (never twice into the same folder).
     progress : bool

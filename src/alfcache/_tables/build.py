@@ -25,6 +25,7 @@ from alfcache._records import (
     ScanResult,
     Skip,
 )
+from alfcache._tables.arrow import cast_table, with_offsets
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
     DIGEST_COLUMNS,
@@ -231,7 +232,7 @@ def assemble(
         .with_columns(ds_path=pl.col("alf_path") + "/" + pl.col("rel_path"))
     )
     if hash_ids:
-        eid = pl.Series("id", uuid3_strings(sessions["alf_path"].to_list()))
+        eid = _series("id", [uuid3_strings(sessions["alf_path"].to_list())])
         sessions = sessions.with_columns(id=eid)
         datasets = datasets.join(
             sessions.select("session", pl.col("id").alias("eid")), on="session", how="left"
@@ -272,7 +273,14 @@ def _uuid3_column(names: pl.Series) -> pl.Series:
         uuid3_strings(names.slice(start, _ID_CHUNK).to_list())
         for start in range(0, len(names), _ID_CHUNK)
     ]
-    return pl.Series("id", pa.chunked_array(chunks, pa.string()))
+    return _series("id", chunks)
+
+
+def _series(name: str, chunks: list[pa.Array]) -> pl.Series:
+    """A Polars column of Arrow string chunks, made ``large_string`` first: Polars converts
+    any other string type with ``pyarrow.compute``, whose import costs a small run dearly."""
+    large = [with_offsets(chunk, pa.large_string()) for chunk in chunks]
+    return pl.DataFrame(pa.table({name: pa.chunked_array(large, pa.large_string())})).to_series()
 
 
 def sessions_table(df: pl.DataFrame) -> pa.Table:
@@ -282,7 +290,7 @@ def sessions_table(df: pl.DataFrame) -> pa.Table:
     """
     unknown = {c: pl.lit("") for c in ("task_protocol", "projects") if c not in df.columns}
     table = df.with_columns(**unknown).select(SESSIONS_SCHEMA.names)
-    return table.to_arrow().cast(SESSIONS_SCHEMA)
+    return cast_table(table.to_arrow(), SESSIONS_SCHEMA)
 
 
 def datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...] = ()) -> pa.Table:
@@ -304,7 +312,7 @@ def datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...] = ()) -> pa.Tab
     df = df.with_columns(**{c: v for c, v in unknown.items() if c not in df.columns})
     # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
     qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
-    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
+    table = cast_table(df.with_columns(qc).select(schema.names).to_arrow(), schema)
     if table["hash"].null_count == table.num_rows:
         # No MD5 at all (a new index: alfcache._maintain.update fills the hashes in) is a column
         # of Arrow's null type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is
