@@ -10,9 +10,11 @@ from pathlib import Path
 
 import one.alf.cache as reference
 import pandas as pd
+import pyarrow as pa
 import pytest
 
 import alfcache
+from alfcache._tables.arrow import cast_table, with_offsets
 
 MakeFiles = Callable[[Path, Iterable[str]], Path]
 
@@ -173,9 +175,64 @@ def test_index_run_never_imports_pandas(tmp_path: Path, make_files: MakeFiles) -
     assert out.stdout.strip() == "False"
 
 
+@pytest.mark.parametrize("hash_ids", [True, False])
+def test_index_run_never_imports_pyarrow_compute(
+    tmp_path: Path, make_files: MakeFiles, hash_ids: bool
+) -> None:
+    # Its import is a tenth of the start-up of a small run (issue 21): Arrow's casts and
+    # Polars's conversion of string columns that are not large_string would pull it in.
+    root = make_files(tmp_path / "data", ["lab/Subjects/s1/2021-01-01/001/alf/spikes.times.npy"])
+    code = (
+        f"import sys, alfcache; alfcache.index(sys.argv[1], n_jobs=1, hash_ids={hash_ids}); "
+        "print('pyarrow.compute' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(root)], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("to", [pa.string(), pa.large_string()])
+def test_with_offsets_is_arrows_cast(to: pa.DataType) -> None:
+    values = ["a", None, "", "ünïcode", "last"]
+    for type_ in (pa.string(), pa.large_string()):
+        array = pa.array(values, type_)
+        for part in (array, array.slice(1, 3), array.slice(5), pa.array([], type_)):
+            got = with_offsets(part, to)
+            assert got.type == to
+            got.validate(full=True)
+            assert got.equals(part.cast(to))
+
+
 def test_synth_is_a_public_module() -> None:
     # The README's example writes its tree with it: a public name, not alfcache._synth.
     import alfcache.synth
 
     assert alfcache.synth.__all__ == ["TreeSummary", "make_tree"]
     assert "alfcache._synth" not in (Path(__file__).parents[1] / "README.md").read_text()
+
+
+def test_cast_table_is_arrows_cast() -> None:
+    levels = pa.array(["NOT_SET", "PASS", "FAIL"], pa.large_string())
+    qc = pa.DictionaryArray.from_arrays(pa.array([2, 0, 1], pa.uint8()), levels, ordered=True)
+    table = pa.table(
+        {
+            "text": pa.chunked_array([pa.array(["a", None], pa.large_string()), ["ü"]]),
+            "qc": qc,
+            "size": pa.array([1, 2, 3], pa.uint64()),
+            "number": pa.array([1, 2, 3], pa.int64()),  # no shortcut: Arrow's own cast
+        }
+    )
+    schema = pa.schema(
+        [
+            ("text", pa.string()),
+            ("qc", pa.dictionary(pa.int8(), pa.string(), ordered=True)),
+            ("size", pa.uint64()),
+            ("number", pa.uint16()),
+        ],
+        metadata={b"kept": b"yes"},
+    )
+    got = cast_table(table, schema)
+    got.validate(full=True)
+    assert got.equals(table.cast(schema))
+    assert got.schema.equals(schema, check_metadata=True)

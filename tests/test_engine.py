@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,16 @@ from _procs import alive, comm, descendants
 import alfcache
 import alfcache._walk.local
 from alfcache import _processes as _executor
-from alfcache._walk.engine import DEFAULT_IO_DEPTH, GAIN, HOLD, Depth, depth_share
+from alfcache._walk import engine
+from alfcache._walk.engine import (
+    DEFAULT_IO_DEPTH,
+    GAIN,
+    HOLD,
+    Depth,
+    DepthChoice,
+    Sample,
+    depth_share,
+)
 
 DEADLINE = 120.0
 
@@ -40,18 +50,31 @@ with open(f"/proc/{os.getpid()}/cmdline", "rb") as f:
 if b"alfcache" in command and b"index" in command:
     _scandir = os.scandir
     def _slow_scandir(*args, **kwargs):
-        time.sleep(float(os.environ["ALFCACHE_TEST_LISTING_SECONDS"]))
+        seconds = float(os.environ["ALFCACHE_TEST_LISTING_SECONDS"])
+        if os.environ.get("ALFCACHE_TEST_LISTING_SPIN"):  # holds the GIL and a core
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                pass
+        else:
+            time.sleep(seconds)
         return _scandir(*args, **kwargs)
     os.scandir = _slow_scandir
 """
 
 
 def _cli(
-    tmp_path: Path, root: Path, out: Path, *options: str, seconds: float = 0.0
+    tmp_path: Path,
+    root: Path,
+    out: Path,
+    *options: str,
+    seconds: float = 0.0,
+    spin: str | None = None,
 ) -> dict[str, Any]:
     """``alfcache index ROOT --json`` with listings that sleep ``seconds``; its summary."""
     hooks = with_sitecustomize(tmp_path, SLOW_LISTINGS)
-    env = python_env(hooks, ALFCACHE_TEST_LISTING_SECONDS=str(seconds))
+    env = python_env(
+        hooks, ALFCACHE_TEST_LISTING_SECONDS=str(seconds), **({spin: "1"} if spin else {})
+    )
     cmd = [sys.executable, "-m", "alfcache", "index", str(root), "--out-dir", str(out)]
     done = subprocess.run(
         [*cmd, "--json", "--quiet", *options],
@@ -188,57 +211,101 @@ def test_workers_die_with_a_killed_main_process(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# the depth's hill climb, on made-up rates
+# the depth's decisions, on made-up measurements
 # --------------------------------------------------------------------------------------------
 
 
-def _climb(rate_at: Any, cap: int, steps: int) -> list[int]:
+def _sample(rate: float, busy: float) -> Sample:
+    """A measurement of ``rate`` items per second with ``busy`` cores in use."""
+    return Sample(seconds=1.0, items=int(rate), demand=busy)
+
+
+def _waiting(depth: int) -> Sample:
+    """Network storage: each listing waits, the rate grows with the listings in flight."""
+    return _sample(1000.0 * depth, busy=0.005 * depth)
+
+
+def _cpu_bound(depth: int) -> Sample:
+    """A warm local disk: listings keep a core busy; more threads only queue for the GIL."""
+    return _sample(10_000.0 / (1 + 0.05 * (depth - 1)), busy=1.0)
+
+
+def _climb(measure: Callable[[int], Sample], cap: int, steps: int) -> tuple[list[int], Depth]:
     depth = Depth(cap)
-    seen = []
-    for _ in range(steps):
-        seen.append(depth.observe(rate_at(depth.value)))
-    return seen
+    return [depth.observe(measure(depth.value)) for _ in range(steps)], depth
 
 
-def test_depth_climbs_to_the_cap_when_listings_wait() -> None:
-    # Each listing waits: the rate grows with the listings in flight.
-    seen = _climb(lambda depth: 100.0 * depth, cap=64, steps=8)
+def test_depth_climbs_when_slow_listings_pay() -> None:
+    seen, depth = _climb(_waiting, cap=64, steps=8)
     assert seen[:7] == [2, 4, 8, 16, 32, 64, 64]
+    assert depth.choice.reached == 64
+    assert "waited on storage" in depth.choice.why
 
 
-def test_depth_stays_low_when_listings_are_cpu_bound() -> None:
-    # The GIL: more threads do not list faster, a little slower even.
-    seen = _climb(lambda depth: 1000.0 / (1 + 0.05 * (depth - 1)), cap=64, steps=60)
-    assert max(seen) == 2  # tried once in a while...
-    assert seen.count(1) > len(seen) * 0.8  # ...and undone at once
-    assert seen[-1] in (1, 2)
+def test_depth_stays_at_one_when_listings_keep_a_core_busy() -> None:
+    # Not even tried: a try on a warm disk costs, and its verdict is noisy.
+    seen, depth = _climb(_cpu_bound, cap=64, steps=200)
+    assert set(seen) == {1}
+    assert depth.choice == DepthChoice(1, depth.why)
+    assert "do not wait on storage" in depth.choice.why
 
 
-def test_depth_goes_back_down_when_threads_stop_paying() -> None:
-    fast = {"on": False}
-
-    def rate(depth: int) -> float:
-        return 1000.0 / depth if fast["on"] else 100.0 * depth
-
-    depth = Depth(16)
-    for _ in range(6):
-        depth.observe(rate(depth.value))
-    assert depth.value == 16
-    fast["on"] = True  # the storage became fast (a warm cache): fewer threads do better
-    for _ in range(4 * (HOLD + 2)):
-        depth.observe(rate(depth.value))
-    assert depth.value == 1
+def test_depth_falls_back_when_a_climb_does_not_pay() -> None:
+    # Listings look idle (they wait for the GIL, or for a core on a loaded machine), but more
+    # of them in flight do not raise the rate: each try is undone, and tried ever more rarely.
+    seen, depth = _climb(lambda depth: _sample(10_000.0, busy=0.2), cap=64, steps=200)
+    assert max(seen) == 2
+    assert seen[-1] == 1
+    assert seen.count(2) <= 5  # tries after 10, 20, 40, 80 measurements: not every 10
+    assert "less than" in depth.why and "back to 1" in depth.why
 
 
 def test_depth_keeps_a_doubling_only_when_it_pays() -> None:
     depth = Depth(8)
-    assert depth.observe(100.0) == 2
-    assert depth.observe(100.0 * GAIN * 0.99) == 1  # not enough: undone
-    assert depth.observe(100.0) == 1  # and held
+    assert depth.observe(_sample(100.0, busy=0.1)) == 2
+    assert depth.observe(_sample(100.0 * GAIN * 0.99, busy=0.2)) == 1  # not enough: undone
+    assert depth.observe(_sample(100.0, busy=0.1)) == 1  # and held
+
+
+def test_depth_goes_back_down_when_listings_stop_waiting() -> None:
+    warm = {"on": False}
+
+    def measure(depth: int) -> Sample:
+        return _cpu_bound(depth) if warm["on"] else _waiting(depth)
+
+    depth = Depth(16)
+    for _ in range(8):
+        depth.observe(measure(depth.value))
+    assert depth.value == 16
+    warm["on"] = True  # the storage became fast (a warm cache): fewer threads do as well
+    for _ in range(4 * (HOLD + 2)):
+        depth.observe(measure(depth.value))
+    assert depth.value == 1
+    assert depth.choice.reached == 16
 
 
 def test_depth_of_one_never_moves() -> None:
-    assert set(_climb(lambda depth: 100.0 * depth, cap=1, steps=30)) == {1}
+    seen, depth = _climb(_waiting, cap=1, steps=30)
+    assert set(seen) == {1}
+    assert depth.choice == DepthChoice(1, "capped at one listing per process")
+
+
+@pytest.mark.parametrize("listings", ["wait", "spin"])
+def test_json_reports_the_depth_reached_and_why(tmp_path: Path, listings: str) -> None:
+    # Listings that sleep wait like network storage's; listings that spin keep a core busy
+    # like a warm disk's. Each process's decision is in --json.
+    root = spikes_tree(tmp_path / "data", 24)
+    option = "ALFCACHE_TEST_LISTING_SPIN" if listings == "spin" else None
+    summary = _cli(tmp_path, root, tmp_path / "out", "--jobs", "1", seconds=0.02, spin=option)
+    (process,) = summary["io_depth"]["processes"]
+    assert summary["io_depth"]["reached"] == process["reached"]
+    if listings == "wait":
+        assert process["reached"] > 1
+        assert "waited on storage" in process["why"]
+    else:
+        assert process["reached"] == 1
+        assert "do not wait on storage" in process["why"]
+        assert summary["threads"] == 1
 
 
 def test_depth_share_splits_io_depth_over_processes_rounding_up() -> None:
@@ -271,3 +338,29 @@ def test_fork_server_workers_from_a_script_without_main_guard(tmp_path: Path) ->
     assert done.returncode == 0, done.stderr
     assert done.stdout == "8\n"
     assert "Traceback" not in done.stderr
+
+
+def test_no_wait_once_every_folder_is_listed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Once the count of folders left is zero no row is on its way: waiting for one anyway
+    # cost every run POLL_SECONDS, an eighth of the start-up of a small run (issue 21).
+    calls: list[tuple[float, int] | str] = []
+    walk_type = alfcache._walk.local.RunningWalk
+    collect, close = walk_type._collect, walk_type._close
+
+    def recorded_collect(self: Any, take: Any, *args: Any, **kwargs: Any) -> None:
+        timeout = kwargs.get("timeout", args[0] if args else engine.POLL_SECONDS)
+        calls.append((timeout, self._outstanding.value))
+        collect(self, take, *args, **kwargs)
+
+    def recorded_close(self: Any, take: Any) -> None:
+        calls.append("close")
+        close(self, take)
+
+    monkeypatch.setattr(walk_type, "_collect", recorded_collect)
+    monkeypatch.setattr(walk_type, "_close", recorded_close)
+    alfcache.index(spikes_tree(tmp_path / "data", 2), tmp_path / "out", n_jobs=1)
+    walking = calls[: calls.index("close")]
+    assert walking, "the walk was never collected"
+    assert [c for c in walking if isinstance(c, tuple) and c[1] == 0 and c[0] > 0] == []

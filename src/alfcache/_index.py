@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 import time
 import warnings
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -30,6 +31,7 @@ from alfcache._tables.store import (
     write_tables,
 )
 from alfcache._walk.dask import DaskWalk, check_backend
+from alfcache._walk.engine import DepthChoice
 from alfcache._walk.local import RunningWalk, start_walk
 
 if TYPE_CHECKING:
@@ -63,6 +65,9 @@ class IndexReport:
     """Folders the walk listed, by where: ``"main"`` (this process) and ``"workers"``."""
     threads: int = 0
     """Listing threads that listed at least one folder, summed over the walk's processes."""
+    io_depth: list[DepthChoice] = field(default_factory=list)
+    """Per process of the walk (the main process first): the most listings it allowed in
+    flight and why its depth ended where it did; empty for a Dask walk."""
     hashing: Hashing | None = None
     """What reading the files did; None when nothing was hashed or updated."""
     changes: Changes | None = None
@@ -84,6 +89,10 @@ class IndexReport:
             "ignored_non_alf_files": self.ignored,
             "listed": dict(self.listed),
             "threads": self.threads,
+            "io_depth": {
+                "reached": sum(d.reached for d in self.io_depth),
+                "processes": [asdict(d) for d in self.io_depth],
+            },
             "skipped": [s._asdict() for s in self.skipped],
             "notices": [s._asdict() for s in self.notices],
             "loadability": self.loadability,
@@ -111,8 +120,13 @@ def index(
     shard: tuple[int, int] | None = None,
     backend: str = "processes",
     scheduler: object = None,
+    only: Iterable[str | os.PathLike[str]] | None = None,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
+
+    ``only`` (with ``update``): walk only these folders or files, absolute or relative to
+    ``root_dir``, and carry every other row of the previous tables over untouched (see
+    :mod:`alfcache._maintain.only`).
 
     Returns
     -------
@@ -139,6 +153,10 @@ def index(
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
+    if only is not None and not update:
+        raise BadArgument("only=[...] needs update=True: it updates the tables of a previous run")
+    if only is not None and backend == "dask":
+        raise BadArgument("only=[...] walks in this process; leave backend='processes'")
     check_timeout(lock_timeout)
     array_shard = check_shard(shard)
     check_backend(backend, scheduler)
@@ -147,9 +165,19 @@ def index(
         from alfcache._maintain.merge import check_update_shard
 
         check_update_shard(out, array_shard, str(root))
+    targets = None
+    if only is not None:
+        from alfcache._maintain.only import OnlyWalk, plan_only
 
-    walk: RunningWalk | DaskWalk
-    if backend == "dask":
+        paths = [only] if isinstance(only, (str, os.PathLike)) else only
+        targets = plan_only(root, paths, lab, array_shard)
+        if targets.everything:  # the root itself was given: a full update, on every worker
+            targets = None
+
+    walk: RunningWalk | DaskWalk | OnlyWalk
+    if targets is not None:
+        walk = OnlyWalk(root, targets, follow_symlinks, array_shard)
+    elif backend == "dask":
         walk = DaskWalk(root, jobs, follow_symlinks, io_depth, array_shard, scheduler)
     else:
         walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
@@ -163,6 +191,11 @@ def index(
                 previous = read_previous(out)
             if previous is not None:
                 check_origin(previous, root, out)
+            elif only is not None:
+                raise BadArgument(
+                    f"no tables in {shown(out)} to update by path: --only carries the other "
+                    "rows over from them; index without --only first"
+                )
             else:
                 message = f"no tables in {shown(out)} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
@@ -180,6 +213,11 @@ def index(
         tables = walked.tables
         rows = tables.sessions.num_rows + tables.datasets.num_rows
         check_space(out, rows, len(algorithms) * tables.datasets.num_rows)
+        outside = None
+        if targets is not None and previous is not None:
+            from alfcache._maintain.only import split_previous
+
+            previous, outside = split_previous(previous, tables, targets, root, lab)
         if update or algorithms:
             # The cluster that walked reads the files too: its nodes, not this one, are the
             # ones near the storage.
@@ -198,6 +236,7 @@ def index(
                     left_out=[*tables.skipped, *walked.skipped],
                     readers=readers,
                     follow_symlinks=follow_symlinks,
+                    outside=outside,
                 )
             else:
                 tables, hashing = read_digests(
@@ -265,6 +304,7 @@ def index(
         skipped=sorted([*tables.skipped, *walked.skipped]),
         listed=walked.listed,
         threads=walked.threads,
+        io_depth=walked.depths,
         notices=sorted(tables.notices),
         loadability=walked.tables.loadability,
         hashing=hashing,
@@ -323,8 +363,8 @@ def make_parquet_db(
     io_depth : int, optional
         The most folder listings in flight at once, over all processes (threads list folders,
         so this is independent of ``n_jobs``). None adapts it to the storage: up to 64 while
-        listings mostly wait (network storage), one or two per process while they are
-        CPU-bound (a warm local disk).
+        listings wait and each doubling raises the rate (network storage), one per process
+        while they keep a core busy (a warm local disk); ``IndexReport.io_depth`` says why.
     follow_symlinks : bool
         Follow symbolic links to folders (never twice into the same folder).
     progress : bool

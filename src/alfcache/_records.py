@@ -103,7 +103,7 @@ SESSION_BATCH_SCHEMA = pa.schema(
         ("date", pa.large_string()),
         ("number", pa.large_string()),
         ("num", pa.uint16()),
-        ("id", pa.string()),
+        ("id", pa.large_string()),
     ]
 )
 r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
@@ -117,7 +117,7 @@ DATASET_BATCH_SCHEMA = pa.schema(
         ("rel_path", pa.large_string()),
         ("file_size", pa.uint64()),
         ("mtime_ns", pa.int64()),
-        ("id", pa.string()),
+        ("id", pa.large_string()),
     ]
 )
 """One row per dataset file; ``rel_path`` is relative to the session folder and ``id`` is the

@@ -90,6 +90,18 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         help="with --update: keep datasets whose files vanished, with exists=False",
     )
     idx.add_argument(
+        "--only",
+        action="append",
+        metavar="PATH",
+        help="with --update: walk only this folder or file (absolute or relative to ROOT; "
+        "repeatable) and carry every other row over untouched",
+    )
+    idx.add_argument(
+        "--only-from",
+        metavar="FILE",
+        help="with --update: as --only, for each path in FILE (one a line; - for stdin)",
+    )
+    idx.add_argument(
         "--follow-symlinks",
         action="store_true",
         help="follow symbolic links to folders (each folder once)",
@@ -138,6 +150,11 @@ def _check_index_options(args: argparse.Namespace) -> None:
         )
     if args.keep_missing and not args.update:
         raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
+    for option, given in (("--only", args.only), ("--only-from", args.only_from)):
+        if given is not None and not args.update:
+            raise BadArgument(f"{option} needs --update: it updates the tables of a previous run")
+        if given is not None and args.backend == "dask":
+            raise BadArgument(f"{option} walks in this process; drop --backend dask")
     if args.backend == "dask" and not args.scheduler:
         raise BadArgument(
             "--backend dask needs --scheduler: a scheduler's address (tcp://host:8786), or "
@@ -157,6 +174,23 @@ def _print_records(kind: str, records: Sequence[Skip]) -> None:
         print(f"alfcache: ... {n} more {label} (all are listed with --json)", file=sys.stderr)
 
 
+def _only_paths(args: argparse.Namespace) -> list[str] | None:
+    """The paths of ``--only`` and ``--only-from`` (blank lines skipped); None for neither."""
+    if args.only is None and args.only_from is None:
+        return None
+    paths = list(args.only or [])
+    if args.only_from == "-":
+        paths += sys.stdin.read().splitlines()
+    elif args.only_from is not None:
+        try:
+            with open(args.only_from, encoding="utf-8") as file:
+                paths += file.read().splitlines()
+        except (OSError, UnicodeDecodeError) as exc:
+            why = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            raise BadArgument(f"cannot read --only-from {shown(args.only_from)}: {why}") from None
+    return [p for p in paths if p.strip()]
+
+
 def run(args: argparse.Namespace) -> int:
     """Index ``args.root``; the summary on stderr, ``--json`` on stdout."""
     from alfcache._index import index
@@ -166,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"alfcache: indexing shard {shard} of a SLURM array job", file=sys.stderr)
     previous_handler = signal.signal(signal.SIGTERM, _terminate)
     _check_index_options(args)
+    only = _only_paths(args)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
@@ -186,6 +221,7 @@ def run(args: argparse.Namespace) -> int:
                 shard=shard,
                 backend=args.backend,
                 scheduler=args.scheduler,
+                only=only,
             )
         finally:
             signal.signal(signal.SIGTERM, previous_handler)
@@ -203,7 +239,8 @@ def run(args: argparse.Namespace) -> int:
             print(
                 f"alfcache: update: {c.new} new, {c.changed} changed, {c.unchanged} unchanged"
                 f"{unknown}, {c.vanished} vanished ({fate}), {c.carried_over} carried over "
-                "(below entries not indexed: see skipped)",
+                "(below entries not indexed: see skipped)"
+                + (f", {c.untouched} outside --only untouched" if only is not None else ""),
                 file=sys.stderr,
             )
         if report.hashing and report.hashing.resumed:

@@ -78,6 +78,9 @@ class Changes:
     unknown: int = 0
     """Same size, but the previous table records no modification time (tables of ONE-api or
     unhashed ones) while digests are to be kept: read again, changed or not."""
+    untouched: int = 0
+    """In the previous table, outside the paths an update by path walked (``--only``): kept
+    unchanged, unread."""
 
 
 def _bad_table(path: Path, why: object) -> BadArgument:
@@ -321,10 +324,13 @@ def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]
     return paths
 
 
-_WALKED = frozenset({Reason.NEAR_MISS, Reason.INVALID_NUMBER, Reason.INVALID_DATE})
+_WALKED = frozenset(
+    {Reason.NEAR_MISS, Reason.INVALID_NUMBER, Reason.INVALID_DATE, Reason.SESSION_CLASH}
+)
 """Reasons of folders the walk went through (seen, just not a session of their own): nothing
 below them can have been missed, so they carry no row over. An empty ``subject/date/1000``
-must not stop an update dropping what vanished elsewhere."""
+must not stop an update dropping what vanished elsewhere, nor a ``1`` that loses to ``001``
+(walked whole, only left out of the tables)."""
 
 
 def _below_left_out(
@@ -395,6 +401,7 @@ def reconcile(
     out_dir: Path,
     root: str = "",
     left_out: Sequence[Skip] = (),
+    outside: Previous | None = None,
 ) -> tuple[Plan, Changes]:
     """Match the assembled tables with ``previous`` and plan which files to read.
 
@@ -417,6 +424,9 @@ def reconcile(
     left_out : sequence of Skip
         Entries the walk did not index (folders not listed, links not followed, ...): the
         previous rows that may lie below them are carried over unchanged.
+    outside : Previous, optional
+        Rows of the previous tables the walk did not look at (an update by path,
+        :mod:`alfcache._maintain.only`): carried over unchanged; ``previous`` holds the others.
 
     Returns
     -------
@@ -432,6 +442,8 @@ def reconcile(
     if previous is None:
         previous = _no_previous()
     _check_ids(previous, hash_ids, out_dir)
+    if outside is not None:
+        _check_ids(outside, hash_ids, out_dir)
     # Every digest the previous tables hold is kept (and computed for new and changed files):
     # an update asking for XXH3 over MD5 tables must not leave ONE-api without MD5s.
     wanted = {*algorithms, *previous.algorithms}
@@ -457,6 +469,8 @@ def reconcile(
         | nested
     )
     changes = _count(datasets, bool(algorithms), vanished=gone.height, carried=carried.height)
+    untouched = outside.datasets if outside is not None else gone.clear()
+    changes.untouched = untouched.height
     columns = [
         "eid",
         "id",
@@ -472,7 +486,8 @@ def reconcile(
     ]
     datasets = datasets.select(columns)
     kept, kept_sessions = (gone, vanished_sessions) if keep_missing else (gone.clear(), None)
-    old_rows = pl.concat([carried, kept.with_columns(pl.lit(False).alias("exists"))]).with_columns(
+    kept = kept.with_columns(pl.lit(False).alias("exists"))
+    old_rows = pl.concat([carried, kept, untouched]).with_columns(
         pl.lit(None, pl.String).alias("session"),
         pl.lit(None, pl.String).alias("path"),
         pl.lit(False).alias("read"),
@@ -480,7 +495,10 @@ def reconcile(
     )
     datasets = pl.concat([datasets, old_rows.select(columns)])
     old_sessions = kept_sessions if kept_sessions is not None else carried_sessions
-    sessions = pl.concat([sessions, old_sessions.select(sessions.columns)])
+    untouched_sessions = outside.sessions if outside is not None else old_sessions.clear()
+    sessions = pl.concat(
+        [sessions, *(s.select(sessions.columns) for s in (old_sessions, untouched_sessions))]
+    )
     plan = Plan(
         sessions=sessions_table(sessions.sort("id")),
         datasets=datasets.with_row_index("row"),
@@ -505,6 +523,7 @@ def refresh(
     left_out: Sequence[Skip] = (),
     readers: Readers | None = None,
     follow_symlinks: bool = False,
+    outside: Previous | None = None,
 ) -> tuple[Tables, Hashing, Changes | None]:
     """Carry over what ``previous`` knows, read the other files, and finish the tables.
 
@@ -530,6 +549,7 @@ def refresh(
         out_dir=out_dir,
         root=root,
         left_out=left_out,
+        outside=outside,
     )
     tables, hashing = read_digests(
         root,

@@ -28,6 +28,84 @@ def string_array(values: Sequence[str | None]) -> pa.Array:
     )
 
 
+def with_offsets(array: pa.Array, type_: pa.DataType) -> pa.Array:
+    """A ``string`` or ``large_string`` array as ``type_`` (the other one), its buffers reused.
+
+    Arrow's ``cast`` does the same but imports ``pyarrow.compute``, a tenth of the start-up of
+    a small run, and Polars imports it too for any string column that is not ``large_string``.
+    """
+    if array.type == type_:
+        return array
+    validity, offsets, data = array.buffers()
+    wide = np.int64 if array.type == pa.large_string() else np.int32
+    n = array.offset + len(array)
+    old = np.frombuffer(offsets, dtype=wide, count=n + 1) if offsets else np.zeros(1, wide)
+    if type_ == pa.string() and old[-1] > np.iinfo(np.int32).max:
+        return array.cast(type_)  # more than 2 GiB of text: Arrow's own error
+    new = old.astype(np.int64 if type_ == pa.large_string() else np.int32)
+    return pa.Array.from_buffers(
+        type_,
+        len(array),
+        [validity, pa.py_buffer(new), data or pa.py_buffer(b"")],
+        array.null_count,
+        array.offset,
+    )
+
+
+_STRINGS = (pa.string(), pa.large_string())
+
+
+def cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """``table.cast(schema)``, without ``pyarrow.compute`` for what Polars hands over.
+
+    Polars gives ``large_string`` text and ``uint8`` dictionary indices; ONE-api's schema
+    wants ``string`` and ``int8``. Those are laid out again on the same buffers; any other
+    change of type goes to Arrow's ``cast``, which imports ``pyarrow.compute``.
+    """
+    if table.schema.names != schema.names:
+        raise ValueError(f"columns {table.schema.names} are not {schema.names}")
+    columns = [
+        column if column.type == field.type else _cast_column(column, field.type)
+        for column, field in zip(table.columns, schema, strict=True)
+    ]
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def _cast_column(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
+    old = column.type
+    if old in _STRINGS and type_ in _STRINGS:
+        return pa.chunked_array([with_offsets(c, type_) for c in column.chunks], type_)
+    if (
+        pa.types.is_dictionary(old)
+        and pa.types.is_dictionary(type_)
+        and old.value_type in _STRINGS
+        and type_.value_type in _STRINGS
+        and old.ordered == type_.ordered
+        and pa.types.is_integer(old.index_type)
+        and pa.types.is_integer(type_.index_type)
+    ):
+        return pa.chunked_array([_dictionary(c, type_) for c in column.chunks], type_)
+    return column.cast(type_)
+
+
+def _dictionary(array: pa.DictionaryArray, type_: pa.DictionaryType) -> pa.DictionaryArray:
+    width = type_.index_type.to_pandas_dtype()
+    indices = array.indices
+    if indices.null_count or indices.offset:
+        return array.cast(type_)  # not what Polars hands over: Arrow's cast
+    codes = np.frombuffer(
+        indices.buffers()[1], dtype=indices.type.to_pandas_dtype(), count=len(indices)
+    )
+    if len(codes) and codes.max() > np.iinfo(width).max:
+        return array.cast(type_)  # an index beyond the new width: Arrow's own error
+    new = pa.Array.from_buffers(
+        type_.index_type, len(indices), [None, pa.py_buffer(codes.astype(width))]
+    )
+    return pa.DictionaryArray.from_arrays(
+        new, with_offsets(array.dictionary, type_.value_type), ordered=type_.ordered
+    )
+
+
 def numeric_array(values: Sequence[int] | np.ndarray, dtype: pa.DataType) -> pa.Array:
     """A primitive array of ``dtype`` (e.g. ``pa.uint64()``) without nulls."""
     data = np.asarray(values, dtype=dtype.to_pandas_dtype())

@@ -24,6 +24,7 @@ from alfcache._records import (
     ScanResult,
     Skip,
 )
+from alfcache._tables.arrow import cast_table
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
     DIGEST_COLUMNS,
@@ -307,7 +308,7 @@ def sessions_table(df: pl.DataFrame) -> pa.Table:
     """
     unknown = {c: pl.lit("") for c in ("task_protocol", "projects") if c not in df.columns}
     table = df.with_columns(**unknown).select(SESSIONS_SCHEMA.names)
-    return table.to_arrow().cast(SESSIONS_SCHEMA)
+    return cast_table(table.to_arrow(), SESSIONS_SCHEMA)
 
 
 def datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...] = ()) -> pa.Table:
@@ -329,7 +330,7 @@ def datasets_table(df: pl.DataFrame, algorithms: tuple[str, ...] = ()) -> pa.Tab
     df = df.with_columns(**{c: v for c, v in unknown.items() if c not in df.columns})
     # Enum -> dictionary of all five levels, in order; then cast to QC_ARROW_TYPE by the schema.
     qc = pl.col("qc").cast(_QC, strict=False).fill_null("NOT_SET")
-    table = df.with_columns(qc).select(schema.names).to_arrow().cast(schema)
+    table = cast_table(df.with_columns(qc).select(schema.names).to_arrow(), schema)
     if table["hash"].null_count == table.num_rows:
         # No MD5 at all (a new index: alfcache._maintain.update fills the hashes in) is a column
         # of Arrow's null type. pandas 3 reads a null *string* as NaN, which ONE-api (``hash is

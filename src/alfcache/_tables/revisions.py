@@ -12,10 +12,15 @@ rows when none does. Nothing a user loads changes; the warnings go.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pyarrow as pa
 
-from alfcache._tables.arrow import mask_array, numeric_array
+from alfcache._tables.arrow import mask_array
+
+if TYPE_CHECKING:
+    import polars as pl
 
 __all__ = ["COLUMN", "default_revisions", "groups_without_one_default", "with_default_revision"]
 
@@ -23,41 +28,42 @@ COLUMN = "default_revision"
 
 _REVISION = r"#(.*)#/"
 """one-api's own patterns: it groups by ``rel_path`` with ``#.*#/`` removed."""
-_NAMED_REVISION = r"#(?P<revision>.*)#/"
-"""The same, for Arrow's ``extract_regex``, which names its groups."""
 
 
 def default_revisions(datasets: pa.Table) -> np.ndarray:
     """The ``default_revision`` flag of every row of ``datasets`` (columns ``eid``,
     ``rel_path``, ``exists``), by the rule of the module docstring.
 
-    Computed with Arrow kernels and NumPy on integer codes rather than in a Polars frame of the
-    text: at a million rows that frame, sorted and grouped, was the largest memory of a run
-    (about 200 MiB) and most of the time of the write.
+    Each text column becomes integer codes one at a time (in Polars: Arrow's kernels would
+    import ``pyarrow.compute``, a tenth of a small run's start-up), and a stable NumPy sort
+    of the codes picks the rows. A Polars sort and group-by of the text itself held every
+    column twice over: at a million rows it was the largest memory of a run.
     """
-    import pyarrow.compute as pc
+    import polars as pl
 
-    rel_path = datasets["rel_path"]
-    texts = pc.unique(rel_path)
-    dataset = _codes(rel_path, texts)
+    def column(name: str) -> pl.Series:
+        # A table, not a column: Polars converts a lone Arrow string column with
+        # pyarrow.compute.
+        frame = pl.from_arrow(datasets.select([name]))
+        assert isinstance(frame, pl.DataFrame)
+        return frame.to_series()
+
+    rel_path = column("rel_path")
     # Only the rows with a '#' can name a revision: the others are revision '', the lowest, and
-    # their rel_path is their dataset. Only those rows are copied and parsed.
-    revised = np.flatnonzero(_ints(pc.match_substring(rel_path, "#")) == 1)
+    # their rel_path is their dataset. Only those rows are parsed.
+    revised = np.flatnonzero(rel_path.str.contains("#", literal=True).fill_null(False))
     revision = np.zeros(datasets.num_rows, dtype=np.int64)
     if len(revised):
-        some = rel_path.take(numeric_array(revised, pa.int64()))
-        stripped = pc.replace_substring_regex(some, _REVISION, "", max_replacements=1)
-        # The code of the same text among the rel_paths, else a code after all of theirs.
-        known = _codes(stripped, texts)
-        new = known < 0
-        known[new] = len(texts) + _codes(stripped)[new]
-        dataset[revised] = known
-        names = pc.struct_field(pc.extract_regex(some, _NAMED_REVISION), [0])
-        # Ranks from 1, and '' or none (no revision after all) as the rows without a '#'.
-        named = _ints(pc.utf8_length(names)) > 0
-        revision[revised] = np.where(named, _codes(names, ordered=True) + 1, 0)
-    exists = _ints(datasets["exists"]) == 1  # unknown (null) as missing
-    group = (_codes(datasets["eid"]), dataset)
+        some = rel_path.gather(revised)
+        rel_path = rel_path.scatter(revised, some.str.replace(_REVISION, ""))
+        names = some.str.extract(_REVISION, 1).fill_null("")
+        # Ranks from 1 (dense, by bytes), and '' (no revision after all) as the rows without.
+        named = (names.str.len_bytes() > 0).to_numpy()
+        revision[revised] = np.where(named, _ranks(names), 0)
+    dataset = _codes(rel_path)
+    del rel_path
+    group = (_codes(column("eid")), dataset)
+    exists = column("exists").fill_null(False).to_numpy()
     # Stable: in a group, existing files after missing ones, then by revision name, then in
     # table order; the last row of each group is its default.
     order = np.lexsort((revision, exists, *reversed(group)))
@@ -71,41 +77,17 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
     return flags
 
 
-def _codes(
-    values: pa.ChunkedArray | pa.Array,
-    distinct: pa.Array | None = None,
-    *,
-    ordered: bool = False,
-) -> np.ndarray:
-    """An integer per value: its position in ``distinct`` (-1 when not there), by default the
-    values' own distinct values, so that equal values (null included) share a code; with
-    ``ordered``, the codes rank the values as a sort of the text (by bytes) does."""
-    import pyarrow.compute as pc
+def _codes(values: pl.Series) -> np.ndarray:
+    """An integer per value, equal for equal values (-1 for null); a hash, not a sort."""
+    import polars as pl
 
-    if distinct is None:
-        distinct = pc.unique(values)
-        if ordered:
-            distinct = distinct.take(pc.sort_indices(distinct))
-    return _ints(pc.index_in(values, value_set=distinct))
+    codes = values.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1)
+    return np.asarray(codes.to_numpy(), dtype=np.int64)
 
 
-def _ints(values: pa.ChunkedArray | pa.Array) -> np.ndarray:
-    """Integers (or booleans, as 0 and 1) as int64 NumPy values, null as -1.
-
-    Read from the buffers: pyarrow's ``to_numpy`` and scalars import pandas (half a second),
-    which hashing and updating never load.
-    """
-    array = values.cast(pa.int64())
-    if isinstance(array, pa.ChunkedArray):
-        array = array.combine_chunks()
-    validity, data = array.buffers()
-    n, start = len(array), array.offset
-    out: np.ndarray = np.frombuffer(data, dtype=np.int64, count=start + n)[start:].copy()
-    if array.null_count:
-        bits = np.frombuffer(validity, dtype=np.uint8)
-        valid = np.unpackbits(bits, count=start + n, bitorder="little")[start:]
-        out[valid == 0] = -1
-    return out
+def _ranks(values: pl.Series) -> np.ndarray:
+    """The dense rank of each value (from 1, by bytes; 0 for null), as a sort of the text."""
+    return np.asarray(values.rank("dense").fill_null(0).to_numpy(), dtype=np.int64)
 
 
 def with_default_revision(datasets: pa.Table) -> pa.Table:

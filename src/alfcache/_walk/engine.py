@@ -7,14 +7,19 @@
   subtree it knows) to the pool while the pool holds fewer tasks than there are threads free to
   take them. ``os.scandir`` and ``stat`` release the GIL, so on storage that makes every call
   wait, many listings are in flight at once even in a single process.
-* How many threads may list at once adapts to the storage by trying (:class:`Depth`): the
-  process measures its listings per second, doubles the number of threads and keeps the new
-  number only if the rate rose by ``GAIN``; otherwise it goes back and tries again later, the
-  other way. On network storage, where every call waits, the rate doubles with the threads up
-  to the process's share of ``io_depth``; on a warm local disk more threads only queue for the
-  GIL and the walk stays at one or two per process. Ratios of CPU to wall time were tried
-  first and misled: both the wait for the GIL and, on a loaded machine, the wait for a core
-  look like waiting on storage, and they added threads exactly when threads hurt.
+* How many threads may list at once adapts to the storage (:class:`Depth`): a process climbs
+  above one listing thread only when its listings wait on storage and more of them in flight
+  raise the rate. Each measurement (every ``ADAPT_SECONDS``) gives the work listed per second
+  (folders plus files) and how busy the process kept the CPU (:func:`cpu_demand`). While each
+  listing thread leaves most of a core idle (below ``WAITING``) the listings wait on storage:
+  the process tries twice the threads and keeps them only if the rate rose by ``GAIN``; a
+  climb that does not pay is undone and tried again ever more rarely. Above ``BUSY`` the
+  listings are CPU-bound and the process tries half the threads. A rate alone misled: it rises
+  and falls with the folders a measurement happens to hold (and in the main process with the
+  import of Polars), and such noise made the walk climb on a warm local disk, where it cost up
+  to 57% (issue 21). A ratio of CPU to wall time alone misled too, since waiting for the GIL or
+  for a core looks like waiting on storage: :func:`cpu_demand` counts the time a thread waits
+  for a core as busy, and the thread holding the GIL is busy too.
 * Between processes, tasks go through one shared queue: a thread hands the bottom of its stack
   to the queue only while the queue is short, since a message per folder would cost more than
   listing it. A process takes from the queue when its own threads run dry.
@@ -28,12 +33,14 @@ process falls idle, so neither workers nor the main process hold Python lists of
 
 from __future__ import annotations
 
+import contextlib
+import os
 import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from multiprocessing.queues import Queue
 from typing import TYPE_CHECKING, Any, Protocol
@@ -69,12 +76,20 @@ ADAPT_LISTINGS = 8
 
 MAX_ADAPT_SECONDS = 0.5
 
+WAITING = 0.4
+"""Listing threads that keep less of a core busy than this each wait on storage: a climb may
+pay. Compared per thread, since on network storage the process's own CPU (and a file
+system client's) grows with the listings in flight while each listing still waits."""
+
+BUSY = 0.7
+"""Listing threads that keep more of a core busy than this are CPU-bound: the depth goes down."""
+
 GAIN = 1.5
-"""Doubling the threads must raise the rate this much to be kept; halving them may lower it
-by as much (1 / GAIN) and is still kept, since fewer threads cost less."""
+"""Doubling the threads must raise the rate this much to be kept."""
 
 HOLD = 10
-"""Measurements to wait after a try that did not pay before the next try."""
+"""Measurements to wait after the first climb that did not pay before the next try; the wait
+doubles with every climb that does not pay, so a disk that never pays is seldom disturbed."""
 
 POLL_SECONDS = 0.05
 """How long a wait lasts before it looks again at errors, stops and Ctrl-C."""
@@ -94,6 +109,8 @@ class Walked:
     """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
     threads: int
     """Listing threads that listed at least one folder, summed over the processes."""
+    depths: list[DepthChoice] = field(default_factory=list)
+    """How far each process's depth climbed and why: the main process first."""
 
 
 class Counter(Protocol):
@@ -131,50 +148,148 @@ def tally(found: Tally | None, sessions: int, files: int) -> None:
             found[1] += files
 
 
-class Depth:
-    """How many listing threads a process allows: a hill climb on the measured listing rate.
+@dataclass(frozen=True)
+class Sample:
+    """One measurement of a process's listings at its current depth."""
 
-    Each :meth:`observe` reports the rate at the current depth. A try (double or halve) is
-    judged by the next rate: kept when it paid (see ``GAIN``), and then tried again in the same
-    direction; otherwise undone, and after ``HOLD`` measurements the other direction is tried.
+    seconds: float
+    """Wall time measured over."""
+    items: int
+    """Folders listed plus files found in them: the work done."""
+    demand: float
+    """Seconds the process's threads ran or waited for a core (see :func:`cpu_demand`)."""
+
+    @property
+    def rate(self) -> float:
+        return self.items / self.seconds
+
+    @property
+    def busy(self) -> float:
+        """The cores the process kept busy or wanted: near 1 when its listings never wait."""
+        return self.demand / self.seconds
+
+
+def cpu_demand() -> float:
+    """Seconds this process's threads have run, plus those they waited for a core to run on.
+
+    Time spent waiting for a core counts as busy: on a loaded machine a process that lists a
+    warm disk gets half a core and would otherwise look as if it waited on storage. A thread
+    that waits for the GIL sleeps and is not counted, but the thread holding it is, so the
+    GIL does not look like storage either. Read from ``/proc`` (Linux); elsewhere the CPU time.
+    """
+    total = read = 0
+    try:
+        for tid in os.listdir("/proc/self/task"):
+            with contextlib.suppress(FileNotFoundError):  # a thread that just ended
+                with open(f"/proc/self/task/{tid}/schedstat", "rb") as f:
+                    ran, waited, _ = f.read().split()
+                total += int(ran) + int(waited)
+                read += 1
+    except OSError:  # no /proc
+        read = 0
+    # No scheduler statistics (a kernel without them): the CPU time of the process.
+    return total / 1e9 if read else time.process_time()
+
+
+@dataclass(frozen=True)
+class DepthChoice:
+    """What a process's depth reached and why it ended where it did (for ``--json``)."""
+
+    reached: int
+    """The most listing threads the process allowed at once."""
+    why: str
+
+
+class Depth:
+    """How many listing threads a process allows: climbs only while a climb pays.
+
+    Each :meth:`observe` reports a :class:`Sample` at the current depth. A climb (doubling) is
+    tried only while the listings wait (``Sample.busy`` below ``WAITING`` per thread) and is
+    judged by the next sample's rate: kept when it rose by ``GAIN``, undone otherwise, with a
+    hold before the next try that doubles each time. CPU-bound listings (``busy`` above
+    ``BUSY``) try half the depth, kept unless the rate fell by as much. :attr:`why` says what
+    the last decision was based on.
     """
 
     def __init__(self, cap: int) -> None:
         self.cap = max(1, cap)
         self.value = 1
+        self.reached = 1
+        self.why = "capped at one listing per process" if self.cap == 1 else "the walk ended first"
         self._trial: tuple[int, float] | None = None
-        """The depth and rate before the try being judged."""
-        self._up = True
+        """The depth and rate before the climb being judged."""
         self._hold = 0
+        self._next_hold = HOLD
+        self._way = 0
+        """1 after a climb that paid, -1 after a descent that paid: the way to go on (a
+        descent on CPU-bound listings must not be undone by a climb on the next sample)."""
+        self._rates: deque[float] = deque(maxlen=3)
+        """The last rates at the current depth: a try is judged against their mean, since one
+        measurement may happen to hold only small folders, or only large ones."""
 
-    def observe(self, rate: float) -> int:
-        """The depth to use next, given the listings per second at the current depth."""
+    def observe(self, sample: Sample) -> int:
+        """The depth to use next, given a measurement at the current depth."""
+        rate, busy = sample.rate, sample.busy
+        self._rates.append(rate)
+        rate = sum(self._rates) / len(self._rates)
         if self._trial is not None:
-            before, before_rate = self._trial
-            self._trial = None
-            grew = self.value > before
-            paid = rate >= before_rate * GAIN if grew else rate * GAIN >= before_rate
-            if not paid:
-                self.value = before
-                self._up = not grew
-                self._hold = HOLD
+            (before, before_rate), self._trial = self._trial, None
+            if not self._judge(before, before_rate, rate):
                 return self.value
-            if not self._movable(self._up):  # it paid up to the end: stay there a while
-                self._up = not self._up
-                self._hold = HOLD
-                return self.value
-        elif self._hold:
+            # It paid: the next try starts at once, so a climb on slow storage is quick.
+        if self._hold:
             self._hold -= 1
-            return self.value
-        up = self._up if self._movable(self._up) else not self._up
-        if self._movable(up):
-            self._up = up
-            self._trial = (self.value, rate)
-            self.value = min(self.cap, self.value * 2) if up else max(1, self.value // 2)
+        elif self._way >= 0 and busy < WAITING * self.value and self.value < self.cap:
+            self._try(min(self.cap, self.value * 2), rate)
+        elif busy > BUSY and self.value > 1:
+            self._try(self.value // 2, rate)
+        elif self.value == 1 and self.cap > 1:
+            self.why = (
+                f"listings kept {busy:.2f} cores busy: they do not wait on storage, so more "
+                "in flight would not raise the rate"
+            )
         return self.value
 
-    def _movable(self, up: bool) -> bool:
-        return self.value < self.cap if up else self.value > 1
+    def _try(self, depth: int, rate: float) -> None:
+        self._trial = (self.value, rate)
+        self._rates.clear()
+        self.value = depth
+        self.reached = max(self.reached, depth)
+
+    def _judge(self, before: int, before_rate: float, rate: float) -> bool:
+        """Keep the depth tried (True) or go back to ``before``, given the rates at both."""
+        gain = rate / before_rate if before_rate else float("inf")
+        if self.value > before:
+            paid = gain >= GAIN
+            verdict = (
+                f"listings waited on storage and the climb to {self.value} raised the rate "
+                f"{gain:.2f}x"
+                if paid
+                else f"a climb to {self.value} raised the rate {gain:.2f}x, less than {GAIN}x"
+            )
+        else:
+            paid = gain * GAIN >= 1.0
+            verdict = (
+                f"listings kept the CPU busy and going down to {self.value} kept "
+                f"{gain:.2f}x of the rate"
+                if paid
+                else f"going down to {self.value} cut the rate to {gain:.2f}x"
+            )
+        if paid:
+            self._next_hold = HOLD
+            self._way = 1 if self.value > before else -1
+            self.why = verdict
+        else:
+            self._way = 0
+            self.why = f"{verdict}: back to {before}"
+            self.value = before
+            self._rates.clear()
+            self._hold, self._next_hold = self._next_hold, self._next_hold * 2
+        return paid
+
+    @property
+    def choice(self) -> DepthChoice:
+        return DepthChoice(self.reached, self.why)
 
 
 class Lister:
@@ -231,23 +346,31 @@ class Lister:
         self._depth = Depth(cap)
         self._target = 1
         self._listings = 0
+        self._items = 0
+        """Listings, and listings plus files, since ``_since``."""
         self._settled = True
         """False for the first measurement after a change: new threads have not yet finished a
         listing (on slow storage one can take 30 ms), so it would undercount their gain."""
         self._threads: list[threading.Thread] = []
         self._walks: list[Walk] = []
         self._since = time.perf_counter()
+        self._demand_since = cpu_demand()
         self.used = 0
         """Threads that listed at least one folder."""
         self.error: BaseException | None = None
         """What stopped a listing thread, if anything did."""
 
+    @property
+    def choice(self) -> DepthChoice:
+        """How far this process's depth climbed, and why it ended where it did."""
+        return self._depth.choice
+
     def add(self, tasks: list[Task], taken: int) -> None:
         """Hand ``tasks`` to the threads; ``taken`` of them count for :meth:`on_idle`."""
         with self._cond:
             if self._idle:  # time spent idle says nothing about the storage
-                self._since = time.perf_counter()
-                self._listings = 0
+                self._since, self._demand_since = time.perf_counter(), cpu_demand()
+                self._listings, self._items = 0, 0
             self._pool.extend(tasks)
             self._taken += taken
             self._idle = False
@@ -304,12 +427,13 @@ class Lister:
             while task is not None:
                 sessions, files = walk.found
                 walk.list_folder(task, stack)
-                tally(self._found, walk.found[0] - sessions, walk.found[1] - files)
+                found = walk.found[0] - sessions, walk.found[1] - files
+                tally(self._found, *found)
                 if len(stack) > 1:
                     self._give(stack)
                 if walk.rows >= BATCH_ROWS:
                     self._emit(walk.flush())
-                self._adapt()
+                self._adapt(1 + found[1])
                 task = self._next(index, stack)
         except BaseException as exc:  # reported by whoever waits for this process
             self.error = exc
@@ -362,9 +486,12 @@ class Lister:
         elif self._share is not None:
             self._share(stack)
 
-    def _adapt(self) -> None:
-        """Count a listing; now and then let :class:`Depth` choose the number of threads."""
-        self._listings += 1  # unlocked: a count lost to a race does not change a verdict
+    def _adapt(self, items: int) -> None:
+        """Count a listing of ``items`` (itself and its files); now and then let
+        :class:`Depth` choose the number of threads."""
+        # Unlocked: a count lost to a race does not change a verdict.
+        self._listings += 1
+        self._items += items
         now = time.perf_counter()
         elapsed = now - self._since
         if elapsed < ADAPT_SECONDS or (
@@ -375,12 +502,14 @@ class Lister:
             elapsed = now - self._since
             if elapsed < ADAPT_SECONDS:
                 return  # another thread measured meanwhile
-            rate = self._listings / elapsed
-            self._since, self._listings = now, 0
+            demand = cpu_demand()
+            # A thread that ended takes its count along: never below zero.
+            sample = Sample(elapsed, self._items, max(0.0, demand - self._demand_since))
+            self._since, self._demand_since, self._listings, self._items = now, demand, 0, 0
             if not self._settled:
                 self._settled = True
                 return
-            target = self._depth.observe(rate)
+            target = self._depth.observe(sample)
             if target != self._target:
                 self._target = target
                 self._settled = False
@@ -450,8 +579,8 @@ def work(
     """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
 
     Messages, in order: ``("rows", ScanResult)``, ``("idle", n)`` once the ``n`` tasks taken
-    since the last report are walked, and at the end ``("end", threads that listed)`` or
-    ``("error", message)``.
+    since the last report are walked, and at the end ``("end", (threads that listed,
+    DepthChoice))`` or ``("error", message)``.
     """
     lock = threading.Lock()
 
@@ -474,7 +603,7 @@ def work(
     if lister.error is not None:
         send(("error", f"{type(lister.error).__name__}: {lister.error}"))
         return
-    send(("end", lister.used))
+    send(("end", (lister.used, lister.choice)))
 
 
 def walk_here(

@@ -52,7 +52,7 @@ from alfcache._records import (
     ScanResult,
     Skip,
 )
-from alfcache._tables.arrow import numeric_array, string_array
+from alfcache._tables.arrow import numeric_array, string_array, with_offsets
 
 
 class Start(NamedTuple):
@@ -486,7 +486,7 @@ class Walk:
             [
                 *(string_array(column) for column in self.ses.values()),
                 numeric_array(self.ses_num, pa.uint16()),
-                uuid3_strings([alf_path(rel_dir) for rel_dir in self.ses["session"]]),
+                _large(uuid3_strings([alf_path(rel_dir) for rel_dir in self.ses["session"]])),
             ],
             schema=SESSION_BATCH_SCHEMA,
         )
@@ -496,11 +496,17 @@ class Walk:
                 string_array(self.ds_rel_path),
                 numeric_array(self.ds_size, pa.uint64()),
                 numeric_array(self.ds_mtime, pa.int64()),
-                uuid3_joined([alf_path(s) for s in self.ds_session], self.ds_rel_path),
+                _large(uuid3_joined([alf_path(s) for s in self.ds_session], self.ds_rel_path)),
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links, self.listed)
+
+
+def _large(ids: pa.StringArray) -> pa.Array:
+    """Ids as ``large_string``, the walk's one text type: Polars converts any other with
+    ``pyarrow.compute``, whose import a small run cannot afford."""
+    return with_offsets(ids, pa.large_string())
 
 
 def scan_folders(
