@@ -13,6 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from _helpers import index_quietly
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from one.api import One
 
 import alfcache
@@ -89,6 +91,70 @@ def test_rule_greatest_existing_revision() -> None:
         False,
         True,
     ]
+
+
+def _rule_on_text(datasets: pa.Table) -> list[bool]:
+    """The rule as first written: a sort and a group-by of the text in Polars (ties in table
+    order), the reference :func:`default_revisions` must agree with."""
+    import polars as pl
+
+    frame = pl.from_arrow(datasets)
+    assert isinstance(frame, pl.DataFrame)
+    pattern = r"#(.*)#/"
+    chosen = (
+        frame.with_row_index("row")
+        .with_columns(
+            pl.col("rel_path").str.replace(pattern, "").alias("dataset"),
+            pl.col("rel_path").str.extract(pattern, 1).fill_null("").alias("revision"),
+            pl.col("exists").fill_null(False),
+        )
+        .sort(["exists", "revision"], maintain_order=True)
+        .group_by(["eid", "dataset"])
+        .agg(pl.col("row").last())
+    )
+    rows = set(chosen["row"].to_list())
+    return [i in rows for i in range(datasets.num_rows)]
+
+
+_REL_PATHS = st.sampled_from(
+    [
+        "x/o.a.npy",
+        "x/#1#/o.a.npy",
+        "x/#2#/o.a.npy",
+        "#1#/x/o.a.npy",  # the same dataset and revision as x/#1#/o.a.npy
+        "x/#10#/o.a.npy",
+        "x/#é#/o.a.npy",
+        "y/o.a.npy",
+        "o.a.npy",
+        "#2#/o.a.npy",
+        "x/#1#/#2#/o.a.npy",
+    ]
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), _REL_PATHS, st.sampled_from([True, False, None])),
+        max_size=30,
+    ),
+    st.booleans(),
+)
+def test_rule_agrees_with_a_sort_of_the_text(
+    rows: list[tuple[str, str, bool | None]], revised: bool
+) -> None:
+    """Integer codes and a stable NumPy sort pick the rows the text's sort and group-by do,
+    with and without revision folders, duplicates and unknown ``exists`` included."""
+    if not revised:
+        rows = [(eid, rel.replace("#", ""), exists) for eid, rel, exists in rows]
+    table = pa.table(
+        {
+            "eid": pa.array([r[0] for r in rows], pa.string()),
+            "rel_path": pa.array([r[1] for r in rows], pa.string()),
+            "exists": pa.array([r[2] for r in rows], pa.bool_()),
+        }
+    )
+    assert default_revisions(table).tolist() == _rule_on_text(table)
 
 
 @pytest.mark.parametrize("hash_ids", [True, False])

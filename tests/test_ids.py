@@ -1,16 +1,23 @@
-"""Deterministic ids: the column-at-a-time UUID v3 equals ``uuid.uuid3`` row by row."""
+"""Deterministic ids: the column-at-a-time UUID v3 equals ``uuid.uuid3`` row by row, and the
+ids the walk makes are those of each kept session's ALF path."""
 
 from __future__ import annotations
 
 import random
 import re
 import uuid
+from pathlib import Path
 
 import pyarrow as pa
 import pytest
+from _helpers import index_quietly, read_tables
+from conftest import MakeFiles
 
 import alfcache
-from alfcache._alf.ids import NAMESPACE, uuid3_strings
+from alfcache._alf.ids import NAMESPACE, uuid3_joined, uuid3_strings
+from alfcache._records import ScanResult
+from alfcache._tables.build import assemble
+from alfcache._walk.scan import Start, scan_folders
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-3[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -111,3 +118,82 @@ def test_empty_input() -> None:
 def test_deterministic_across_calls() -> None:
     names = _random_names(500, 4)
     assert uuid3_strings(names).to_pylist() == uuid3_strings(list(names)).to_pylist()
+
+
+def test_uuid3_joined_equals_uuid3_of_the_joined_path() -> None:
+    session = "lab/Subjects/s1/2021-01-01/001"
+    folders = [session, "s1/2021-01-01/1", session]
+    names = ["alf/a.b.npy", "alf/#2024-01-01#/a.b.npy", "raw/c.d.npy"]
+    joined = [f"{folder}/{name}" for folder, name in zip(folders, names, strict=True)]
+    assert uuid3_joined(folders, names).to_pylist() == _expected(joined)
+
+
+# Session folders as written on disk, and the ALF path each one's ids are hashed from.
+_WALKED = {
+    "a/s1/2021-01-01/001": "s1/2021-01-01/001",  # kept: the first path of the clash below
+    "b/s1/2021-01-01/001": None,  # the same ALF path below another folder: left out
+    "s2/2021-01-02/1": None,  # loses to 001 of the same day: left out
+    "s2/2021-01-02/001": "s2/2021-01-02/001",
+    "s3/2021-01-03/02": "s3/2021-01-03/02",  # unpadded, no clash: hashed as written
+    "lab1/Subjects/s4/2021-01-04/001": "lab1/Subjects/s4/2021-01-04/001",
+    "s4/2021-01-04/001": "s4/2021-01-04/001",  # lab=lab1 makes it clash with the one above
+    "s6/2021-01-06/001": "s6/2021-01-06/001",
+    "s6/2021-01-06/001/alf/s5/2021-01-05/001": "s5/2021-01-05/001",  # nested
+}
+
+
+@pytest.mark.parametrize("lab", [None, "lab1"])
+def test_walk_made_ids_are_uuid3_of_the_folder_alf_path(
+    tmp_path: Path, make_files: MakeFiles, lab: str | None
+) -> None:
+    """The walk hashes each row's ids (alfcache._walk.scan): equal to uuid3 of the kept
+    session's ALF path as written on disk, through clashes, nesting and ``lab=`` (which fills
+    the lab column and decides clashes, but never enters the ids)."""
+    files = ["alf/spikes.times.npy", "alf/#2024-01-01#/spikes.times.npy"]
+    make_files(tmp_path, [f"{session}/{f}" for session in _WALKED for f in files])
+    index_quietly(tmp_path, tmp_path, n_jobs=1, lab=lab)
+    sessions, datasets = read_tables(tmp_path)
+    left_out = {"s4/2021-01-04/001"} if lab else set()
+    alf_paths = [p for p in _WALKED.values() if p is not None and p not in left_out]
+    assert sorted(sessions["id"].to_pylist()) == sorted(_expected(alf_paths))
+    expected = {
+        (str(uuid.uuid3(NAMESPACE, p)), str(uuid.uuid3(NAMESPACE, f"{p}/{f}")))
+        for p in alf_paths
+        for f in files
+    }
+    rows = zip(datasets["eid"].to_pylist(), datasets["id"].to_pylist(), strict=True)
+    assert set(rows) == expected
+    assert datasets.num_rows == len(expected)
+
+
+@pytest.mark.parametrize("root_below", ["", "lab1/Subjects"])
+def test_walk_started_inside_a_session_hashes_its_alf_path(
+    tmp_path: Path, make_files: MakeFiles, root_below: str
+) -> None:
+    """A folder task handed to another process mid-session: the walk that lists it never met
+    the session folder, and takes its ALF path from the names, the root's included."""
+    make_files(tmp_path, ["lab1/Subjects/s1/2021-01-01/001/alf/probe00/spikes.times.npy"])
+    root = tmp_path / root_below if root_below else tmp_path
+    session = "lab1/Subjects/s1/2021-01-01/001"
+    start = session.removeprefix(f"{root_below}/") if root_below else session
+    result = scan_folders(str(root), [Start(f"{start}/alf", True)])
+    expected = _expected([f"{session}/alf/probe00/spikes.times.npy"])
+    assert result.datasets["id"].to_pylist() == expected
+
+
+def test_a_file_found_twice_is_one_row_the_first_found(
+    tmp_path: Path, make_files: MakeFiles
+) -> None:
+    """A task walked again (a Dask task rerun) finds its files twice: one row each, as
+    first found, whichever order the walks arrive in."""
+    make_files(tmp_path, ["s1/2021-01-01/001/alf/a.b.npy", "s1/2021-01-01/002/alf/a.b.npy"])
+    first = scan_folders(str(tmp_path), [Start("", True)])
+    (tmp_path / "s1/2021-01-01/001/alf/a.b.npy").write_bytes(b"longer than before")
+    again = scan_folders(str(tmp_path), [Start("s1/2021-01-01/001", True)])
+    for results, size in (([first, again], 10), ([again, first], 18)):
+        tables = assemble([ScanResult(r.sessions, r.datasets) for r in results], hash_ids=True)
+        assert tables.datasets.num_rows == 2
+        assert tables.sessions.num_rows == 2
+        ids, sizes = tables.datasets["id"].to_pylist(), tables.datasets["file_size"]
+        changed = ids.index(str(uuid.uuid3(NAMESPACE, "s1/2021-01-01/001/alf/a.b.npy")))
+        assert sizes[changed].as_py() == size

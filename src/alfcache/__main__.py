@@ -9,15 +9,47 @@ libraries do while they import) was cut short by a KeyboardInterrupt, even one h
 until the next such evaluation clears its flag (``_Py_UnhandledKeyboardInterrupt``,
 ``Python/pythonrun.c`` and ``Modules/main.c``). So the exit is made that way every time, by
 leaving the KeyboardInterrupt unhandled, with its traceback silenced.
+
+The process also asks its allocators to give freed memory back at once (see
+:func:`_return_freed_memory`); a program that imports alfcache as a library keeps its own
+settings.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from collections.abc import Sequence
 from types import TracebackType
 from typing import NoReturn
+
+_GLIBC_M_MMAP_THRESHOLD = -3
+_MMAP_THRESHOLD = 1 << 20
+
+
+def _return_freed_memory() -> None:
+    """Make the allocators of this process and its workers return freed memory to the system.
+
+    At a million files the tables are built by a chain of whole-column copies (Polars frames,
+    Arrow tables, Parquet pages), each freed before the next is much used; with the default
+    settings the allocators keep the freed memory for reuse, and the run's peak resident size
+    was about 680 MiB where its live data never exceeded 450 MiB. Polars' own jemalloc (its
+    symbols are prefixed ``_rjem_``, and so is its variable) reads its configuration when
+    Polars loads, after this; glibc keeps freed blocks below its mmap threshold, which grows
+    with every large block freed (up to 32 MiB): fixing it at 1 MiB returns the walk's
+    received batches once their rows are in a frame. An explicit setting of either is kept.
+    """
+    os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
+    if "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
+        return
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):  # not glibc
+        return
+    mallopt(_GLIBC_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
 
 
 def _quiet_interrupt(
@@ -37,6 +69,7 @@ def _end_by_sigint() -> NoReturn:
 
 def run(argv: Sequence[str] | None = None) -> NoReturn:
     """Run the command line in this process and end it with the command line's exit code."""
+    _return_freed_memory()
     try:
         from alfcache._cli.main import EXIT_INTERRUPTED, main
     except KeyboardInterrupt:  # a Ctrl-C before the command line can catch it is one line too

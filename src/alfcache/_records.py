@@ -103,11 +103,13 @@ SESSION_BATCH_SCHEMA = pa.schema(
         ("date", pa.large_string()),
         ("number", pa.large_string()),
         ("num", pa.uint16()),
+        ("id", pa.large_string()),
     ]
 )
 r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
 the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
-as the reference's ``\d`` admits them)."""
+as the reference's ``\d`` admits them); ``id`` its UUID v3
+(:func:`alfcache._walk.scan.session_id_name`)."""
 
 DATASET_BATCH_SCHEMA = pa.schema(
     [
@@ -115,10 +117,17 @@ DATASET_BATCH_SCHEMA = pa.schema(
         ("rel_path", pa.large_string()),
         ("file_size", pa.uint64()),
         ("mtime_ns", pa.int64()),
+        ("id", pa.large_string()),
     ]
 )
-"""One row per dataset file; ``rel_path`` is relative to the session folder. Files are read (and
-hashed) in a later phase, see :mod:`alfcache._digest.read`."""
+"""One row per dataset file; ``rel_path`` is relative to the session folder and ``id`` is the
+UUID v3 of ``{session's ALF path}/{rel_path}``. Files are read (and hashed) in a later phase,
+see :mod:`alfcache._digest.read`.
+
+The ids are made by the walk, in the workers, as rows are found, rather than by the main
+process after it: a session's ALF path (:func:`alfcache._walk.scan.session_id_name`) depends
+only on its own folder names, and the table builder keeps or drops sessions but never moves
+one."""
 
 
 @dataclass

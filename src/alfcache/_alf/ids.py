@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -45,12 +46,12 @@ def uuid_text(raw: np.ndarray) -> np.ndarray:
     return text
 
 
-def uuid3_strings(names: list[str]) -> pa.StringArray:
+def uuid3_strings(names: Sequence[str]) -> pa.StringArray:
     """Return ``str(uuid.uuid3(NAMESPACE, name))`` for every name, as an Arrow string array.
 
     Parameters
     ----------
-    names : list of str
+    names : sequence of str
         The names to hash.
 
     Returns
@@ -64,8 +65,42 @@ def uuid3_strings(names: list[str]) -> pa.StringArray:
         h = prefix.copy()
         h.update(name.encode())
         digests += h.digest()
-    n = len(names)
-    raw = np.frombuffer(bytes(digests), dtype=np.uint8).reshape(n, 16).copy()
+    return _uuid3_text(digests, len(names))
+
+
+def uuid3_joined(folders: Sequence[str], names: Sequence[str]) -> pa.StringArray:
+    """:func:`uuid3_strings` of ``f"{folder}/{name}"`` for each pair, without building the joins.
+
+    The MD5 state after each distinct folder is kept and copied for its names: the rows of a
+    session share its folder, so only the name is hashed per row.
+
+    Parameters
+    ----------
+    folders, names : sequence of str
+        Row by row, a folder and a name below it.
+
+    Returns
+    -------
+    pyarrow.StringArray
+        Lower-case canonical UUID strings, version 3.
+    """
+    namespace = hashlib.md5(NAMESPACE.bytes)
+    states: dict[str, hashlib._Hash] = {}
+    digests = bytearray()
+    for folder, name in zip(folders, names, strict=True):
+        state = states.get(folder)
+        if state is None:
+            state = states[folder] = namespace.copy()
+            state.update(f"{folder}/".encode())
+        h = state.copy()
+        h.update(name.encode())
+        digests += h.digest()
+    return _uuid3_text(digests, len(names))
+
+
+def _uuid3_text(digests: bytearray, n: int) -> pa.StringArray:
+    """The UUID v3 text of ``n`` MD5 digests laid end to end."""
+    raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x30  # version 3
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     text = uuid_text(raw)

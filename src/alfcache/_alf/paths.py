@@ -6,15 +6,17 @@ One rule, in two forms: :func:`session_folder` for Python values and
 (``one.alf.path.session_path_parts`` in reverse), zero-padding the number to three digits
 (:func:`padded`); the folder as written on disk keeps the number as written.
 
-Not imported by :mod:`alfcache._alf.grammar`, which the scan workers import: they must not pay
-for Polars.
+The scan workers import :func:`session_folder` (they hash each row's id from it), and must not
+pay for Polars: it is imported only by the functions that build expressions.
 """
 
 from __future__ import annotations
 
 from numbers import Integral
+from typing import TYPE_CHECKING
 
-import polars as pl
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def session_folder(lab: str | None, subject: str, date: object, number: Integral | str) -> str:
@@ -32,12 +34,16 @@ def session_folder(lab: str | None, subject: str, date: object, number: Integral
 
 def padded(number: pl.Expr) -> pl.Expr:
     """A session number as ONE-api writes it in a folder name: zero-padded to three digits."""
+    import polars as pl
+
     return number.cast(pl.String).str.zfill(3)
 
 
 def session_folder_expr(number: pl.Expr) -> pl.Expr:
     """:func:`session_folder` of each row of a frame with ``lab`` ('' for none), ``subject``
     and ``date`` columns, and the folder's ``number`` (text, e.g. :func:`padded`)."""
+    import polars as pl
+
     lab = pl.when(pl.col("lab") != "").then(pl.col("lab") + "/Subjects/").otherwise(pl.lit(""))
     return pl.concat_str(
         [lab, pl.col("subject"), pl.lit("/"), pl.col("date").cast(pl.String), pl.lit("/"), number]

@@ -14,7 +14,6 @@ import polars as pl
 import pyarrow as pa
 
 from alfcache._alf.grammar import folder_to_index
-from alfcache._alf.ids import uuid3_strings
 from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
 from alfcache._records import (
@@ -25,7 +24,7 @@ from alfcache._records import (
     ScanResult,
     Skip,
 )
-from alfcache._tables.arrow import cast_table, with_offsets
+from alfcache._tables.arrow import cast_table
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
     DIGEST_COLUMNS,
@@ -185,7 +184,8 @@ def assemble(
     Parameters
     ----------
     results : sequence of ScanResult
-        What the workers returned.
+        What the workers returned. Their rows are taken: each result's batches are left
+        empty (see :func:`_frame`); its other fields stay.
     hash_ids : bool
         UUID v3 ids (see :mod:`alfcache._alf.ids`) when True, path ids otherwise.
     lab : str, optional
@@ -206,12 +206,8 @@ def assemble(
     records = [s for r in results for s in r.skipped]
     skipped = _without_echoes([s for s in records if s.reason not in NOTICE_REASONS])
     notices = [s for s in records if s.reason in NOTICE_REASONS]
-    sessions = pl.DataFrame(
-        pa.Table.from_batches([r.sessions for r in results], SESSION_BATCH_SCHEMA)
-    )
-    datasets = pl.DataFrame(
-        pa.Table.from_batches([r.datasets for r in results], DATASET_BATCH_SCHEMA)
-    )
+    sessions = _frame(results, "sessions", SESSION_BATCH_SCHEMA)
+    datasets = _frame(results, "datasets", DATASET_BATCH_SCHEMA)
     if lab:
         _check_lab(sessions, lab)
     sessions = sessions.unique("session", keep="first").with_columns(
@@ -226,28 +222,29 @@ def assemble(
         unloadable, loadability = _not_loadable(sessions, root, cache_dir)
         notices += unloadable
 
-    datasets = (
-        datasets.unique(["session", "rel_path"], keep="first")
-        .join(sessions.select("session", "alf_path", "path_id"), on="session", how="inner")
-        .with_columns(ds_path=pl.col("alf_path") + "/" + pl.col("rel_path"))
-    )
-    if hash_ids:
-        eid = _series("id", [uuid3_strings(sessions["alf_path"].to_list())])
-        sessions = sessions.with_columns(id=eid)
-        datasets = datasets.join(
-            sessions.select("session", pl.col("id").alias("eid")), on="session", how="left"
-        )
-        datasets = datasets.with_columns(id=_uuid3_column(datasets["ds_path"]))
-    else:
+    if not hash_ids:
         sessions = sessions.with_columns(id=pl.col("path_id"))
-        datasets = datasets.with_columns(eid=pl.col("path_id"), id=pl.col("ds_path"))
-    # The peak memory of a run is here: drop the path columns as soon as the ids are made.
-    datasets = datasets.drop("alf_path", "path_id", "ds_path")
-
-    sessions = sessions.sort("id")
-    datasets = datasets.sort(["eid", "id"])
+    # A dataset's session is a row number of the sessions sorted by id (``at``): the datasets
+    # sort by it and their id, a number and one text instead of two texts, and take their
+    # ``eid`` and folder from ``sessions`` after (gathered text shares its buffers).
+    sessions = sessions.sort("id").with_row_index("at")
+    # A lookup, not a join: the frame keeps its order (for the dedup below) and is not copied;
+    # the rows of the sessions left out (clashes) find none and are dropped.
+    at = datasets["session"].replace_strict(
+        sessions["session"], sessions["at"], default=None, return_dtype=pl.UInt32
+    )
+    datasets = datasets.drop("session").with_columns(at=at)
+    if at.null_count():
+        datasets = datasets.filter(pl.col("at").is_not_null())
+    if not hash_ids:
+        folder = sessions["alf_path"].gather(datasets["at"])
+        datasets = datasets.with_columns(id=folder + "/" + datasets["rel_path"])
+    # Otherwise the walk made the UUIDs (DATASET_BATCH_SCHEMA): a kept session's ALF path is
+    # its folder's, as the walk saw it.
+    datasets = _first_of_each(datasets.sort(["at", "id"], maintain_order=True))
     total = int(datasets["file_size"].sum())
-    files = datasets.select("session", "mtime_ns")
+    files = pl.DataFrame([sessions["session"].gather(datasets["at"]), datasets["mtime_ns"]])
+    datasets = datasets.with_columns(eid=sessions["id"].gather(datasets["at"]))
     return Tables(
         sessions_table(
             sessions.select(
@@ -263,24 +260,45 @@ def assemble(
     )
 
 
-_ID_CHUNK = 1 << 16
+def _first_of_each(datasets: pl.DataFrame) -> pl.DataFrame:
+    """``datasets`` (sorted by session and ``id``, stably) without the files found twice.
+
+    A file is found twice when a task is walked again (a Dask worker lost and its task rerun);
+    the row found first is kept. Its ``id`` (a function of the session's ALF path and
+    ``rel_path``) names it, and the stable sort has put its repeats right after it: comparing
+    neighbours replaces a hash of every ``(session, rel_path)``, the largest memory of a run.
+    """
+    repeat = (pl.col("id") == pl.col("id").shift(1)).fill_null(False)
+    if not datasets.select(repeat.any()).item():
+        return datasets
+    return datasets.filter(~repeat)
 
 
-def _uuid3_column(names: pl.Series) -> pl.Series:
-    """uuid3 ids of ``names``, a slice at a time: a list of a million Python strings costs
-    about 100 MiB at once."""
-    chunks = [
-        uuid3_strings(names.slice(start, _ID_CHUNK).to_list())
-        for start in range(0, len(names), _ID_CHUNK)
-    ]
-    return _series("id", chunks)
+_FRAME_ROWS = 1 << 17
+"""Rows of the walk's batches converted to Polars at a time: few chunks, and a small copy."""
 
 
-def _series(name: str, chunks: list[pa.Array]) -> pl.Series:
-    """A Polars column of Arrow string chunks, made ``large_string`` first: Polars converts
-    any other string type with ``pyarrow.compute``, whose import costs a small run dearly."""
-    large = [with_offsets(chunk, pa.large_string()) for chunk in chunks]
-    return pl.DataFrame(pa.table({name: pa.chunked_array(large, pa.large_string())})).to_series()
+def _frame(results: Sequence[ScanResult], rows: str, schema: pa.Schema) -> pl.DataFrame:
+    """The ``rows`` batches (``"sessions"`` or ``"datasets"``) of ``results`` as one frame.
+
+    Polars copies Arrow text into its own layout, so each batch is released (the result keeps
+    an empty one) as soon as its rows are in the frame: holding every batch until the whole
+    frame exists kept a million rows twice, the largest part of a run's peak memory.
+    """
+    empty = pa.RecordBatch.from_arrays([pa.nulls(0, f.type) for f in schema], schema=schema)
+    frames: list[pl.DataFrame] = []
+    group: list[pa.RecordBatch] = []
+    pending = 0
+    for result in results:
+        batch = getattr(result, rows)
+        setattr(result, rows, empty)
+        group.append(batch)
+        pending += batch.num_rows
+        if pending >= _FRAME_ROWS:
+            frames.append(pl.DataFrame(pa.Table.from_batches(group, schema)))
+            group, pending = [], 0
+    frames.append(pl.DataFrame(pa.Table.from_batches(group, schema)))
+    return pl.concat(frames, rechunk=False)
 
 
 def sessions_table(df: pl.DataFrame) -> pa.Table:

@@ -42,6 +42,8 @@ from alfcache._alf.grammar import (
     near_miss,
     session_parts,
 )
+from alfcache._alf.ids import uuid3_joined, uuid3_strings
+from alfcache._alf.paths import session_folder
 from alfcache._alf.sharding import ArrayShard
 from alfcache._records import (
     DATASET_BATCH_SCHEMA,
@@ -50,7 +52,7 @@ from alfcache._records import (
     ScanResult,
     Skip,
 )
-from alfcache._tables.arrow import numeric_array, string_array
+from alfcache._tables.arrow import numeric_array, string_array, with_offsets
 
 
 class Start(NamedTuple):
@@ -88,6 +90,8 @@ Task = tuple[str, tuple[str, ...], _Session]
 Plain values, so a task can go to another thread or process as it is."""
 
 Stack = deque[Task]
+_SESSION_TEXT = ("session", "lab", "subject", "date", "number")
+"""The text columns of a session row the walk fills as it enters a session folder."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
 
 # The same few hundred names recur in every session; caching the verdict takes the regular
@@ -158,6 +162,19 @@ def plan_links(
     return starts, skipped
 
 
+def session_id_name(root_names: tuple[str, ...], rel_dir: str) -> str:
+    """The ALF path a session's ids are hashed from: its folder names as written on disk.
+
+    ``lab/Subjects/subject/date/number`` (the lab from the folders, ``lab=`` does not enter
+    it) for the session folder ``rel_dir`` below the root whose names are ``root_names``.
+    """
+    names = root_names + (tuple(rel_dir.split("/")) if rel_dir else ())
+    parts = session_parts(names)
+    if parts is None:
+        raise ValueError(f"not a session folder: {rel_dir!r}")
+    return session_folder(*parts)
+
+
 def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
     """The innermost session folder at or above ``rel_dir`` (but not above the root)."""
     rel_names = tuple(rel_dir.split("/")) if rel_dir else ()
@@ -185,12 +202,14 @@ class Walk:
 
     def _reset(self) -> None:
         self.links: list[str] = []
-        self.ses: dict[str, list[str]] = {k: [] for k in SESSION_BATCH_SCHEMA.names[:-1]}
+        self.ses: dict[str, list[str]] = {k: [] for k in _SESSION_TEXT}
         self.ses_num: list[int] = []
         self.ds_session: list[str] = []
         self.ds_rel_path: list[str] = []
         self.ds_size: list[int] = []
         self.ds_mtime: list[int] = []
+        self.alf_paths: dict[str, str] = {}
+        """The ALF path (:func:`session_id_name`) of each session folder met since the reset."""
         self.skipped: list[Skip] = []
         self.ignored = 0
         self.listed = 0
@@ -235,6 +254,7 @@ class Walk:
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
             self.ses[key].append(value)
         self.ses_num.append(int(parts.number))
+        self.alf_paths[rel_dir] = session_folder(*parts)
         return _Session(rel_dir, "")
 
     def _in_array_shard(self, rel_dir: str) -> bool:
@@ -454,11 +474,19 @@ class Walk:
         self._reset()
         return result
 
+    def _alf_path(self, rel_dir: str) -> str:
+        known = self.alf_paths.get(rel_dir)
+        if known is None:
+            known = self.alf_paths[rel_dir] = session_id_name(self.root_names, rel_dir)
+        return known
+
     def result(self) -> ScanResult:
+        alf_path = self._alf_path
         sessions = pa.RecordBatch.from_arrays(
             [
                 *(string_array(column) for column in self.ses.values()),
                 numeric_array(self.ses_num, pa.uint16()),
+                _large(uuid3_strings([alf_path(rel_dir) for rel_dir in self.ses["session"]])),
             ],
             schema=SESSION_BATCH_SCHEMA,
         )
@@ -468,10 +496,17 @@ class Walk:
                 string_array(self.ds_rel_path),
                 numeric_array(self.ds_size, pa.uint64()),
                 numeric_array(self.ds_mtime, pa.int64()),
+                _large(uuid3_joined([alf_path(s) for s in self.ds_session], self.ds_rel_path)),
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links, self.listed)
+
+
+def _large(ids: pa.StringArray) -> pa.Array:
+    """Ids as ``large_string``, the walk's one text type: Polars converts any other with
+    ``pyarrow.compute``, whose import a small run cannot afford."""
+    return with_offsets(ids, pa.large_string())
 
 
 def scan_folders(
