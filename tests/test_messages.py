@@ -147,3 +147,15 @@ def test_every_verb_takes_the_common_options(
             done = capsys.readouterr()
             assert done.err == "", (verb, done.err)
             assert isinstance(json.loads(done.out), dict), verb
+
+
+def test_bad_index_options_leave_the_callers_sigterm_handler(tmp_path: Path) -> None:
+    # The index verb sets a SIGTERM handler that raises Terminated; when its options were bad
+    # (checked by the verb, as --keep-missing without --update is) the handler stayed set, so an
+    # in-process caller (a pytest run, once) could no longer be stopped by SIGTERM.
+    import signal
+
+    before = signal.getsignal(signal.SIGTERM)
+    tmp_path.joinpath("data").mkdir()
+    assert cli_main(["index", str(tmp_path / "data"), "--keep-missing", "-q"]) == 2
+    assert signal.getsignal(signal.SIGTERM) is before

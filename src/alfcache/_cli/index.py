@@ -198,9 +198,12 @@ def run(args: argparse.Namespace) -> int:
     shard = args.shard or shard_from_env(os.environ)
     if shard and not args.shard and not args.quiet:
         print(f"alfcache: indexing shard {shard} of a SLURM array job", file=sys.stderr)
-    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     _check_index_options(args)
     only = _only_paths(args)
+    # Set only once the options are checked, and restored in the finally below: a caller that
+    # lives on (a Python program, the test suite) must not keep a handler that raises
+    # Terminated into whatever it does next.
+    previous_handler = signal.signal(signal.SIGTERM, _terminate)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         try:
