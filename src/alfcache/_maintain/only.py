@@ -35,8 +35,8 @@ from alfcache._exceptions import BadArgument
 from alfcache._maintain.update import Previous
 from alfcache._paths import shown
 from alfcache._records import ScanResult, Skip
-from alfcache._tables.build import Tables, assemble
-from alfcache._walk.engine import Walked
+from alfcache._tables.build import Tables
+from alfcache._walk.engine import Walked, assemble_walk
 from alfcache._walk.scan import _NO_SESSION, Start, Walk, _session_of, plan_links, scan_folders
 
 Key = tuple[str, str, str, int]
@@ -256,17 +256,13 @@ class OnlyWalk:
             revisits += skipped
             members = _clash_members(self._root, _found(self._root, result, lab), walked, lab)
             todo = links + [Start(folder, True) for folder in _outermost(members)]
-        tables = assemble(
+        return assemble_walk(
             results,
             hash_ids=hash_ids,
             lab=lab,
             root=self._root,
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-        )
-        return Walked(
-            tables=tables,
+            cache_dir=cache_dir,
             tasks=len(walked),
-            ignored=sum(r.ignored for r in results),
             skipped=revisits,
             listed={"main": sum(r.listed for r in results), "workers": 0},
             threads=1 if walked else 0,

@@ -45,7 +45,7 @@ from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
 from alfcache._processes import sigint_deferred
 from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
-from alfcache._walk.engine import Walked, depth_share, walk_here
+from alfcache._walk.engine import Walked, assemble_walk, depth_share, walk_here
 from alfcache._walk.scan import Start
 
 BACKENDS = ("processes", "dask")
@@ -284,7 +284,6 @@ class DaskWalk:
     ) -> Walked:
         """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
         from alfcache._progress import Progress
-        from alfcache._tables.build import assemble
         from alfcache._walk.scan import plan_links
 
         bar = Progress(enabled=progress)
@@ -327,17 +326,13 @@ class DaskWalk:
             ) from exc
         finally:
             bar.close()
-        tables = assemble(
+        return assemble_walk(
             results,
             hash_ids=hash_ids,
             lab=lab,
             root=self._root,
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-        )
-        return Walked(
-            tables=tables,
+            cache_dir=cache_dir,
             tasks=tasks,
-            ignored=sum(r.ignored for r in results),
             skipped=skipped,
             listed={"main": 0, "workers": listed},
             threads=threads,

@@ -50,6 +50,8 @@ from alfcache._records import ScanResult, Skip
 from alfcache._walk.scan import Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from alfcache._tables.build import Tables  # a type only: Polars stays out of the workers
 
 DEFAULT_IO_DEPTH = 64
@@ -111,6 +113,33 @@ class Walked:
     """Listing threads that listed at least one folder, summed over the processes."""
     depths: list[DepthChoice] = field(default_factory=list)
     """How far each process's depth climbed and why: the main process first."""
+
+
+def assemble_walk(
+    results: list[ScanResult],
+    *,
+    hash_ids: bool,
+    lab: str | None,
+    root: str,
+    cache_dir: Path | None,
+    tasks: int,
+    skipped: list[Skip],
+    listed: dict[str, int],
+    threads: int,
+    depths: list[DepthChoice] | None = None,
+) -> Walked:
+    """A finished walk's rows assembled into tables: the last step of every backend."""
+    from alfcache._tables.build import assemble  # here: Polars stays out of the workers
+
+    ignored = sum(r.ignored for r in results)
+    tables = assemble(
+        results,
+        hash_ids=hash_ids,
+        lab=lab,
+        root=root,
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+    )
+    return Walked(tables, tasks, ignored, skipped, listed, threads, depths or [])
 
 
 class Counter(Protocol):

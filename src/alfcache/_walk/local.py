@@ -32,6 +32,7 @@ from alfcache._walk.engine import (
     Tally,
     Walked,
     add,
+    assemble_walk,
     depth_share,
     serve,
     tally,
@@ -154,7 +155,6 @@ class RunningWalk:
         ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
         folders than where they were found are reported (``not_loadable``).
         """
-        from alfcache._tables.build import assemble
 
         bar = Progress(enabled=progress, start=self._start)
         results: list[ScanResult] = []
@@ -190,18 +190,13 @@ class RunningWalk:
             raise
         finally:
             bar.close()
-        ignored = sum(r.ignored for r in results)
-        tables = assemble(
+        return assemble_walk(
             results,
             hash_ids=hash_ids,
             lab=lab,
             root=str(self._root),
-            cache_dir=str(cache_dir) if cache_dir is not None else None,
-        )
-        return Walked(
-            tables=tables,
+            cache_dir=cache_dir,
             tasks=self._started + self._sharer.shared,
-            ignored=ignored,
             skipped=skipped,
             listed=listed,
             threads=self._lister.used + sum(w.threads for w in self._workers),
