@@ -35,7 +35,6 @@ from alfcache._walk.engine import (
     assemble_walk,
     depth_share,
     serve,
-    tally,
     work,
 )
 from alfcache._walk.scan import Start, Task, Walk, plan_links
@@ -84,12 +83,12 @@ class RunningWalk:
         self._ctx = executor.context() if self._n_workers else multiprocessing.get_context()
         self._procs = executor.Processes()
         self._workers: list[_Worker] = []
-        self._tasks: Queue[Task | None] = self._ctx.Queue()
+        self._tasks: Queue[list[Task] | None] = self._ctx.Queue()
         self._tasks.cancel_join_thread()  # at exit after an abort, tasks left do not matter
         self._queued: Counter = self._ctx.Value("q", 0)
         self._waiting: Counter = self._ctx.Value("q", 0)
         self._outstanding: Counter = self._ctx.Value("q", 0)
-        self._found: Tally = self._ctx.Array("q", 2)
+        self._found = Tally(n_jobs)
         self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
         self._sharer.enabled = False
         self._main_results: deque[ScanResult] = deque()
@@ -130,7 +129,7 @@ class RunningWalk:
                 self._waiting,
                 self._outstanding,
                 send,
-                self._found,
+                self._found.for_worker(len(self._workers)),
             )
             proc = self._procs.start(self._ctx, work, args)
             send.close()  # the worker holds the only write end: its death is an EOF here
@@ -141,7 +140,7 @@ class RunningWalk:
         """Start walking from ``starts`` here (their own session rows are emitted here)."""
         walk = Walk(self._root, self._follow_symlinks, self._array_shard)
         tasks = [walk.start(start) for start in starts]
-        tally(self._found, *walk.found)
+        self._found.add(*walk.found)
         self._main_results.append(walk.flush())
         self._started += len(tasks)
         add(self._outstanding, len(tasks))
@@ -172,7 +171,7 @@ class RunningWalk:
             while True:
                 # Once every folder is listed nothing is on its way: no wait (50 ms a run).
                 self._collect(take, POLL_SECONDS if self._outstanding.value else 0.0)
-                bar.show(self._found[0], self._found[1])  # each poll: a line is due every 5 s
+                bar.show(*self._found.counts)  # each poll: a line is due every 5 s
                 if self._outstanding.value:
                     continue
                 # Every folder of this round is listed and every row has arrived.
