@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -19,9 +19,9 @@ NAMESPACE = uuid.UUID("2a6e3c58-8e0a-4b1f-9d36-6c1f0b5a1c3e")
 """The fixed namespace of every alfcache id; documented in the README. Never change it: ids
 would change with it."""
 
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-# Byte offsets of the 32 hex digits inside the 36-character canonical form.
-_DIGIT_COLUMNS = np.array([i for i in range(36) if i not in (8, 13, 18, 23)])
+_GROUPS = ((0, 8, 0), (8, 12, 9), (12, 16, 14), (16, 20, 19), (20, 32, 24))
+"""The groups of hex digits of the canonical ``8-4-4-4-12`` form: digits [start, stop) go to
+text column ``at``."""
 
 
 def uuid_text(raw: np.ndarray) -> np.ndarray:
@@ -38,11 +38,12 @@ def uuid_text(raw: np.ndarray) -> np.ndarray:
         ``(n, 36)`` uint8: lower-case ASCII ``8-4-4-4-12`` text, one UUID per row.
     """
     n = len(raw)
-    nibbles = np.empty((n, 32), dtype=np.uint8)
-    nibbles[:, 0::2] = raw >> 4
-    nibbles[:, 1::2] = raw & 0x0F
+    # bytes.hex lays out the digits in C; NumPy only moves them in between the dashes.
+    hex_digits = np.ascontiguousarray(raw).tobytes().hex().encode()
+    digits = np.frombuffer(hex_digits, dtype=np.uint8).reshape(n, 32)
     text = np.full((n, 36), ord("-"), dtype=np.uint8)
-    text[:, _DIGIT_COLUMNS] = _HEX[nibbles]
+    for start, stop, at in _GROUPS:
+        text[:, at : at + stop - start] = digits[:, start:stop]
     return text
 
 
@@ -60,24 +61,27 @@ def uuid3_strings(names: Sequence[str]) -> pa.StringArray:
         Lower-case canonical UUID strings, version 3.
     """
     prefix = hashlib.md5(NAMESPACE.bytes)
-    digests = bytearray()
+    digests = []
     for name in names:
         h = prefix.copy()
         h.update(name.encode())
-        digests += h.digest()
-    return _uuid3_text(digests, len(names))
+        digests.append(h.digest())
+    return _uuid3_text(b"".join(digests), len(names))
 
 
-def uuid3_joined(folders: Sequence[str], names: Sequence[str]) -> pa.StringArray:
+def uuid3_joined(folders: Iterable[str], names: Sequence[str]) -> pa.StringArray:
     """:func:`uuid3_strings` of ``f"{folder}/{name}"`` for each pair, without building the joins.
 
-    The MD5 state after each distinct folder is kept and copied for its names: the rows of a
-    session share its folder, so only the name is hashed per row.
+    The rows of a folder come one after another (a walk emits them so): the MD5 state after
+    the folder is taken once per run of rows and copied for each name, so only the name is
+    hashed per row. Rows out of order give the same ids, only slower.
 
     Parameters
     ----------
-    folders, names : sequence of str
-        Row by row, a folder and a name below it.
+    folders : iterable of str
+        Row by row, a folder...
+    names : sequence of str
+        ...and a name below it.
 
     Returns
     -------
@@ -85,24 +89,26 @@ def uuid3_joined(folders: Sequence[str], names: Sequence[str]) -> pa.StringArray
         Lower-case canonical UUID strings, version 3.
     """
     namespace = hashlib.md5(NAMESPACE.bytes)
-    states: dict[str, hashlib._Hash] = {}
-    digests = bytearray()
+    digests = []
+    append = digests.append
+    last = None
+    copy = namespace.copy
     for folder, name in zip(folders, names, strict=True):
-        state = states.get(folder)
-        if state is None:
-            state = states[folder] = namespace.copy()
+        if folder != last:  # the same object for a run of rows: compared by identity first
+            state = namespace.copy()
             state.update(f"{folder}/".encode())
-        h = state.copy()
+            copy, last = state.copy, folder
+        h = copy()
         h.update(name.encode())
-        digests += h.digest()
-    return _uuid3_text(digests, len(names))
+        append(h.digest())
+    return _uuid3_text(b"".join(digests), len(names))
 
 
-def _uuid3_text(digests: bytearray, n: int) -> pa.StringArray:
+def _uuid3_text(digests: bytes, n: int) -> pa.StringArray:
     """The UUID v3 text of ``n`` MD5 digests laid end to end."""
     raw = np.frombuffer(digests, dtype=np.uint8).reshape(n, 16).copy()
     raw[:, 6] = (raw[:, 6] & 0x0F) | 0x30  # version 3
     raw[:, 8] = (raw[:, 8] & 0x3F) | 0x80  # RFC 4122 variant
     text = uuid_text(raw)
     offsets = np.arange(0, 36 * n + 1, 36, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text.tobytes()))
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))

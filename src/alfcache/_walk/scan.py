@@ -343,9 +343,10 @@ class Walk:
             return
         self.listed += 1
         in_session = session is not _NO_SESSION
+        add_file = self._add_file
         for entry in entries:
             name = entry.name
-            if not _is_utf8(name):
+            if not name.isascii() and not _is_utf8(name):
                 self.skip(
                     _join(rel_dir, name.encode(errors="surrogateescape").decode(errors="replace")),
                     Reason.NOT_UTF8,
@@ -358,7 +359,7 @@ class Walk:
             elif entry.is_file(follow_symlinks=False):
                 if in_session:
                     if _is_dataset_name(name):
-                        self._add_file(entry, session, rel_dir)
+                        add_file(entry, session, rel_dir)
                     else:
                         self.ignored += 1
                 elif _is_dataset_name(name):
@@ -393,7 +394,7 @@ class Walk:
             inner = (
                 session
                 if session is _NO_SESSION
-                else session._replace(prefix=f"{session.prefix}{name}/")
+                else _Session(session.rel_dir, f"{session.prefix}{name}/")
             )
         stack.append((child, names[-4:], inner))
 
@@ -408,13 +409,14 @@ class Walk:
                 _join(rel_dir, entry.name), Reason.UNREADABLE, f"cannot stat: {exc.strerror}"
             )
             return
-        if st.st_size == 0:
+        size = st.st_size
+        if not size:
             # Indexed like any file (ONE-api does), but a zero-byte .npy is usually a copy
             # that was cut short, so it is worth a look.
             self.skip(_join(rel_dir, entry.name), Reason.EMPTY_FILE, "indexed; the file is empty")
         self.ds_session.append(session.rel_dir)
         self.ds_rel_path.append(session.prefix + entry.name)
-        self.ds_size.append(st.st_size)
+        self.ds_size.append(size)
         self.ds_mtime.append(st.st_mtime_ns)
 
     def _symlink(
@@ -496,7 +498,7 @@ class Walk:
                 string_array(self.ds_rel_path),
                 numeric_array(self.ds_size, pa.uint64()),
                 numeric_array(self.ds_mtime, pa.int64()),
-                _large(uuid3_joined([alf_path(s) for s in self.ds_session], self.ds_rel_path)),
+                _large(uuid3_joined(map(alf_path, self.ds_session), self.ds_rel_path)),
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
