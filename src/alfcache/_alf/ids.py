@@ -61,7 +61,7 @@ def uuid3_strings(names: Sequence[str]) -> pa.StringArray:
         Lower-case canonical UUID strings, version 3.
     """
     prefix = hashlib.md5(NAMESPACE.bytes)
-    digests = []
+    digests: list[bytes] = []
     for name in names:
         h = prefix.copy()
         h.update(name.encode())
@@ -89,7 +89,7 @@ def uuid3_joined(folders: Iterable[str], names: Sequence[str]) -> pa.StringArray
         Lower-case canonical UUID strings, version 3.
     """
     namespace = hashlib.md5(NAMESPACE.bytes)
-    digests = []
+    digests: list[bytes] = []
     append = digests.append
     last = None
     copy = namespace.copy
