@@ -8,12 +8,14 @@ import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 
 import alfcache
+import alfcache._walk.scan
 from alfcache._cli.main import main as cli_main
 
 
@@ -108,3 +110,14 @@ def write_file(root: Path, rel: str, content: bytes = b"0123456789") -> Path:
 def read_tables(out: Path) -> tuple[pa.Table, pa.Table]:
     """``sessions.pqt`` and ``datasets.pqt`` of the folder ``out``, as written."""
     return pq.read_table(out / "sessions.pqt"), pq.read_table(out / "datasets.pqt")
+
+
+def _no_uuids(*args: object) -> NoReturn:
+    raise AssertionError("the walk computed UUID ids, which this run does not use")
+
+
+def forbid_uuids(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make the walk fail if it hashes an id: in this process and in the threads of a Dask
+    ``LocalCluster(processes=False)`` (not in workers started from a fork server)."""
+    monkeypatch.setattr(alfcache._walk.scan, "uuid3_strings", _no_uuids)
+    monkeypatch.setattr(alfcache._walk.scan, "uuid3_joined", _no_uuids)

@@ -26,7 +26,7 @@ from typing import Any
 import distributed
 import pyarrow.parquet as pq
 import pytest
-from _helpers import python_env
+from _helpers import forbid_uuids, python_env
 from distributed import Client, LocalCluster
 
 import alfcache
@@ -142,6 +142,18 @@ def test_tables_and_report_equal_the_default_backend(
     # Many more tasks than the cluster's two threads, so that the scheduler balances them.
     assert dask.tasks >= 2 * _dask.TASKS_PER_THREAD
     assert client.status == "running"  # the caller's client is the caller's to close
+
+
+def test_path_ids_hash_nothing_and_equal_the_default_backend(
+    tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The cluster's workers are threads of this process: the patch reaches their walks.
+    forbid_uuids(monkeypatch)
+    dask = _same_as_the_default_backend(
+        tree, tmp_path, client, hash_ids=False, follow_symlinks=True
+    )
+    ids = pq.read_table(tmp_path / "dask" / "sessions.pqt")["id"].to_pylist()
+    assert "s1/2021-01-01/001" in ids and len(ids) == dask.sessions
 
 
 @pytest.mark.parametrize("where", ["root", "link"])

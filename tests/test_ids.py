@@ -3,17 +3,22 @@ ids the walk makes are those of each kept session's ALF path."""
 
 from __future__ import annotations
 
+import os
 import random
 import re
+import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
-from _helpers import index_quietly, read_tables
+from _helpers import forbid_uuids, index_quietly, read_tables
 from conftest import MakeFiles
 
 import alfcache
+import alfcache._tables.build
+import alfcache._walk.local
 from alfcache._alf.ids import NAMESPACE, uuid3_joined, uuid3_strings
 from alfcache._records import ScanResult
 from alfcache._tables.build import assemble
@@ -197,3 +202,65 @@ def test_a_file_found_twice_is_one_row_the_first_found(
         ids, sizes = tables.datasets["id"].to_pylist(), tables.datasets["file_size"]
         changed = ids.index(str(uuid.uuid3(NAMESPACE, "s1/2021-01-01/001/alf/a.b.npy")))
         assert sizes[changed].as_py() == size
+
+
+def test_a_walk_without_hash_ids_leaves_the_ids_null(
+    tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    make_files(tmp_path, ["lab1/Subjects/s1/2021-01-01/001/alf/spikes.times.npy"])
+    forbid_uuids(monkeypatch)
+    result = scan_folders(str(tmp_path), [Start("", True)], hash_ids=False)
+    for batch in (result.sessions, result.datasets):
+        assert batch.num_rows == 1
+        assert batch.schema.field("id").nullable
+        assert batch["id"].type == pa.large_string()
+        assert batch["id"].null_count == 1
+
+
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_path_ids_are_made_without_hashing_and_as_before(
+    tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch, n_jobs: int
+) -> None:
+    """``hash_ids=False``: no process of the walk computes a UUID (the assembler threw them
+    away: 0.8 s of MD5 per million rows), and the tables are those of the walk that still
+    hashed them, through clashes and nesting."""
+    root = tmp_path / "data"
+    files = ["alf/spikes.times.npy", "alf/#2024-01-01#/spikes.times.npy"]
+    make_files(root, [f"{session}/{f}" for session in _WALKED for f in files])
+    before = assemble([scan_folders(str(root), [Start("", True)])], hash_ids=False)
+    forbid_uuids(monkeypatch)
+    ids: list[pa.Array] = []
+
+    def assemble_rows(results: list[ScanResult], **kwargs: Any) -> Any:
+        ids.extend(a for r in results for a in (r.sessions["id"], r.datasets["id"]))
+        return assemble(results, **kwargs)
+
+    monkeypatch.setattr(alfcache._tables.build, "assemble", assemble_rows)
+    if n_jobs > 1:
+        # The worker starts at once from the fork server (Polars is loaded here), so the patch
+        # above does not reach it: the rows it sends show it hashed nothing. This process
+        # lists slowly, so that the worker takes part.
+        monkeypatch.setattr(alfcache._walk.local, "LATE_START_SECONDS", 0.0)
+        scandir = os.scandir
+
+        def slow_scandir(*args: Any) -> Any:
+            time.sleep(0.02)
+            return scandir(*args)
+
+        monkeypatch.setattr(os, "scandir", slow_scandir)
+    report = index_quietly(root, tmp_path / "out", n_jobs=n_jobs, io_depth=n_jobs, hash_ids=False)
+    assert (report.listed["workers"] > 0) == (n_jobs > 1), report.listed
+    assert sum(map(len, ids)) == len(_WALKED) * (1 + len(files))
+    assert [a.null_count for a in ids] == [len(a) for a in ids]
+    sessions, datasets = read_tables(tmp_path / "out")
+    alf_paths = [p for p in _WALKED.values() if p is not None]
+    path_ids = [p.replace("/Subjects/", "/") for p in alf_paths]
+    assert sorted(sessions["id"].to_pylist()) == sorted(path_ids)
+    rows = zip(datasets["eid"].to_pylist(), datasets["id"].to_pylist(), strict=True)
+    assert sorted(rows) == sorted(
+        (path_id, f"{p}/{f}")
+        for p, path_id in zip(alf_paths, path_ids, strict=True)
+        for f in files
+    )
+    for table, old in ((sessions, before.sessions), (datasets, before.datasets)):
+        assert table.select(old.column_names).to_pylist() == old.to_pylist()

@@ -14,7 +14,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import exit_code, index_quietly
+from _helpers import exit_code, forbid_uuids, index_quietly
 
 import alfcache
 from alfcache.synth import LABS, TreeSummary, make_tree
@@ -260,10 +260,13 @@ def test_prune_can_keep_session_folders(
     assert not any((tree.root / rel).exists() for rel in files)
 
 
-def test_prune_apply_then_verify(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_prune_apply_then_verify(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     root, tables = tmp_path / "data", tmp_path / "tables"
     make_tree(root, 4, empty_every=0, max_file_size=64)
     _index(root, tables)
+    forbid_uuids(monkeypatch)  # both match the tree by names, never by id: they hash none
     expected = _litter(root)
     code, out, _ = _cli(capsys, "prune", str(root), "--tables", str(tables), "--apply", "--json")
     assert code == 0 and json.loads(out)["paths"] == expected and json.loads(out)["applied"]

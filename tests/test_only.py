@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from _helpers import forbid_uuids
 from conftest import MakeFiles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -140,6 +141,23 @@ def test_every_kind_of_path_gives_the_full_update(
     make_files(root, [f"{SESSION}/alf/probe00/spikes.amps.npy"], b"new file")
     (root / f"{SESSION}/trials.intervals.npy").unlink()
     _both(root, full, only, [path])
+
+
+def test_path_ids_are_updated_by_path_without_hashing_ids(
+    tmp_path: Path, make_files: MakeFiles, monkeypatch: pytest.MonkeyPatch
+):
+    root = make_files(tmp_path / "data", FILES)
+    full, only = _indexed(root, tmp_path, hash_ids=False)
+    forbid_uuids(monkeypatch)  # the walk of the paths, and of the full update, in this process
+    make_files(root, [f"{SESSION}/alf/probe00/spikes.amps.npy"], b"new file")
+    (root / f"{OTHER}/alf/spikes.times.npy").unlink()
+    _both(root, full, only, [SESSION, OTHER], hash_ids=False)
+    rows = pq.read_table(only / "datasets.pqt").select(["eid", "id"]).to_pylist()
+    assert {
+        "eid": "lab/s1/2021-01-01/001",
+        "id": f"{SESSION}/alf/probe00/spikes.amps.npy",
+    } in rows
+    assert f"{OTHER}/alf/spikes.times.npy" not in {row["id"] for row in rows}
 
 
 def test_a_file_outside_sessions_or_no_path_at_all_walks_nothing(

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 import test_faults
 import xxhash
-from _helpers import exit_code, index_quietly
+from _helpers import exit_code, forbid_uuids, index_quietly
 from test_faults import ENV, User
 
 import alfcache
@@ -96,6 +96,20 @@ def test_missing_file(tree: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert _found(report) == [(FILE, "missing_file", size, None)]
     assert f"alfcache: differs {FILE}: missing_file ({size} bytes in the tables, no file" in err
     assert "differ: 1 missing_file" in err.splitlines()[-1]
+
+
+def test_the_walk_hashes_no_ids(
+    tree: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Rows are compared by identity, never by id: the walk's ids only tie its own datasets to
+    # its sessions, which path ids do as well, with no MD5.
+    forbid_uuids(monkeypatch)
+    size = _size(tree, FILE)
+    (tree / FILE).unlink()
+    code, report, _ = _verify(capsys, tree, "--hashes")
+    assert code == 1
+    assert _found(report) == [(FILE, "missing_file", size, None)]
+    assert report["digests_checked"] == report["datasets"] - 1
 
 
 def test_file_gone_before_its_digest_is_read_is_missing(

@@ -176,11 +176,15 @@ def index(
 
     walk: RunningWalk | DaskWalk | OnlyWalk
     if targets is not None:
-        walk = OnlyWalk(root, targets, follow_symlinks, array_shard)
+        walk = OnlyWalk(root, targets, follow_symlinks, array_shard, hash_ids=hash_ids)
     elif backend == "dask":
-        walk = DaskWalk(root, jobs, follow_symlinks, io_depth, array_shard, scheduler)
+        walk = DaskWalk(
+            root, jobs, follow_symlinks, io_depth, array_shard, scheduler, hash_ids=hash_ids
+        )
     else:
-        walk = start_walk(root, jobs, follow_symlinks, io_depth, array_shard=array_shard)
+        walk = start_walk(
+            root, jobs, follow_symlinks, io_depth, array_shard=array_shard, hash_ids=hash_ids
+        )
     previous = None
     try:
         # Imported while the walk runs, as Polars is.
@@ -209,7 +213,7 @@ def index(
     cache_dir = out.resolve() if out.resolve() in (root, *root.parents) else root
     hashing = changes = None
     try:
-        walked = walk.finish(hash_ids=hash_ids, lab=lab, progress=progress, cache_dir=cache_dir)
+        walked = walk.finish(lab=lab, progress=progress, cache_dir=cache_dir)
         tables = walked.tables
         rows = tables.sessions.num_rows + tables.datasets.num_rows
         check_space(out, rows, len(algorithms) * tables.datasets.num_rows)

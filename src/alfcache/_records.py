@@ -109,7 +109,8 @@ SESSION_BATCH_SCHEMA = pa.schema(
 r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
 the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
 as the reference's ``\d`` admits them); ``id`` its UUID v3
-(:func:`alfcache._walk.scan.session_id_name`)."""
+(:func:`alfcache._walk.scan.session_id_name`), or null when ids are not hashed
+(``hash_ids=False``: the assembler makes path ids)."""
 
 DATASET_BATCH_SCHEMA = pa.schema(
     [
@@ -121,7 +122,8 @@ DATASET_BATCH_SCHEMA = pa.schema(
     ]
 )
 """One row per dataset file; ``rel_path`` is relative to the session folder and ``id`` is the
-UUID v3 of ``{session's ALF path}/{rel_path}``. Files are read (and hashed) in a later phase,
+UUID v3 of ``{session's ALF path}/{rel_path}``, or null when ids are not hashed
+(``hash_ids=False``: the assembler makes path ids). Files are read (and hashed) in a later phase,
 see :mod:`alfcache._digest.read`.
 
 The ids are made by the walk, in the workers, as rows are found, rather than by the main

@@ -133,7 +133,8 @@ def plan_only(
         A path lies outside ``root``, or in a session of another array shard.
     """
     root_names = _names(str(root).strip("/"))
-    shard_walk = Walk(str(root), False, array_shard)
+    # Only asked which array shard a folder is in: it makes no rows, so no ids.
+    shard_walk = Walk(str(root), False, array_shard, hash_ids=False)
     walk: set[str] = set()
     scope: set[str] = set()
     named: set[tuple[str, Key]] = set()
@@ -226,20 +227,25 @@ class OnlyWalk:
 
     Offers what :func:`alfcache._index.index` uses of a :class:`RunningWalk`: ``finish`` and
     ``abort``. A transfer's session is a few hundred files: worker processes would cost more
-    than they save.
+    than they save. ``hash_ids`` as for :class:`RunningWalk`.
     """
 
     def __init__(
-        self, root: Path, targets: Targets, follow_symlinks: bool, array_shard: ArrayShard | None
+        self,
+        root: Path,
+        targets: Targets,
+        follow_symlinks: bool,
+        array_shard: ArrayShard | None,
+        *,
+        hash_ids: bool,
     ) -> None:
         self._root = str(root)
         self._targets = targets
         self._follow_symlinks = follow_symlinks
         self._array_shard = array_shard
+        self._hash_ids = hash_ids
 
-    def finish(
-        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
-    ) -> Walked:
+    def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
         """Walk the targets and assemble their tables (``progress`` is not shown: it is short)."""
         results: list[ScanResult] = []
         walked: list[str] = []
@@ -249,7 +255,9 @@ class OnlyWalk:
         members = _clash_members(self._root, self._targets.named, [*self._targets.walk], lab)
         todo += [Start(folder, True) for folder in _outermost(members)]
         while todo:
-            result = scan_folders(self._root, todo, self._follow_symlinks, self._array_shard)
+            result = scan_folders(
+                self._root, todo, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids
+            )
             results.append(result)
             walked += [start.rel_dir for start in todo]
             links, skipped = plan_links(self._root, result.links, indexed)
@@ -258,7 +266,7 @@ class OnlyWalk:
             todo = links + [Start(folder, True) for folder in _outermost(members)]
         return assemble_walk(
             results,
-            hash_ids=hash_ids,
+            hash_ids=self._hash_ids,
             lab=lab,
             root=self._root,
             cache_dir=cache_dir,

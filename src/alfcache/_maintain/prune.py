@@ -409,7 +409,8 @@ def prune(
     """
     in_cache = _table_datasets(tables)
 
-    scan = scan_folders(os.path.abspath(cache_dir), [Start("", True)])
+    # Matched to the tables by folder names, never by id: no ids to hash.
+    scan = scan_folders(os.path.abspath(cache_dir), [Start("", True)], hash_ids=False)
     if scan.skipped:
         _logger.warning(
             "%d entries were not scanned and anything below them is left alone, e.g. %s: %s",

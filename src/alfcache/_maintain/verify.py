@@ -279,8 +279,10 @@ def verify(
             pl.Series("rule_default", default_revisions(ds_table)),
         )
 
-    walked = start_walk(root, jobs, follow_symlinks).finish(
-        hash_ids=True, lab=lab, progress=progress
+    # Compared by identity, never by id: the walk's ids only join its datasets to its
+    # sessions, which path ids do as well (one per kept session), without hashing any.
+    walked = start_walk(root, jobs, follow_symlinks, hash_ids=False).finish(
+        lab=lab, progress=progress
     )
     disk = walked.tables
     have_ses = _keyed_sessions(

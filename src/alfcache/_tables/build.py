@@ -187,7 +187,9 @@ def assemble(
         What the workers returned. Their rows are taken: each result's batches are left
         empty (see :func:`_frame`); its other fields stay.
     hash_ids : bool
-        UUID v3 ids (see :mod:`alfcache._alf.ids`) when True, path ids otherwise.
+        UUID v3 ids (see :mod:`alfcache._alf.ids`), those of the walk's rows, when True; path
+        ids otherwise, made here: the rows' ``id`` columns are then never read, and a walk
+        with ``hash_ids=False`` leaves them null.
     lab : str, optional
         Lab name for sessions whose folders carry none.
     root, cache_dir : str, optional
@@ -202,12 +204,16 @@ def assemble(
     ------
     LabConflict
         ``lab`` was given and some session folders sit below a different lab folder.
+    ValueError
+        ``hash_ids`` is True but the rows carry no ids (a walk made with ``hash_ids=False``).
     """
     records = [s for r in results for s in r.skipped]
     skipped = _without_echoes([s for s in records if s.reason not in NOTICE_REASONS])
     notices = [s for s in records if s.reason in NOTICE_REASONS]
     sessions = _frame(results, "sessions", SESSION_BATCH_SCHEMA)
     datasets = _frame(results, "datasets", DATASET_BATCH_SCHEMA)
+    if hash_ids and (sessions["id"].null_count() or datasets["id"].null_count()):
+        raise ValueError("hash_ids=True, but the walk made no ids: build it with hash_ids=True")
     if lab:
         _check_lab(sessions, lab)
     sessions = sessions.unique("session", keep="first").with_columns(

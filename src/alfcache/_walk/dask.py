@@ -197,9 +197,14 @@ def walk_task(
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
+    *,
+    hash_ids: bool,
 ) -> DaskTaskResult:
-    """One Dask task: walk from ``starts`` of ``root`` here; the rows as Arrow IPC bytes."""
-    results, threads = walk_here(root, starts, follow_symlinks, array_shard, cap)
+    """One Dask task: walk from ``starts`` of ``root`` here; the rows as Arrow IPC bytes
+    (their ids null unless ``hash_ids``)."""
+    results, threads = walk_here(
+        root, starts, follow_symlinks, array_shard, cap, hash_ids=hash_ids
+    )
     return {
         "sessions": _ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
         "datasets": _ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
@@ -261,7 +266,7 @@ class DaskWalk:
     Connecting is done here, so that an unreachable scheduler fails the run before anything
     else; :meth:`finish` walks and assembles, :meth:`readers` reads files on the same cluster,
     and :meth:`abort` closes what was started (a ``LocalCluster``), by itself when the walk
-    fails.
+    fails. ``hash_ids`` as for :class:`alfcache._walk.local.RunningWalk`.
     """
 
     def __init__(
@@ -272,16 +277,17 @@ class DaskWalk:
         io_depth: int | None,
         array_shard: ArrayShard | None,
         scheduler: object,
+        *,
+        hash_ids: bool,
     ) -> None:
         self._root = str(root)
         self._follow_symlinks = follow_symlinks
         self._io_depth = io_depth
         self._array_shard = array_shard
+        self._hash_ids = hash_ids
         self._client, self._close = _connect(scheduler, n_jobs)
 
-    def finish(
-        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
-    ) -> Walked:
+    def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
         """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
         from alfcache._progress import Progress
         from alfcache._walk.scan import plan_links
@@ -328,7 +334,7 @@ class DaskWalk:
             bar.close()
         return assemble_walk(
             results,
-            hash_ids=hash_ids,
+            hash_ids=self._hash_ids,
             lab=lab,
             root=self._root,
             cache_dir=cache_dir,
@@ -348,7 +354,9 @@ class DaskWalk:
             # One shard per Dask task, all handed over at once: the scheduler balances them.
             parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator")
             yield from parallel(
-                delayed(walk_task)(self._root, starts, self._follow_symlinks, shard, cap)
+                delayed(walk_task)(
+                    self._root, starts, self._follow_symlinks, shard, cap, hash_ids=self._hash_ids
+                )
                 for starts, shard in work
             )
 

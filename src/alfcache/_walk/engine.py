@@ -130,7 +130,10 @@ def assemble_walk(
     threads: int,
     depths: list[DepthChoice] | None = None,
 ) -> Walked:
-    """A finished walk's rows assembled into tables: the last step of every backend."""
+    """A finished walk's rows assembled into tables: the last step of every backend.
+
+    ``hash_ids`` is the walk's own (its rows hold UUIDs only when it is True).
+    """
     from alfcache._tables.build import assemble  # here: Polars stays out of the workers
 
     ignored = sum(r.ignored for r in results)
@@ -374,6 +377,8 @@ class Lister:
         bottom for other processes, and then returns True.
     found : Tally, optional
         Where each listing adds the sessions and files it found (for progress).
+    hash_ids : bool
+        UUID v3 ids in the rows; null ids when False (see :class:`alfcache._walk.scan.Walk`).
     """
 
     def __init__(
@@ -386,11 +391,13 @@ class Lister:
         share: Callable[[Stack], bool] | None = None,
         array_shard: ArrayShard | None = None,
         found: Tally | None = None,
+        hash_ids: bool = True,
     ) -> None:
         self.root = root
         self._found = found
         self.follow_symlinks = follow_symlinks
         self.array_shard = array_shard
+        self.hash_ids = hash_ids
         self._emit = emit
         self._on_idle = on_idle
         self._share = share
@@ -465,7 +472,7 @@ class Lister:
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
         while len(self._threads) < self._target:
-            walk = Walk(self.root, self.follow_symlinks, self.array_shard)
+            walk = Walk(self.root, self.follow_symlinks, self.array_shard, hash_ids=self.hash_ids)
             thread = threading.Thread(
                 target=self._run,
                 args=(len(self._threads), walk),
@@ -652,12 +659,14 @@ def work(
     outstanding: Counter,
     conn: Connection,
     found: Tally | None = None,
+    hash_ids: bool = True,
 ) -> None:
     """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
 
     Messages, in order: ``("rows", ScanResult)``, ``("idle", n)`` once the ``n`` tasks taken
     since the last report are walked, and at the end ``("end", (threads that listed,
-    DepthChoice))`` or ``("error", message)``.
+    DepthChoice))`` or ``("error", message)``. ``hash_ids`` as for :class:`Lister` (the
+    arguments are positional: a worker process is started with a tuple of them).
     """
     lock = threading.Lock()
 
@@ -674,6 +683,7 @@ def work(
         share=Sharer(tasks, queued, waiting, outstanding),
         array_shard=array_shard,
         found=found,
+        hash_ids=hash_ids,
     )
     serve(lister, tasks, queued, waiting)
     lister.stop()
@@ -689,10 +699,13 @@ def walk_here(
     follow_symlinks: bool,
     array_shard: ArrayShard | None,
     cap: int,
+    *,
+    hash_ids: bool,
 ) -> tuple[list[ScanResult], int]:
     """Walk from ``starts`` in this process alone, on its listing threads (a Dask task's walk).
 
-    The same walk as a worker process's, fed from a list instead of the shared queue.
+    The same walk as a worker process's, fed from a list instead of the shared queue; with
+    ``hash_ids`` False its rows' ids are null (see :class:`alfcache._walk.scan.Walk`).
 
     Returns
     -------
@@ -710,8 +723,9 @@ def walk_here(
         emit=results.append,
         on_idle=lambda _: done.set(),  # called after the last rows were emitted
         array_shard=array_shard,
+        hash_ids=hash_ids,
     )
-    walk = Walk(root, follow_symlinks, array_shard)
+    walk = Walk(root, follow_symlinks, array_shard, hash_ids=hash_ids)
     tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:

@@ -63,7 +63,8 @@ class RunningWalk:
     handling. The main process starts walking at once on its own listing threads; ``n_jobs - 1``
     worker processes take subtrees from the shared queue (see :mod:`alfcache._walk.engine`).
     They are forked at once when that is safe, else started from a fork server once the walk has
-    lasted ``LATE_START_SECONDS``. :meth:`abort` kills them.
+    lasted ``LATE_START_SECONDS``. :meth:`abort` kills them. With ``hash_ids`` False no
+    process hashes ids: the rows carry null ids and the tables get path ids.
     """
 
     def __init__(
@@ -73,10 +74,13 @@ class RunningWalk:
         follow_symlinks: bool,
         io_depth: int | None = None,
         array_shard: ArrayShard | None = None,
+        *,
+        hash_ids: bool = True,
     ) -> None:
         self._root = str(root)
         self._follow_symlinks = follow_symlinks
         self._array_shard = array_shard
+        self._hash_ids = hash_ids
         self._start = time.perf_counter()
         self._n_workers = n_jobs - 1
         self._cap = depth_share(io_depth, n_jobs)
@@ -103,6 +107,7 @@ class RunningWalk:
             on_idle=lambda n: add(self._outstanding, -n),
             share=self._sharer if self._n_workers else None,
             found=self._found,
+            hash_ids=hash_ids,
         )
         self._started = 0
         self._walk_from([Start("", True)])
@@ -130,6 +135,7 @@ class RunningWalk:
                 self._outstanding,
                 send,
                 self._found.for_worker(len(self._workers)),
+                self._hash_ids,
             )
             proc = self._procs.start(self._ctx, work, args)
             send.close()  # the worker holds the only write end: its death is an EOF here
@@ -138,7 +144,7 @@ class RunningWalk:
 
     def _walk_from(self, starts: list[Start]) -> None:
         """Start walking from ``starts`` here (their own session rows are emitted here)."""
-        walk = Walk(self._root, self._follow_symlinks, self._array_shard)
+        walk = Walk(self._root, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids)
         tasks = [walk.start(start) for start in starts]
         self._found.add(*walk.found)
         self._main_results.append(walk.flush())
@@ -146,10 +152,8 @@ class RunningWalk:
         add(self._outstanding, len(tasks))
         self._lister.add(tasks, taken=len(tasks))
 
-    def finish(
-        self, *, hash_ids: bool, lab: str | None, progress: bool, cache_dir: Path | None = None
-    ) -> Walked:
-        """Wait for the walk and assemble the tables.
+    def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
+        """Wait for the walk and assemble the tables (ids as ``hash_ids`` was given).
 
         ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
         folders than where they were found are reported (``not_loadable``).
@@ -191,7 +195,7 @@ class RunningWalk:
             bar.close()
         return assemble_walk(
             results,
-            hash_ids=hash_ids,
+            hash_ids=self._hash_ids,
             lab=lab,
             root=str(self._root),
             cache_dir=cache_dir,
@@ -268,14 +272,16 @@ def start_walk(
     io_depth: int | None = None,
     *,
     array_shard: ArrayShard | None = None,
+    hash_ids: bool = True,
 ) -> RunningWalk:
     """Start walking ``root`` (resolved, readable) with ``n_jobs`` processes; see RunningWalk.
 
     ``io_depth`` is the most folder listings in flight over all processes; None adapts it to
     the storage (up to ``DEFAULT_IO_DEPTH``). With ``array_shard``, only the sessions of that
-    shard are walked (``--shard K/N``).
+    shard are walked (``--shard K/N``). ``hash_ids``: UUID v3 ids, else path ids (the walk
+    then hashes nothing).
     """
-    walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard)
+    walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard, hash_ids=hash_ids)
     try:
         import alfcache._tables.build  # noqa: F401  Polars loads while the walk runs
     except BaseException:

@@ -189,15 +189,35 @@ def _session_of(root_names: tuple[str, ...], rel_dir: str) -> _Session:
 
 
 class Walk:
-    """The state of one worker's walk: columns being filled, skip records, visited folders."""
+    """The state of one worker's walk: columns being filled, skip records, visited folders.
+
+    Parameters
+    ----------
+    root : str
+        Absolute path of the indexed folder.
+    follow_symlinks : bool
+        See :func:`scan_folders`.
+    array_shard : ArrayShard, optional
+        Walk only the sessions of this shard of an array job (``--shard K/N``).
+    hash_ids : bool
+        Fill the ``id`` columns of the rows with UUID v3 ids; when False they are null (the
+        tables' path ids are made from the other columns, see
+        :func:`alfcache._tables.build.assemble`), and no MD5 is computed.
+    """
 
     def __init__(
-        self, root: str, follow_symlinks: bool, array_shard: ArrayShard | None = None
+        self,
+        root: str,
+        follow_symlinks: bool,
+        array_shard: ArrayShard | None = None,
+        *,
+        hash_ids: bool = True,
     ) -> None:
         self.root = root
         self.root_names = tuple(p for p in root.split("/") if p)
         self.follow_symlinks = follow_symlinks
         self.array_shard = array_shard
+        self.hash_ids = hash_ids
         self._reset()
 
     def _reset(self) -> None:
@@ -209,7 +229,8 @@ class Walk:
         self.ds_size: list[int] = []
         self.ds_mtime: list[int] = []
         self.alf_paths: dict[str, str] = {}
-        """The ALF path (:func:`session_id_name`) of each session folder met since the reset."""
+        """The ALF path (:func:`session_id_name`) of each session folder met since the reset,
+        when ``hash_ids``."""
         self.skipped: list[Skip] = []
         self.ignored = 0
         self.listed = 0
@@ -254,7 +275,8 @@ class Walk:
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
             self.ses[key].append(value)
         self.ses_num.append(int(parts.number))
-        self.alf_paths[rel_dir] = session_folder(*parts)
+        if self.hash_ids:
+            self.alf_paths[rel_dir] = session_folder(*parts)
         return _Session(rel_dir, "")
 
     def _in_array_shard(self, rel_dir: str) -> bool:
@@ -483,12 +505,21 @@ class Walk:
         return known
 
     def result(self) -> ScanResult:
+        """What was found since the last reset; ids as :attr:`hash_ids` says."""
         alf_path = self._alf_path
+        if self.hash_ids:
+            session_ids = _large(uuid3_strings([alf_path(s) for s in self.ses["session"]]))
+            dataset_ids = _large(uuid3_joined(map(alf_path, self.ds_session), self.ds_rel_path))
+        else:
+            # Path ids are made by the assembler from the other columns, a column at a time:
+            # UUIDs made here would be thrown away (0.8 s of MD5 per million rows).
+            session_ids = pa.nulls(len(self.ses_num), pa.large_string())
+            dataset_ids = pa.nulls(len(self.ds_session), pa.large_string())
         sessions = pa.RecordBatch.from_arrays(
             [
                 *(string_array(column) for column in self.ses.values()),
                 numeric_array(self.ses_num, pa.uint16()),
-                _large(uuid3_strings([alf_path(rel_dir) for rel_dir in self.ses["session"]])),
+                session_ids,
             ],
             schema=SESSION_BATCH_SCHEMA,
         )
@@ -498,7 +529,7 @@ class Walk:
                 string_array(self.ds_rel_path),
                 numeric_array(self.ds_size, pa.uint64()),
                 numeric_array(self.ds_mtime, pa.int64()),
-                _large(uuid3_joined(map(alf_path, self.ds_session), self.ds_rel_path)),
+                dataset_ids,
             ],
             schema=DATASET_BATCH_SCHEMA,
         )
@@ -516,6 +547,8 @@ def scan_folders(
     starts: Iterable[Start],
     follow_symlinks: bool = False,
     array_shard: ArrayShard | None = None,
+    *,
+    hash_ids: bool = True,
 ) -> ScanResult:
     """Walk ``starts`` of the tree at ``root`` and return their rows (runs inside a worker).
 
@@ -530,12 +563,14 @@ def scan_folders(
         instead of as ``symlink_not_followed``.
     array_shard : ArrayShard, optional
         Walk only the sessions of this shard of an array job (``--shard K/N``).
+    hash_ids : bool
+        UUID v3 ids in the rows' ``id`` columns; null ids (no MD5 computed) when False.
 
     Returns
     -------
     ScanResult
     """
-    walk = Walk(root, follow_symlinks, array_shard)
+    walk = Walk(root, follow_symlinks, array_shard, hash_ids=hash_ids)
     for start in starts:
         walk.walk(start)
     return walk.result()
