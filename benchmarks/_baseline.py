@@ -79,7 +79,10 @@ def resolve(ref: str, repo: Path) -> str:
         check=False,
     )
     if found.returncode != 0:
-        raise SystemExit(f"--baseline {ref}: no such tag, branch or commit in {repo}")
+        raise SystemExit(
+            f"--baseline {ref}: no such tag, branch or commit in {repo} (a clone may lack the "
+            "release tags: `git fetch --tags`, or give the commit CHANGELOG.md names)"
+        )
     return found.stdout.strip()
 
 
