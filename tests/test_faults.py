@@ -355,7 +355,7 @@ def test_full_disk_cli_message(
     def no_space(*args: Any, **kwargs: Any) -> None:
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(alfcache._tables.store.pq, "write_table", no_space)
+    monkeypatch.setattr(pq, "write_table", no_space)
     code = cli_main(["index", str(root), "--out-dir", str(out), "--jobs", "1", "--quiet"])
     captured = capsys.readouterr()
     assert code == 1

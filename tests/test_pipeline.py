@@ -578,7 +578,7 @@ def test_failed_write_leaves_previous_tables(
     # the tree changes, so a successful write would change both tables
     make_files(basic, ["s9/2021-09-09/001/alf/spikes.times.npy"])
 
-    real_write = alfcache._tables.store.pq.write_table
+    real_write = pq.write_table
     calls = []
 
     def failing_write(*args: Any, **kwargs: Any) -> None:
@@ -587,7 +587,7 @@ def test_failed_write_leaves_previous_tables(
             raise OSError(28, "No space left on device")
         real_write(*args, **kwargs)
 
-    monkeypatch.setattr(alfcache._tables.store.pq, "write_table", failing_write)
+    monkeypatch.setattr(pq, "write_table", failing_write)
     with pytest.raises(OSError) as info:
         alfcache.make_parquet_db(basic, out, n_jobs=1)
     assert isinstance(info.value, alfcache.WriteFailed)

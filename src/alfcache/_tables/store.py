@@ -38,7 +38,6 @@ from pathlib import Path
 from typing import IO, Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from alfcache._exceptions import BadArgument, BadOutDir, OutDirNotWritable, WriteFailed
 from alfcache._paths import shown
@@ -99,6 +98,8 @@ def read_parquet(source: Path | IO[bytes]) -> pa.Table:
     OSError, pyarrow.ArrowException
         The file cannot be opened or is not parquet; each caller says what to do in its words.
     """
+    import pyarrow.parquet as pq  # see _write_tmp
+
     with pq.ParquetFile(source) as file:
         return file.read()
 
@@ -111,6 +112,8 @@ def read_metadata(path: Path) -> Mapping[bytes, bytes]:
     OSError, pyarrow.ArrowException
         As :func:`read_parquet`.
     """
+    import pyarrow.parquet as pq  # see _write_tmp
+
     return pq.read_schema(path).metadata or {}
 
 
@@ -332,6 +335,10 @@ def _take_permissions(fd: int, final: Path) -> None:
 
 
 def _write_tmp(table: pa.Table, final: Path) -> Path:
+    # Imported when first used: pyarrow.parquet brings pyarrow.fs (S3, GCS, Azure, HDFS,
+    # OpenSSL), 12 libraries that a run can load while its walk runs (alfcache._walk.local).
+    import pyarrow.parquet as pq
+
     fd, name = tempfile.mkstemp(
         dir=final.parent, prefix=_tmp_prefix(final.name), suffix=_TMP_SUFFIX
     )

@@ -283,7 +283,10 @@ def start_walk(
     """
     walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard, hash_ids=hash_ids)
     try:
-        import alfcache._tables.build  # noqa: F401  Polars loads while the walk runs
+        # Polars and the parquet writer load while the walk runs.
+        import pyarrow.parquet  # noqa: F401
+
+        import alfcache._tables.build  # noqa: F401
     except BaseException:
         walk.abort()  # Ctrl-C while Polars loads: the workers must not outlive us
         raise
