@@ -12,11 +12,13 @@ a command line's processes with a ``sitecustomize`` on its ``PYTHONPATH``.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
 import sys
 import time
+from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -364,3 +366,41 @@ def test_no_wait_once_every_folder_is_listed(
     walking = calls[: calls.index("close")]
     assert walking, "the walk was never collected"
     assert [c for c in walking if isinstance(c, tuple) and c[1] == 0 and c[0] > 0] == []
+
+
+def _tally_from_a_worker(tally: engine.Tally, sessions: int, files: int) -> None:
+    tally.add(sessions, files)
+
+
+@pytest.mark.parametrize("method", ["fork", "forkserver"])
+def test_tally_counts_what_every_process_found(method: str) -> None:
+    # Each process adds into its own slots (no lock shared between processes); the main
+    # process's sum holds them all, whichever way the workers were started.
+    ctx = multiprocessing.get_context(method)
+    tally = engine.Tally(3)
+    tally.add(1, 10)
+    for worker, found in enumerate([(2, 20), (4, 40)]):
+        proc = ctx.Process(target=_tally_from_a_worker, args=(tally.for_worker(worker), *found))
+        proc.start()
+        proc.join(timeout=60)
+        assert proc.exitcode == 0
+    tally.add(0, 1)
+    assert tally.counts == (7, 71)
+
+
+def test_a_process_waiting_for_work_is_handed_half_of_a_stack() -> None:
+    # A root of many small folders (a lab's subjects): one message takes the bottom half, the
+    # largest subtrees, instead of one folder per message (issue 21).
+    ctx = multiprocessing.get_context("fork")
+    tasks: Any = ctx.Queue()
+    queued, waiting, outstanding = (ctx.Value("q", 0) for _ in range(3))
+    sharer = engine.Sharer(tasks, queued, waiting, outstanding)
+    stack = deque((f"s{i:03d}", ("s",), None) for i in range(101))
+    assert not sharer(stack)  # nobody waits: nothing is handed over
+    waiting.value = 1
+    assert sharer(stack)
+    handed = tasks.get(timeout=10)
+    assert [task[0] for task in handed] == [f"s{i:03d}" for i in range(50)]
+    assert [task[0] for task in stack] == [f"s{i:03d}" for i in range(50, 101)]
+    assert (queued.value, outstanding.value, sharer.shared) == (1, 1, 50)
+    assert not sharer(stack)  # one message waits for the one process waiting
