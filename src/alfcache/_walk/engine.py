@@ -373,8 +373,9 @@ class Lister:
         Called with the number of tasks taken by :meth:`add` since the last call, once the
         process has no task left and every result has been emitted.
     share : callable, optional
-        Offered a thread's stack when it holds more than one task; may take a task from its
-        bottom for other processes, and then returns True.
+        Offered a thread's stack when it holds more than one task, or this process's pool
+        when that does; may take tasks from its bottom for other processes, and then returns
+        True.
     found : Tally, optional
         Where each listing adds the sessions and files it found (for progress).
     hash_ids : bool
