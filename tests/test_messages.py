@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from _helpers import run_alfcache
+from _helpers import python_env, run_alfcache, with_sitecustomize
 from conftest import MakeFiles
 
 from alfcache._cli.main import _parser
@@ -159,3 +159,34 @@ def test_bad_index_options_leave_the_callers_sigterm_handler(tmp_path: Path) -> 
     tmp_path.joinpath("data").mkdir()
     assert cli_main(["index", str(tmp_path / "data"), "--keep-missing", "-q"]) == 2
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_the_command_line_ends_after_exit_handlers_threads_and_output(
+    tmp_path: Path, make_files: MakeFiles
+) -> None:
+    # The command skips the interpreter's teardown (alfcache.__main__._exit): what a normal
+    # exit does for others still happens. A hook registers an exit handler and starts a
+    # thread that finishes after the run; a large --json report reaches a pipe whole.
+    root = tmp_path / "data"
+    make_files(root, [f"s{i:03d}/2021-01-01/001/alf/spikes.times.npy" for i in range(300)])
+    handler, thread = tmp_path / "handler-ran", tmp_path / "thread-ended"
+    # Only in the command's own process: the variable is gone before any other Python starts
+    # (a fork server would run the hook too, and end normally).
+    hooks = with_sitecustomize(
+        tmp_path,
+        f"""
+import atexit, os, pathlib, threading, time
+if os.environ.pop("EXIT_HOOKS", None):
+    atexit.register(pathlib.Path({str(handler)!r}).write_text, "ran")
+    def _late():
+        time.sleep(1.0)
+        pathlib.Path({str(thread)!r}).write_text("ended")
+    threading.Thread(target=_late).start()
+""",
+    )
+    env = python_env(hooks, EXIT_HOOKS="1")
+    done = run_alfcache("index", root, "--out-dir", tmp_path / "out", "--json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["sessions"] == 300
+    assert handler.read_text() == "ran"
+    assert thread.read_text() == "ended"

@@ -10,6 +10,9 @@ until the next such evaluation clears its flag (``_Py_UnhandledKeyboardInterrupt
 ``Python/pythonrun.c`` and ``Modules/main.c``). So the exit is made that way every time, by
 leaving the KeyboardInterrupt unhandled, with its traceback silenced.
 
+Any other run ends by :func:`_exit`: a normal exit's work for others (threads joined, exit
+handlers run, output flushed) without the interpreter's teardown of every module.
+
 The process also asks its allocators to give freed memory back at once (see
 :func:`_return_freed_memory`); a program that imports alfcache as a library keeps its own
 settings.
@@ -17,9 +20,12 @@ settings.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import os
 import signal
 import sys
+import threading
 from collections.abc import Sequence
 from types import TracebackType
 from typing import NoReturn
@@ -79,7 +85,26 @@ def run(argv: Sequence[str] | None = None) -> NoReturn:
     code = main(argv)
     if code == EXIT_INTERRUPTED:
         _end_by_sigint()
-    sys.exit(code)
+    _exit(code)
+
+
+def _exit(code: int) -> NoReturn:
+    """End the process with ``code``: a normal exit's work for others, without its teardown.
+
+    What a normal exit does that anything depends on is done here, as CPython does it:
+    non-daemon threads are joined, then the ``atexit`` handlers run (multiprocessing's,
+    logging's, concurrent.futures', Dask's), and the standard streams are flushed. What is
+    skipped is the teardown of every module and the C++ static destructors of PyArrow and
+    Polars: 55 ms of every run, 4% of indexing 175k warm files (issue 21). A ``--json`` reader
+    that closed its end of the pipe early gets no error from the last flush, as it would from
+    a normal exit either (there, a warning and exit status 120).
+    """
+    threading._shutdown()  # type: ignore[attr-defined]  # what Py_FinalizeEx calls first
+    atexit._run_exitfuncs()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed pipe, a closed stream
+            stream.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":
