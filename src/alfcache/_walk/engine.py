@@ -183,18 +183,18 @@ class Tally:
         How many processes add: slot 0 is the main process's, worker ``i`` has slot ``i + 1``.
     """
 
-    def __init__(self, processes: int, array: Any = None, slot: int = 0) -> None:
-        self._array = array if array is not None else RawArray("q", 2 * processes)
-        self._slot = slot
+    def __init__(self, processes: int) -> None:
+        self._array: Any = RawArray("q", 2 * processes)
+        self._slot = 0
         self._lock = threading.Lock()
 
     def for_worker(self, worker: int) -> Tally:
         """The tally worker ``worker`` (from 0) adds into: the same counts, its own slots."""
-        return Tally(0, self._array, worker + 1)
+        return _slots_of(self._array, worker + 1)
 
-    def __reduce__(self) -> tuple[object, tuple[int, Any, int]]:
+    def __reduce__(self) -> tuple[object, tuple[Any, int]]:
         # To a worker process: the shared array travels, a lock of that process's threads is new.
-        return Tally, (0, self._array, self._slot)
+        return _slots_of, (self._array, self._slot)
 
     def add(self, sessions: int, files: int) -> None:
         if sessions or files:
@@ -208,6 +208,13 @@ class Tally:
         """Sessions and files found so far by every process."""
         values = self._array[:]
         return sum(values[0::2]), sum(values[1::2])
+
+
+def _slots_of(array: Any, slot: int) -> Tally:
+    """A :class:`Tally` over the shared ``array`` adding into ``slot``, with a lock of its own."""
+    tally = Tally.__new__(Tally)
+    tally._array, tally._slot, tally._lock = array, slot, threading.Lock()
+    return tally
 
 
 @dataclass(frozen=True)
