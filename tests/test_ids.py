@@ -3,6 +3,7 @@ ids the walk makes are those of each kept session's ALF path."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import random
 import re
@@ -19,6 +20,7 @@ from conftest import MakeFiles
 import alfcache
 import alfcache._tables.build
 import alfcache._walk.local
+from alfcache._alf import ids
 from alfcache._alf.ids import NAMESPACE, uuid3_joined, uuid3_strings
 from alfcache._records import ScanResult
 from alfcache._tables.build import assemble
@@ -90,6 +92,20 @@ def test_random_names_equal_uuid3(seed: int) -> None:
     got = uuid3_strings(names).to_pylist()
     assert len(got) == len(names)
     assert got == _expected(names)
+
+
+@pytest.mark.parametrize("md5", ["builtin", "openssl"])
+def test_either_md5_gives_the_ids_of_uuid3(md5: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """CPython's own MD5 makes the ids where the build has it, OpenSSL's where it does not."""
+    if md5 == "openssl":
+        monkeypatch.setattr(ids, "_md5", hashlib.md5)
+    else:
+        assert ids._md5 is not hashlib.md5, "this CPython has no _md5: the faster path is untested"
+    names = _random_names(500, 5)
+    folders = [name.rpartition("/")[0] or "s1/2021-01-01/001" for name in names]
+    joined = [f"{folder}/{name}" for folder, name in zip(folders, names, strict=True)]
+    assert uuid3_strings(names).to_pylist() == _expected(names)
+    assert uuid3_joined(folders, names).to_pylist() == _expected(joined)
 
 
 def test_version_variant_and_case() -> None:
