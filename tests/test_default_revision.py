@@ -139,14 +139,18 @@ _REL_PATHS = st.sampled_from(
         max_size=30,
     ),
     st.booleans(),
+    st.booleans(),
 )
 def test_rule_agrees_with_a_sort_of_the_text(
-    rows: list[tuple[str, str, bool | None]], revised: bool
+    rows: list[tuple[str, str, bool | None]], revised: bool, by_session: bool
 ) -> None:
     """Integer codes and a stable NumPy sort pick the rows the text's sort and group-by do,
-    with and without revision folders, duplicates and unknown ``exists`` included."""
+    with and without revision folders, duplicates and unknown ``exists`` included, in any
+    order and in the tables' own (by ``eid``, whose codes are then its runs)."""
     if not revised:
         rows = [(eid, rel.replace("#", ""), exists) for eid, rel, exists in rows]
+    if by_session:
+        rows.sort(key=lambda row: row[0])
     table = pa.table(
         {
             "eid": pa.array([r[0] for r in rows], pa.string()),

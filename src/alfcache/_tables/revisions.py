@@ -36,8 +36,10 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
 
     Each text column becomes integer codes one at a time (in Polars: Arrow's kernels would
     import ``pyarrow.compute``, a tenth of a small run's start-up), and a stable NumPy sort
-    of the codes picks the rows. A Polars sort and group-by of the text itself held every
-    column twice over: at a million rows it was the largest memory of a run.
+    of the rows that share a group picks among them (at a million rows of which a tenth are
+    revisions: 0.17 s, where sorting every row took 0.23 s). A Polars sort and group-by of
+    the text itself held every column twice over: at a million rows it was the largest
+    memory of a run.
     """
     import polars as pl
 
@@ -62,27 +64,45 @@ def default_revisions(datasets: pa.Table) -> np.ndarray:
         revision[revised] = np.where(named, _ranks(names), 0)
     dataset = _codes(rel_path)
     del rel_path
-    group = (_codes(column("eid")), dataset)
+    session = _codes(column("eid"), sorted_runs=True)
     exists = column("exists").fill_null(False).to_numpy()
-    # Stable: in a group, existing files after missing ones, then by revision name, then in
-    # table order; the last row of each group is its default.
-    order = np.lexsort((revision, exists, *reversed(group)))
-    grouped_with_next = np.zeros(len(order), dtype=bool)
-    grouped_with_next[:-1] = True
-    for codes in group:
-        ranked = codes[order]
-        grouped_with_next[:-1] &= ranked[1:] == ranked[:-1]
-    flags = np.zeros(datasets.num_rows, dtype=bool)
-    flags[order[~grouped_with_next]] = True
+    # One integer per group (codes start at -1 for null).
+    group = (session + 1) * (int(dataset.max(initial=-1)) + 2) + dataset + 1
+    # Most rows are alone in their group (a file without revisions) and are its default; only
+    # the rows that share a group are sorted: in a group, existing files after missing ones,
+    # then by revision name, then in table order (stable), and the last row is its default.
+    flags = np.ones(datasets.num_rows, dtype=bool)
+    shared = np.flatnonzero(_repeated(group))
+    if len(shared):
+        order = shared[np.lexsort((revision[shared], exists[shared], group[shared]))]
+        ranked = group[order]
+        last = np.ones(len(order), dtype=bool)
+        last[:-1] = ranked[1:] != ranked[:-1]
+        flags[shared] = False
+        flags[order[last]] = True
     return flags
 
 
-def _codes(values: pl.Series) -> np.ndarray:
-    """An integer per value, equal for equal values (-1 for null); a hash, not a sort."""
+def _codes(values: pl.Series, *, sorted_runs: bool = False) -> np.ndarray:
+    """An integer per value, equal for equal values (-1 for null).
+
+    A hash, not a sort; with ``sorted_runs``, when the values are sorted (the ``eid`` of the
+    tables alfcache writes), the number of each run of equal values instead, which is cheaper.
+    """
     import polars as pl
 
+    if sorted_runs and not values.null_count() and values.is_sorted():
+        return np.asarray(values.rle_id().to_numpy(), dtype=np.int64)
     codes = values.cast(pl.Categorical).to_physical().cast(pl.Int64).fill_null(-1)
     return np.asarray(codes.to_numpy(), dtype=np.int64)
+
+
+def _repeated(values: np.ndarray) -> np.ndarray:
+    """Whether each value occurs more than once; a NumPy sort is twice as fast as Polars'
+    ``is_duplicated`` at a million integers."""
+    ordered = np.sort(values)
+    twice = ordered[1:][ordered[1:] == ordered[:-1]]
+    return np.isin(values, twice)
 
 
 def _ranks(values: pl.Series) -> np.ndarray:
