@@ -39,7 +39,9 @@ from alfcache._walk.engine import (
     DepthChoice,
     Sample,
     depth_share,
+    walk_here,
 )
+from alfcache._walk.scan import Start, scan_folders
 
 DEADLINE = 120.0
 
@@ -404,3 +406,35 @@ def test_a_process_waiting_for_work_is_handed_half_of_a_stack() -> None:
     assert [task[0] for task in stack] == [f"s{i:03d}" for i in range(50, 101)]
     assert (queued.value, outstanding.value, sharer.shared) == (1, 1, 50)
     assert not sharer(stack)  # one message waits for the one process waiting
+
+
+def _open_descriptors() -> set[str]:
+    return set(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.parametrize("where", ["one thread", "listing threads"])
+def test_folders_are_opened_below_the_root_the_walk_opened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    """Folders are opened relative to a descriptor of the root (no lookup of the root's path
+    per folder): a root renamed after its first listing is still walked whole, and the
+    descriptors are closed when the walk ends."""
+    root = spikes_tree(tmp_path / "data", 4)
+    moved = tmp_path / "moved"
+    real = os.scandir
+
+    def scandir(*args: Any) -> Any:
+        if not moved.exists():
+            root.rename(moved)  # by path, every later folder would have vanished
+        return real(*args)
+
+    before = _open_descriptors()
+    monkeypatch.setattr(os, "scandir", scandir)
+    if where == "one thread":
+        results = [scan_folders(str(root), [Start("", True)], hash_ids=False)]
+    else:
+        results, _ = walk_here(str(root), [Start("", True)], False, None, 4, hash_ids=False)
+    monkeypatch.undo()
+    assert [s for r in results for s in r.skipped] == []
+    assert sum(r.datasets.num_rows for r in results) == 4
+    assert _open_descriptors() == before

@@ -495,26 +495,30 @@ class Lister:
     def _run(self, index: int, walk: Walk) -> None:
         stack: Stack = deque()
         try:
-            if (task := self._next(index, stack)) is not None:
-                with self._cond:
-                    self.used += 1
-            while task is not None:
-                sessions, files = walk.found
-                walk.list_folder(task, stack)
-                found = walk.found[0] - sessions, walk.found[1] - files
-                if self._found is not None:
-                    self._found.add(*found)
-                if len(stack) > 1:
-                    self._give(stack)
-                if walk.rows >= BATCH_ROWS:
-                    self._emit(walk.flush())
-                self._adapt(1 + found[1])
-                task = self._next(index, stack)
+            with walk.rooted():
+                self._walk(index, walk, stack)
         except BaseException as exc:  # reported by whoever waits for this process
             self.error = exc
             with self._cond:
                 self._stopped = True
                 self._cond.notify_all()
+
+    def _walk(self, index: int, walk: Walk, stack: Stack) -> None:
+        if (task := self._next(index, stack)) is not None:
+            with self._cond:
+                self.used += 1
+        while task is not None:
+            sessions, files = walk.found
+            walk.list_folder(task, stack)
+            found = walk.found[0] - sessions, walk.found[1] - files
+            if self._found is not None:
+                self._found.add(*found)
+            if len(stack) > 1:
+                self._give(stack)
+            if walk.rows >= BATCH_ROWS:
+                self._emit(walk.flush())
+            self._adapt(1 + found[1])
+            task = self._next(index, stack)
 
     def _next(self, index: int, stack: Stack) -> Task | None:
         if stack and index < self._target and not self._stopped:
