@@ -371,7 +371,8 @@ def test_no_wait_once_every_folder_is_listed(
 
 
 def _tally_from_a_worker(tally: engine.Tally, sessions: int, files: int) -> None:
-    tally.add(sessions, files)
+    tally.add(sessions, files, thread=1)
+    tally.add(sessions, 0, thread=-1)
 
 
 @pytest.mark.parametrize("method", ["fork", "forkserver"])
@@ -379,15 +380,15 @@ def test_tally_counts_what_every_process_found(method: str) -> None:
     # Each process adds into its own slots (no lock shared between processes); the main
     # process's sum holds them all, whichever way the workers were started.
     ctx = multiprocessing.get_context(method)
-    tally = engine.Tally(3)
-    tally.add(1, 10)
+    tally = engine.Tally(3, threads=2)
+    tally.add(1, 10, thread=0)
     for worker, found in enumerate([(2, 20), (4, 40)]):
         proc = ctx.Process(target=_tally_from_a_worker, args=(tally.for_worker(worker), *found))
         proc.start()
         proc.join(timeout=60)
         assert proc.exitcode == 0
-    tally.add(0, 1)
-    assert tally.counts == (7, 71)
+    tally.add(0, 1, thread=-1)
+    assert tally.counts == (13, 71)
 
 
 def test_a_process_waiting_for_work_is_handed_half_of_a_stack() -> None:

@@ -92,7 +92,7 @@ class RunningWalk:
         self._queued: Counter = self._ctx.Value("q", 0)
         self._waiting: Counter = self._ctx.Value("q", 0)
         self._outstanding: Counter = self._ctx.Value("q", 0)
-        self._found = Tally(n_jobs)
+        self._found = Tally(n_jobs, self._cap)
         self._sharer = Sharer(self._tasks, self._queued, self._waiting, self._outstanding)
         self._sharer.enabled = False
         self._main_results: deque[ScanResult] = deque()
@@ -146,7 +146,7 @@ class RunningWalk:
         """Start walking from ``starts`` here (their own session rows are emitted here)."""
         walk = Walk(self._root, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids)
         tasks = [walk.start(start) for start in starts]
-        self._found.add(*walk.found)
+        self._found.add(*walk.found, thread=-1)  # this thread does not list
         self._main_results.append(walk.flush())
         self._started += len(tasks)
         add(self._outstanding, len(tasks))

@@ -336,9 +336,14 @@ class Walk:
         )
         return start.rel_dir, names[-4:], session
 
-    def list_folder(self, task: Task, stack: Stack) -> None:
-        """List one folder of a deep walk; its subfolders go on ``stack``."""
+    def list_folder(self, task: Task, stack: Stack) -> tuple[int, int]:
+        """List one folder of a deep walk; its subfolders go on ``stack``.
+
+        Returns the sessions (its subfolders that are) and dataset files it found.
+        """
+        sessions, files = len(self.ses_num), len(self.ds_session)
         self._list(*task, stack, True)
+        return len(self.ses_num) - sessions, len(self.ds_session) - files
 
     def _list(
         self,
