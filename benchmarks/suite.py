@@ -440,6 +440,12 @@ def versions() -> dict[str, str]:
     return found
 
 
+COMPILE = (
+    "import alfcache, compileall, pathlib; "
+    "print(compileall.compile_dir(pathlib.Path(alfcache.__file__).parent, quiet=1))"
+)
+
+
 def working_tree() -> dict[str, object]:
     """The alfcache measured as ``alfcache (default)``: where it is imported from, its commit."""
 
@@ -447,8 +453,12 @@ def working_tree() -> dict[str, object]:
         return subprocess.run(cmd, capture_output=True, text=True, check=False).stdout.strip()
 
     py = sys.executable
+    # Byte code as an install has it (pip compiles it): an editable checkout run with
+    # PYTHONDONTWRITEBYTECODE set compiles every module on every run, 60 ms of a small run.
+    compiled = out(py, "-c", COMPILE) == "True"
     return {
         "python": py,
+        "compiled": compiled,
         "version": out(py, "-m", "alfcache", "--version"),
         "module": out(py, "-c", "import alfcache; print(alfcache.__file__)"),
         "commit": out("git", "-C", str(REPO), "rev-parse", "HEAD"),
