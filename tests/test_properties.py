@@ -15,6 +15,7 @@ import re
 import tempfile
 from pathlib import Path
 
+import pyarrow as pa
 import pytest
 from _helpers import index_quietly, read_tables
 from hypothesis import HealthCheck, given, settings
@@ -24,6 +25,7 @@ from one.alf import spec
 import alfcache
 import alfcache._walk.local
 from alfcache._alf.grammar import is_dataset_name, is_session_path, session_parts
+from alfcache._tables.arrow import string_array
 
 GRAMMAR = settings(max_examples=100, deadline=None, database=None)
 TREES = settings(
@@ -202,3 +204,19 @@ def test_one_and_two_workers_give_identical_tables(
     assert datasets1.equals(datasets2)
     assert skipped1 == skipped2
     assert counts1 == counts2
+
+
+@GRAMMAR
+@given(
+    st.lists(
+        st.one_of(st.none(), st.text(alphabet=st.sampled_from("ab/._#é€😀"), max_size=8)),
+        max_size=30,
+    )
+)
+def test_text_laid_out_by_hand_equals_arrows(values: list[str | None]) -> None:
+    """The walk's text columns (ASCII laid out at once, the rest value by value, nulls) hold
+    what ``pyarrow.array`` makes of the same values."""
+    expected = pa.array(values, pa.large_string())
+    assert string_array(values).equals(expected)
+    ascii_only = [v.encode("ascii", "ignore").decode() for v in values if v is not None]
+    assert string_array(ascii_only).equals(pa.array(ascii_only, pa.large_string()))

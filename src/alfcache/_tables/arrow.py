@@ -7,7 +7,8 @@ NumPy skips that check and is faster besides.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import cast
 
 import numpy as np
 import pyarrow as pa
@@ -16,16 +17,25 @@ import pyarrow as pa
 def string_array(values: Sequence[str | None]) -> pa.Array:
     """A ``large_string`` array of ``values`` (None becomes null); values must encode as UTF-8."""
     n = len(values)
-    encoded = [b"" if v is None else v.encode() for v in values]
-    offsets = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(np.fromiter(map(len, encoded), dtype=np.int64, count=n), out=offsets[1:])
     validity = None
-    if any(v is None for v in values):
-        present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
-        validity = pa.py_buffer(np.packbits(present, bitorder="little"))
-    return pa.LargeStringArray.from_buffers(
-        n, pa.py_buffer(offsets), pa.py_buffer(b"".join(encoded)), validity
-    )
+    strings = cast("Sequence[str]", values) if None not in values else None
+    text = "".join(strings) if strings is not None else ""
+    lengths: Iterator[int]
+    if strings is not None and text.isascii():
+        # Nearly every path is ASCII: its characters are its bytes, so the text is encoded
+        # at once and the lengths are the strings' own (a third of the time per value).
+        data = text.encode("ascii")
+        lengths = map(len, strings)
+    else:
+        encoded = [b"" if v is None else v.encode() for v in values]
+        data = b"".join(encoded)
+        lengths = map(len, encoded)
+        if any(v is None for v in values):
+            present = np.fromiter((v is not None for v in values), dtype=bool, count=n)
+            validity = pa.py_buffer(np.packbits(present, bitorder="little"))
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(np.fromiter(lengths, dtype=np.int64, count=n), out=offsets[1:])
+    return pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), validity)
 
 
 def with_offsets(array: pa.Array, type_: pa.DataType) -> pa.Array:
