@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pyarrow as pa
@@ -77,7 +77,11 @@ def uuid3_strings(names: Sequence[str]) -> pa.StringArray:
     return _uuid3_text(b"".join(digests), len(names))
 
 
-def uuid3_joined(folders: Iterable[str], names: Sequence[str]) -> pa.StringArray:
+def uuid3_joined(
+    folders: Iterable[str],
+    names: Sequence[str],
+    folder_path: Callable[[str], str] | None = None,
+) -> pa.StringArray:
     """:func:`uuid3_strings` of ``f"{folder}/{name}"`` for each pair, without building the joins.
 
     The rows of a folder come one after another (a walk emits them so): the MD5 state after
@@ -90,6 +94,9 @@ def uuid3_joined(folders: Iterable[str], names: Sequence[str]) -> pa.StringArray
         Row by row, a folder...
     names : sequence of str
         ...and a name below it.
+    folder_path : callable, optional
+        The path hashed for a folder of ``folders`` (the folder itself when not given);
+        called once per run of rows.
 
     Returns
     -------
@@ -104,7 +111,8 @@ def uuid3_joined(folders: Iterable[str], names: Sequence[str]) -> pa.StringArray
     for folder, name in zip(folders, names, strict=True):
         if folder != last:  # the same object for a run of rows: compared by identity first
             state = namespace.copy()
-            state.update(f"{folder}/".encode())
+            path = folder if folder_path is None else folder_path(folder)
+            state.update(f"{path}/".encode())
             copy, last = state.copy, folder
         h = copy()
         h.update(name.encode())

@@ -542,7 +542,7 @@ class Walk:
         alf_path = self._alf_path
         if self.hash_ids:
             session_ids = _large(uuid3_strings([alf_path(s) for s in self.ses["session"]]))
-            dataset_ids = _large(uuid3_joined(map(alf_path, self.ds_session), self.ds_rel_path))
+            dataset_ids = _large(uuid3_joined(self.ds_session, self.ds_rel_path, alf_path))
         else:
             # Path ids are made by the assembler from the other columns, a column at a time:
             # UUIDs made here would be thrown away (0.8 s of MD5 per million rows).
