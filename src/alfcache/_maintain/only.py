@@ -37,7 +37,15 @@ from alfcache._paths import shown
 from alfcache._records import ScanResult, Skip
 from alfcache._tables.build import Tables
 from alfcache._walk.engine import Walked, assemble_walk
-from alfcache._walk.scan import _NO_SESSION, Start, Walk, _session_of, plan_links, scan_folders
+from alfcache._walk.scan import (
+    _NO_SESSION,
+    Rules,
+    Start,
+    Walk,
+    _session_of,
+    plan_links,
+    scan_folders,
+)
 
 Key = tuple[str, str, str, int]
 """A session as ONE-api identifies it: lab ('' for none), subject, date (YYYY-MM-DD), number."""
@@ -134,7 +142,7 @@ def plan_only(
     """
     root_names = _names(str(root).strip("/"))
     # Only asked which array shard a folder is in: it makes no rows, so no ids.
-    shard_walk = Walk(str(root), False, array_shard, hash_ids=False)
+    shard_walk = Walk(Rules(str(root), array_shard=array_shard, hash_ids=False))
     walk: set[str] = set()
     scope: set[str] = set()
     named: set[tuple[str, Key]] = set()
@@ -255,9 +263,8 @@ class OnlyWalk:
         members = _clash_members(self._root, self._targets.named, [*self._targets.walk], lab)
         todo += [Start(folder, True) for folder in _outermost(members)]
         while todo:
-            result = scan_folders(
-                self._root, todo, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids
-            )
+            rules = Rules(self._root, self._follow_symlinks, self._array_shard, self._hash_ids)
+            result = scan_folders(rules, todo)
             results.append(result)
             walked += [start.rel_dir for start in todo]
             links, skipped = plan_links(self._root, result.links, indexed)

@@ -49,7 +49,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from alfcache._alf.sharding import ArrayShard
 from alfcache._records import ScanResult, Skip
-from alfcache._walk.scan import Stack, Start, Task, Walk
+from alfcache._walk.scan import Rules, Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -494,7 +494,8 @@ class Lister:
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
         while len(self._threads) < self._target:
-            walk = Walk(self.root, self.follow_symlinks, self.array_shard, hash_ids=self.hash_ids)
+            rules = Rules(self.root, self.follow_symlinks, self.array_shard, self.hash_ids)
+            walk = Walk(rules)
             thread = threading.Thread(
                 target=self._run,
                 args=(len(self._threads), walk),
@@ -749,7 +750,7 @@ def walk_here(
         array_shard=array_shard,
         hash_ids=hash_ids,
     )
-    walk = Walk(root, follow_symlinks, array_shard, hash_ids=hash_ids)
+    walk = Walk(Rules(root, follow_symlinks, array_shard, hash_ids))
     tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:

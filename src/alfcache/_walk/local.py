@@ -37,7 +37,7 @@ from alfcache._walk.engine import (
     serve,
     work,
 )
-from alfcache._walk.scan import Start, Task, Walk, plan_links
+from alfcache._walk.scan import Rules, Start, Task, Walk, plan_links
 
 LATE_START_SECONDS = 0.2
 """Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""
@@ -144,7 +144,7 @@ class RunningWalk:
 
     def _walk_from(self, starts: list[Start]) -> None:
         """Start walking from ``starts`` here (their own session rows are emitted here)."""
-        walk = Walk(self._root, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids)
+        walk = Walk(Rules(self._root, self._follow_symlinks, self._array_shard, self._hash_ids))
         tasks = [walk.start(start) for start in starts]
         self._found.add(*walk.found, thread=-1)  # this thread does not list
         self._main_results.append(walk.flush())
