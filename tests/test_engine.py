@@ -431,10 +431,11 @@ def test_folders_are_opened_below_the_root_the_walk_opened(
 
     before = _open_descriptors()
     monkeypatch.setattr(os, "scandir", scandir)
+    rules = Rules(str(root), hash_ids=False)
     if where == "one thread":
-        results = [scan_folders(Rules(str(root), hash_ids=False), [Start("", True)])]
+        results = [scan_folders(rules, [Start("", True)])]
     else:
-        results, _ = walk_here(str(root), [Start("", True)], False, None, 4, hash_ids=False)
+        results, _ = walk_here(rules, [Start("", True)], 4)
     monkeypatch.undo()
     assert [s for r in results for s in r.skipped] == []
     assert sum(r.datasets.num_rows for r in results) == 4
