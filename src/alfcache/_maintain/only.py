@@ -259,9 +259,8 @@ class OnlyWalk:
             todo = links + [Start(folder, True) for folder in _outermost(members)]
         return assemble_walk(
             results,
-            hash_ids=rules.hash_ids,
+            rules=rules,
             lab=lab,
-            root=root,
             cache_dir=cache_dir,
             tasks=len(walked),
             skipped=revisits,

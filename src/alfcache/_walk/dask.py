@@ -315,9 +315,8 @@ class DaskWalk:
             bar.close()
         return assemble_walk(
             results,
-            hash_ids=rules.hash_ids,
+            rules=rules,
             lab=lab,
-            root=rules.root,
             cache_dir=cache_dir,
             tasks=tasks,
             skipped=skipped,

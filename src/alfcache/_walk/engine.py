@@ -119,9 +119,8 @@ class Walked:
 def assemble_walk(
     results: list[ScanResult],
     *,
-    hash_ids: bool,
+    rules: Rules,
     lab: str | None,
-    root: str,
     cache_dir: Path | None,
     tasks: int,
     skipped: list[Skip],
@@ -131,16 +130,16 @@ def assemble_walk(
 ) -> Walked:
     """A finished walk's rows assembled into tables: the last step of every backend.
 
-    ``hash_ids`` is the walk's own (its rows hold UUIDs only when it is True).
+    ``rules`` are the walk's own (its rows hold UUIDs only when ``rules.hash_ids``).
     """
     from alfcache._tables.build import assemble  # here: Polars stays out of the workers
 
     ignored = sum(r.ignored for r in results)
     tables = assemble(
         results,
-        hash_ids=hash_ids,
+        hash_ids=rules.hash_ids,
         lab=lab,
-        root=root,
+        root=rules.root,
         cache_dir=str(cache_dir) if cache_dir is not None else None,
     )
     return Walked(tables, tasks, ignored, skipped, listed, threads, depths or [])

@@ -177,9 +177,8 @@ class RunningWalk:
             bar.close()
         return assemble_walk(
             results,
-            hash_ids=self._rules.hash_ids,
+            rules=self._rules,
             lab=lab,
-            root=self._rules.root,
             cache_dir=cache_dir,
             tasks=self._started + self._sharer.shared,
             skipped=skipped,
