@@ -57,7 +57,9 @@ from alfcache._records import (
 from alfcache._tables.arrow import numeric_array, string_array, with_offsets
 
 
-@dataclass(frozen=True, slots=True)
+# Not slots=True: Python 3.10 cannot unpickle a frozen dataclass with slots, and workers
+# receive it pickled.
+@dataclass(frozen=True)
 class Rules:
     """What a walk indexes and how: the facts every layer of a walk shares.
 
