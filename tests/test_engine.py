@@ -41,7 +41,7 @@ from alfcache._walk.engine import (
     depth_share,
     walk_here,
 )
-from alfcache._walk.scan import Start, scan_folders
+from alfcache._walk.scan import Rules, Start, scan_folders
 
 DEADLINE = 120.0
 
@@ -431,10 +431,11 @@ def test_folders_are_opened_below_the_root_the_walk_opened(
 
     before = _open_descriptors()
     monkeypatch.setattr(os, "scandir", scandir)
+    rules = Rules(str(root), hash_ids=False)
     if where == "one thread":
-        results = [scan_folders(str(root), [Start("", True)], hash_ids=False)]
+        results = [scan_folders(rules, [Start("", True)])]
     else:
-        results, _ = walk_here(str(root), [Start("", True)], False, None, 4, hash_ids=False)
+        results, _ = walk_here(rules, [Start("", True)], 4)
     monkeypatch.undo()
     assert [s for r in results for s in r.skipped] == []
     assert sum(r.datasets.num_rows for r in results) == 4

@@ -24,7 +24,7 @@ from alfcache._alf import ids
 from alfcache._alf.ids import NAMESPACE, uuid3_joined, uuid3_strings
 from alfcache._records import ScanResult
 from alfcache._tables.build import assemble
-from alfcache._walk.scan import Start, scan_folders
+from alfcache._walk.scan import Rules, Start, scan_folders
 
 CANONICAL = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-3[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}")
 
@@ -197,7 +197,7 @@ def test_walk_started_inside_a_session_hashes_its_alf_path(
     root = tmp_path / root_below if root_below else tmp_path
     session = "lab1/Subjects/s1/2021-01-01/001"
     start = session.removeprefix(f"{root_below}/") if root_below else session
-    result = scan_folders(str(root), [Start(f"{start}/alf", True)])
+    result = scan_folders(Rules(str(root)), [Start(f"{start}/alf", True)])
     expected = _expected([f"{session}/alf/probe00/spikes.times.npy"])
     assert result.datasets["id"].to_pylist() == expected
 
@@ -208,9 +208,9 @@ def test_a_file_found_twice_is_one_row_the_first_found(
     """A task walked again (a Dask task rerun) finds its files twice: one row each, as
     first found, whichever order the walks arrive in."""
     make_files(tmp_path, ["s1/2021-01-01/001/alf/a.b.npy", "s1/2021-01-01/002/alf/a.b.npy"])
-    first = scan_folders(str(tmp_path), [Start("", True)])
+    first = scan_folders(Rules(str(tmp_path)), [Start("", True)])
     (tmp_path / "s1/2021-01-01/001/alf/a.b.npy").write_bytes(b"longer than before")
-    again = scan_folders(str(tmp_path), [Start("s1/2021-01-01/001", True)])
+    again = scan_folders(Rules(str(tmp_path)), [Start("s1/2021-01-01/001", True)])
     for results, size in (([first, again], 10), ([again, first], 18)):
         tables = assemble([ScanResult(r.sessions, r.datasets) for r in results], hash_ids=True)
         assert tables.datasets.num_rows == 2
@@ -225,7 +225,7 @@ def test_a_walk_without_hash_ids_leaves_the_ids_null(
 ) -> None:
     make_files(tmp_path, ["lab1/Subjects/s1/2021-01-01/001/alf/spikes.times.npy"])
     forbid_uuids(monkeypatch)
-    result = scan_folders(str(tmp_path), [Start("", True)], hash_ids=False)
+    result = scan_folders(Rules(str(tmp_path), hash_ids=False), [Start("", True)])
     for batch in (result.sessions, result.datasets):
         assert batch.num_rows == 1
         assert batch.schema.field("id").nullable
@@ -243,7 +243,7 @@ def test_path_ids_are_made_without_hashing_and_as_before(
     root = tmp_path / "data"
     files = ["alf/spikes.times.npy", "alf/#2024-01-01#/spikes.times.npy"]
     make_files(root, [f"{session}/{f}" for session in _WALKED for f in files])
-    before = assemble([scan_folders(str(root), [Start("", True)])], hash_ids=False)
+    before = assemble([scan_folders(Rules(str(root)), [Start("", True)])], hash_ids=False)
     forbid_uuids(monkeypatch)
     ids: list[pa.Array] = []
 

@@ -26,6 +26,7 @@ from hypothesis import strategies as st
 import alfcache
 from alfcache._cli.main import main as cli_main
 from alfcache._maintain.only import plan_only
+from alfcache._walk.scan import Rules
 
 SESSION = "lab/Subjects/s1/2021-01-01/001"
 OTHER = "lab/Subjects/s2/2021-01-01/001"
@@ -190,7 +191,7 @@ def test_paths_are_absolute_or_relative_to_root_and_may_hold_links(
     root = make_files(tmp_path / "data", FILES)
     (root / "latest").symlink_to(root / SESSION)
     for path in (str(root / SESSION), SESSION, "latest", f"{SESSION}/../001"):
-        targets = plan_only(root.resolve(), [path], None, None)
+        targets = plan_only(Rules(str(root.resolve())), [path], None)
         assert targets.walk == (SESSION,), path
 
 

@@ -32,7 +32,7 @@ import alfcache
 from alfcache import BadArgument, MergeFailed
 from alfcache._alf.sharding import METADATA_KEY, ArrayShard, session_shard, shard_from_env
 from alfcache._maintain.merge import merge_parts
-from alfcache._walk.scan import Start, scan_folders
+from alfcache._walk.scan import Rules, Start, scan_folders
 from alfcache.synth import make_tree
 
 TABLES = ("sessions.pqt", "datasets.pqt")
@@ -149,7 +149,7 @@ def test_walk_does_not_enter_sessions_of_other_shards(tmp_path: Path, make_files
     for i in range(12):
         (root / f"m{i}/2021-01-01/001/alf/broken.link.npy").symlink_to("/nowhere")
     for k in range(3):
-        result = scan_folders(str(root), [Start("", True)], array_shard=ArrayShard(k, 3))
+        result = scan_folders(Rules(str(root), array_shard=ArrayShard(k, 3)), [Start("", True)])
         mine = {f"m{i}" for i in range(12) if session_shard(f"m{i}", "2021-01-01", "1", 3) == k}
         assert mine, "each shard should hold some of the 12 subjects"
         assert {s.path.split("/")[0] for s in result.skipped} == mine
@@ -157,7 +157,8 @@ def test_walk_does_not_enter_sessions_of_other_shards(tmp_path: Path, make_files
     # A planner's shard that starts inside a foreign session is not walked either.
     other = next(i for i in range(12) if session_shard(f"m{i}", "2021-01-01", "1", 3) != 0)
     result = scan_folders(
-        str(root), [Start(f"m{other}/2021-01-01/001/alf", True)], array_shard=ArrayShard(0, 3)
+        Rules(str(root), array_shard=ArrayShard(0, 3)),
+        [Start(f"m{other}/2021-01-01/001/alf", True)],
     )
     assert (result.datasets.num_rows, result.skipped) == (0, [])
 

@@ -33,6 +33,7 @@ from alfcache._tables.store import (
 from alfcache._walk.dask import DaskWalk, check_backend
 from alfcache._walk.engine import DepthChoice
 from alfcache._walk.local import RunningWalk, start_walk
+from alfcache._walk.scan import Rules
 
 if TYPE_CHECKING:
     from alfcache._maintain.update import Changes
@@ -160,6 +161,9 @@ def index(
     check_timeout(lock_timeout)
     array_shard = check_shard(shard)
     check_backend(backend, scheduler)
+    rules = Rules(
+        str(root), follow_symlinks=follow_symlinks, array_shard=array_shard, hash_ids=hash_ids
+    )
     out = prepare_out_dir(Path(out_dir).expanduser() if out_dir is not None else root)
     if update and array_shard:
         from alfcache._maintain.merge import check_update_shard
@@ -170,21 +174,17 @@ def index(
         from alfcache._maintain.only import OnlyWalk, plan_only
 
         paths = [only] if isinstance(only, (str, os.PathLike)) else only
-        targets = plan_only(root, paths, lab, array_shard)
+        targets = plan_only(rules, paths, lab)
         if targets.everything:  # the root itself was given: a full update, on every worker
             targets = None
 
     walk: RunningWalk | DaskWalk | OnlyWalk
     if targets is not None:
-        walk = OnlyWalk(root, targets, follow_symlinks, array_shard, hash_ids=hash_ids)
+        walk = OnlyWalk(rules, targets)
     elif backend == "dask":
-        walk = DaskWalk(
-            root, jobs, follow_symlinks, io_depth, array_shard, scheduler, hash_ids=hash_ids
-        )
+        walk = DaskWalk(rules, jobs, io_depth, scheduler)
     else:
-        walk = start_walk(
-            root, jobs, follow_symlinks, io_depth, array_shard=array_shard, hash_ids=hash_ids
-        )
+        walk = start_walk(rules, jobs, io_depth)
     previous = None
     try:
         # Imported while the walk runs, as Polars is.

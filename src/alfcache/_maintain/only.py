@@ -30,14 +30,21 @@ from pathlib import Path
 import polars as pl
 
 from alfcache._alf.grammar import session_parts
-from alfcache._alf.sharding import ArrayShard
 from alfcache._exceptions import BadArgument
 from alfcache._maintain.update import Previous
 from alfcache._paths import shown
 from alfcache._records import ScanResult, Skip
 from alfcache._tables.build import Tables
 from alfcache._walk.engine import Walked, assemble_walk
-from alfcache._walk.scan import _NO_SESSION, Start, Walk, _session_of, plan_links, scan_folders
+from alfcache._walk.scan import (
+    _NO_SESSION,
+    Rules,
+    Start,
+    Walk,
+    _session_of,
+    plan_links,
+    scan_folders,
+)
 
 Key = tuple[str, str, str, int]
 """A session as ONE-api identifies it: lab ('' for none), subject, date (YYYY-MM-DD), number."""
@@ -104,24 +111,19 @@ def _relative(root: Path, path: str | os.PathLike[str]) -> str:
     return "" if rel == "." else rel
 
 
-def plan_only(
-    root: Path,
-    paths: Iterable[str | os.PathLike[str]],
-    lab: str | None,
-    array_shard: ArrayShard | None,
-) -> Targets:
+def plan_only(rules: Rules, paths: Iterable[str | os.PathLike[str]], lab: str | None) -> Targets:
     """Check and widen the paths given to ``--only``.
 
     Parameters
     ----------
-    root : pathlib.Path
-        The indexed folder, resolved.
+    rules : Rules
+        The rules of the walk to come: its root (resolved) and the array shard the tables to
+        update hold.
     paths : iterable of path-like
-        Folders or files at or below ``root``, absolute or relative to it; they need not exist.
+        Folders or files at or below ``rules.root``, absolute or relative to it; they need not
+        exist.
     lab : str, optional
         The run's ``lab``.
-    array_shard : ArrayShard, optional
-        The array shard the tables to update hold.
 
     Returns
     -------
@@ -130,11 +132,12 @@ def plan_only(
     Raises
     ------
     BadArgument
-        A path lies outside ``root``, or in a session of another array shard.
+        A path lies outside ``rules.root``, or in a session of another array shard.
     """
-    root_names = _names(str(root).strip("/"))
-    # Only asked which array shard a folder is in: it makes no rows, so no ids.
-    shard_walk = Walk(str(root), False, array_shard, hash_ids=False)
+    root = Path(rules.root)
+    root_names = _names(rules.root.strip("/"))
+    # Only asked which array shard a folder is in: it lists nothing and makes no rows.
+    shard_walk = Walk(rules)
     walk: set[str] = set()
     scope: set[str] = set()
     named: set[tuple[str, Key]] = set()
@@ -150,7 +153,8 @@ def plan_only(
             if not shard_walk._in_array_shard(unit):
                 raise BadArgument(
                     f"--only {shown(full)} is in a session of another array shard than "
-                    f"{array_shard}; give it to that shard's run, or update the merged tables"
+                    f"{rules.array_shard}; give it to that shard's run, or update the merged "
+                    "tables"
                 )
         elif full.exists() and not full.is_dir():
             continue  # a file outside any session is in no table: nothing to walk or replace
@@ -227,48 +231,36 @@ class OnlyWalk:
 
     Offers what :func:`alfcache._index.index` uses of a :class:`RunningWalk`: ``finish`` and
     ``abort``. A transfer's session is a few hundred files: worker processes would cost more
-    than they save. ``hash_ids`` as for :class:`RunningWalk`.
+    than they save. ``rules`` as for :class:`RunningWalk`.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        targets: Targets,
-        follow_symlinks: bool,
-        array_shard: ArrayShard | None,
-        *,
-        hash_ids: bool,
-    ) -> None:
-        self._root = str(root)
+    def __init__(self, rules: Rules, targets: Targets) -> None:
+        self._rules = rules
         self._targets = targets
-        self._follow_symlinks = follow_symlinks
-        self._array_shard = array_shard
-        self._hash_ids = hash_ids
 
     def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
         """Walk the targets and assemble their tables (``progress`` is not shown: it is short)."""
+        rules = self._rules
+        root = rules.root
         results: list[ScanResult] = []
         walked: list[str] = []
-        indexed = {self._root: "the indexed folder"}
+        indexed = {root: "the indexed folder"}
         revisits: list[Skip] = []
         todo = [Start(folder, True) for folder in self._targets.walk]
-        members = _clash_members(self._root, self._targets.named, [*self._targets.walk], lab)
+        members = _clash_members(root, self._targets.named, [*self._targets.walk], lab)
         todo += [Start(folder, True) for folder in _outermost(members)]
         while todo:
-            result = scan_folders(
-                self._root, todo, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids
-            )
+            result = scan_folders(rules, todo)
             results.append(result)
             walked += [start.rel_dir for start in todo]
-            links, skipped = plan_links(self._root, result.links, indexed)
+            links, skipped = plan_links(root, result.links, indexed)
             revisits += skipped
-            members = _clash_members(self._root, _found(self._root, result, lab), walked, lab)
+            members = _clash_members(root, _found(root, result, lab), walked, lab)
             todo = links + [Start(folder, True) for folder in _outermost(members)]
         return assemble_walk(
             results,
-            hash_ids=self._hash_ids,
+            rules=rules,
             lab=lab,
-            root=self._root,
             cache_dir=cache_dir,
             tasks=len(walked),
             skipped=revisits,

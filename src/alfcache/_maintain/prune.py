@@ -43,7 +43,7 @@ from alfcache._tables.store import (
     SESSIONS_FILE,
     read_metadata,
 )
-from alfcache._walk.scan import Start, scan_folders
+from alfcache._walk.scan import Rules, Start, scan_folders
 
 __all__ = ["remove_missing_datasets"]
 
@@ -410,7 +410,7 @@ def prune(
     in_cache = _table_datasets(tables)
 
     # Matched to the tables by folder names, never by id: no ids to hash.
-    scan = scan_folders(os.path.abspath(cache_dir), [Start("", True)], hash_ids=False)
+    scan = scan_folders(Rules(os.path.abspath(cache_dir), hash_ids=False), [Start("", True)])
     if scan.skipped:
         _logger.warning(
             "%d entries were not scanned and anything below them is left alone, e.g. %s: %s",

@@ -48,6 +48,7 @@ from alfcache._tables.revisions import default_revisions
 from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
 from alfcache._walk.local import start_walk
+from alfcache._walk.scan import Rules
 
 DATASET_KEY = (*SESSION_KEY, "rel_path")
 
@@ -281,9 +282,8 @@ def verify(
 
     # Compared by identity, never by id: the walk's ids only join its datasets to its
     # sessions, which path ids do as well (one per kept session), without hashing any.
-    walked = start_walk(root, jobs, follow_symlinks, hash_ids=False).finish(
-        lab=lab, progress=progress
-    )
+    rules = Rules(str(root), follow_symlinks=follow_symlinks, hash_ids=False)
+    walked = start_walk(rules, jobs).finish(lab=lab, progress=progress)
     disk = walked.tables
     have_ses = _keyed_sessions(
         pl.DataFrame(disk.sessions)

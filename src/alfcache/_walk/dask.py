@@ -31,6 +31,7 @@ closed once the files are read.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
@@ -46,7 +47,7 @@ from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, Schedul
 from alfcache._processes import sigint_deferred
 from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
 from alfcache._walk.engine import Walked, assemble_walk, depth_share, walk_here
-from alfcache._walk.scan import Start
+from alfcache._walk.scan import Rules, Start
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -191,20 +192,10 @@ def _batch(data: bytes) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=table.schema)
 
 
-def walk_task(
-    root: str,
-    starts: list[Start],
-    follow_symlinks: bool,
-    array_shard: ArrayShard | None,
-    cap: int,
-    *,
-    hash_ids: bool,
-) -> DaskTaskResult:
-    """One Dask task: walk from ``starts`` of ``root`` here; the rows as Arrow IPC bytes
-    (their ids null unless ``hash_ids``)."""
-    results, threads = walk_here(
-        root, starts, follow_symlinks, array_shard, cap, hash_ids=hash_ids
-    )
+def walk_task(rules: Rules, starts: list[Start], cap: int) -> DaskTaskResult:
+    """One Dask task: walk from ``starts`` here by ``rules`` (their array shard the task's);
+    the rows as Arrow IPC bytes (their ids null unless ``rules.hash_ids``)."""
+    results, threads = walk_here(rules, starts, cap)
     return {
         "sessions": _ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
         "datasets": _ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
@@ -266,25 +257,13 @@ class DaskWalk:
     Connecting is done here, so that an unreachable scheduler fails the run before anything
     else; :meth:`finish` walks and assembles, :meth:`readers` reads files on the same cluster,
     and :meth:`abort` closes what was started (a ``LocalCluster``), by itself when the walk
-    fails. ``hash_ids`` as for :class:`alfcache._walk.local.RunningWalk`.
+    fails. ``rules`` as for :class:`alfcache._walk.local.RunningWalk`; each task walks by them
+    with its own part of ``rules.array_shard``.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        n_jobs: int,
-        follow_symlinks: bool,
-        io_depth: int | None,
-        array_shard: ArrayShard | None,
-        scheduler: object,
-        *,
-        hash_ids: bool,
-    ) -> None:
-        self._root = str(root)
-        self._follow_symlinks = follow_symlinks
+    def __init__(self, rules: Rules, n_jobs: int, io_depth: int | None, scheduler: object) -> None:
+        self._rules = rules
         self._io_depth = io_depth
-        self._array_shard = array_shard
-        self._hash_ids = hash_ids
         self._client, self._close = _connect(scheduler, n_jobs)
 
     def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
@@ -296,15 +275,17 @@ class DaskWalk:
         results: list[ScanResult] = []
         seen: set[Skip] = set()
         skipped: list[Skip] = []
-        indexed = {self._root: "the indexed folder"}
+        rules = self._rules
+        indexed = {rules.root: "the indexed folder"}
         tasks = listed = threads = 0
         try:
             self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
             n_threads = max(1, sum(self._client.nthreads().values()))
             cap = depth_share(self._io_depth, n_threads)
-            work: list[tuple[list[Start], ArrayShard | None]] = [
-                ([Start("", True)], shard)
-                for shard in task_shards(self._array_shard, TASKS_PER_THREAD * n_threads)
+            # A task's rules are the run's but for the array shard: its part of the run's.
+            work: list[tuple[list[Start], Rules]] = [
+                ([Start("", True)], dataclasses.replace(rules, array_shard=shard))
+                for shard in task_shards(rules.array_shard, TASKS_PER_THREAD * n_threads)
             ]
             while work:
                 links: set[str] = set()
@@ -318,9 +299,9 @@ class DaskWalk:
                 tasks += len(work)
                 # As between the rounds of the default walk: the links of a round, planned
                 # together, are walked in the next one.
-                starts, revisits = plan_links(self._root, links, indexed)
+                starts, revisits = plan_links(rules.root, links, indexed)
                 skipped += revisits
-                work = [([start], self._array_shard) for start in starts]
+                work = [([start], rules) for start in starts]
         except BaseException as exc:
             self.abort()
             if isinstance(exc, AlfcacheError) or not isinstance(exc, Exception):
@@ -334,9 +315,8 @@ class DaskWalk:
             bar.close()
         return assemble_walk(
             results,
-            hash_ids=self._hash_ids,
+            rules=rules,
             lab=lab,
-            root=self._root,
             cache_dir=cache_dir,
             tasks=tasks,
             skipped=skipped,
@@ -344,21 +324,14 @@ class DaskWalk:
             threads=threads,
         )
 
-    def _run(
-        self, work: list[tuple[list[Start], ArrayShard | None]], cap: int
-    ) -> Iterable[DaskTaskResult]:
+    def _run(self, work: list[tuple[list[Start], Rules]], cap: int) -> Iterable[DaskTaskResult]:
         """Each task's result as it comes, through joblib's Dask backend."""
         from joblib import Parallel, delayed, parallel_config
 
         with parallel_config(backend="dask", client=self._client):
             # One shard per Dask task, all handed over at once: the scheduler balances them.
             parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator")
-            yield from parallel(
-                delayed(walk_task)(
-                    self._root, starts, self._follow_symlinks, shard, cap, hash_ids=self._hash_ids
-                )
-                for starts, shard in work
-            )
+            yield from parallel(delayed(walk_task)(rules, starts, cap) for starts, rules in work)
 
     def readers(self) -> DaskReaders:
         """The cluster's threads, to read files on after the walk."""

@@ -47,9 +47,8 @@ from multiprocessing.queues import Queue
 from multiprocessing.sharedctypes import RawArray
 from typing import TYPE_CHECKING, Any, Protocol
 
-from alfcache._alf.sharding import ArrayShard
 from alfcache._records import ScanResult, Skip
-from alfcache._walk.scan import Stack, Start, Task, Walk
+from alfcache._walk.scan import Rules, Stack, Start, Task, Walk
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -120,9 +119,8 @@ class Walked:
 def assemble_walk(
     results: list[ScanResult],
     *,
-    hash_ids: bool,
+    rules: Rules,
     lab: str | None,
-    root: str,
     cache_dir: Path | None,
     tasks: int,
     skipped: list[Skip],
@@ -132,16 +130,16 @@ def assemble_walk(
 ) -> Walked:
     """A finished walk's rows assembled into tables: the last step of every backend.
 
-    ``hash_ids`` is the walk's own (its rows hold UUIDs only when it is True).
+    ``rules`` are the walk's own (its rows hold UUIDs only when ``rules.hash_ids``).
     """
     from alfcache._tables.build import assemble  # here: Polars stays out of the workers
 
     ignored = sum(r.ignored for r in results)
     tables = assemble(
         results,
-        hash_ids=hash_ids,
+        hash_ids=rules.hash_ids,
         lab=lab,
-        root=root,
+        root=rules.root,
         cache_dir=str(cache_dir) if cache_dir is not None else None,
     )
     return Walked(tables, tasks, ignored, skipped, listed, threads, depths or [])
@@ -380,14 +378,11 @@ class Lister:
 
     Parameters
     ----------
-    root : str
-        Absolute path of the indexed folder.
-    follow_symlinks : bool
-        See :func:`alfcache._walk.scan.scan_folders`.
+    rules : Rules
+        The folder to walk and how (see :class:`alfcache._walk.scan.Rules`): every listing
+        thread's walk follows them.
     cap : int
         The most threads that may list at once in this process.
-    array_shard : ArrayShard, optional
-        Walk only the sessions of this shard of an array job (``--shard K/N``).
     emit : callable
         Receives each :class:`ScanResult` as it is flushed (from any thread).
     on_idle : callable
@@ -399,27 +394,19 @@ class Lister:
         True.
     found : Tally, optional
         Where each listing adds the sessions and files it found (for progress).
-    hash_ids : bool
-        UUID v3 ids in the rows; null ids when False (see :class:`alfcache._walk.scan.Walk`).
     """
 
     def __init__(
         self,
-        root: str,
-        follow_symlinks: bool,
+        rules: Rules,
         cap: int,
         emit: Callable[[ScanResult], None],
         on_idle: Callable[[int], None],
         share: Callable[[Stack], bool] | None = None,
-        array_shard: ArrayShard | None = None,
         found: Tally | None = None,
-        hash_ids: bool = True,
     ) -> None:
-        self.root = root
+        self.rules = rules
         self._found = found
-        self.follow_symlinks = follow_symlinks
-        self.array_shard = array_shard
-        self.hash_ids = hash_ids
         self._emit = emit
         self._on_idle = on_idle
         self._share = share
@@ -494,7 +481,7 @@ class Lister:
     def _start_threads(self) -> None:
         """Start threads up to the target (called with the lock held)."""
         while len(self._threads) < self._target:
-            walk = Walk(self.root, self.follow_symlinks, self.array_shard, hash_ids=self.hash_ids)
+            walk = Walk(self.rules)
             thread = threading.Thread(
                 target=self._run,
                 args=(len(self._threads), walk),
@@ -673,9 +660,7 @@ def serve(
 
 
 def work(
-    root: str,
-    follow_symlinks: bool,
-    array_shard: ArrayShard | None,
+    rules: Rules,
     cap: int,
     tasks: Queue[list[Task] | None],
     queued: Counter,
@@ -683,14 +668,13 @@ def work(
     outstanding: Counter,
     conn: Connection,
     found: Tally | None = None,
-    hash_ids: bool = True,
 ) -> None:
     """A worker process: list what the shared queue holds, send rows and reports on ``conn``.
 
     Messages, in order: ``("rows", ScanResult)``, ``("idle", n)`` once the ``n`` tasks taken
     since the last report are walked, and at the end ``("end", (threads that listed,
-    DepthChoice))`` or ``("error", message)``. ``hash_ids`` as for :class:`Lister` (the
-    arguments are positional: a worker process is started with a tuple of them).
+    DepthChoice))`` or ``("error", message)``. ``rules`` as for :class:`Lister`, pickled as
+    they are (the arguments are positional: a worker process is started with a tuple of them).
     """
     lock = threading.Lock()
 
@@ -699,15 +683,12 @@ def work(
             conn.send(message)
 
     lister = Lister(
-        root,
-        follow_symlinks,
+        rules,
         cap,
         emit=lambda result: send(("rows", result)),
         on_idle=lambda n: send(("idle", n)),
         share=Sharer(tasks, queued, waiting, outstanding),
-        array_shard=array_shard,
         found=found,
-        hash_ids=hash_ids,
     )
     serve(lister, tasks, queued, waiting)
     lister.stop()
@@ -717,19 +698,11 @@ def work(
     send(("end", (lister.used, lister.choice)))
 
 
-def walk_here(
-    root: str,
-    starts: list[Start],
-    follow_symlinks: bool,
-    array_shard: ArrayShard | None,
-    cap: int,
-    *,
-    hash_ids: bool,
-) -> tuple[list[ScanResult], int]:
+def walk_here(rules: Rules, starts: list[Start], cap: int) -> tuple[list[ScanResult], int]:
     """Walk from ``starts`` in this process alone, on its listing threads (a Dask task's walk).
 
     The same walk as a worker process's, fed from a list instead of the shared queue; with
-    ``hash_ids`` False its rows' ids are null (see :class:`alfcache._walk.scan.Walk`).
+    ``rules.hash_ids`` False its rows' ids are null (see :class:`alfcache._walk.scan.Rules`).
 
     Returns
     -------
@@ -741,15 +714,12 @@ def walk_here(
     results: list[ScanResult] = []  # appended from the listing threads: list.append is atomic
     done = threading.Event()
     lister = Lister(
-        root,
-        follow_symlinks,
+        rules,
         cap,
         emit=results.append,
         on_idle=lambda _: done.set(),  # called after the last rows were emitted
-        array_shard=array_shard,
-        hash_ids=hash_ids,
     )
-    walk = Walk(root, follow_symlinks, array_shard, hash_ids=hash_ids)
+    walk = Walk(rules)
     tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:

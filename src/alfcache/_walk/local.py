@@ -19,7 +19,6 @@ from multiprocessing.queues import Queue
 from pathlib import Path
 
 from alfcache import _processes as executor
-from alfcache._alf.sharding import ArrayShard
 from alfcache._exceptions import ScanFailed, workers_died
 from alfcache._progress import Progress
 from alfcache._records import ScanResult, Skip
@@ -37,7 +36,7 @@ from alfcache._walk.engine import (
     serve,
     work,
 )
-from alfcache._walk.scan import Start, Task, Walk, plan_links
+from alfcache._walk.scan import Rules, Start, Task, Walk, plan_links
 
 LATE_START_SECONDS = 0.2
 """Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""
@@ -63,24 +62,13 @@ class RunningWalk:
     handling. The main process starts walking at once on its own listing threads; ``n_jobs - 1``
     worker processes take subtrees from the shared queue (see :mod:`alfcache._walk.engine`).
     They are forked at once when that is safe, else started from a fork server once the walk has
-    lasted ``LATE_START_SECONDS``. :meth:`abort` kills them. With ``hash_ids`` False no
-    process hashes ids: the rows carry null ids and the tables get path ids.
+    lasted ``LATE_START_SECONDS``. :meth:`abort` kills them. Every process walks by the same
+    ``rules`` (:class:`alfcache._walk.scan.Rules`); with ``rules.hash_ids`` False no process
+    hashes ids: the rows carry null ids and the tables get path ids.
     """
 
-    def __init__(
-        self,
-        root: Path,
-        n_jobs: int,
-        follow_symlinks: bool,
-        io_depth: int | None = None,
-        array_shard: ArrayShard | None = None,
-        *,
-        hash_ids: bool = True,
-    ) -> None:
-        self._root = str(root)
-        self._follow_symlinks = follow_symlinks
-        self._array_shard = array_shard
-        self._hash_ids = hash_ids
+    def __init__(self, rules: Rules, n_jobs: int, io_depth: int | None = None) -> None:
+        self._rules = rules
         self._start = time.perf_counter()
         self._n_workers = n_jobs - 1
         self._cap = depth_share(io_depth, n_jobs)
@@ -99,15 +87,12 @@ class RunningWalk:
         if self._n_workers and (self._ctx.get_start_method() == "fork" or LATE_START_SECONDS <= 0):
             self._start_workers()  # now: before any thread starts, before Polars loads
         self._lister = Lister(
-            self._root,
-            follow_symlinks,
+            rules,
             self._cap,
-            array_shard=array_shard,
             emit=self._main_results.append,
             on_idle=lambda n: add(self._outstanding, -n),
             share=self._sharer if self._n_workers else None,
             found=self._found,
-            hash_ids=hash_ids,
         )
         self._started = 0
         self._walk_from([Start("", True)])
@@ -125,9 +110,7 @@ class RunningWalk:
         for _ in range(self._n_workers):
             receive, send = self._ctx.Pipe(duplex=False)
             args = (
-                self._root,
-                self._follow_symlinks,
-                self._array_shard,
+                self._rules,
                 self._cap,
                 self._tasks,
                 self._queued,
@@ -135,7 +118,6 @@ class RunningWalk:
                 self._outstanding,
                 send,
                 self._found.for_worker(len(self._workers)),
-                self._hash_ids,
             )
             proc = self._procs.start(self._ctx, work, args)
             send.close()  # the worker holds the only write end: its death is an EOF here
@@ -144,7 +126,7 @@ class RunningWalk:
 
     def _walk_from(self, starts: list[Start]) -> None:
         """Start walking from ``starts`` here (their own session rows are emitted here)."""
-        walk = Walk(self._root, self._follow_symlinks, self._array_shard, hash_ids=self._hash_ids)
+        walk = Walk(self._rules)
         tasks = [walk.start(start) for start in starts]
         self._found.add(*walk.found, thread=-1)  # this thread does not list
         self._main_results.append(walk.flush())
@@ -153,7 +135,7 @@ class RunningWalk:
         self._lister.add(tasks, taken=len(tasks))
 
     def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
-        """Wait for the walk and assemble the tables (ids as ``hash_ids`` was given).
+        """Wait for the walk and assemble the tables (ids as ``rules.hash_ids`` says).
 
         ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
         folders than where they were found are reported (``not_loadable``).
@@ -163,7 +145,7 @@ class RunningWalk:
         results: list[ScanResult] = []
         listed = {"main": 0, "workers": 0}
         links: list[str] = []
-        indexed = {self._root: "the indexed folder"}
+        indexed = {self._rules.root: "the indexed folder"}
         skipped: list[Skip] = []
 
         def take(where: str, result: ScanResult) -> None:
@@ -181,7 +163,7 @@ class RunningWalk:
                 # Every folder of this round is listed and every row has arrived.
                 while self._main_results:
                     take("main", self._main_results.popleft())
-                starts, revisits = plan_links(self._root, links, indexed)
+                starts, revisits = plan_links(self._rules.root, links, indexed)
                 links.clear()
                 skipped += revisits
                 if not starts:
@@ -195,9 +177,8 @@ class RunningWalk:
             bar.close()
         return assemble_walk(
             results,
-            hash_ids=self._hash_ids,
+            rules=self._rules,
             lab=lab,
-            root=str(self._root),
             cache_dir=cache_dir,
             tasks=self._started + self._sharer.shared,
             skipped=skipped,
@@ -265,23 +246,14 @@ class RunningWalk:
         self._lister.stop()
 
 
-def start_walk(
-    root: Path,
-    n_jobs: int,
-    follow_symlinks: bool,
-    io_depth: int | None = None,
-    *,
-    array_shard: ArrayShard | None = None,
-    hash_ids: bool = True,
-) -> RunningWalk:
-    """Start walking ``root`` (resolved, readable) with ``n_jobs`` processes; see RunningWalk.
+def start_walk(rules: Rules, n_jobs: int, io_depth: int | None = None) -> RunningWalk:
+    """Start walking ``rules.root`` (resolved, readable) on ``n_jobs`` processes; see RunningWalk.
 
     ``io_depth`` is the most folder listings in flight over all processes; None adapts it to
-    the storage (up to ``DEFAULT_IO_DEPTH``). With ``array_shard``, only the sessions of that
-    shard are walked (``--shard K/N``). ``hash_ids``: UUID v3 ids, else path ids (the walk
-    then hashes nothing).
+    the storage (up to ``DEFAULT_IO_DEPTH``). ``rules`` say which links, array shard and ids
+    (:class:`alfcache._walk.scan.Rules`).
     """
-    walk = RunningWalk(root, n_jobs, follow_symlinks, io_depth, array_shard, hash_ids=hash_ids)
+    walk = RunningWalk(rules, n_jobs, io_depth)
     try:
         # Polars and the parquet writer load while the walk runs.
         import pyarrow.parquet  # noqa: F401

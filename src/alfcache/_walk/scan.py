@@ -32,6 +32,7 @@ import os
 import stat
 from collections import deque
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from typing import NamedTuple
 
 import pyarrow as pa
@@ -54,6 +55,39 @@ from alfcache._records import (
     Skip,
 )
 from alfcache._tables.arrow import numeric_array, string_array, with_offsets
+
+
+# Not slots=True: Python 3.10 cannot unpickle a frozen dataclass with slots, and workers
+# receive it pickled.
+@dataclass(frozen=True)
+class Rules:
+    """What a walk indexes and how: the facts every layer of a walk shares.
+
+    Made once per run from the caller's options and handed down as it is: to every listing
+    thread, to the worker processes (pickled) and to the Dask tasks (each with its own part of
+    the array shard, see :mod:`alfcache._walk.dask`). So it must stay picklable and hold only
+    plain values; the layers read its fields rather than keep copies of them.
+
+    Attributes
+    ----------
+    root : str
+        Absolute path of the indexed folder.
+    follow_symlinks : bool
+        Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
+        instead of as ``symlink_not_followed``.
+    array_shard : ArrayShard, optional
+        Walk only the sessions of this shard of an array job (``--shard K/N``); None for every
+        session.
+    hash_ids : bool
+        Fill the ``id`` columns of the rows with UUID v3 ids; when False they are null (the
+        tables' path ids are made from the other columns, see
+        :func:`alfcache._tables.build.assemble`), and no MD5 is computed.
+    """
+
+    root: str
+    follow_symlinks: bool = False
+    array_shard: ArrayShard | None = None
+    hash_ids: bool = True
 
 
 class Start(NamedTuple):
@@ -194,31 +228,13 @@ class Walk:
 
     Parameters
     ----------
-    root : str
-        Absolute path of the indexed folder.
-    follow_symlinks : bool
-        See :func:`scan_folders`.
-    array_shard : ArrayShard, optional
-        Walk only the sessions of this shard of an array job (``--shard K/N``).
-    hash_ids : bool
-        Fill the ``id`` columns of the rows with UUID v3 ids; when False they are null (the
-        tables' path ids are made from the other columns, see
-        :func:`alfcache._tables.build.assemble`), and no MD5 is computed.
+    rules : Rules
+        The folder to walk and how.
     """
 
-    def __init__(
-        self,
-        root: str,
-        follow_symlinks: bool,
-        array_shard: ArrayShard | None = None,
-        *,
-        hash_ids: bool = True,
-    ) -> None:
-        self.root = root
-        self.root_names = tuple(p for p in root.split("/") if p)
-        self.follow_symlinks = follow_symlinks
-        self.array_shard = array_shard
-        self.hash_ids = hash_ids
+    def __init__(self, rules: Rules) -> None:
+        self.rules = rules
+        self.root_names = tuple(p for p in rules.root.split("/") if p)
         self._root_fd: int | None = None
         self._reset()
 
@@ -232,7 +248,7 @@ class Walk:
         self.ds_mtime: list[int] = []
         self.alf_paths: dict[str, str] = {}
         """The ALF path (:func:`session_id_name`) of each session folder met since the reset,
-        when ``hash_ids``."""
+        when ``rules.hash_ids``."""
         self.skipped: list[Skip] = []
         self.ignored = 0
         self.listed = 0
@@ -264,7 +280,8 @@ class Walk:
             return None
         # The array-shard hook: decided on the folder's own names, so no task needs a global
         # listing; sessions nested in a session go with it (they are only found by its walk).
-        shard = self.array_shard
+        rules = self.rules  # bound once: two of its fields are read for every session found
+        shard = rules.array_shard
         owned = shard is None or shard.owns(parts.subject, parts.date, parts.number)
         if outer is _NO_SESSION and not owned:
             return _OTHER_SHARD
@@ -277,7 +294,7 @@ class Walk:
         for key, value in zip(self.ses, (rel_dir, *parts), strict=True):
             self.ses[key].append(value)
         self.ses_num.append(int(parts.number))
-        if self.hash_ids:
+        if rules.hash_ids:
             self.alf_paths[rel_dir] = session_folder(*parts)
         return _Session(rel_dir, "")
 
@@ -287,7 +304,7 @@ class Walk:
         for depth in range(len(rel_names) + 1):
             parts = session_parts(self.root_names + rel_names[:depth])
             if parts is not None and is_real_date(parts.date):
-                shard = self.array_shard
+                shard = self.rules.array_shard
                 return shard is None or shard.owns(parts.subject, parts.date, parts.number)
         return True
 
@@ -302,7 +319,7 @@ class Walk:
         reported by the listing as before.
         """
         try:
-            self._root_fd = os.open(self.root, _DIR_FLAGS)
+            self._root_fd = os.open(self.rules.root, _DIR_FLAGS)
         except OSError:
             self._root_fd = None
         try:
@@ -355,7 +372,8 @@ class Walk:
     ) -> None:
         if session is _OTHER_SHARD:
             return
-        path = f"{self.root}/{rel_dir}" if rel_dir else self.root
+        root = self.rules.root  # once per folder, never per entry
+        path = f"{root}/{rel_dir}" if rel_dir else root
         root_fd = self._root_fd
         try:
             # Listing through a folder descriptor makes every stat() below relative to it
@@ -490,7 +508,7 @@ class Walk:
                 else:
                     self.ignored += 1
         elif stat.S_ISDIR(st.st_mode):
-            if self.follow_symlinks:
+            if self.rules.follow_symlinks:
                 self.links.append(rel)  # followed or not by plan_links, in the main process
             else:
                 self.skip(
@@ -538,9 +556,9 @@ class Walk:
         return known
 
     def result(self) -> ScanResult:
-        """What was found since the last reset; ids as :attr:`hash_ids` says."""
+        """What was found since the last reset; ids as ``rules.hash_ids`` says."""
         alf_path = self._alf_path
-        if self.hash_ids:
+        if self.rules.hash_ids:
             session_ids = _large(uuid3_strings([alf_path(s) for s in self.ses["session"]]))
             dataset_ids = _large(uuid3_joined(self.ds_session, self.ds_rel_path, alf_path))
         else:
@@ -575,35 +593,21 @@ def _large(ids: pa.StringArray) -> pa.Array:
     return with_offsets(ids, pa.large_string())
 
 
-def scan_folders(
-    root: str,
-    starts: Iterable[Start],
-    follow_symlinks: bool = False,
-    array_shard: ArrayShard | None = None,
-    *,
-    hash_ids: bool = True,
-) -> ScanResult:
-    """Walk ``starts`` of the tree at ``root`` and return their rows (runs inside a worker).
+def scan_folders(rules: Rules, starts: Iterable[Start]) -> ScanResult:
+    """Walk ``starts`` of the tree at ``rules.root`` and return their rows (runs inside a worker).
 
     Parameters
     ----------
-    root : str
-        Absolute path of the indexed folder.
+    rules : Rules
+        The folder to walk and how.
     starts : iterable of Start
-        The folders to walk, relative to ``root``.
-    follow_symlinks : bool
-        Report symbolic links to folders in ``ScanResult.links`` (for :func:`plan_links`)
-        instead of as ``symlink_not_followed``.
-    array_shard : ArrayShard, optional
-        Walk only the sessions of this shard of an array job (``--shard K/N``).
-    hash_ids : bool
-        UUID v3 ids in the rows' ``id`` columns; null ids (no MD5 computed) when False.
+        The folders to walk, relative to ``rules.root``.
 
     Returns
     -------
     ScanResult
     """
-    walk = Walk(root, follow_symlinks, array_shard, hash_ids=hash_ids)
+    walk = Walk(rules)
     for start in starts:
         walk.walk(start)
     return walk.result()
