@@ -154,13 +154,14 @@ def _targets(report: dict[str, Any]) -> list[tuple[str, ...]]:
     value = median(big) / median(mid) if big and mid else None
     lines.append(_line("local: 1M-file time / 100k-file time", value, "<=", 11, "needs --large"))
     # issue 21: tables identical for every --jobs, --io-depth and storage
-    if compared := report.get("identical", []):
+    compared = report.get("identical", [])
+    if runs := sum(c["compared"] for c in compared):
         differ = [
             f"{c['group']} {c['size']}: {', '.join(c['differ'])}" for c in compared if c["differ"]
         ]
         label = (
             f"tables identical to the default's for every --jobs, --io-depth and storage "
-            f"({n_runs(sum(c['compared'] for c in compared))} compared)"
+            f"({n_runs(runs)} compared)"
         )
         lines.append(
             (
@@ -168,6 +169,15 @@ def _targets(report: dict[str, Any]) -> list[tuple[str, ...]]:
                 "; ".join(differ) + " differ" if differ else "identical",
                 "identical",
                 "NO" if differ else "yes",
+            )
+        )
+    elif compared:  # a group ran only the default: nothing to compare it with
+        lines.append(
+            (
+                "tables identical to the default's for every --jobs, --io-depth and storage",
+                "not measured",
+                "identical",
+                "needs a run with --jobs or --io-depth options (--sweep)",
             )
         )
     return lines

@@ -163,3 +163,13 @@ def test_a_swept_group_runs_every_jobs_and_io_depth_value(tmp_path: Path) -> Non
     plain = suite.walk_tools(tmp_path, 10, tmp_path / "out", setup())
     assert [t.jobs for t in plain if t.jobs] == [1, 2]
     assert [t.io_depth for t in plain if t.io_depth] == [1, 64]
+
+
+def test_tables_never_compared_are_not_reported_identical() -> None:
+    # A group run with the default alone (--sweep none) writes tables but compares none.
+    data = report(one_million(baseline=False), baseline=False)
+    data["identical"] = [{"group": "network", "size": "70k", "compared": 0, "differ": []}]
+    row = target(plots.tables(data), "tables identical")
+    assert row[1] == "not measured", row
+    data["identical"][0]["compared"] = 2
+    assert target(plots.tables(data), "tables identical")[1:] == ["identical", "identical", "yes"]
