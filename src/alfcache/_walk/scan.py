@@ -264,9 +264,12 @@ class Walk:
         ``outer`` is the session ``rel_dir`` lies in, if any: a session inside it is reported.
         Returns ``_OTHER_SHARD`` for an outermost session of another array shard.
         """
-        parts = session_parts(names)
+        # A session folder's name is its number: a name that does not start with a digit (a
+        # collection, a subject; most folders) is neither a session nor a long number.
+        numbered = names[-1][:1].isdecimal()
+        parts = session_parts(names) if numbered else None
         if parts is None:
-            if has_long_number(names):
+            if numbered and has_long_number(names):
                 self.skip(
                     rel_dir,
                     Reason.INVALID_NUMBER,
