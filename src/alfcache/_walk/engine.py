@@ -155,12 +155,6 @@ class Counter(Protocol):
     def get_obj(self) -> Any: ...
 
 
-def peek(counter: Counter) -> int:
-    """The value of ``counter`` read without its lock, for heuristics that a stale value
-    does not harm."""
-    return int(counter.get_obj().value)
-
-
 def add(counter: Counter, n: int) -> None:
     with counter.get_lock():
         counter.value += n
@@ -615,14 +609,16 @@ class Sharer:
         self._queued = queued
         self._waiting = waiting
         self._outstanding = outstanding
+        # Read after every listing, without their locks (a stale count moves one message more
+        # or less), through memoryviews: ctypes' .value took 0.29 us a read, these 0.06.
+        self._queued_now = _int64s(queued.get_obj())
+        self._waiting_now = _int64s(waiting.get_obj())
         self.enabled = True
         self.shared = 0
         """Tasks this process put on the queue."""
 
     def __call__(self, stack: Stack) -> bool:
-        # Unlocked reads (``peek``): this runs after every listing, and a stale count moves one
-        # message more or less.
-        if not (self.enabled and len(stack) > 1 and peek(self._queued) < peek(self._waiting)):
+        if not (self.enabled and len(stack) > 1 and self._queued_now[0] < self._waiting_now[0]):
             return False
         # Half, not one: a tree's top folders are many and small (a lab's subjects), and a
         # process handed one at a time spent 12% of a warm 1M-file walk waiting for the next.
