@@ -219,6 +219,25 @@ class _InterruptPolars:
 sys.meta_path.insert(0, _InterruptPolars())
 """
 
+# The SIGINT lands inside a finalizer (Polars' own import runs one, CPUID.__del__), where Python
+# prints the KeyboardInterrupt as "Exception ignored" and drops it: a run went on and wrote its
+# tables in CI (test_ctrl_c_at_random_moments, at 0.23 s). Here a finalizer run as Polars starts
+# to load sends the signal and waits for it.
+INTERRUPTED_FINALIZER = """
+import os, signal, sys, time
+class _Finalizer:
+    def __del__(self):
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(5.0)  # the KeyboardInterrupt comes at once, inside this finalizer
+class _InterruptInFinalizer:
+    def find_spec(self, name, path=None, target=None):
+        if name == "polars":
+            sys.meta_path.remove(self)
+            _Finalizer()  # dropped at once: its finalizer runs here
+        return None
+sys.meta_path.insert(0, _InterruptInFinalizer())
+"""
+
 # The interpreter's shutdown receives a SIGINT (a second Ctrl-C, or one that came late) and
 # takes a while: an atexit hook, registered first and so run last, sends it and sleeps.
 INTERRUPTED_SHUTDOWN = """
@@ -329,6 +348,19 @@ def test_interrupt_that_an_import_turns_into_another_error(tmp_path: Path) -> No
         INTERRUPTED_POLARS_IMPORT,
         ["-m", "alfcache", "index", str(root), "--out-dir", str(out), "--jobs", "1"],
         {"ALFCACHE_TEST_RAISE": "1"},
+    )
+    assert done.stderr.strip() == INTERRUPTED
+    assert done.returncode == -signal.SIGINT
+    assert not (out / "sessions.pqt").exists()
+
+
+def test_ctrl_c_dropped_by_a_finalizer_still_stops_the_run(tmp_path: Path) -> None:
+    root = make_tree(tmp_path / "data", 4, files_per_session=3).root
+    out = tmp_path / "out"
+    done = _child(
+        tmp_path,
+        INTERRUPTED_FINALIZER,
+        ["-m", "alfcache", "index", str(root), "--out-dir", str(out), "--jobs", "1"],
     )
     assert done.stderr.strip() == INTERRUPTED
     assert done.returncode == -signal.SIGINT

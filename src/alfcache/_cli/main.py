@@ -15,8 +15,10 @@ shut down, which a shell shows as 130 (see :mod:`alfcache.__main__` for why).
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
@@ -77,20 +79,39 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+_RESEND_SECONDS = 0.01
+"""How long after a Ctrl-C a finalizer dropped it is sent again (see :func:`_note_interrupts`)."""
+
+
 def _note_interrupts() -> list[int]:
     """Record each SIGINT (then raise KeyboardInterrupt as Python does); the list of them.
 
     Some imports turn a KeyboardInterrupt into another error (NumPy's C extension raises an
-    ImportError): with the record, that error is still reported as the interruption it is.
+    ImportError): with the record, that error is still reported as the interruption it is. A
+    finalizer drops one altogether: it is sent again (``sys.unraisablehook``).
     """
     received: list[int] = []
+    unraisable = sys.unraisablehook
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
         signal.default_int_handler(signum, frame)
 
+    def on_unraisable(args: sys.UnraisableHookArgs) -> None:
+        if isinstance(args.exc_value, KeyboardInterrupt):
+            # A Ctrl-C raised inside a finalizer (one runs while Polars is imported) is dropped
+            # there, with a traceback, and the run went on to write its tables. It is sent
+            # again from another thread, once this hook has returned: raised in the hook, it
+            # would be dropped as well.
+            again = threading.Timer(_RESEND_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+            again.daemon = True
+            again.start()
+        else:
+            unraisable(args)
+
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_sigint)
+        sys.unraisablehook = on_unraisable
     return received
 
 
