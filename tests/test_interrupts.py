@@ -340,27 +340,21 @@ def test_interrupt_while_polars_loads_kills_the_workers(tmp_path: Path) -> None:
     assert seen["after"] == [], f"walk workers {seen['after']} outlived the interrupted call"
 
 
-def test_interrupt_that_an_import_turns_into_another_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("hook", "env"),
+    [(INTERRUPTED_POLARS_IMPORT, {"ALFCACHE_TEST_RAISE": "1"}), (INTERRUPTED_FINALIZER, {})],
+    ids=["an import turns it into another error", "a finalizer drops it"],
+)
+def test_an_interrupt_lost_on_its_way_still_stops_the_run(
+    tmp_path: Path, hook: str, env: dict[str, str]
+) -> None:
     root = make_tree(tmp_path / "data", 4, files_per_session=3).root
     out = tmp_path / "out"
     done = _child(
         tmp_path,
-        INTERRUPTED_POLARS_IMPORT,
+        hook,
         ["-m", "alfcache", "index", str(root), "--out-dir", str(out), "--jobs", "1"],
-        {"ALFCACHE_TEST_RAISE": "1"},
-    )
-    assert done.stderr.strip() == INTERRUPTED
-    assert done.returncode == -signal.SIGINT
-    assert not (out / "sessions.pqt").exists()
-
-
-def test_ctrl_c_dropped_by_a_finalizer_still_stops_the_run(tmp_path: Path) -> None:
-    root = make_tree(tmp_path / "data", 4, files_per_session=3).root
-    out = tmp_path / "out"
-    done = _child(
-        tmp_path,
-        INTERRUPTED_FINALIZER,
-        ["-m", "alfcache", "index", str(root), "--out-dir", str(out), "--jobs", "1"],
+        env,
     )
     assert done.stderr.strip() == INTERRUPTED
     assert done.returncode == -signal.SIGINT
