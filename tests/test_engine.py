@@ -305,7 +305,10 @@ def test_json_reports_the_depth_reached_and_why(tmp_path: Path, listings: str) -
     assert summary["io_depth"]["reached"] == process["reached"]
     if listings == "wait":
         assert process["reached"] > 1
-        assert "waited on storage" in process["why"]
+        # Climbs are tried only while listings wait; the last one kept ("listings waited on
+        # storage and the climb to 4 raised the rate 1.9x") or, on a loaded machine, undone
+        # ("a climb to 4 raised the rate 1.45x, less than 1.5x: back to 2", seen in CI).
+        assert "raised the rate" in process["why"], process["why"]
     else:
         assert process["reached"] == 1
         assert "do not wait on storage" in process["why"]
