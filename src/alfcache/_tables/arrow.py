@@ -62,7 +62,8 @@ def with_offsets(array: pa.Array, type_: pa.DataType) -> pa.Array:
     )
 
 
-_STRINGS = (pa.string(), pa.large_string())
+TEXT_TYPES = (pa.string(), pa.large_string())
+"""The Arrow types of text: Arrow's own and Polars'."""
 
 
 def cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -83,13 +84,13 @@ def cast_table(table: pa.Table, schema: pa.Schema) -> pa.Table:
 
 def _cast_column(column: pa.ChunkedArray, type_: pa.DataType) -> pa.ChunkedArray:
     old = column.type
-    if old in _STRINGS and type_ in _STRINGS:
+    if old in TEXT_TYPES and type_ in TEXT_TYPES:
         return pa.chunked_array([with_offsets(c, type_) for c in column.chunks], type_)
     if (
         pa.types.is_dictionary(old)
         and pa.types.is_dictionary(type_)
-        and old.value_type in _STRINGS
-        and type_.value_type in _STRINGS
+        and old.value_type in TEXT_TYPES
+        and type_.value_type in TEXT_TYPES
         and old.ordered == type_.ordered
         and pa.types.is_integer(old.index_type)
         and pa.types.is_integer(type_.index_type)

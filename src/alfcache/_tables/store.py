@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from alfcache._exceptions import BadArgument, BadOutDir, OutDirNotWritable, WriteFailed
 from alfcache._paths import shown
+from alfcache._tables.arrow import TEXT_TYPES
 from alfcache._tables.revisions import with_default_revision
 from alfcache._tables.schema import DATASETS_INDEX, SESSIONS_INDEX, pandas_metadata
 from alfcache._version import __version__
@@ -334,9 +335,6 @@ def _take_permissions(fd: int, final: Path) -> None:
     os.fchmod(fd, stat.S_IMODE(st.st_mode) & 0o777)
 
 
-_TEXT = (pa.string(), pa.large_string())
-
-
 def _write_tmp(table: pa.Table, final: Path) -> Path:
     # Imported when first used: pyarrow.parquet brings pyarrow.fs (S3, GCS, Azure, HDFS,
     # OpenSSL), 12 libraries that a run can load while its walk runs (alfcache._walk.local).
@@ -351,7 +349,7 @@ def _write_tmp(table: pa.Table, final: Path) -> Path:
             _take_permissions(f.fileno(), final)
             # No minimum and maximum of text: nothing reads them (ONE-api reads whole tables),
             # and for a million ids and paths they were a ninth of the write.
-            numbers = [f.name for f in table.schema if f.type not in _TEXT]
+            numbers = [f.name for f in table.schema if f.type not in TEXT_TYPES]
             pq.write_table(table, f, write_statistics=numbers)
             f.flush()
             os.fsync(f.fileno())
