@@ -265,3 +265,27 @@ def test_merge_fills_exists_columns_from_exists(trees: dict[str, Path]) -> None:
     pd.testing.assert_frame_equal(ours["datasets"], theirs["datasets"])
     new = ours["datasets"][ours["datasets"]["rel_path"] == "alf/new.thing.npy"]
     assert new["exists_aws"].tolist() == [True]  # the record's exists, not a null
+
+
+def _column_chunks(table: Path) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """Each column of ``table``'s first row group: its compression and encodings."""
+    group = pq.ParquetFile(table).metadata.row_group(0)
+    chunks = (group.column(i) for i in range(group.num_columns))
+    return {c.path_in_schema: (c.compression, c.encodings) for c in chunks}
+
+
+@pytest.mark.parametrize(
+    ("name", "plain"),
+    [("uuid", {"id", "hash"}), ("path", {"hash"}), ("hashed", {"id", "hash", "xxh3_128"})],
+)
+def test_random_hex_columns_are_written_plain(
+    trees: dict[str, Path], name: str, plain: set[str]
+) -> None:
+    """UUIDs and digests do not shrink: they skip the dictionary and Snappy (time to write);
+    every other column, path ids among them, keeps both."""
+    for table in ("sessions.pqt", "datasets.pqt"):
+        for column, (compression, encodings) in _column_chunks(trees[name] / table).items():
+            if column in plain:
+                assert (compression, "RLE_DICTIONARY" in encodings) == ("UNCOMPRESSED", False)
+            else:
+                assert compression == "SNAPPY", (table, column)
