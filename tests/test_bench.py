@@ -173,3 +173,14 @@ def test_tables_never_compared_are_not_reported_identical() -> None:
     assert row[1] == "not measured", row
     data["identical"][0]["compared"] = 2
     assert target(plots.tables(data), "tables identical")[1:] == ["identical", "identical", "yes"]
+
+
+@pytest.mark.parametrize("n", [9, 19])
+def test_each_round_puts_every_tool_after_another(n: int) -> None:
+    """No tool runs after the same tool twice in three rounds (the bare walker's aftermath fell
+    on the default in every round when the order was fixed)."""
+    orders = [suite.round_order(n, r) for r in range(3)]
+    assert all(sorted(order) == list(range(n)) for order in orders)
+    for tool in range(n):
+        before = [order[order.index(tool) - 1] for order in orders if order.index(tool)]
+        assert len(before) == len(set(before)), (tool, orders)
