@@ -155,17 +155,14 @@ def _targets(report: dict[str, Any]) -> list[tuple[str, ...]]:
     lines.append(_line("local: 1M-file time / 100k-file time", value, "<=", 11, "needs --large"))
     # issue 21: tables identical for every --jobs, --io-depth and storage
     compared = report.get("identical", [])
+    label = "tables identical to the default's for every --jobs, --io-depth and storage"
     if runs := sum(c["compared"] for c in compared):
         differ = [
             f"{c['group']} {c['size']}: {', '.join(c['differ'])}" for c in compared if c["differ"]
         ]
-        label = (
-            f"tables identical to the default's for every --jobs, --io-depth and storage "
-            f"({n_runs(runs)} compared)"
-        )
         lines.append(
             (
-                label,
+                f"{label} ({n_runs(runs)} compared)",
                 "; ".join(differ) + " differ" if differ else "identical",
                 "identical",
                 "NO" if differ else "yes",
@@ -174,7 +171,7 @@ def _targets(report: dict[str, Any]) -> list[tuple[str, ...]]:
     elif compared:  # a group ran only the default: nothing to compare it with
         lines.append(
             (
-                "tables identical to the default's for every --jobs, --io-depth and storage",
+                label,
                 "not measured",
                 "identical",
                 "needs a run with --jobs or --io-depth options (--sweep)",
