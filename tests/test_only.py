@@ -280,12 +280,13 @@ def test_a_path_of_another_array_shard_is_refused(
 def test_only_from_stdin_takes_the_output_of_find(tmp_path: Path, make_files: MakeFiles):
     root = make_files(tmp_path / "data", FILES)
     full, only = _indexed(root, tmp_path)
-    stamp = tmp_path / "stamp"
-    stamp.touch()
-    os.utime(stamp, ns=(1, 1))
     for folder in root.rglob("*"):
         os.utime(folder, ns=(1, 1))  # everything older than the stamp ...
+    stamp = tmp_path / "stamp"
     stamp.touch()
+    # A stamp of 1970 rather than a fresh touch: `-newer` wants strictly newer, and a folder
+    # made within the clock tick of the touch would carry the stamp's own time and go unlisted.
+    os.utime(stamp, ns=(10**9, 10**9))
     new = "lab/Subjects/s2/2021-01-03/001"
     make_files(root, [f"{new}/alf/spikes.times.npy"])  # ... but what lands now
     found = subprocess.run(
@@ -294,6 +295,7 @@ def test_only_from_stdin_takes_the_output_of_find(tmp_path: Path, make_files: Ma
         text=True,
         check=True,
     ).stdout
+    assert f"{root}/{new}\n" in found
     assert f"{root}/lab/Subjects/s1\n" not in found  # not the whole tree
     env = {**os.environ, "PYTHONPATH": str(Path(alfcache.__file__).parents[1])}
     command = ["index", str(root), "--out-dir", str(only), "--update", "--only-from", "-"]
