@@ -16,7 +16,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import exit_code, index_quietly
+from _helpers import exit_code, index_quietly, snapshot
 
 import alfcache
 from alfcache._exceptions import BadArgument
@@ -128,6 +128,47 @@ def test_tables_without_an_absolute_origin_are_accepted(
     code, err = _cli(capsys, "prune", two, "--tables", other, "--apply")
     assert code == 0, err
     assert _files(two) == FILES[:2]
+
+
+def _origin(tables: Path) -> object:
+    return json.loads(pq.read_schema(tables / "sessions.pqt").metadata[b"one_metadata"])["origin"]
+
+
+@pytest.mark.parametrize("shard", [None, (0, 2)], ids=["whole", "shard"])
+def test_update_of_a_moved_tree_needs_any_origin(
+    tmp_path: Path, make_files: Any, capsys: pytest.CaptureFixture[str], shard: Any
+) -> None:
+    old, out = make_files(tmp_path / "old", FILES), tmp_path / "out"
+    _index(old, out, hash_files=True, shard=shard)
+    new = old.rename(tmp_path / "new")  # the lab moved its server's data
+    before = snapshot(out)
+    where = ["--shard", "0/2"] if shard else []
+    code, err = _cli(capsys, "index", new, "--out-dir", out, "--update", *where, "-j", "1", "-q")
+    assert code == 2
+    assert err.count("\n") == 1 and f"{old}" in err and "--any-origin" in err
+    assert snapshot(out) == before
+    report = alfcache.index(new, out, n_jobs=1, update=True, shard=shard, any_origin=True)
+    assert _origin(out) == str(new)
+    # the rows carried over: ids and digests as they were, no file read again
+    assert report.hashing is not None and report.hashing.files == 0
+    assert report.changes is not None and report.changes.unchanged == report.datasets > 0
+    kept = ["eid", "id", "rel_path", "hash"]
+    was = pq.read_table(pa.BufferReader(before["datasets.pqt"])).select(kept)
+    assert pq.read_table(out / "datasets.pqt").select(kept).equals(was)
+
+
+def test_any_origin_needs_update(
+    two_trees: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    one, _ = two_trees
+    with pytest.raises(BadArgument, match="any_origin=True needs update=True"):
+        alfcache.index(one, n_jobs=1, any_origin=True)
+    code, err = _cli(capsys, "index", one, "--any-origin", "-q")
+    assert (
+        code == 2
+        and err
+        == "alfcache: error: --any-origin needs --update: it updates the tables of a moved tree\n"
+    )
 
 
 # --------------------------------------------------------------------------------------------

@@ -122,12 +122,16 @@ def index(
     backend: str = "processes",
     scheduler: object = None,
     only: Iterable[str | os.PathLike[str]] | None = None,
+    any_origin: bool = False,
 ) -> IndexReport:
     """Index ``root_dir`` and write the cache tables; see :func:`alfcache.make_parquet_db`.
 
     ``only`` (with ``update``): walk only these folders or files, absolute or relative to
     ``root_dir``, and carry every other row of the previous tables over untouched (see
     :mod:`alfcache._maintain.only`).
+
+    ``any_origin`` (with ``update``): update tables recorded as made from another folder than
+    ``root_dir`` (the tree was moved); otherwise they are refused.
 
     Returns
     -------
@@ -154,6 +158,10 @@ def index(
     algorithms = resolve_algorithms(hash_files, hash_algorithm)
     if keep_missing and not update:
         raise BadArgument("keep_missing=True needs update=True: only an update sees what vanished")
+    if any_origin and not update:
+        raise BadArgument(
+            "any_origin=True needs update=True: only an update reads the tables of a previous run"
+        )
     if only is not None and not update:
         raise BadArgument("only=[...] needs update=True: it updates the tables of a previous run")
     if only is not None and backend == "dask":
@@ -168,7 +176,7 @@ def index(
     if update and array_shard:
         from alfcache._maintain.merge import check_update_shard
 
-        check_update_shard(out, array_shard, str(root))
+        check_update_shard(out, array_shard, None if any_origin else str(root))
     targets = None
     if only is not None:
         from alfcache._maintain.only import OnlyWalk, plan_only
@@ -194,7 +202,8 @@ def index(
             with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
                 previous = read_previous(out)
             if previous is not None:
-                check_origin(previous, root, out)
+                if not any_origin:
+                    check_origin(previous, root, out)
             elif only is not None:
                 raise BadArgument(
                     f"no tables in {shown(out)} to update by path: --only carries the other "
@@ -335,6 +344,7 @@ def make_parquet_db(
     shard: tuple[int, int] | None = None,
     backend: str = "processes",
     scheduler: object = None,
+    any_origin: bool = False,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
 
@@ -394,6 +404,9 @@ def make_parquet_db(
         With ``backend='dask'``: the scheduler's address (``'tcp://host:8786'``), ``'local'``
         for a ``LocalCluster`` of ``n_jobs`` workers (closed at the end), or a client; None
         takes the default client.
+    any_origin : bool
+        With ``update``: update tables recorded as made from another folder than ``root_dir``
+        (the tree was moved); without it they are refused.
 
     Returns
     -------
@@ -413,7 +426,8 @@ def make_parquet_db(
         lock file) sits at its lock's name.
     BadArgument
         ``n_jobs``, ``lab`` or ``hash_algorithm`` is not usable, ``keep_missing`` without
-        ``update``, or the tables to update cannot be read or use the other kind of id.
+        ``update``, or the tables to update cannot be read, use the other kind of id, or
+        (unless ``any_origin``) were made from another folder.
     LabConflict
         ``lab`` differs from the lab folders on disk.
     ScanFailed, WriteFailed
@@ -440,6 +454,7 @@ def make_parquet_db(
         shard=shard,
         backend=backend,
         scheduler=scheduler,
+        any_origin=any_origin,
     )
     if message := _report_warning(report):
         warnings.warn(message, RuntimeWarning, stacklevel=2)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from alfcache._alf.sharding import ArrayShard, parse_shard, shard_from_env
-from alfcache._cli.common import add_common, add_lock_timeout, jobs
+from alfcache._cli.common import add_any_origin, add_common, add_lock_timeout, jobs
 from alfcache._exceptions import BadArgument, Terminated
 from alfcache._paths import plural, shown
 from alfcache._progress import megabytes
@@ -101,6 +101,7 @@ def add_parser(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) 
         metavar="FILE",
         help="with --update: as --only, for each path in FILE (one a line; - for stdin)",
     )
+    add_any_origin(idx, update=True)
     idx.add_argument(
         "--follow-symlinks",
         action="store_true",
@@ -150,6 +151,8 @@ def _check_index_options(args: argparse.Namespace) -> None:
         )
     if args.keep_missing and not args.update:
         raise BadArgument("--keep-missing needs --update: only an update sees what vanished")
+    if args.any_origin and not args.update:
+        raise BadArgument("--any-origin needs --update: it updates the tables of a moved tree")
     for option, given in (("--only", args.only), ("--only-from", args.only_from)):
         if given is not None and not args.update:
             raise BadArgument(f"{option} needs --update: it updates the tables of a previous run")
@@ -225,6 +228,7 @@ def run(args: argparse.Namespace) -> int:
                 backend=args.backend,
                 scheduler=args.scheduler,
                 only=only,
+                any_origin=args.any_origin,
             )
         finally:
             signal.signal(signal.SIGTERM, previous_handler)

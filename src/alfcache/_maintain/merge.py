@@ -29,6 +29,7 @@ import pyarrow.compute as pc
 from alfcache._alf.sharding import METADATA_KEY, ArrayShard
 from alfcache._exceptions import BadArgument, MergeFailed
 from alfcache._paths import shown
+from alfcache._tables.checks import ANY_ORIGIN
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
 from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import (
@@ -76,8 +77,9 @@ def _schema_json(path: Path, key: str) -> dict[str, object] | None:
     return value if isinstance(value, dict) else None
 
 
-def check_update_shard(out_dir: Path, shard: ArrayShard, origin: str) -> None:
-    """Refuse ``--update --shard K/N`` over tables that are not that shard of that origin.
+def check_update_shard(out_dir: Path, shard: ArrayShard, origin: str | None) -> None:
+    """Refuse ``--update --shard K/N`` over tables that are not that shard of that origin
+    (of any origin when ``origin`` is None: ``--any-origin``, the tree was moved).
 
     An update drops (or, with ``keep_missing``, keeps as missing) every row it does not find
     again, so updating shard K over another shard's or a full table would lose or falsify rows.
@@ -96,11 +98,16 @@ def check_update_shard(out_dir: Path, shard: ArrayShard, origin: str) -> None:
             f"--update --shard {shard}: the tables in {shown(out_dir)} are not partial tables; "
             "pass the --out-dir this shard was indexed into, or index it without --update"
         )
-    if (info.get("shard"), info.get("of"), info.get("origin")) != (shard.k, shard.n, origin):
+    if (info.get("shard"), info.get("of")) != (shard.k, shard.n):
         raise BadArgument(
-            f"--update --shard {shard} of {origin}: the tables in {shown(out_dir)} are shard "
-            f"{info.get('shard')}/{info.get('of')} of {info.get('origin')}; pass the --out-dir "
-            "this shard was indexed into"
+            f"--update --shard {shard}: the tables in {shown(out_dir)} are shard "
+            f"{info.get('shard')}/{info.get('of')}; pass the --out-dir this shard was indexed into"
+        )
+    if origin is not None and info.get("origin") != origin:
+        raise BadArgument(
+            f"--update --shard {shard} of {origin}: the tables in {shown(out_dir)} are of "
+            f"{info.get('origin')}; pass the --out-dir this shard was indexed into, or "
+            f"{ANY_ORIGIN} if the tree was moved"
         )
 
 

@@ -31,8 +31,8 @@ from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._records import Reason, Skip
 from alfcache._tables.build import Tables, sessions_table
+from alfcache._tables.checks import ANY_ORIGIN, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
-from alfcache._tables.checks import origin_of, pair_mismatch
 from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
 from alfcache._tables.store import (
     DATASETS_FILE,
@@ -124,7 +124,7 @@ def check_origin(previous: Previous, root: Path, out_dir: Path) -> None:
         root,
         out_dir,
         harm="an update would drop that tree's rows and carry their QC over to this one",
-        fix="Choose another output folder, or move the old tables away",
+        fix=f"Choose another output folder, or pass {ANY_ORIGIN} if the tree was moved",
     )
 
 
