@@ -35,6 +35,7 @@ from alfcache._walk.engine import (
     DEFAULT_IO_DEPTH,
     GAIN,
     HOLD,
+    WAITING,
     Depth,
     DepthChoice,
     Sample,
@@ -240,10 +241,17 @@ def _climb(measure: Callable[[int], Sample], cap: int, steps: int) -> tuple[list
 
 
 def test_depth_climbs_when_slow_listings_pay() -> None:
+    # Listings that keep 0.005 of a core busy each: four times the depth at every step
     seen, depth = _climb(_waiting, cap=64, steps=8)
-    assert seen[:7] == [2, 4, 8, 16, 32, 64, 64]
+    assert seen[:5] == [4, 16, 64, 64, 64]
     assert depth.choice.reached == 64
     assert "waited on storage" in depth.choice.why
+
+
+def test_depth_doubles_when_listings_wait_less() -> None:
+    # Each listing keeps a fifth of a core busy, half the threshold: twice the depth a step
+    seen, _ = _climb(lambda d: _sample(1000.0 * d, busy=WAITING / 2 * d), cap=64, steps=6)
+    assert seen == [2, 4, 8, 16, 32, 64]
 
 
 def test_depth_stays_at_one_when_listings_keep_a_core_busy() -> None:
