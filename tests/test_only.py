@@ -18,7 +18,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _helpers import forbid_uuids
+from _helpers import forbid_uuids, snapshot
 from conftest import MakeFiles
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -258,6 +258,28 @@ def test_bad_paths_and_options_are_one_line_exit_2(
     assert not (tmp_path / "out/sessions.pqt").exists()
     code, err = _cli(capsys, str(root), "--only-from", str(tmp_path / "none.txt"), "--update")
     assert code == 2 and len(err) == 1 and "cannot read --only-from" in err[0], err
+
+
+def test_a_path_relative_to_the_current_folder_is_refused(
+    tmp_path: Path,
+    make_files: MakeFiles,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+):
+    # `find data -newer STAMP` beside ROOT=data prints data/lab/...: below the root it names
+    # nothing, and the update would have done nothing, saying so nowhere
+    root = make_files(tmp_path / "data", FILES)
+    _run(root, tmp_path / "out")
+    before = snapshot(tmp_path / "out")
+    monkeypatch.chdir(tmp_path)
+    code, err = _cli(capsys, "data", "--out-dir", "out", "-q", "--update", "--only", "data/lab")
+    assert code == 2 and len(err) == 1, err
+    assert "--only data/lab names nothing below the indexed folder" in err[0]
+    assert snapshot(tmp_path / "out") == before
+    # a folder gone from below the root, named relative to it, is still an update that drops it
+    shutil.rmtree(root / SESSION)
+    code, err = _cli(capsys, "data", "--out-dir", "out", "-q", "--update", "--only", SESSION)
+    assert code == 0, err
 
 
 def test_a_path_of_another_array_shard_is_refused(

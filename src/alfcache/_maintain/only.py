@@ -97,9 +97,18 @@ def _relative(root: Path, path: str | os.PathLike[str]) -> str:
     Raises
     ------
     BadArgument
-        The path lies outside ``root``.
+        The path lies outside ``root``, or is relative and names nothing below ``root`` but
+        something below the current folder.
     """
     given = Path(path).expanduser()
+    if not given.is_absolute() and not os.path.lexists(root / given) and os.path.lexists(given):
+        # `find data -newer STAMP` run beside ROOT=data prints data/...: read below the root,
+        # such a path names nothing, and its update would silently do nothing.
+        raise BadArgument(
+            f"--only {path} names nothing below the indexed folder {shown(root)}, but something "
+            "below the current folder: relative paths are read relative to the indexed folder; "
+            "give absolute paths (find with an absolute root prints them)"
+        )
     # realpath, not Path.resolve: it never raises, on a missing path or a link loop alike.
     full = Path(os.path.realpath(given if given.is_absolute() else root / given))
     if full != root and root not in full.parents:
