@@ -35,8 +35,13 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def python_env(*first: str | os.PathLike[str], **variables: str) -> dict[str, str]:
     """This process's environment with ``PYTHONPATH`` set to ``first``'s folders then
-    :data:`SRC`, and ``variables`` added: for a command line run as a subprocess."""
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, (*first, SRC))), **variables}
+    :data:`SRC`, and ``variables`` added: for a command line run as a subprocess.
+
+    ``PYTHONFAULTHANDLER`` is on: a SIGABRT makes the process print every thread's stack, which
+    :func:`_procs.finish_or_dump` sends to one that hangs.
+    """
+    path = os.pathsep.join(map(str, (*first, SRC)))
+    return {**os.environ, "PYTHONPATH": path, "PYTHONFAULTHANDLER": "1", **variables}
 
 
 def with_sitecustomize(tmp_path: Path, code: str) -> Path:

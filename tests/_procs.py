@@ -5,7 +5,22 @@ from __future__ import annotations
 import os
 import re
 import signal
+import subprocess
 import time
+
+import pytest
+
+
+def finish_or_dump(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """``proc.communicate(timeout=timeout)``; when it times out, fail with the stacks of the
+    process's threads (printed on SIGABRT by a process run with ``PYTHONFAULTHANDLER=1``, as
+    :func:`_helpers.python_env` sets it), so that a hang seen once shows where it was."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        _, err = proc.communicate(timeout=timeout)
+        pytest.fail(f"the command line hung for {timeout} s; its threads' stacks:\n{err}")
 
 
 def restore_sigint() -> None:

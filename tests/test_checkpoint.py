@@ -24,7 +24,7 @@ import pyarrow.parquet as pq
 import pytest
 from _helpers import python_env, with_sitecustomize
 from _inject import READ_HOOKS, rewrite_in_place
-from _procs import restore_sigint
+from _procs import finish_or_dump, restore_sigint
 
 import alfcache._digest.checkpoint
 from alfcache._cli.main import main as cli_main
@@ -108,7 +108,7 @@ def _rerun(tmp_path: Path, tree: Path, out: Path, log: Path) -> dict[str, Any]:
         READ_LOG=str(log),
         READ_DELAY="0",
     )
-    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    stdout, stderr = finish_or_dump(proc, DEADLINE)
     assert proc.returncode == 0, stderr
     return json.loads(stdout)
 
@@ -123,7 +123,7 @@ def test_sigterm_mid_hash_then_rerun_reads_only_the_rest(tree: Path, tmp_path: P
     proc = _start(tmp_path, args, READ_LOG=str(log))
     _wait_for_reads(_taken(log), 2, proc)  # the two largest files' tasks are done
     proc.send_signal(signal.SIGTERM)
-    _, stderr = proc.communicate(timeout=DEADLINE)
+    _, stderr = finish_or_dump(proc, DEADLINE)
 
     assert proc.returncode == 1, stderr
     [line] = stderr.splitlines()
@@ -161,7 +161,7 @@ def test_interrupted_run_says_it_saved_a_checkpoint_and_the_rerun_that_it_resume
     )
     _wait_for_reads(log, 2, proc)
     proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=DEADLINE)
+    _, stderr = finish_or_dump(proc, DEADLINE)
     assert proc.returncode == -signal.SIGINT, stderr
     n, where = len(_checkpointed(out)), out / CHECKPOINT_FILE
     # One digest or more, depending on when the Ctrl-C lands: "1 digest", "2 digests".
@@ -172,7 +172,7 @@ def test_interrupted_run_says_it_saved_a_checkpoint_and_the_rerun_that_it_resume
 
     log.unlink()
     proc = _start(tmp_path, [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "--json"])
-    stdout, stderr = proc.communicate(timeout=DEADLINE)
+    stdout, stderr = finish_or_dump(proc, DEADLINE)
     assert proc.returncode == 0, stderr
     assert f"alfcache: resumed {digests} from checkpoint {where}\n" in stderr
     hashing = json.loads(stdout)["hashing"]
@@ -221,7 +221,7 @@ def test_killed_run_resumes_from_the_last_periodic_checkpoint(tree: Path, tmp_pa
     log = tmp_path / "read.log"
     args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
     proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
-    proc.communicate(timeout=DEADLINE)
+    finish_or_dump(proc, DEADLINE)
     assert proc.returncode == -signal.SIGKILL
     saved = _checkpointed(out)
     assert saved == set(_read_log(log)) and len(saved) == 3
@@ -237,7 +237,7 @@ def test_checkpoint_of_other_digests_is_not_used(tree: Path, tmp_path: Path) -> 
     log = tmp_path / "read.log"
     args = [tree, "--out-dir", out, "--hash", "xxh3", "-j", "1", "-q"]
     proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="3")
-    proc.communicate(timeout=DEADLINE)
+    finish_or_dump(proc, DEADLINE)
     assert len(_checkpointed(out)) == 2
     summary = _rerun(tmp_path, tree, out, log)  # asks for MD5: the XXH3 digests do not help
     assert summary["hashing"]["files"] == N_BIG + 1
@@ -249,7 +249,7 @@ def test_a_saved_file_rewritten_before_the_rerun_is_read_again(tree: Path, tmp_p
     log = tmp_path / "read.log"
     args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q"]
     proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
-    proc.communicate(timeout=DEADLINE)
+    finish_or_dump(proc, DEADLINE)
     saved = _checkpointed(out)
     assert len(saved) == 3
     rewritten = sorted(saved)[0]
@@ -280,7 +280,7 @@ def _checkpoint_after_failure(
     if "KILL_AT" not in env:
         _wait_for_reads(_taken(log), 2, proc)
         proc.send_signal(signal.SIGINT)
-    _, stderr = proc.communicate(timeout=DEADLINE)
+    _, stderr = finish_or_dump(proc, DEADLINE)
     assert proc.returncode == code, stderr
     assert not (out / "sessions.pqt").exists()
     saved = _checkpointed(out)
