@@ -67,13 +67,13 @@ def add_lock_timeout(parser: argparse.ArgumentParser, folder: str) -> None:
 def add_any_origin(parser: argparse.ArgumentParser, *, update: bool = False) -> None:
     """``--any-origin``: act on tables recorded as made from another folder (moved on purpose);
     ``update`` for ``index``, where it takes effect with ``--update`` only."""
-    help = (
+    text = (
         "with --update: update tables made from another folder than ROOT (the tree was moved)"
         if update
         else "accept tables made from another folder than ROOT (moved on purpose); partial "
         "tables of one shard are refused all the same"
     )
-    parser.add_argument("--any-origin", action="store_true", help=help)
+    parser.add_argument("--any-origin", action="store_true", help=text)
 
 
 def add_common(parser: argparse.ArgumentParser, json_help: str) -> None:

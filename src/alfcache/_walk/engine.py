@@ -14,13 +14,13 @@
   listing thread leaves most of a core idle (below ``WAITING``) the listings wait on storage:
   the process tries twice the threads (four times, far below ``WAITING``) and keeps them only
   if the rate rose by ``GAIN``; a climb that does not pay is undone and tried again ever more
-  rarely. Above ``BUSY`` the
-  listings are CPU-bound and the process tries half the threads. A rate alone misled: it rises
-  and falls with the folders a measurement happens to hold (and in the main process with the
-  import of Polars), and such noise made the walk climb on a warm local disk, where it cost up
-  to 57% (issue 21). A ratio of CPU to wall time alone misled too, since waiting for the GIL or
-  for a core looks like waiting on storage: :func:`cpu_demand` counts the time a thread waits
-  for a core as busy, and the thread holding the GIL is busy too.
+  rarely. Above ``BUSY`` the listings are CPU-bound and the process tries half the threads. A
+  rate alone misled: it rises and falls with the folders a measurement happens to hold (and in
+  the main process with the import of Polars), and such noise made the walk climb on a warm
+  local disk, where it cost up to 57% (issue 21). A ratio of CPU to wall time alone misled
+  too, since waiting for the GIL or for a core looks like waiting on storage: :func:`cpu_demand`
+  counts the time a thread waits for a core as busy, and the thread holding the GIL is busy
+  too.
 * Between processes, tasks go through one shared queue: a thread hands the bottom half of its
   stack (or of its process's pool) to the queue as one message, and only while fewer messages
   wait there than processes wait for one, since a message per folder would cost more than
