@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+import signal
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -21,6 +22,15 @@ def _make_files(root: Path, rel_paths: Iterable[str], content: bytes = b"0123456
     for rel in rel_paths:
         write_file(root, rel, content)
     return root
+
+
+@pytest.fixture
+def ctrl_c_raises() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt in this process during the test, whatever an earlier
+    test left (a command line run in-process ignores a Ctrl-C once its run is done)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
 
 
 @pytest.fixture

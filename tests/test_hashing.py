@@ -12,10 +12,13 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +35,12 @@ from hypothesis import strategies as st
 import alfcache
 import alfcache._digest.read
 import alfcache._digest.schedule
-from alfcache._digest.read import BLOCK_SIZE
+from alfcache._digest.read import BLOCK_SIZE, ReadResult
 from alfcache._digest.schedule import (
     FILE_COST,
     MIN_TASK_COST,
     TASKS_PER_JOB,
+    Digests,
     FileBoard,
     plan_tasks,
 )
@@ -387,6 +391,7 @@ def test_workers_chosen_by_average_file_size(
     assert "MB/s" in err
 
 
+@pytest.mark.usefixtures("ctrl_c_raises")
 def test_interrupted_threads_stop_at_the_next_block(
     large_tree: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -406,18 +411,56 @@ def test_interrupted_threads_stop_at_the_next_block(
         def hexdigest(self) -> str:
             return self.inner.hexdigest()
 
-    def interrupt(*args: Any, **kwargs: Any) -> Any:
-        raise KeyboardInterrupt
-
     monkeypatch.setitem(alfcache._digest.read._NEW, "md5", Slow)
-    monkeypatch.setattr(alfcache._digest.schedule, "wait", interrupt)
     paths = sorted(p.relative_to(large_tree).as_posix() for p in large_tree.rglob("*.cbin"))
     sizes = [(large_tree / p).stat().st_size for p in paths]
     start = time.perf_counter()
+    ctrl_c = threading.Timer(0.05, os.kill, (os.getpid(), signal.SIGINT))
+    ctrl_c.start()
     with pytest.raises(KeyboardInterrupt):
         alfcache._digest.schedule.digest_files(str(large_tree), paths, sizes, ("md5",), n_jobs=2)
     assert time.perf_counter() - start < 0.5
     assert len(blocks) < sum(sizes) // BLOCK_SIZE // 4
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_ctrl_c_while_a_reader_finishes_a_task_leaves_no_future_locked() -> None:
+    # A KeyboardInterrupt raised while the main thread held a future's lock (taken in
+    # concurrent.futures.wait, or add_done_callback, when a reading thread let go of it) left
+    # it locked for good: the thread finishing that task, and the pools' shutdown after the
+    # Ctrl-C, waited forever (a CI hang).
+    futures: list[Future[ReadResult]] = [Future() for _ in range(4)]
+    held = threading.Event()
+
+    def reader_inside_set_result() -> None:
+        with max(futures, key=id)._condition:  # type: ignore[attr-defined]
+            held.set()
+            time.sleep(0.5)
+
+    def ctrl_c() -> None:
+        # Taken by this thread, as a terminal's Ctrl-C may be by any: the main thread is not
+        # woken from the lock it waits for, and raises KeyboardInterrupt once it holds it.
+        time.sleep(0.1)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+    threading.Thread(target=reader_inside_set_result).start()
+    held.wait()
+    threading.Thread(target=ctrl_c).start()
+    with pytest.raises(KeyboardInterrupt):
+        alfcache._digest.schedule._collect(
+            lambda slot, rows: futures[slot],
+            [np.array([i]) for i in range(4)],
+            window=4,
+            bytes_read=lambda: 0,
+            bar=ByteProgress(4, enabled=False),
+            out=Digests.empty(4, ("md5",)),
+        )
+    time.sleep(0.6)  # the reader lets go
+    finishing = [threading.Thread(target=f.set_result, args=(None,), daemon=True) for f in futures]
+    for thread in finishing:
+        thread.start()
+        thread.join(2.0)
+        assert not thread.is_alive(), "a future stayed locked after the Ctrl-C"
 
 
 # --------------------------------------------------------------------------------------------

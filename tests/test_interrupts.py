@@ -35,7 +35,7 @@ from _procs import (
 )
 
 import alfcache
-from alfcache._processes import WORKER_NAME
+from alfcache._processes import WORKER_NAME, sigint_at_checks
 from alfcache.synth import make_tree
 
 RUNS = 24
@@ -372,3 +372,19 @@ def test_ctrl_c_during_shutdown_after_a_run_prints_nothing(tmp_path: Path) -> No
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "KeyboardInterrupt" not in done.stderr
     assert (out / "sessions.pqt").exists()
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_ctrl_c_held_back_comes_at_a_check_or_at_the_end() -> None:
+    reached = []
+    with pytest.raises(KeyboardInterrupt), sigint_at_checks() as check:
+        signal.raise_signal(signal.SIGINT)
+        reached.append("after the Ctrl-C")  # held back here
+        check()
+        reached.append("after the check")
+    assert reached == ["after the Ctrl-C"]
+    with pytest.raises(KeyboardInterrupt), sigint_at_checks():
+        signal.raise_signal(signal.SIGINT)
+        reached.append("no check")  # nor lost: it comes as the block ends
+    assert reached[-1] == "no check"
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

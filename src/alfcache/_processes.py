@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 
 if TYPE_CHECKING:
     from multiprocessing.context import DefaultContext, ForkContext, ForkServerContext
+    from types import FrameType
 
 Context: TypeAlias = "ForkContext | ForkServerContext | DefaultContext"
 """A start method's context: what :func:`context` and ``multiprocessing.get_context()`` return
@@ -151,6 +152,49 @@ def ignore_interrupts() -> None:
     interrupt into a "worker died" error, or print loky's traceback.
     """
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def sigint_at_checks(wake: Callable[[], object] | None = None) -> Iterator[Callable[[], None]]:
+    """Hold a Ctrl-C back during the block, but for the calls of the function it yields.
+
+    For a loop in the main thread that takes locks shared with other threads (a future's, to
+    hand it a task or read its result): a KeyboardInterrupt can be raised between the acquire
+    of a ``threading.Condition`` and the ``with`` that would release it (its ``__enter__`` is
+    Python code), and the thread that needs that lock next hangs, and so does the pool's
+    shutdown after the Ctrl-C. The loop calls the yielded function where nothing is held: a
+    Ctrl-C received meanwhile is handed there to the handler the block found (which raises
+    KeyboardInterrupt, as the default does); ``wake`` is called on each Ctrl-C, so that a wait
+    of the loop can end at once. Outside the main thread, or with Ctrl-C ignored, the function
+    does nothing.
+    """
+    handler = signal.getsignal(signal.SIGINT)
+    if threading.current_thread() is not threading.main_thread() or handler in (
+        signal.SIG_IGN,
+        None,  # installed outside Python: leave it alone
+    ):
+        yield lambda: None
+        return
+    received: list[int] = []
+
+    def note(signum: int, _: FrameType | None) -> None:
+        received.append(signum)
+        if wake is not None:
+            wake()
+
+    def check() -> None:
+        if received:
+            received.clear()
+            signal.signal(signal.SIGINT, handler)
+            signal.raise_signal(signal.SIGINT)  # the handler runs here, before this returns
+
+    signal.signal(signal.SIGINT, note)
+    try:
+        yield check
+    finally:
+        signal.signal(signal.SIGINT, handler)
+        if received:  # one came after the last check: it is not lost
+            signal.raise_signal(signal.SIGINT)
 
 
 @contextlib.contextmanager

@@ -38,13 +38,14 @@ from __future__ import annotations
 import functools
 import itertools
 import os
+import queue
 import statistics
 import struct
 import tempfile
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -52,7 +53,7 @@ import numpy as np
 
 from alfcache._digest.read import ReadResult, hash_task
 from alfcache._exceptions import AlfcacheError, worker_died
-from alfcache._processes import ignore_interrupts
+from alfcache._processes import ignore_interrupts, sigint_at_checks
 from alfcache._progress import ByteProgress
 from alfcache._records import Skip
 
@@ -439,17 +440,42 @@ def _collect(
     bar: ByteProgress,
     out: Digests,
 ) -> None:
-    """Run ``tasks``, at most ``window`` submitted at a time; show the bytes read meanwhile."""
+    """Run ``tasks``, at most ``window`` submitted at a time; show the bytes read meanwhile.
+
+    Each future puts itself on a queue when it is done, and a Ctrl-C is taken between two
+    looks at that queue (within ``_POLL`` seconds), where this thread holds no lock: handing a
+    task to a future and reading its result take the future's lock, and a KeyboardInterrupt
+    raised while one was held (in ``concurrent.futures.wait``, used before, or in
+    ``add_done_callback``) left it locked for good; the reading thread that finished that task
+    then hung, and with it the pools' shutdown after the Ctrl-C.
+    """
+    finished: queue.SimpleQueue[Future[ReadResult] | None] = queue.SimpleQueue()
     todo = iter(enumerate(tasks))
-    running = {submit(slot, rows): rows for slot, rows in itertools.islice(todo, window)}
-    while running:
-        done, _ = wait(running, timeout=_POLL, return_when=FIRST_COMPLETED)
-        for future in done:
-            out.put(running.pop(future), future.result())
-        running.update(
-            {submit(slot, rows): rows for slot, rows in itertools.islice(todo, len(done))}
-        )
-        bar.update_to(bytes_read())
+    running: dict[Future[ReadResult], np.ndarray] = {}
+
+    def start(n: int) -> None:
+        for slot, rows in itertools.islice(todo, n):
+            future = submit(slot, rows)
+            running[future] = rows
+            future.add_done_callback(finished.put)
+
+    # A Ctrl-C puts None on the queue: the wait ends at once, and the top of the loop takes it.
+    with sigint_at_checks(wake=lambda: finished.put(None)) as take_ctrl_c:
+        start(window)
+        while running:
+            take_ctrl_c()
+            try:
+                future = finished.get(timeout=_POLL)
+            except queue.Empty:
+                pass
+            else:
+                if future is None:
+                    continue
+                out.put(running.pop(future), future.result())
+                start(1)
+                if not finished.empty():
+                    continue  # every finished task first, then the bar
+            bar.update_to(bytes_read())
 
 
 def _run_in_threads(
