@@ -213,19 +213,13 @@ def sigint_deferred() -> Iterator[None]:
     from multiprocessing import resource_tracker
 
     resource_tracker.ensure_running()
-    received: list[int] = []
-    main = threading.current_thread() is threading.main_thread()
-    # A thread started before the block may still take the signal: then it is recorded.
-    old_handler = signal.signal(signal.SIGINT, lambda n, _: received.append(n)) if main else None
     old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     try:
-        yield
+        # A thread started before the block may still take the signal: it is held back too.
+        with sigint_at_checks():
+            yield
     finally:
-        if main:
-            signal.signal(signal.SIGINT, old_handler)
         signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)  # a pending one is delivered now
-        if received:
-            signal.raise_signal(signal.SIGINT)
 
 
 def describe_exit_codes(codes: list[int]) -> str:

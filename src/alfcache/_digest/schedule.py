@@ -443,8 +443,8 @@ def _collect(
     """Run ``tasks``, at most ``window`` submitted at a time; show the bytes read meanwhile.
 
     Each future puts itself on a queue when it is done, and a Ctrl-C is taken between two
-    looks at that queue (within ``_POLL`` seconds), where this thread holds no lock: handing a
-    task to a future and reading its result take the future's lock, and a KeyboardInterrupt
+    looks at that queue (it wakes the wait), where this thread holds no lock: handing a task
+    to a future and reading its result take the future's lock, and a KeyboardInterrupt
     raised while one was held (in ``concurrent.futures.wait``, used before, or in
     ``add_done_callback``) left it locked for good; the reading thread that finished that task
     then hung, and with it the pools' shutdown after the Ctrl-C.
