@@ -144,6 +144,34 @@ def test_tables_and_report_equal_the_default_backend(
     assert client.status == "running"  # the caller's client is the caller's to close
 
 
+def test_results_are_taken_as_their_tasks_finish(
+    tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Taken in the order given, a slow first task held back every other result, and the
+    # progress of the whole walk with them.
+    real_walk, real_result = _dask.walk_task, _dask.scan_result
+    slow_done = tmp_path / "slow_done"  # the task is pickled, a list in it would be a copy
+    taken: list[float] = []
+
+    def slow_first(rules: Any, starts: Any, cap: int) -> Any:
+        shard = rules.array_shard
+        if shard is not None and shard.k == 0 and starts[0].rel_dir == "":
+            time.sleep(2.0)
+            slow_done.write_text(str(time.monotonic()))
+        return real_walk(rules, starts, cap)
+
+    def taking(task: Any, seen: Any) -> Any:
+        taken.append(time.monotonic())
+        return real_result(task, seen)
+
+    # The cluster's workers are threads of this process: the patch reaches their tasks.
+    monkeypatch.setattr(_dask, "walk_task", slow_first)
+    monkeypatch.setattr(_dask, "scan_result", taking)
+    alfcache.index(tree, tmp_path / "out", n_jobs=2, backend="dask", scheduler=client)
+    assert len(taken) >= 2 * _dask.TASKS_PER_THREAD
+    assert sum(t < float(slow_done.read_text()) for t in taken) >= len(taken) // 2
+
+
 def test_path_ids_hash_nothing_and_equal_the_default_backend(
     tree: Path, tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:

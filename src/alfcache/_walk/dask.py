@@ -330,7 +330,11 @@ class DaskWalk:
 
         with parallel_config(backend="dask", client=self._client):
             # One shard per Dask task, all handed over at once: the scheduler balances them.
-            parallel = Parallel(n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator")
+            # Taken as they finish: in the order given, one slow task held back every result
+            # after it, and the progress of the whole walk with them.
+            parallel = Parallel(
+                n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator_unordered"
+            )
             yield from parallel(delayed(walk_task)(rules, starts, cap) for starts, rules in work)
 
     def readers(self) -> DaskReaders:
