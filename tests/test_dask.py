@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dask
 import distributed
 import pyarrow.parquet as pq
 import pytest
@@ -53,17 +54,19 @@ AWKWARD = [
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Client]:
-    with (
-        LocalCluster(
+    # No profiler, as alfcache's own local clusters: on Python < 3.11.9 its sys._current_frames
+    # deadlocks with a thread that ends (gh-106883; hung this suite once, a listing thread
+    # ending while the profiler's gc ran a finalizer).
+    with dask.config.set({"distributed.worker.profile.enabled": False}):  # read at the start
+        cluster = LocalCluster(
             n_workers=1,
             threads_per_worker=2,
             processes=False,
             protocol="tcp",
             host="127.0.0.1",
             dashboard_address="127.0.0.1:0",
-        ) as cluster,
-        Client(cluster, set_as_default=False) as client,
-    ):
+        )
+    with cluster, Client(cluster, set_as_default=False) as client:
         yield client
 
 
@@ -314,6 +317,9 @@ def local_clusters(monkeypatch: pytest.MonkeyPatch) -> list[LocalCluster]:
     class InProcess(LocalCluster):
         def __init__(self, **kwargs: Any) -> None:
             super().__init__(processes=False, protocol="tcp", **kwargs)
+            self.profiled = [
+                "profile" in worker.periodic_callbacks for worker in self.workers.values()
+            ]
             started.append(self)
 
     monkeypatch.setattr(distributed, "LocalCluster", InProcess)
@@ -336,6 +342,16 @@ def test_a_failed_reading_task_fails_the_run_and_closes_the_local_cluster(
         )
     assert [c.status.name for c in local_clusters] == ["closed"]
     assert not (tmp_path / "out" / "sessions.pqt").exists()
+
+
+def test_a_local_cluster_runs_no_profiler(
+    tree: Path, tmp_path: Path, local_clusters: list[LocalCluster]
+) -> None:
+    # Its sys._current_frames every 10 ms deadlocks with a listing thread that ends on
+    # Python < 3.11.9 (gh-106883), and nobody reads the profile.
+    alfcache.index(tree, tmp_path / "out", n_jobs=2, backend="dask", scheduler=_dask.LOCAL)
+    assert [c.profiled for c in local_clusters] == [[False, False]]  # type: ignore[attr-defined]
+    assert dask.config.get("distributed.worker.profile.enabled") is True  # the caller's unchanged
 
 
 def test_cli_with_a_local_cluster(tree: Path, tmp_path: Path) -> None:

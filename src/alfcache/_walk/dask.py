@@ -134,7 +134,12 @@ def _connect(scheduler: object, n_jobs: int) -> tuple[Any, Callable[[], None]]:
         # Ctrl-C is this process's, which closes the cluster: the cluster's event loop thread,
         # and the worker processes it starts, inherit the blocked signal, so a terminal's
         # SIGINT to the whole group does not end the workers with tracebacks of their own.
-        with sigint_deferred():
+        # No statistical profiler in the workers: nobody reads it, it samples every thread
+        # every 10 ms, and on Python < 3.11.9 or < 3.12.3 its sys._current_frames deadlocks with
+        # a thread that ends (gh-106883; a walk's listing threads end with every task).
+        import dask  # installed with distributed
+
+        with sigint_deferred(), dask.config.set({"distributed.worker.profile.enabled": False}):
             cluster = distributed.LocalCluster(
                 n_workers=n_jobs,
                 threads_per_worker=1,
