@@ -15,7 +15,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import alfcache
-import alfcache._tables.batches
+import alfcache._walk.scan
 from alfcache._cli.main import main as cli_main
 
 
@@ -124,5 +124,5 @@ def _no_uuids(*args: object) -> NoReturn:
 def forbid_uuids(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make the walk fail if it hashes an id: in this process and in the threads of a Dask
     ``LocalCluster(processes=False)`` (not in workers started from a fork server)."""
-    monkeypatch.setattr(alfcache._tables.batches, "uuid3_strings", _no_uuids)
-    monkeypatch.setattr(alfcache._tables.batches, "uuid3_joined", _no_uuids)
+    monkeypatch.setattr(alfcache._walk.scan, "uuid3_strings", _no_uuids)
+    monkeypatch.setattr(alfcache._walk.scan, "uuid3_joined", _no_uuids)

@@ -45,7 +45,7 @@ from _procs import (
 
 import alfcache
 import alfcache._digest.checkpoint
-import alfcache._tables.out_dir
+import alfcache._tables.store
 from alfcache._cli.main import main as cli_main
 from alfcache._processes import WORKER_NAME
 
@@ -376,7 +376,7 @@ def test_full_output_disk_is_found_before_any_file_is_read(
     before = _previous_tables(root, out)
     real = os.statvfs(out)
     one_block = os.statvfs_result((*real[:3], 1, 1, *real[5:]))
-    monkeypatch.setattr(alfcache._tables.out_dir.os, "statvfs", lambda path: one_block)
+    monkeypatch.setattr(alfcache._tables.store.os, "statvfs", lambda path: one_block)
 
     def read(*args: Any, **kwargs: Any) -> None:
         pytest.fail("a file was read on a disk that cannot hold the tables")

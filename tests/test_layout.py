@@ -1,6 +1,7 @@
 """The import graph runs one way: scripts/import_graph.py finds no cycle and no import up the
 order of docs (leaf modules < _alf < _tables < _digest < _walk < _maintain < _index < the public
-API < _cli). And the walk starts before the heavy libraries load (start-up, issue 21).
+API < _cli).
+
 """
 
 from __future__ import annotations
@@ -8,10 +9,6 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
-
-import pytest
-from _helpers import python_env
 
 ROOT = Path(__file__).resolve().parent.parent
 SCRIPT = ROOT / "scripts" / "import_graph.py"
@@ -55,44 +52,3 @@ def test_the_script_finds_a_cycle_and_an_import_up_the_order(tmp_path: Path) -> 
     assert "cycle of modules: _exceptions <-> _paths" in done.stdout
     assert "cycle of modules: _tables.build <-> _walk.scan" in done.stdout
     assert "import up the order: _tables.build -> _walk.scan (_tables < _walk)" in done.stdout
-
-
-# Prints what a run had imported when its walk started; the command line then runs as it does
-# for a user, in a fresh interpreter.
-_SPY = """
-import sys
-
-import alfcache._walk.local as local
-
-real = local.RunningWalk.__init__
-
-def spy(self, *args, **kwargs):
-    heavy = ("numpy", "pandas", "polars", "pyarrow")
-    print("loaded at the start:", sorted(m for m in heavy if m in sys.modules), flush=True)
-    real(self, *args, **kwargs)
-
-local.RunningWalk.__init__ = spy
-from alfcache.__main__ import run
-
-run(sys.argv[1:])
-"""
-
-
-@pytest.mark.parametrize("options", [[], ["--hash", "both"], ["--update"], ["--jobs", "1"]])
-def test_the_walk_starts_before_pyarrow_numpy_and_polars_load(
-    tmp_path: Path, make_files: Any, options: list[str]
-) -> None:
-    # They take 0.25 s to import warm, twice that cold: the walk's listings wait on storage
-    # meanwhile, and the command line imports them while it walks.
-    root = make_files(tmp_path / "data", ["lab/Subjects/s1/2024-01-01/001/alf/spikes.times.npy"])
-    argv = ["index", str(root), "--out-dir", str(tmp_path / "out"), "--quiet", *options]
-    done = subprocess.run(
-        [sys.executable, "-c", _SPY, *argv],
-        capture_output=True,
-        text=True,
-        env=python_env(),
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["loaded at the start: []"]
-    assert (tmp_path / "out" / "datasets.pqt").exists()

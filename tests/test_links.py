@@ -295,14 +295,14 @@ def test_checkpoint_temporary_file_of_a_dead_run_is_removed(
     tmp_path: Path, make_files: Any
 ) -> None:
     # Its name is new each time, so one a SIGKILL left mid-write is not overwritten later.
-    import alfcache._tables.out_dir
+    import alfcache._tables.store
 
     root = make_files(tmp_path / "data", [SPIKES])
     out = tmp_path / "out"
     out.mkdir()
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
-    left = out / f"{CHECKPOINT_FILE}.{alfcache._tables.out_dir.HOST}.{dead.pid}.k2j4.alfcache-tmp"
+    left = out / f"{CHECKPOINT_FILE}.{alfcache._tables.store._HOST}.{dead.pid}.k2j4.alfcache-tmp"
     left.write_bytes(b"PAR1")
     assert _cli("index", root, "--out-dir", out, "-q").returncode == 0
     assert not left.exists()

@@ -19,7 +19,6 @@ import pytest
 from test_faults import ENV, User, public_tmp, unprivileged  # noqa: F401  (fixtures)
 
 import alfcache
-import alfcache._tables.out_dir
 import alfcache._tables.store
 
 SPIKES = "alf/spikes.times.npy"
@@ -288,7 +287,7 @@ def test_temporary_files_of_dead_runs_are_removed_at_start(
     dead = subprocess.Popen([sys.executable, "-c", ""])
     dead.wait()
     live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
-    host = alfcache._tables.out_dir.HOST
+    host = alfcache._tables.store._HOST
     names = {
         "dead": f".sessions.pqt.{host}.{dead.pid}.k2j4.alfcache-tmp",
         "live": f".datasets.pqt.{host}.{live.pid}.x8d1.alfcache-tmp",
@@ -326,7 +325,7 @@ def test_temporary_files_of_another_users_live_run_are_kept(
     out.mkdir()
     if os.geteuid() == 0:
         os.chown(out, unprivileged.uid, -1)
-    live = out / f".sessions.pqt.{alfcache._tables.out_dir.HOST}.{holder}.k2j4.alfcache-tmp"
+    live = out / f".sessions.pqt.{alfcache._tables.store._HOST}.{holder}.k2j4.alfcache-tmp"
     live.write_bytes(b"PAR1")  # root's file, in a folder the other user owns: removable
     done = _cli_as(unprivileged, root, "--out-dir", out, "--jobs", "1", "-q")
     assert done.returncode == 0, done.stderr
@@ -346,7 +345,7 @@ def test_write_names_its_temporary_files_after_host_and_pid(
 
     monkeypatch.setattr(alfcache._tables.store.Path, "replace", spy)
     alfcache.make_parquet_db(root, n_jobs=1)
-    host = alfcache._tables.out_dir.HOST
+    host = alfcache._tables.store._HOST
     assert [n.split(".")[1:5] for n in seen] == [
         [t, "pqt", host, str(os.getpid())] for t in ("sessions", "datasets")
     ]

@@ -16,19 +16,26 @@ from typing import TYPE_CHECKING
 
 from alfcache._alf.sharding import METADATA_KEY as SHARD_KEY
 from alfcache._alf.sharding import ArrayShard, check_shard
+from alfcache._digest.read import resolve_algorithms
+from alfcache._digest.schedule import Hashing
 from alfcache._exceptions import BadArgument
-from alfcache._options import resolve_algorithms, resolve_n_jobs, resolve_root
+from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown
 from alfcache._records import Skip
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
-from alfcache._tables.out_dir import check_space, prepare_out_dir
+from alfcache._tables.store import (
+    check_space,
+    one_metadata,
+    prepare_out_dir,
+    provenance,
+    write_tables,
+)
 from alfcache._walk.dask import DaskWalk, check_backend
 from alfcache._walk.engine import DepthChoice
 from alfcache._walk.local import RunningWalk, start_walk
 from alfcache._walk.scan import Rules
 
 if TYPE_CHECKING:
-    from alfcache._digest.schedule import Hashing
     from alfcache._maintain.update import Changes
 
 
@@ -188,10 +195,7 @@ def index(
         walk = start_walk(rules, jobs, io_depth)
     previous = None
     try:
-        # Imported while the walk runs, as pyarrow and Polars are: nothing above imports them,
-        # so that the walk starts first (start-up, issue 21).
-        from alfcache._tables.store import one_metadata, provenance, write_tables
-
+        # Imported while the walk runs, as Polars is.
         if update:
             from alfcache._maintain.update import check_origin, read_previous, refresh
 

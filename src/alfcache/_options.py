@@ -1,5 +1,4 @@
-"""The arguments every verb shares, checked and resolved: the root folder, the worker count,
-the digests to compute.
+"""The arguments every verb shares, checked and resolved: the root folder, the worker count.
 
 A leaf of the package (it imports only :mod:`alfcache._exceptions` and :mod:`alfcache._paths`),
 so that the library's verbs and the command line check them the same way without importing
@@ -67,41 +66,3 @@ def resolve_root(root_dir: str | os.PathLike[str]) -> Path:
             "read it"
         )
     return root.resolve()
-
-
-ALGORITHMS: dict[str, tuple[str, ...]] = {
-    "md5": ("md5",),
-    "xxh3": ("xxh3",),
-    "both": ("md5", "xxh3"),
-}
-"""The ``hash_algorithm`` choices and the digests each one computes."""
-
-
-def resolve_algorithms(hash_files: bool, hash_algorithm: str | None) -> tuple[str, ...]:
-    """The digests to compute for ``hash_files`` and ``hash_algorithm``.
-
-    Parameters
-    ----------
-    hash_files : bool
-        Hash files; alone, this means MD5 (what ONE-api checks).
-    hash_algorithm : {'md5', 'xxh3', 'both'}, optional
-        The digests to compute; giving one turns hashing on.
-
-    Returns
-    -------
-    tuple of str
-        ``()``, ``('md5',)``, ``('xxh3',)`` or ``('md5', 'xxh3')``.
-
-    Raises
-    ------
-    BadArgument
-        ``hash_algorithm`` is not one of the choices.
-    """
-    if hash_algorithm is None:
-        return ALGORITHMS["md5"] if hash_files else ()
-    if not isinstance(hash_algorithm, str) or hash_algorithm not in ALGORITHMS:
-        raise BadArgument(
-            f"hash_algorithm={hash_algorithm!r} is not known; use one of "
-            f"{', '.join(map(repr, ALGORITHMS))}"
-        )
-    return ALGORITHMS[hash_algorithm]

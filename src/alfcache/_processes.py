@@ -56,9 +56,8 @@ def context() -> ForkContext | ForkServerContext:
     if fork_is_safe():
         return multiprocessing.get_context("fork")
     ctx = multiprocessing.get_context("forkserver")
-    # The fork server imports the scanner and its batches (pyarrow) once, in its own process;
-    # every worker it forks then starts warm.
-    ctx.set_forkserver_preload(["alfcache._walk.scan", "alfcache._tables.batches"])
+    # The fork server imports the scanner once; every worker it forks then starts warm.
+    ctx.set_forkserver_preload(["alfcache._walk.scan"])
     return ctx
 
 

@@ -10,10 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import TYPE_CHECKING, NamedTuple
+from typing import NamedTuple
 
-if TYPE_CHECKING:
-    import pyarrow as pa
+import pyarrow as pa
 
 SKIP = "skip"
 """Kind of a reason whose entry was not indexed."""
@@ -96,10 +95,46 @@ class Skip(NamedTuple):
     message: str
 
 
+SESSION_BATCH_SCHEMA = pa.schema(
+    [
+        ("session", pa.large_string()),
+        ("lab", pa.large_string()),
+        ("subject", pa.large_string()),
+        ("date", pa.large_string()),
+        ("number", pa.large_string()),
+        ("num", pa.uint16()),
+        ("id", pa.large_string()),
+    ]
+)
+r"""One row per session folder; ``session`` is the folder's path relative to the root, ``number``
+the folder name as written and ``num`` its value (Python's ``int`` reads any Unicode digits,
+as the reference's ``\d`` admits them); ``id`` its UUID v3
+(:func:`alfcache._walk.scan.session_id_name`), or null when ids are not hashed
+(``hash_ids=False``: the assembler makes path ids)."""
+
+DATASET_BATCH_SCHEMA = pa.schema(
+    [
+        ("session", pa.large_string()),
+        ("rel_path", pa.large_string()),
+        ("file_size", pa.uint64()),
+        ("mtime_ns", pa.int64()),
+        ("id", pa.large_string()),
+    ]
+)
+"""One row per dataset file; ``rel_path`` is relative to the session folder and ``id`` is the
+UUID v3 of ``{session's ALF path}/{rel_path}``, or null when ids are not hashed
+(``hash_ids=False``: the assembler makes path ids). Files are read (and hashed) in a later phase,
+see :mod:`alfcache._digest.read`.
+
+The ids are made by the walk, in the workers, as rows are found, rather than by the main
+process after it: a session's ALF path (:func:`alfcache._walk.scan.session_id_name`) depends
+only on its own folder names, and the table builder keeps or drops sessions but never moves
+one."""
+
+
 @dataclass
 class ScanResult:
-    """What a worker hands back: Arrow batches (:mod:`alfcache._tables.batches`) plus
-    structured skip records."""
+    """What a worker hands back: Arrow batches plus structured skip records."""
 
     sessions: pa.RecordBatch
     datasets: pa.RecordBatch

@@ -40,8 +40,7 @@ from alfcache._digest.schedule import Digests, Hashing, Readers, digest_files
 from alfcache._exceptions import Terminated
 from alfcache._paths import plural, shown
 from alfcache._tables.arrow import numeric_array, string_array
-from alfcache._tables.out_dir import TMP_SUFFIX, tmp_prefix
-from alfcache._tables.store import read_parquet
+from alfcache._tables.store import _TMP_SUFFIX, _tmp_prefix, read_parquet
 
 CHECKPOINT_FILE = ".alfcache-digests.checkpoint"
 SAVE_EVERY = 300.0
@@ -98,7 +97,7 @@ class _Saver:
         # written through. The rename replaces whatever is at the checkpoint's name itself.
         # Named as the tables' temporary files, so the next run removes a killed run's.
         fd, tmp = tempfile.mkstemp(
-            dir=self.path.parent, prefix=tmp_prefix(self.path.name[1:]), suffix=TMP_SUFFIX
+            dir=self.path.parent, prefix=_tmp_prefix(self.path.name[1:]), suffix=_TMP_SUFFIX
         )
         try:
             with os.fdopen(fd, "wb") as f:

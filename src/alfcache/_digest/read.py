@@ -22,8 +22,16 @@ from typing import NamedTuple, Protocol
 
 import xxhash
 
+from alfcache._exceptions import BadArgument
 from alfcache._records import Reason, Skip
 from alfcache._tables.schema import DIGEST_COLUMNS
+
+ALGORITHMS: dict[str, tuple[str, ...]] = {
+    "md5": ("md5",),
+    "xxh3": ("xxh3",),
+    "both": ("md5", "xxh3"),
+}
+"""The ``hash_algorithm`` choices and the digests each one computes."""
 
 COLUMNS = DIGEST_COLUMNS
 """The datasets-table column of each digest (:data:`alfcache._tables.schema.DIGEST_COLUMNS`)."""
@@ -49,6 +57,36 @@ _NEW: dict[str, Callable[[], _Hasher]] = {
     "md5": functools.partial(hashlib.md5, usedforsecurity=False),
     "xxh3": xxhash.xxh3_128,
 }
+
+
+def resolve_algorithms(hash_files: bool, hash_algorithm: str | None) -> tuple[str, ...]:
+    """The digests to compute for ``hash_files`` and ``hash_algorithm``.
+
+    Parameters
+    ----------
+    hash_files : bool
+        Hash files; alone, this means MD5 (what ONE-api checks).
+    hash_algorithm : {'md5', 'xxh3', 'both'}, optional
+        The digests to compute; giving one turns hashing on.
+
+    Returns
+    -------
+    tuple of str
+        ``()``, ``('md5',)``, ``('xxh3',)`` or ``('md5', 'xxh3')``.
+
+    Raises
+    ------
+    BadArgument
+        ``hash_algorithm`` is not one of the choices.
+    """
+    if hash_algorithm is None:
+        return ALGORITHMS["md5"] if hash_files else ()
+    if not isinstance(hash_algorithm, str) or hash_algorithm not in ALGORITHMS:
+        raise BadArgument(
+            f"hash_algorithm={hash_algorithm!r} is not known; use one of "
+            f"{', '.join(map(repr, ALGORITHMS))}"
+        )
+    return ALGORITHMS[hash_algorithm]
 
 
 class _Board(Protocol):

@@ -348,7 +348,7 @@ def digest_files(
     sizes : sequence of int
         Their sizes as the walk found them; the tasks are planned with these.
     algorithms : tuple of str
-        Digests to compute (see :func:`alfcache._options.resolve_algorithms`).
+        Digests to compute (see :func:`resolve_algorithms`).
     n_jobs : int
         Number of workers: threads of this process, or worker processes when small files
         dominate (see the module docstring).

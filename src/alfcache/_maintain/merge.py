@@ -31,12 +31,12 @@ from alfcache._exceptions import BadArgument, MergeFailed
 from alfcache._paths import shown
 from alfcache._tables.checks import ANY_ORIGIN
 from alfcache._tables.lock import DEFAULT_TIMEOUT, check_timeout, out_dir_lock
-from alfcache._tables.out_dir import prepare_out_dir
 from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import (
     DATASETS_FILE,
     SESSIONS_FILE,
     one_metadata,
+    prepare_out_dir,
     read_metadata,
     read_parquet,
     read_provenance,

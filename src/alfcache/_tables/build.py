@@ -16,9 +16,15 @@ import pyarrow as pa
 from alfcache._alf.grammar import folder_to_index
 from alfcache._alf.paths import padded, session_folder_expr
 from alfcache._exceptions import LabConflict
-from alfcache._records import NOTICE_REASONS, Reason, ScanResult, Skip
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    NOTICE_REASONS,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
 from alfcache._tables.arrow import cast_table
-from alfcache._tables.batches import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA
 from alfcache._tables.schema import (
     DATASETS_SCHEMA,
     DIGEST_COLUMNS,

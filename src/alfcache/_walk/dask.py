@@ -37,17 +37,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import Any
+
+import pyarrow as pa
 
 from alfcache._alf.sharding import ArrayShard
+from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
 from alfcache._processes import sigint_deferred
-from alfcache._records import ScanResult, Skip
+from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
 from alfcache._walk.engine import Walked, assemble_walk, depth_share, walk_here
 from alfcache._walk.scan import Rules, Start
-
-if TYPE_CHECKING:
-    from alfcache._digest.read import ReadResult
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -181,17 +181,29 @@ def task_shards(array_shard: ArrayShard | None, tasks: int) -> list[ArrayShard]:
     return [ArrayShard(k + n * j, n * tasks) for j in range(tasks)]
 
 
+def _ipc(batches: Iterable[pa.RecordBatch], schema: pa.Schema) -> bytes:
+    sink = pa.BufferOutputStream()
+    with pa.ipc.new_stream(sink, schema) as writer:
+        for batch in batches:
+            writer.write_batch(batch)
+    data: bytes = sink.getvalue().to_pybytes()
+    return data
+
+
+def _batch(data: bytes) -> pa.RecordBatch:
+    """The one record batch of the rows an IPC stream holds."""
+    table = pa.ipc.open_stream(data).read_all().combine_chunks()
+    columns = [c.chunk(0) if c.num_chunks else pa.array([], c.type) for c in table.columns]
+    return pa.RecordBatch.from_arrays(columns, schema=table.schema)
+
+
 def walk_task(rules: Rules, starts: list[Start], cap: int) -> DaskTaskResult:
     """One Dask task: walk from ``starts`` here by ``rules`` (their array shard the task's);
     the rows as Arrow IPC bytes (their ids null unless ``rules.hash_ids``)."""
-    # Here, not at the top: a run imports this module before its walk starts, and pyarrow
-    # loads while it runs (alfcache._tables.batches).
-    from alfcache._tables.batches import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, to_ipc
-
     results, threads = walk_here(rules, starts, cap)
     return {
-        "sessions": to_ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
-        "datasets": to_ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
+        "sessions": _ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
+        "datasets": _ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
         "skipped": [tuple(s) for r in results for s in r.skipped],
         "ignored": sum(r.ignored for r in results),
         "links": [link for r in results for link in r.links],
@@ -205,16 +217,14 @@ def scan_result(task: DaskTaskResult, seen: set[Skip]) -> ScanResult:
 
     Every task lists the folders above the sessions, so their records come from each task.
     """
-    from alfcache._tables.batches import from_ipc  # see walk_task
-
     skipped = []
     for record in map(Skip._make, task["skipped"]):
         if record not in seen:
             seen.add(record)
             skipped.append(record)
     return ScanResult(
-        from_ipc(task["sessions"]),
-        from_ipc(task["datasets"]),
+        _batch(task["sessions"]),
+        _batch(task["datasets"]),
         skipped,
         task["ignored"],
         task["links"],

@@ -546,7 +546,7 @@ class Lister:
         """
         self._idle = True
         for walk in self._walks:
-            if not walk.empty:
+            if walk.rows or walk.skipped or walk.links or walk.ignored or walk.listed:
                 self._emit(walk.flush())
         taken, self._taken = self._taken, 0
         self._on_idle(taken)

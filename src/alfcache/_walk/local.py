@@ -129,10 +129,7 @@ class RunningWalk:
         walk = Walk(self._rules)
         tasks = [walk.start(start) for start in starts]
         self._found.add(*walk.found, thread=-1)  # this thread does not list
-        # Most starts find nothing (the root seldom is a session), and an empty batch would
-        # import pyarrow before the listing threads start.
-        if not walk.empty:
-            self._main_results.append(walk.flush())
+        self._main_results.append(walk.flush())
         self._started += len(tasks)
         add(self._outstanding, len(tasks))
         self._lister.add(tasks, taken=len(tasks))

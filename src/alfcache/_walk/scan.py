@@ -35,6 +35,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
+import pyarrow as pa
+
 from alfcache._alf.grammar import (
     has_long_number,
     is_dataset_name,
@@ -42,9 +44,17 @@ from alfcache._alf.grammar import (
     near_miss,
     session_parts,
 )
+from alfcache._alf.ids import uuid3_joined, uuid3_strings
 from alfcache._alf.paths import session_folder
 from alfcache._alf.sharding import ArrayShard
-from alfcache._records import Reason, ScanResult, Skip
+from alfcache._records import (
+    DATASET_BATCH_SCHEMA,
+    SESSION_BATCH_SCHEMA,
+    Reason,
+    ScanResult,
+    Skip,
+)
+from alfcache._tables.arrow import numeric_array, string_array, with_offsets
 
 
 # Not slots=True: Python 3.10 cannot unpickle a frozen dataclass with slots, and workers
@@ -532,11 +542,6 @@ class Walk:
         return len(self.ds_session) + len(self.ses_num)
 
     @property
-    def empty(self) -> bool:
-        """Nothing found since the last flush: no row, record, link, ignored file or listing."""
-        return not (self.rows or self.skipped or self.links or self.ignored or self.listed)
-
-    @property
     def found(self) -> tuple[int, int]:
         """Sessions and files found since the last flush."""
         return len(self.ses_num), len(self.ds_session)
@@ -555,16 +560,40 @@ class Walk:
 
     def result(self) -> ScanResult:
         """What was found since the last reset; ids as ``rules.hash_ids`` says."""
-        # Here, not at the top: pyarrow loads while the walk runs (alfcache._tables.batches).
-        from alfcache._tables.batches import walk_batches
-
-        sessions, datasets = walk_batches(
-            self.ses,
-            self.ses_num,
-            (self.ds_session, self.ds_rel_path, self.ds_size, self.ds_mtime),
-            self._alf_path if self.rules.hash_ids else None,
+        alf_path = self._alf_path
+        if self.rules.hash_ids:
+            session_ids = _large(uuid3_strings([alf_path(s) for s in self.ses["session"]]))
+            dataset_ids = _large(uuid3_joined(self.ds_session, self.ds_rel_path, alf_path))
+        else:
+            # Path ids are made by the assembler from the other columns, a column at a time:
+            # UUIDs made here would be thrown away (0.8 s of MD5 per million rows).
+            session_ids = pa.nulls(len(self.ses_num), pa.large_string())
+            dataset_ids = pa.nulls(len(self.ds_session), pa.large_string())
+        sessions = pa.RecordBatch.from_arrays(
+            [
+                *(string_array(column) for column in self.ses.values()),
+                numeric_array(self.ses_num, pa.uint16()),
+                session_ids,
+            ],
+            schema=SESSION_BATCH_SCHEMA,
+        )
+        datasets = pa.RecordBatch.from_arrays(
+            [
+                string_array(self.ds_session),
+                string_array(self.ds_rel_path),
+                numeric_array(self.ds_size, pa.uint64()),
+                numeric_array(self.ds_mtime, pa.int64()),
+                dataset_ids,
+            ],
+            schema=DATASET_BATCH_SCHEMA,
         )
         return ScanResult(sessions, datasets, self.skipped, self.ignored, self.links, self.listed)
+
+
+def _large(ids: pa.StringArray) -> pa.Array:
+    """Ids as ``large_string``, the walk's one text type: Polars converts any other with
+    ``pyarrow.compute``, whose import a small run cannot afford."""
+    return with_offsets(ids, pa.large_string())
 
 
 def scan_folders(rules: Rules, starts: Iterable[Start]) -> ScanResult:
