@@ -243,6 +243,31 @@ def test_checkpoint_of_other_digests_is_not_used(tree: Path, tmp_path: Path) -> 
     assert summary["hashing"]["files"] == N_BIG + 1
 
 
+def test_checkpoint_of_a_run_that_followed_links_is_not_used_by_one_that_does_not(
+    tree: Path, tmp_path: Path
+) -> None:
+    # Without --follow-symlinks a link to a file outside the root is never read (a root run
+    # must not put the digest of a file only root can read into tables others read); the
+    # checkpoint of a run that followed it holds that digest.
+    outside = tmp_path / "elsewhere" / "outside.bin"
+    outside.parent.mkdir()
+    with open(outside, "wb") as f:
+        f.truncate(2 * BIG)  # the largest file: read first
+    link = "mouse/2021-01-01/001/alf/outside.times.npy"
+    (tree / link).symlink_to(outside)
+    out = tmp_path / "out"
+    log = tmp_path / "read.log"
+    args = [tree, "--out-dir", out, "--hash", "md5", "-j", "1", "-q", "--follow-symlinks"]
+    proc = _start(tmp_path, args, READ_LOG=str(log), SAVE_EVERY="0", KILL_AT="4")
+    finish_or_dump(proc, DEADLINE)
+    assert link in _checkpointed(out)
+    summary = _rerun(tmp_path, tree, out, log)  # without --follow-symlinks
+    assert summary["hashing"]["files"] == N_BIG + 1  # the checkpoint is not used at all
+    assert [n["path"] for n in summary["notices"]] == [link]
+    datasets = pq.read_table(out / "datasets.pqt", columns=["rel_path", "hash"]).to_pylist()
+    assert {"rel_path": "alf/outside.times.npy", "hash": None} in datasets
+
+
 def test_a_saved_file_rewritten_before_the_rerun_is_read_again(tree: Path, tmp_path: Path) -> None:
     # same path, same size, a later mtime: its saved digest is of content that is gone
     out = tmp_path / "out"

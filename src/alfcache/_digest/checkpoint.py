@@ -5,10 +5,11 @@ speed reads about 1 TB an hour, so a hashing run of a large tree may never finis
 job. While files are read, the digests of every finished reading task are kept in memory and
 written every :data:`SAVE_EVERY` seconds, and when the run fails or is terminated, to
 ``.alfcache-digests.checkpoint`` beside the tables (a parquet file whose name does not end in
-``.pqt``, so ONE-api never loads it). The next run of the same origin and digests takes a
-file's digests from it when the file's path, size and modification time are unchanged, and
-reads only the others. The checkpoint is removed once the tables are written; the previous
-tables are never touched by a run that did not complete.
+``.pqt``, so ONE-api never loads it). The next run of the same origin, digests and
+``follow_symlinks`` takes a file's digests from it when the file's path, size and modification
+time are unchanged, and reads only the others (a run that does not follow links must not take
+the digest of a file outside the root from one that did). The checkpoint is removed once the
+tables are written; the previous tables are never touched by a run that did not complete.
 
 The output folder may be writable by others, so nothing at these names is trusted: a
 checkpoint is written under a new, unpredictable name (``mkstemp``: never through a link
@@ -122,7 +123,8 @@ def _untrusted(st: os.stat_result) -> str | None:
 
 
 def _load(path: Path, meta: bytes) -> pa.Table | None:
-    """The checkpoint's rows, or None when there is none of this origin and these digests.
+    """The checkpoint's rows, or None when there is none of this origin, these digests and
+    this ``follow_symlinks``.
 
     One that the running user does not own alone (see the module docstring) is ignored with a
     ``RuntimeWarning``.
@@ -203,7 +205,8 @@ def digest_with_checkpoint(
         SIGTERM while reading; the message says how many digests were saved and how to resume.
     """
     path = out_dir / CHECKPOINT_FILE
-    meta = json.dumps({"origin": root, "algorithms": list(algorithms)}).encode()
+    run = {"origin": root, "algorithms": list(algorithms), "follow_symlinks": follow_symlinks}
+    meta = json.dumps(run).encode()
     table = _load(path, meta) if algorithms else None
     reused, at = _reuse(table, paths, sizes, mtimes)
     rest = np.setdiff1d(np.arange(len(paths)), reused)
