@@ -8,8 +8,9 @@ session), indexes each once, then copies one session to a new date (what a trans
 does) and times, interleaved, every command a fresh process, median of ``--runs``, the
 previous tables put back before each run:
 
-* on the local disk (warm page cache): ``--update --only NEW_SESSION`` and a full
-  ``--update`` of ``--sessions`` sessions;
+* on the local disk (warm page cache): ``--update --only NEW_SESSION``, ``--update
+  --only-from`` a file of 1,000 session folders, and a full ``--update`` of ``--sessions``
+  sessions;
 * on slow network storage (``benchmarks/slowfs.py``: every metadata call waits ``--delay-ms``)
   the same of ``--net-sessions`` sessions, unless ``--no-net``.
 
@@ -35,6 +36,8 @@ from slowfs import FuseMissing, mounted
 
 HERE = Path(__file__).resolve().parent
 NEW_DATE = "2030-01-01"
+MANY = 1000
+"""Sessions given at once (``--only-from``): each previous session is checked against them."""
 """The date of the session the benchmark adds: none of ``synth``'s sessions has it."""
 
 
@@ -55,6 +58,14 @@ def add_session(root: Path) -> str:
     if not new.exists():
         shutil.copytree(first, new)
     return new.relative_to(root).as_posix()
+
+
+def sessions_file(root: Path, n: int, path: Path) -> str:
+    """``path`` listing the first ``n`` session folders of ``root``, relative to it: what
+    ``find -newer`` gives ``--only-from`` after a large transfer."""
+    folders = sorted(p.relative_to(root).as_posix() for p in root.glob("*/Subjects/*/*/*"))
+    path.write_text("".join(f"{folder}\n" for folder in folders[:n]))
+    return str(path)
 
 
 def remove_session(root: Path) -> None:
@@ -106,9 +117,11 @@ def compare(
     remove_session(source)
     with indexed(root, py, env) as (out, saved):
         new = add_session(source)
+        many = sessions_file(source, MANY, out.parent / "many.txt")
         index = [py, "-m", "alfcache", "index", str(root), "--out-dir", str(out), "-q"]
         tools = {
             "--update --only NEW_SESSION": [*index, "--update", "--only", new],
+            f"--update --only-from ({MANY:,} sessions)": [*index, "--update", "--only-from", many],
             "--update (full)": [*index, "--update"],
         }
         print(f"load before: {load()}", file=sys.stderr)

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 import alfcache
 from alfcache._cli.main import main as cli_main
-from alfcache._maintain.only import plan_only
+from alfcache._maintain.only import _covered, _outermost, plan_only
 from alfcache._walk.scan import Rules
 
 SESSION = "lab/Subjects/s1/2021-01-01/001"
@@ -402,3 +402,38 @@ def test_a_nested_session_gives_the_full_update(tmp_path: Path, make_files: Make
         make_files(root, [f"{SESSION}/raw/trials.table.pqt"])
     report = _both(root, full, only, [path])
     assert [s.path for s in report.notices if s.reason == "nested_session"] == [nested]
+
+
+class _NoScan(frozenset[str]):
+    """Folders that may be looked up, never scanned."""
+
+    def __iter__(self) -> Any:
+        raise AssertionError("the folders were scanned: a check per folder given")
+
+
+@pytest.mark.parametrize(
+    ("rel", "folders", "covered"),
+    [
+        ("lab/Subjects/s1/2024-01-01/001", {"lab/Subjects/s1/2024-01-01/001"}, True),
+        ("lab/Subjects/s1/2024-01-01/001", {"lab/Subjects/s1"}, True),
+        ("lab/Subjects/s1/2024-01-01/001", {"lab"}, True),
+        ("lab/Subjects/s1/2024-01-01/001", {""}, True),  # the root covers everything
+        ("lab/Subjects/s1/2024-01-01/001", {"lab/Subjects/s1/2024-01-01/001/alf"}, False),
+        ("lab/Subjects/s1/2024-01-01/001", {"lab/Subjects/s"}, False),  # a prefix, not a folder
+        ("lab/Subjects/s1/2024-01-01/001", {"lab/Subjects/s1/2024-01-01/00"}, False),
+        ("lab/Subjects/s1/2024-01-01/001", {"lab/Subjects/s1-old"}, False),
+        ("lab/Subjects/s1/2024-01-01/001", set(), False),
+        ("lab", {"lab/Subjects"}, False),
+    ],
+)
+def test_covered_looks_up_the_path_and_the_folders_above_it(
+    rel: str, folders: set[str], covered: bool
+) -> None:
+    # Every previous session is checked against the paths given, which may be thousands:
+    # a scan of them per check took 15 s at 1,000 paths and 30,000 sessions.
+    assert _covered(rel, _NoScan(folders)) is covered
+
+
+def test_outermost_keeps_only_the_folders_below_no_other() -> None:
+    folders = ["a/b", "a", "a-b", "a/b/c", "b/c", "ab", "b/c/d", "b/cd"]
+    assert _outermost(folders) == ("a", "a-b", "ab", "b/c", "b/cd")
