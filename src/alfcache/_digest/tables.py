@@ -26,7 +26,7 @@ from alfcache._tables.build import Tables, datasets_table
 from alfcache._tables.schema import MTIME_COLUMN
 
 
-def file_path() -> pl.Expr:
+def _file_path() -> pl.Expr:
     """A dataset's file relative to the root, from its session folder and ``rel_path``."""
     session = pl.col("session")
     return (
@@ -47,15 +47,16 @@ class Plan:
 
     sessions: pa.Table
     datasets: pl.DataFrame
-    """One row per dataset of the new table; ``read`` marks the files to read, ``path`` is the
-    file relative to the root (null for a missing file kept with ``exists=False``)."""
+    """One row per dataset of the new table; ``read`` marks the files to read, ``session`` is
+    the folder of a file found by the walk (null for a row carried over)."""
     algorithms: tuple[str, ...]
     skipped: list[Skip]
     notices: list[Skip]
 
     def to_read(self) -> tuple[list[str], np.ndarray]:
         """The files to read, relative to the root, and their sizes as the walk found them."""
-        files = self.datasets.filter(pl.col("read"))
+        # Paths only for these: an update that reads a few files must not spell out a million.
+        files = self.datasets.filter(pl.col("read")).select(_file_path(), "file_size")
         return files["path"].to_list(), files["file_size"].to_numpy()
 
     def finish(self, digests: Digests) -> Tables:
@@ -109,7 +110,6 @@ def fresh_plan(tables: Tables, algorithms: tuple[str, ...]) -> Plan:
         .with_columns(
             pl.lit(True).alias("exists"),
             pl.lit("NOT_SET").alias("qc"),
-            file_path(),
             pl.lit(True).alias("read"),
             # ``hash`` always: without MD5 it is written as a column of nulls.
             *(pl.lit(None, pl.String).alias(column) for column in digests),

@@ -26,7 +26,7 @@ from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
 from alfcache._alf.paths import session_folder
 from alfcache._digest.read import COLUMNS
 from alfcache._digest.schedule import Hashing, Readers
-from alfcache._digest.tables import Plan, file_path, read_digests
+from alfcache._digest.tables import Plan, read_digests
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._records import Reason, Skip
@@ -295,7 +295,6 @@ def _match_datasets(
         pl.coalesce("old_id", "id").alias("id"),
         pl.lit(True).alias("exists"),
         pl.coalesce("old_qc", pl.lit("NOT_SET")).alias("qc"),
-        file_path(),
         *(pl.when(unchanged).then(f"old_{a}").alias(COLUMNS[a]) for a in algorithms),
         pl.col("matched").fill_null(False),
         unchanged.alias("unchanged"),
@@ -480,7 +479,6 @@ def reconcile(
         "qc",
         MTIME_COLUMN,
         "session",
-        "path",
         "read",
         *dict.fromkeys(COLUMNS[a] for a in ("md5", *algorithms)),
     ]
@@ -489,7 +487,6 @@ def reconcile(
     kept = kept.with_columns(pl.lit(False).alias("exists"))
     old_rows = pl.concat([carried, kept, untouched]).with_columns(
         pl.lit(None, pl.String).alias("session"),
-        pl.lit(None, pl.String).alias("path"),
         pl.lit(False).alias("read"),
         *(pl.col(f"old_{a}").alias(COLUMNS[a]) for a in COLUMNS),
     )
