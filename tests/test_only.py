@@ -86,6 +86,21 @@ def test_a_new_session_is_added_by_its_path_alone(tmp_path: Path, make_files: Ma
     assert (report.changes.new, report.changes.untouched) == (2, len(FILES))
 
 
+def test_make_parquet_db_updates_by_path(tmp_path: Path, make_files: MakeFiles):
+    # The drop-in API takes the paths too, and makes what index(only=...) makes.
+    root = make_files(tmp_path / "data", FILES)
+    full, only = _indexed(root, tmp_path)
+    new = "lab/Subjects/s1/2021-01-05/001"
+    make_files(root, [f"{new}/alf/spikes.times.npy"])
+    _run(root, full, update=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing skipped, nothing to warn about
+        alfcache.make_parquet_db(root, only, n_jobs=1, update=True, only=[root / new])
+    assert _tables(only) == _tables(full)
+    with pytest.raises(alfcache.BadArgument, match="needs update=True"):
+        alfcache.make_parquet_db(root, only, only=[new])
+
+
 def test_rows_outside_the_paths_are_carried_over_untouched(tmp_path: Path, make_files: MakeFiles):
     root = make_files(tmp_path / "data", FILES)
     _run(root, tmp_path / "out")

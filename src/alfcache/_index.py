@@ -344,6 +344,7 @@ def make_parquet_db(
     shard: tuple[int, int] | None = None,
     backend: str = "processes",
     scheduler: object = None,
+    only: Iterable[str | os.PathLike[str]] | None = None,
     any_origin: bool = False,
 ) -> tuple[Path, Path]:
     """Given a data directory, index the ALF datasets and save the generated cache tables.
@@ -404,6 +405,11 @@ def make_parquet_db(
         With ``backend='dask'``: the scheduler's address (``'tcp://host:8786'``), ``'local'``
         for a ``LocalCluster`` of ``n_jobs`` workers (closed at the end), or a client; None
         takes the default client.
+    only : iterable of str or pathlib.Path, optional
+        With ``update``: walk only these folders or files (absolute, or relative to
+        ``root_dir``; a session is walked whole) and carry every other row of the previous
+        tables over untouched: what changed since the last run, e.g. the output of ``find
+        ROOT -newer STAMP``.
     any_origin : bool
         With ``update``: update tables recorded as made from another folder than ``root_dir``
         (the tree was moved); without it they are refused.
@@ -425,8 +431,8 @@ def make_parquet_db(
         ``out_dir`` is a file or cannot be written, or a link (or another file that is not a
         lock file) sits at its lock's name.
     BadArgument
-        ``n_jobs``, ``lab`` or ``hash_algorithm`` is not usable, ``keep_missing`` without
-        ``update``, or the tables to update cannot be read, use the other kind of id, or
+        ``n_jobs``, ``lab`` or ``hash_algorithm`` is not usable, ``keep_missing`` or ``only``
+        without ``update``, or the tables to update cannot be read, use the other kind of id, or
         (unless ``any_origin``) were made from another folder.
     LabConflict
         ``lab`` differs from the lab folders on disk.
@@ -454,6 +460,7 @@ def make_parquet_db(
         shard=shard,
         backend=backend,
         scheduler=scheduler,
+        only=only,
         any_origin=any_origin,
     )
     if message := _report_warning(report):
