@@ -35,6 +35,7 @@ from _procs import (
 )
 
 import alfcache
+import alfcache._tables.store as store
 from alfcache._processes import WORKER_NAME, sigint_at_checks
 from alfcache.synth import make_tree
 
@@ -154,9 +155,10 @@ def test_ctrl_c_at_random_moments(tmp_path: Path) -> None:
             for pid in left:
                 os.kill(pid, signal.SIGKILL)
             failures.append(f"{what}: processes {left} outlived the run")
-        if snapshot(out) != before:
-            failures.append(f"{what}: the previous tables changed")
-            before = snapshot(out)
+        if (after := snapshot(out)) != before:
+            changed = sorted(n for n in {*before, *after} if before.get(n) != after.get(n))
+            failures.append(f"{what}: the output folder changed: {changed}")
+            before = after
     if failures:
         pytest.fail("\n".join(failures))
 
@@ -388,3 +390,67 @@ def test_a_ctrl_c_held_back_comes_at_a_check_or_at_the_end() -> None:
         reached.append("no check")  # nor lost: it comes as the block ends
     assert reached[-1] == "no check"
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+# Where a Ctrl-C could cut the write of the tables in two: each test sends the signal from
+# inside a step, at the moment a file exists that nothing yet owns, or one table is renamed.
+
+
+TABLES = (store.SESSIONS_FILE, store.DATASETS_FILE)
+
+
+def _tables(tmp_path: Path) -> Path:
+    out = tmp_path / "out"
+    alfcache.make_parquet_db(make_tree(tmp_path / "data", 3).root, out, n_jobs=1)
+    return out
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_ctrl_c_between_the_renames_still_writes_both_tables(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _tables(tmp_path)
+    sessions, datasets = (
+        store.read_parquet(out / name) for name in (store.SESSIONS_FILE, store.DATASETS_FILE)
+    )
+    replace = Path.replace
+
+    def then_ctrl_c(self: Path, target: Path) -> Path:
+        done = replace(self, target)
+        if target.name == store.SESSIONS_FILE:  # the datasets table is not renamed yet
+            signal.raise_signal(signal.SIGINT)
+        return done
+
+    monkeypatch.setattr(Path, "replace", then_ctrl_c)
+    try:
+        store.write_tables(sessions, datasets, out, {"origin": "x"})
+    except KeyboardInterrupt:  # pytest would take it for the user's and stop the session
+        pytest.fail("the write was interrupted between its renames")
+    monkeypatch.undo()
+    runs = {
+        store.read_provenance(store.read_metadata(out / name))[store.RUN_KEY] for name in TABLES
+    }
+    assert len(runs) == 1  # one pair, of this write
+    assert sorted(p.name for p in out.iterdir()) == [store.DATASETS_FILE, store.SESSIONS_FILE]
+
+
+@pytest.mark.usefixtures("ctrl_c_raises")
+def test_a_ctrl_c_while_the_tables_are_written_leaves_the_previous_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = _tables(tmp_path)
+    before = snapshot(out)
+    sessions, datasets = (
+        store.read_parquet(out / name) for name in (store.SESSIONS_FILE, store.DATASETS_FILE)
+    )
+    write_tmp = store._write_tmp
+
+    def then_ctrl_c(*args: object) -> Path:
+        tmp = write_tmp(*args)  # type: ignore[arg-type]
+        signal.raise_signal(signal.SIGINT)  # its temporary file is not yet in the list
+        return tmp
+
+    monkeypatch.setattr(store, "_write_tmp", then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        store.write_tables(sessions, datasets, out, {"origin": "x"})
+    assert snapshot(out) == before

@@ -41,6 +41,7 @@ import pyarrow as pa
 
 from alfcache._exceptions import BadArgument, BadOutDir, OutDirNotWritable, WriteFailed
 from alfcache._paths import shown
+from alfcache._processes import sigint_at_checks
 from alfcache._tables.arrow import TEXT_TYPES
 from alfcache._tables.revisions import with_default_revision
 from alfcache._tables.schema import (
@@ -419,11 +420,25 @@ def write_tables(
     )
     plain = _random_hex(record)
     written: list[tuple[Path, Path]] = []
+    renamed = False
     try:
-        for table, final in plan:
-            written.append((_write_tmp(table, final, plain), final))
-        for tmp, final in written:
-            tmp.replace(final)
+        # A Ctrl-C is taken only between the steps (it waits for the table being written): one
+        # inside a step could leave a temporary file behind, and one between the renames a new
+        # sessions table beside the old datasets table.
+        with sigint_at_checks() as check:
+            for table, final in plan:
+                check()
+                written.append((_write_tmp(table, final, plain), final))
+            check()
+            for tmp, final in written:
+                tmp.replace(final)
+            renamed = True
+    except KeyboardInterrupt:
+        if not renamed:
+            raise
+        # It came while the tables were renamed into place: the run has written them, and
+        # ends as if the Ctrl-C had come a moment later (saying "interrupted, no table was
+        # written" would be false).
     except OSError as exc:
         raise WriteFailed(
             f"could not write the cache tables in {shown(out_dir)}: {exc.strerror or exc}; "
