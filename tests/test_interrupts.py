@@ -410,9 +410,7 @@ def test_a_ctrl_c_between_the_renames_still_writes_both_tables(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     out = _tables(tmp_path)
-    sessions, datasets = (
-        store.read_parquet(out / name) for name in (store.SESSIONS_FILE, store.DATASETS_FILE)
-    )
+    sessions, datasets = (store.read_parquet(out / name) for name in TABLES)
     replace = Path.replace
 
     def then_ctrl_c(self: Path, target: Path) -> Path:
@@ -440,9 +438,7 @@ def test_a_ctrl_c_while_the_tables_are_written_leaves_the_previous_ones(
 ) -> None:
     out = _tables(tmp_path)
     before = snapshot(out)
-    sessions, datasets = (
-        store.read_parquet(out / name) for name in (store.SESSIONS_FILE, store.DATASETS_FILE)
-    )
+    sessions, datasets = (store.read_parquet(out / name) for name in TABLES)
     write_tmp = store._write_tmp
 
     def then_ctrl_c(*args: object) -> Path:

@@ -158,15 +158,16 @@ def ignore_interrupts() -> None:
 def sigint_at_checks(wake: Callable[[], object] | None = None) -> Iterator[Callable[[], None]]:
     """Hold a Ctrl-C back during the block, but for the calls of the function it yields.
 
-    For a loop in the main thread that takes locks shared with other threads (a future's, to
-    hand it a task or read its result): a KeyboardInterrupt can be raised between the acquire
-    of a ``threading.Condition`` and the ``with`` that would release it (its ``__enter__`` is
-    Python code), and the thread that needs that lock next hangs, and so does the pool's
-    shutdown after the Ctrl-C. The loop calls the yielded function where nothing is held: a
-    Ctrl-C received meanwhile is handed there to the handler the block found (which raises
-    KeyboardInterrupt, as the default does); ``wake`` is called on each Ctrl-C, so that a wait
-    of the loop can end at once. Outside the main thread, or with Ctrl-C ignored, the function
-    does nothing.
+    For work in the main thread that a KeyboardInterrupt must not cut just anywhere, and that
+    says where it may: a loop that takes locks shared with other threads (a future's, to hand
+    it a task or read its result; raised between the acquire of a ``threading.Condition`` and
+    the ``with`` that would release it, a KeyboardInterrupt leaves the lock taken, and the
+    thread that needs it next hangs, and so does the pool's shutdown), or the write of the
+    tables (a temporary file not yet noted for removal, one table renamed and not the other).
+    The block calls the yielded function where nothing is half done: a Ctrl-C received
+    meanwhile is handed there to the handler the block found (which raises KeyboardInterrupt,
+    as the default does); ``wake`` is called on each Ctrl-C, so that a wait of a loop can end
+    at once. Outside the main thread, or with Ctrl-C ignored, the function does nothing.
     """
     handler = signal.getsignal(signal.SIGINT)
     if threading.current_thread() is not threading.main_thread() or handler in (
