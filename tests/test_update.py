@@ -482,3 +482,29 @@ def test_a_nested_session_below_an_unreadable_folder_is_carried_over(
     assert report.changes is not None
     assert (report.changes.vanished, report.changes.carried_over) == (0, 2)
     assert _tables(out) == before
+
+
+def test_dataset_keys_are_equal_exactly_where_session_and_rel_path_are() -> None:
+    import polars as pl
+
+    # Pairs that spell the same text when put together, a pair on one side only, a null.
+    fresh = pl.DataFrame(
+        {
+            "eid": ["a", "a/b", "a", "x", None],
+            "rel_path": ["b/c.d.npy", "c.d.npy", "e.f.npy", "y.z.npy", "e.f.npy"],
+        }
+    )
+    previous = pl.DataFrame(
+        {
+            "eid": ["a/b", "a", "q", "a", "a"],
+            "rel_path": ["c.d.npy", "b/c.d.npy", "e.f.npy", None, "e.f.npy"],
+        }
+    )
+    key, previous_key = alfcache._maintain.update._dataset_keys(fresh, previous)
+    fresh_pairs = list(fresh.iter_rows())
+    previous_pairs = list(previous.iter_rows())
+    for i, pair in enumerate(fresh_pairs):
+        for j, other in enumerate(previous_pairs):
+            same = None not in pair and pair == other
+            assert (key[i] is not None and key[i] == previous_key[j]) == same, (pair, other)
+    assert key.null_count() == 1 and previous_key.null_count() == 1

@@ -196,8 +196,10 @@ def index(
     previous = None
     try:
         # Imported while the walk runs, as Polars is.
+        if update or algorithms:
+            from alfcache._digest.tables import fresh_plan, read_digests
         if update:
-            from alfcache._maintain.update import check_origin, read_previous, refresh
+            from alfcache._maintain.update import check_origin, read_previous, reconcile
 
             with out_dir_lock(out, lock_timeout):  # not a pair half-renamed by another run
                 previous = read_previous(out)
@@ -212,8 +214,6 @@ def index(
             else:
                 message = f"no tables in {shown(out)} to update; indexing every file"
                 warnings.warn(message, RuntimeWarning, stacklevel=3)
-        elif algorithms:
-            from alfcache._digest.tables import fresh_plan, read_digests
     except BaseException:
         walk.abort()  # bad previous tables, another folder's, or Ctrl-C: stop the walk
         raise
@@ -222,8 +222,7 @@ def index(
     cache_dir = out.resolve() if out.resolve() in (root, *root.parents) else root
     hashing = changes = None
     try:
-        walked = walk.finish(lab=lab, progress=progress, cache_dir=cache_dir)
-        tables = walked.tables
+        tables, walked = walk.finish(lab=lab, progress=progress, cache_dir=cache_dir)
         rows = tables.sessions.num_rows + tables.datasets.num_rows
         check_space(out, rows, len(algorithms) * tables.datasets.num_rows)
         outside = None
@@ -236,31 +235,33 @@ def index(
             # ones near the storage.
             readers = walk.readers() if isinstance(walk, DaskWalk) else None
             if update:
-                tables, hashing, changes = refresh(
-                    str(root),
+                plan, changes = reconcile(
                     tables,
                     previous,
                     algorithms,
                     hash_ids=hash_ids,
                     keep_missing=keep_missing,
                     out_dir=out,
-                    n_jobs=jobs,
-                    progress=progress,
+                    root=str(root),
                     left_out=[*tables.skipped, *walked.skipped],
-                    readers=readers,
-                    follow_symlinks=follow_symlinks,
                     outside=outside,
                 )
+                changes = changes if previous is not None else None
             else:
-                tables, hashing = read_digests(
-                    str(root),
-                    fresh_plan(tables, algorithms),
-                    out_dir=out,
-                    n_jobs=jobs,
-                    progress=progress,
-                    readers=readers,
-                    follow_symlinks=follow_symlinks,
-                )
+                plan = fresh_plan(tables, algorithms)
+            # Every row is in the plan now. At a million files the walk's tables and the
+            # previous ones hold 200 MiB that reading the files and finishing the tables do
+            # not need: let them go (the plan is the only reference left).
+            del tables, previous, outside
+            tables, hashing = read_digests(
+                str(root),
+                plan,
+                out_dir=out,
+                n_jobs=jobs,
+                progress=progress,
+                readers=readers,
+                follow_symlinks=follow_symlinks,
+            )
     finally:
         walk.abort()  # a Dask cluster started for the run, kept for reading, closes here
     if tables.sessions.num_rows == 0:
@@ -319,7 +320,7 @@ def index(
         threads=walked.threads,
         io_depth=walked.depths,
         notices=sorted(tables.notices),
-        loadability=walked.tables.loadability,
+        loadability=tables.loadability,
         hashing=hashing,
         changes=changes,
         shard=array_shard,

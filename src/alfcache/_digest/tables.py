@@ -52,6 +52,8 @@ class Plan:
     algorithms: tuple[str, ...]
     skipped: list[Skip]
     notices: list[Skip]
+    loadability: str
+    """The walk's verdict on the sessions (:attr:`alfcache._tables.build.Tables.loadability`)."""
 
     def to_read(self) -> tuple[list[str], np.ndarray]:
         """The files to read, relative to the root, and their sizes as the walk found them."""
@@ -97,6 +99,7 @@ class Plan:
             bytes=int(total or 0),
             files=datasets.select("session", MTIME_COLUMN),
             notices=self.notices + [s for s in digests.skipped if s.reason != Reason.VANISHED],
+            loadability=self.loadability,
         )
 
 
@@ -121,6 +124,7 @@ def fresh_plan(tables: Tables, algorithms: tuple[str, ...]) -> Plan:
         algorithms=algorithms,
         skipped=list(tables.skipped),
         notices=list(tables.notices),
+        loadability=tables.loadability,
     )
 
 

@@ -261,7 +261,9 @@ class OnlyWalk:
         self._rules = rules
         self._targets = targets
 
-    def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
+    def finish(
+        self, *, lab: str | None, progress: bool, cache_dir: Path | None = None
+    ) -> tuple[Tables, Walked]:
         """Walk the targets and assemble their tables (``progress`` is not shown: it is short)."""
         rules = self._rules
         root = rules.root

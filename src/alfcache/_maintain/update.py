@@ -25,8 +25,7 @@ import pyarrow as pa
 from alfcache._alf.grammar import is_dataset_name, left_out_prefixes
 from alfcache._alf.paths import session_folder
 from alfcache._digest.read import COLUMNS
-from alfcache._digest.schedule import Hashing, Readers
-from alfcache._digest.tables import Plan, read_digests
+from alfcache._digest.tables import Plan
 from alfcache._exceptions import BadArgument
 from alfcache._paths import shown
 from alfcache._records import Reason, Skip
@@ -261,33 +260,68 @@ def _match_sessions(
     return fresh, sessions, eids
 
 
+def _dataset_keys(fresh: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
+    """A ``UInt64`` per row of each frame, equal where (``eid``, ``rel_path``) are equal.
+
+    Each column's values get a code shared by the two frames, and a row's key is its two codes
+    side by side. Polars joins on two text columns through an encoding of both keys: at 864,000
+    datasets against as many previous ones, a left join on (eid, rel_path) took 380 MiB beyond
+    its inputs; on this key, coding included, 56 MiB, in less time. A null stays null (matches
+    nothing), as in a join on the text columns.
+    """
+    codes = []
+    for column in DATASET_KEY:
+        values = (
+            pl.concat([fresh[column], previous[column]]).unique().to_frame().with_row_index("code")
+        )
+        codes.append(
+            [
+                frame.select(column)
+                .join(values, on=column, how="left", maintain_order="left")["code"]
+                .cast(pl.UInt64)
+                for frame in (fresh, previous)
+            ]
+        )
+    (fresh_eid, previous_eid), (fresh_rel, previous_rel) = codes
+    return fresh_eid * (1 << 32) + fresh_rel, previous_eid * (1 << 32) + previous_rel
+
+
 def _match_datasets(
     tables: Tables, eids: pl.DataFrame, previous: pl.DataFrame, algorithms: tuple[str, ...]
-) -> pl.DataFrame:
+) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Match the walk's datasets with the previous ones by session and ``rel_path``.
 
     A file keeps a previous digest when its size and ``mtime_ns`` are unchanged; it is to be
     ``read`` when it lacks one of ``algorithms``.
+
+    Returns
+    -------
+    polars.DataFrame
+        The walk's datasets, with what the previous table knows of each.
+    polars.DataFrame
+        The previous datasets the walk did not find.
     """
     datasets = (
         pl.DataFrame(tables.datasets.select(["eid", "id", "rel_path", "file_size"]))
         .hstack(tables.files)
         .join(eids, on="eid", how="left")
         .with_columns(pl.col("new").alias("eid"))
-        .join(
-            previous.unique(DATASET_KEY, keep="first").select(
-                *DATASET_KEY,
-                pl.col("id").alias("old_id"),
-                pl.col("file_size").alias("old_size"),
-                pl.col(MTIME_COLUMN).alias("old_mtime"),
-                pl.col("qc").alias("old_qc"),
-                *_DIGESTS,
-                matched=pl.lit(True),
-            ),
-            on=DATASET_KEY,
-            how="left",
-        )
     )
+    key, previous_key = _dataset_keys(datasets, previous)
+    datasets = datasets.with_columns(key.alias("key")).join(
+        previous.select(
+            previous_key.alias("key"),
+            pl.col("id").alias("old_id"),
+            pl.col("file_size").alias("old_size"),
+            pl.col(MTIME_COLUMN).alias("old_mtime"),
+            pl.col("qc").alias("old_qc"),
+            *_DIGESTS,
+            matched=pl.lit(True),
+        ).unique("key", keep="first"),
+        on="key",
+        how="left",
+    )
+    gone = previous.filter(~previous_key.is_in(key.implode()).fill_null(False))
     unchanged = (
         (pl.col("old_size") == pl.col("file_size")) & (pl.col("old_mtime") == pl.col(MTIME_COLUMN))
     ).fill_null(False)
@@ -305,7 +339,7 @@ def _match_datasets(
     )
     if "md5" not in algorithms:
         datasets = datasets.with_columns(pl.lit(None, pl.String).alias("hash"))
-    return datasets
+    return datasets, gone
 
 
 def _alf_paths(rows: pl.DataFrame, with_rel_path: bool) -> list[tuple[str, ...]]:
@@ -448,9 +482,7 @@ def reconcile(
     wanted = {*algorithms, *previous.algorithms}
     algorithms = tuple(a for a in COLUMNS if a in wanted)
     fresh, sessions, eids = _match_sessions(tables.sessions, previous.sessions)
-    datasets = _match_datasets(tables, eids, previous.datasets, algorithms)
-
-    gone = previous.datasets.join(datasets.select(DATASET_KEY), on=DATASET_KEY, how="anti")
+    datasets, gone = _match_datasets(tables, eids, previous.datasets, algorithms)
     vanished_sessions = previous.sessions.join(fresh, on=SESSION_KEY, how="anti")
     # Rows the walk could not see (below a folder it could not list, a link it did not follow)
     # are kept as they were: a transient permission or NFS error must not wipe a lab.
@@ -502,59 +534,6 @@ def reconcile(
         algorithms=algorithms,
         skipped=list(tables.skipped),
         notices=list(tables.notices),
+        loadability=tables.loadability,
     )
     return plan, changes
-
-
-def refresh(
-    root: str,
-    tables: Tables,
-    previous: Previous | None,
-    algorithms: tuple[str, ...],
-    *,
-    hash_ids: bool,
-    keep_missing: bool,
-    out_dir: Path,
-    n_jobs: int,
-    progress: bool,
-    left_out: Sequence[Skip] = (),
-    readers: Readers | None = None,
-    follow_symlinks: bool = False,
-    outside: Previous | None = None,
-) -> tuple[Tables, Hashing, Changes | None]:
-    """Carry over what ``previous`` knows, read the other files, and finish the tables.
-
-    Parameters are those of :func:`reconcile`, plus the indexed folder ``root``, the number of
-    workers, whether to show progress, where to read the files (``readers``, a Dask
-    cluster; None for this machine) and whether to read links to files outside ``root``.
-
-    Returns
-    -------
-    Tables
-        The final tables.
-    Hashing
-        What the reading phase did.
-    Changes or None
-        How the tree compares with ``previous``; None without previous tables.
-    """
-    plan, changes = reconcile(
-        tables,
-        previous,
-        algorithms,
-        hash_ids=hash_ids,
-        keep_missing=keep_missing,
-        out_dir=out_dir,
-        root=root,
-        left_out=left_out,
-        outside=outside,
-    )
-    tables, hashing = read_digests(
-        root,
-        plan,
-        out_dir=out_dir,
-        n_jobs=n_jobs,
-        progress=progress,
-        readers=readers,
-        follow_symlinks=follow_symlinks,
-    )
-    return tables, hashing, changes if previous else None

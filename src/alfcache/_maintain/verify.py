@@ -283,8 +283,7 @@ def verify(
     # Compared by identity, never by id: the walk's ids only join its datasets to its
     # sessions, which path ids do as well (one per kept session), without hashing any.
     rules = Rules(str(root), follow_symlinks=follow_symlinks, hash_ids=False)
-    walked = start_walk(rules, jobs).finish(lab=lab, progress=progress)
-    disk = walked.tables
+    disk, walked = start_walk(rules, jobs).finish(lab=lab, progress=progress)
     have_ses = _keyed_sessions(
         pl.DataFrame(disk.sessions)
         .select("id", *SESSION_KEY)

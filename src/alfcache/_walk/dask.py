@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -48,6 +48,9 @@ from alfcache._processes import sigint_deferred
 from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
 from alfcache._walk.engine import Walked, assemble_walk, depth_share, walk_here
 from alfcache._walk.scan import Rules, Start
+
+if TYPE_CHECKING:
+    from alfcache._tables.build import Tables
 
 BACKENDS = ("processes", "dask")
 """``backend=`` values: the engine's worker processes (the default), or a Dask cluster."""
@@ -271,7 +274,9 @@ class DaskWalk:
         self._io_depth = io_depth
         self._client, self._close = _connect(scheduler, n_jobs)
 
-    def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
+    def finish(
+        self, *, lab: str | None, progress: bool, cache_dir: Path | None = None
+    ) -> tuple[Tables, Walked]:
         """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
         from alfcache._progress import Progress
         from alfcache._walk.scan import plan_links

@@ -101,14 +101,18 @@ POLL_SECONDS = 0.05
 
 @dataclass
 class Walked:
-    """The assembled tables of one walk, and what the walk left out of them."""
+    """What a walk did besides its rows (those are in the tables :func:`assemble_walk` makes).
 
-    tables: Tables
+    Kept apart from the tables so that a run can let go of the walk's rows once they are in
+    its plan (:mod:`alfcache._digest.tables`) and still report on the walk.
+    """
+
     tasks: int
     """Folder tasks handed between processes, plus the root and the links followed."""
     ignored: int
     skipped: list[Skip]
-    """Entries left out that ``tables.skipped`` does not hold (links to folders not followed)."""
+    """Entries left out that the tables' ``skipped`` does not hold (links to folders not
+    followed)."""
     listed: dict[str, int]
     """Folders listed, by where: ``"main"`` and ``"workers"`` (see IndexReport.listed)."""
     threads: int
@@ -128,7 +132,7 @@ def assemble_walk(
     listed: dict[str, int],
     threads: int,
     depths: list[DepthChoice] | None = None,
-) -> Walked:
+) -> tuple[Tables, Walked]:
     """A finished walk's rows assembled into tables: the last step of every backend.
 
     ``rules`` are the walk's own (its rows hold UUIDs only when ``rules.hash_ids``).
@@ -143,7 +147,7 @@ def assemble_walk(
         root=rules.root,
         cache_dir=str(cache_dir) if cache_dir is not None else None,
     )
-    return Walked(tables, tasks, ignored, skipped, listed, threads, depths or [])
+    return tables, Walked(tasks, ignored, skipped, listed, threads, depths or [])
 
 
 class Counter(Protocol):

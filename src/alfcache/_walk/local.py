@@ -17,6 +17,7 @@ from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from alfcache import _processes as executor
 from alfcache._exceptions import ScanFailed, workers_died
@@ -37,6 +38,9 @@ from alfcache._walk.engine import (
     work,
 )
 from alfcache._walk.scan import Rules, Start, Task, Walk, plan_links
+
+if TYPE_CHECKING:
+    from alfcache._tables.build import Tables  # a type only: Polars loads while the walk runs
 
 LATE_START_SECONDS = 0.2
 """Without fork, workers cost a fresh interpreter: start them only for walks that last longer."""
@@ -134,7 +138,9 @@ class RunningWalk:
         add(self._outstanding, len(tasks))
         self._lister.add(tasks, taken=len(tasks))
 
-    def finish(self, *, lab: str | None, progress: bool, cache_dir: Path | None = None) -> Walked:
+    def finish(
+        self, *, lab: str | None, progress: bool, cache_dir: Path | None = None
+    ) -> tuple[Tables, Walked]:
         """Wait for the walk and assemble the tables (ids as ``rules.hash_ids`` says).
 
         ``cache_dir`` is the folder ONE-api will be given: sessions it would look for in other
