@@ -36,9 +36,9 @@ from slowfs import FuseMissing, mounted
 
 HERE = Path(__file__).resolve().parent
 NEW_DATE = "2030-01-01"
+"""The date of the session the benchmark adds: none of ``synth``'s sessions has it."""
 MANY = 1000
 """Sessions given at once (``--only-from``): each previous session is checked against them."""
-"""The date of the session the benchmark adds: none of ``synth``'s sessions has it."""
 
 
 def _first_session(root: Path) -> Path:
