@@ -32,6 +32,7 @@ from alfcache._records import Reason, Skip
 from alfcache._tables.build import Tables, sessions_table
 from alfcache._tables.checks import ANY_ORIGIN, origin_of, pair_mismatch
 from alfcache._tables.checks import check_origin as check_tables_origin
+from alfcache._tables.keys import pair_key, shared_codes
 from alfcache._tables.schema import MTIME_COLUMN, SESSION_KEY
 from alfcache._tables.store import (
     DATASETS_FILE,
@@ -41,7 +42,6 @@ from alfcache._tables.store import (
     read_provenance,
 )
 
-DATASET_KEY = ["eid", "rel_path"]
 _DIGESTS = [f"old_{a}" for a in COLUMNS]
 
 
@@ -261,29 +261,11 @@ def _match_sessions(
 
 
 def _dataset_keys(fresh: pl.DataFrame, previous: pl.DataFrame) -> tuple[pl.Series, pl.Series]:
-    """A ``UInt64`` per row of each frame, equal where (``eid``, ``rel_path``) are equal.
-
-    Each column's values get a code shared by the two frames, and a row's key is its two codes
-    side by side. Polars joins on two text columns through an encoding of both keys: at 864,000
-    datasets against as many previous ones, a left join on (eid, rel_path) took 380 MiB beyond
-    its inputs; on this key, coding included, 56 MiB, in less time. A null stays null (matches
-    nothing), as in a join on the text columns.
-    """
-    codes = []
-    for column in DATASET_KEY:
-        values = (
-            pl.concat([fresh[column], previous[column]]).unique().to_frame().with_row_index("code")
-        )
-        codes.append(
-            [
-                frame.select(column)
-                .join(values, on=column, how="left", maintain_order="left")["code"]
-                .cast(pl.UInt64)
-                for frame in (fresh, previous)
-            ]
-        )
-    (fresh_eid, previous_eid), (fresh_rel, previous_rel) = codes
-    return fresh_eid * (1 << 32) + fresh_rel, previous_eid * (1 << 32) + previous_rel
+    """A key per row of each frame, equal where (``eid``, ``rel_path``) are equal (see
+    :mod:`alfcache._tables.keys`)."""
+    eid, previous_eid = shared_codes(fresh, previous, ["eid"])
+    rel_path, previous_rel_path = shared_codes(fresh, previous, ["rel_path"])
+    return pair_key(eid, rel_path), pair_key(previous_eid, previous_rel_path)
 
 
 def _match_datasets(

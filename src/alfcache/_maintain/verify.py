@@ -43,14 +43,13 @@ from alfcache._options import resolve_n_jobs, resolve_root
 from alfcache._paths import shown
 from alfcache._records import Skip
 from alfcache._tables.checks import check_tables_for
+from alfcache._tables.keys import pair_key, shared_codes
 from alfcache._tables.revisions import COLUMN as DEFAULT_COLUMN
 from alfcache._tables.revisions import default_revisions
 from alfcache._tables.schema import SESSION_KEY
 from alfcache._tables.store import DATASETS_FILE, SESSIONS_FILE, read_provenance, read_table
 from alfcache._walk.local import start_walk
 from alfcache._walk.scan import Rules
-
-DATASET_KEY = (*SESSION_KEY, "rel_path")
 
 
 @dataclass(frozen=True, order=True)
@@ -179,11 +178,45 @@ def _keyed_sessions(sessions: pl.DataFrame) -> pl.DataFrame:
     return sessions.with_columns(folder).unique(list(SESSION_KEY), keep="first")
 
 
-def _keyed_datasets(datasets: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
-    """Datasets with their session's identity (inner join on ``eid``)."""
-    return datasets.join(
-        sessions.select(pl.col("id").alias("eid"), *SESSION_KEY, "folder"), on="eid", how="inner"
-    ).unique(list(DATASET_KEY), keep="first")
+def _keyed(
+    want_ses: pl.DataFrame,
+    want_ds: pl.DataFrame,
+    have_ses: pl.DataFrame,
+    have_ds: pl.DataFrame,
+) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, pl.DataFrame]:
+    """Sessions and datasets of the tables (``want``) and the disk (``have``), with keys.
+
+    A session's ``code`` is its identity (lab, subject, date, number), the same on both sides;
+    a dataset's ``key`` its session's code and ``rel_path`` (:mod:`alfcache._tables.keys`):
+    joined on five columns, the datasets of 864,000 rows took 1.2 GB. A dataset whose ``eid``
+    names no session is left out (an orphan); of repeats, the first is kept.
+    """
+    want_code, have_code = shared_codes(want_ses, have_ses, SESSION_KEY)
+    want_ses, have_ses = want_ses.with_columns(want_code), have_ses.with_columns(have_code)
+
+    def with_session(datasets: pl.DataFrame, sessions: pl.DataFrame) -> pl.DataFrame:
+        eids = sessions.select(pl.col("id").alias("eid"), "code", "folder")
+        return datasets.join(eids, on="eid", how="inner")
+
+    want_ds, have_ds = with_session(want_ds, want_ses), with_session(have_ds, have_ses)
+    want_rel, have_rel = shared_codes(want_ds, have_ds, ["rel_path"])
+    want_ds, have_ds = (
+        frame.with_columns(pair_key(frame["code"], rel).alias("key")).unique("key", keep="first")
+        for frame, rel in ((want_ds, want_rel), (have_ds, have_rel))
+    )
+    return want_ses, want_ds, have_ses, have_ds
+
+
+_WANT_PATH = pl.concat_str([pl.col("folder"), pl.lit("/"), "rel_path"]).alias("path")
+"""A row of the tables: the path ONE-api rebuilds from them."""
+_DISK_PATH = (
+    # Relative to the root; a root that is itself a session folder is ''.
+    pl.when(pl.col("session") == "")
+    .then(pl.col("rel_path"))
+    .otherwise(pl.concat_str([pl.col("session"), pl.lit("/"), "rel_path"]))
+    .alias("disk")
+)
+"""A file found on disk: its path relative to the root."""
 
 
 def _records(
@@ -289,55 +322,58 @@ def verify(
         .select("id", *SESSION_KEY)
         .with_columns(pl.col("lab").fill_null(""), pl.col("number").cast(pl.Int64))
     )
-    have_ds = _keyed_datasets(
+    have_all = (
         pl.DataFrame(disk.datasets)
         .select("eid", "rel_path", pl.col("file_size").cast(pl.Int64))
-        .with_columns(disk.files["session"]),
-        have_ses,
-    ).with_columns(
-        # Relative to the root; a root that is itself a session folder is ''.
-        pl.when(pl.col("session") == "")
-        .then(pl.col("rel_path"))
-        .otherwise(pl.concat_str([pl.col("session"), pl.lit("/"), "rel_path"]))
-        .alias("disk")
+        .with_columns(disk.files["session"])
     )
-
-    want_ds = _keyed_datasets(want_all, want_ses).with_columns(
-        pl.concat_str([pl.col("folder"), pl.lit("/"), "rel_path"]).alias("path")
-    )
+    want_ses, want_ds, have_ses, have_ds = _keyed(want_ses, want_all, have_ses, have_all)
     orphans = want_all.join(want_ses.select(pl.col("id").alias("eid")), on="eid", how="anti")
-    key = list(DATASET_KEY)
+    # Paths are spelled out for the rows reported (and read) only.
     both = want_ds.join(
-        have_ds.select(*key, pl.col("file_size").alias("disk_size"), "disk"), on=key, how="inner"
+        have_ds.select("key", "session", pl.col("file_size").alias("disk_size")),
+        on="key",
+        how="inner",
     )
     differences = [
         *_records(
-            want_ds.join(have_ds, on=key, how="anti").filter(pl.col("exists")),
+            want_ds.join(have_ds, on="key", how="anti")
+            .filter(pl.col("exists"))
+            .with_columns(_WANT_PATH),
             "missing_file",
             "file_size",
             None,
         ),
         *_records(
-            both.filter(pl.col("exists") & (pl.col("file_size") != pl.col("disk_size"))),
+            both.filter(
+                pl.col("exists") & (pl.col("file_size") != pl.col("disk_size"))
+            ).with_columns(_WANT_PATH),
             "size_mismatch",
             "file_size",
             "disk_size",
         ),
-        *_records(both.filter(~pl.col("exists")), "exists_mismatch", "exists", "disk_size"),
         *_records(
-            have_ds.join(want_ds, on=key, how="anti").rename({"disk": "path"}),
+            both.filter(~pl.col("exists")).with_columns(_WANT_PATH),
+            "exists_mismatch",
+            "exists",
+            "disk_size",
+        ),
+        *_records(
+            have_ds.join(want_ds, on="key", how="anti").select(
+                _DISK_PATH.alias("path"), "file_size"
+            ),
             "extra_file",
             None,
             "file_size",
         ),
         *_records(
-            want_ses.join(have_ses, on=list(SESSION_KEY), how="anti").rename({"folder": "path"}),
+            want_ses.join(have_ses, on="code", how="anti").rename({"folder": "path"}),
             "missing_session",
             None,
             None,
         ),
         *_records(
-            have_ses.join(want_ses, on=list(SESSION_KEY), how="anti").rename({"folder": "path"}),
+            have_ses.join(want_ses, on="code", how="anti").rename({"folder": "path"}),
             "extra_session",
             None,
             None,
@@ -351,7 +387,9 @@ def verify(
     ]
     if check_defaults:
         differences += _records(
-            want_ds.filter(pl.col(DEFAULT_COLUMN).ne_missing(pl.col("rule_default"))),
+            want_ds.filter(pl.col(DEFAULT_COLUMN).ne_missing(pl.col("rule_default"))).with_columns(
+                _WANT_PATH
+            ),
             "default_revision_mismatch",
             DEFAULT_COLUMN,
             "rule_default",
@@ -362,7 +400,7 @@ def verify(
             pl.col("exists")
             & (pl.col("file_size") == pl.col("disk_size"))
             & pl.any_horizontal([pl.col(a).is_not_null() for a in algorithms])
-        )
+        ).with_columns(_WANT_PATH, _DISK_PATH)
         checked = to_read.height
         differences += _check_digests(
             str(root), to_read, algorithms, jobs, progress, follow_symlinks
