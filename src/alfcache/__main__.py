@@ -42,15 +42,11 @@ def _return_freed_memory() -> None:
     settings the allocators keep the freed memory for reuse, and the run's peak resident size
     was about 680 MiB where its live data never exceeded 450 MiB. Polars' own jemalloc (its
     symbols are prefixed ``_rjem_``, and so is its variable) reads its configuration when
-    Polars loads, after this, and PyArrow's mimalloc its own when PyArrow loads: it kept the
-    120 MiB it read the previous tables of an update with at 864,000 datasets (the default
-    purge delay lets freed pages wait for reuse). glibc keeps freed blocks below its mmap
-    threshold, which grows with every large block freed (up to 32 MiB): fixing it at 1 MiB
-    returns the walk's received batches once their rows are in a frame. An explicit setting
-    of any of them is kept.
+    Polars loads, after this; glibc keeps freed blocks below its mmap threshold, which grows
+    with every large block freed (up to 32 MiB): fixing it at 1 MiB returns the walk's
+    received batches once their rows are in a frame. An explicit setting of either is kept.
     """
     os.environ.setdefault("_RJEM_MALLOC_CONF", "dirty_decay_ms:0,muzzy_decay_ms:0")
-    os.environ.setdefault("MIMALLOC_PURGE_DELAY", "0")
     if "MALLOC_MMAP_THRESHOLD_" in os.environ or not sys.platform.startswith("linux"):
         return
     import ctypes
