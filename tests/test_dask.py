@@ -18,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,7 +36,9 @@ import alfcache._digest.read
 import alfcache._digest.schedule
 from alfcache import BadArgument, ScanFailed
 from alfcache._cli import main as _cli
+from alfcache._progress import Progress
 from alfcache._walk import dask as _dask
+from alfcache._walk.scan import Walk
 from alfcache.synth import make_tree
 
 TABLES = ("sessions.pqt", "datasets.pqt")
@@ -156,12 +159,12 @@ def test_results_are_taken_as_their_tasks_finish(
     slow_done = tmp_path / "slow_done"  # the task is pickled, a list in it would be a copy
     taken: list[float] = []
 
-    def slow_first(rules: Any, starts: Any, cap: int) -> Any:
+    def slow_first(rules: Any, starts: Any, *args: Any) -> Any:
         shard = rules.array_shard
         if shard is not None and shard.k == 0 and starts[0].rel_dir == "":
             time.sleep(2.0)
             slow_done.write_text(str(time.monotonic()))
-        return real_walk(rules, starts, cap)
+        return real_walk(rules, starts, *args)
 
     def taking(task: Any, seen: Any) -> Any:
         taken.append(time.monotonic())
@@ -173,6 +176,42 @@ def test_results_are_taken_as_their_tasks_finish(
     alfcache.index(tree, tmp_path / "out", n_jobs=2, backend="dask", scheduler=client)
     assert len(taken) >= 2 * _dask.TASKS_PER_THREAD
     assert sum(t < float(slow_done.read_text()) for t in taken) >= len(taken) // 2
+
+
+def test_progress_counts_the_files_of_a_task_still_walking(
+    tmp_path: Path, client: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # One session, so one task finds every file. Its listing of alf/ waits until progress has
+    # counted the session folder's own two files, which only that task's reports can give
+    # (every other task finds nothing). Counted by finished task, the first count was 3.
+    session = tmp_path / "data/lab/Subjects/s1/2021-01-01/001"
+    for name in ("a.times.npy", "b.times.npy", "alf/c.times.npy"):
+        (session / name).parent.mkdir(parents=True, exist_ok=True)
+        (session / name).write_bytes(b"x")
+    counted = threading.Event()
+    counts: list[int] = []
+    real_show, real_list = Progress.show, Walk._list
+
+    def show(self: Progress, sessions: int, files: int) -> None:
+        if files:
+            counts.append(files)
+            counted.set()
+        real_show(self, sessions, files)
+
+    def held_list(self: Walk, rel_dir: str, *args: Any) -> None:
+        if rel_dir.endswith("001/alf"):
+            counted.wait(10.0)
+        real_list(self, rel_dir, *args)
+
+    # The cluster's workers are threads of this process: the patches reach their walks.
+    monkeypatch.setattr(Progress, "show", show)
+    monkeypatch.setattr(Walk, "_list", held_list)
+    report = alfcache.index(
+        tmp_path / "data", tmp_path / "out", n_jobs=2, backend="dask", scheduler=client
+    )
+    assert report.datasets == 3
+    assert counts[0] == 2, counts
+    assert counts[-1] == 3, counts
 
 
 def test_path_ids_hash_nothing_and_equal_the_default_backend(

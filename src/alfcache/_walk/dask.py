@@ -7,15 +7,17 @@ backend, which needs a live ``distributed.Client``: a scheduler's address, ``"lo
 the caller made (a ``dask_jobqueue.SLURMCluster``'s).
 
 The units of work are array shards (:mod:`alfcache._alf.sharding`): ``TASKS_PER_THREAD`` times
-as many as the cluster has threads, so that the scheduler balances them. A task walks its
-shard in one process on the engine's listing threads (:func:`alfcache._walk.engine.walk_here`, the
+as many as the cluster has threads, so that the scheduler balances them. A task walks its shard
+in one process on the engine's listing threads (:func:`alfcache._walk.engine.walk_here`, the
 same ``_scan`` code as every other walk) and returns Arrow IPC bytes and plain Python data,
-never pandas objects. Every task lists the folders above the sessions (a shard's walk does not
-enter other shards' sessions), so what those folders yield, skip records and links to
-folders, comes once per task and is counted once here. The main process then does what
-:class:`alfcache._walk.local.RunningWalk` does with its workers' rows: it plans the links to follow
-between rounds (a round's links become tasks of the next one) and assembles every batch at
-once, so the tables are those of the default backend, ids included.
+never pandas objects. While it walks, it logs what it has found every ``REPORT_SECONDS`` as a
+Dask event under a topic of the run, so that progress moves with the listings, not only when
+tasks end (:class:`_Found` sums them). Every task lists the folders above the sessions (a
+shard's walk does not enter other shards' sessions), so what those folders yield, skip records
+and links to folders, comes once per task and is counted once here. The main process then does
+what :class:`alfcache._walk.local.RunningWalk` does with its workers' rows: it plans the links
+to follow between rounds (a round's links become tasks of the next one) and assembles every
+batch at once, so the tables are those of the default backend, ids included.
 
 With ``--shard K/N`` the tasks are the shards ``K + N*j`` of ``N*M``: a session's shard of
 ``N*M`` is its shard of ``N`` modulo ``N``, so they cover shard K exactly.
@@ -31,8 +33,11 @@ closed once the files are read.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
+import threading
+import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from pathlib import Path
@@ -50,6 +55,7 @@ from alfcache._walk.engine import Walked, assemble_walk, depth_share, walk_here
 from alfcache._walk.scan import Rules, Start
 
 if TYPE_CHECKING:
+    from alfcache._progress import Progress
     from alfcache._tables.build import Tables
 
 BACKENDS = ("processes", "dask")
@@ -200,11 +206,31 @@ def _batch(data: bytes) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(columns, schema=table.schema)
 
 
-def walk_task(rules: Rules, starts: list[Start], cap: int) -> DaskTaskResult:
+def walk_task(
+    rules: Rules, starts: list[Start], cap: int, topic: str | None = None, number: int = 0
+) -> DaskTaskResult:
     """One Dask task: walk from ``starts`` here by ``rules`` (their array shard the task's);
-    the rows as Arrow IPC bytes (their ids null unless ``rules.hash_ids``)."""
-    results, threads = walk_here(rules, starts, cap)
+    the rows as Arrow IPC bytes (their ids null unless ``rules.hash_ids``).
+
+    With a ``topic``, the task logs ``(number, sessions, files)`` found so far under it as a
+    Dask event every ``REPORT_SECONDS``: the main process shows them as progress.
+    """
+    report = None
+    if topic is not None:
+        from distributed import get_worker
+
+        try:
+            worker = get_worker()
+        except ValueError:  # not on a Dask worker (joblib ran it here): no one to tell
+            pass
+        else:
+
+            def report(sessions: int, files: int) -> None:
+                worker.log_event(topic, (number, sessions, files))
+
+    results, threads = walk_here(rules, starts, cap, report)
     return {
+        "number": number,
         "sessions": _ipc((r.sessions for r in results), SESSION_BATCH_SCHEMA),
         "datasets": _ipc((r.datasets for r in results), DATASET_BATCH_SCHEMA),
         "skipped": [tuple(s) for r in results for s in r.skipped],
@@ -259,6 +285,46 @@ class DaskReaders:
         )
 
 
+class _Found:
+    """A Dask walk's progress: the counts of the finished tasks plus the last ones each running
+    task reported (Dask events, which arrive on the client's thread), shown as one sum."""
+
+    def __init__(self, bar: Progress) -> None:
+        self._bar = bar
+        self._lock = threading.Lock()
+        self._done = (0, 0)
+        self._running: dict[int, tuple[int, int]] = {}
+        self._finished: set[int] = set()
+        self._closed = False
+
+    def event(self, event: tuple[float, Any]) -> None:
+        """A running task's counts so far: ``(timestamp, (number, sessions, files))``."""
+        number, sessions, files = event[1]
+        with self._lock:
+            if number not in self._finished and not self._closed:  # else a late report
+                self._running[number] = (sessions, files)
+                self._show()
+
+    def finished(self, number: int, sessions: int, files: int) -> None:
+        """Task ``number`` ended with these rows: they replace what it reported."""
+        with self._lock:
+            self._finished.add(number)
+            self._running.pop(number, None)
+            self._done = (self._done[0] + sessions, self._done[1] + files)
+            self._show()
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._bar.close()
+
+    def _show(self) -> None:
+        running = self._running.values()
+        self._bar.show(
+            self._done[0] + sum(s for s, _ in running), self._done[1] + sum(f for _, f in running)
+        )
+
+
 class DaskWalk:
     """A walk on a Dask cluster, with the interface of :class:`alfcache._walk.local.RunningWalk`.
 
@@ -281,7 +347,8 @@ class DaskWalk:
         from alfcache._progress import Progress
         from alfcache._walk.scan import plan_links
 
-        bar = Progress(enabled=progress)
+        found = _Found(Progress(enabled=progress))
+        topic = f"alfcache-walk-{uuid.uuid4().hex}"
         results: list[ScanResult] = []
         seen: set[Skip] = set()
         skipped: list[Skip] = []
@@ -290,6 +357,7 @@ class DaskWalk:
         tasks = listed = threads = 0
         try:
             self._client.wait_for_workers(1, timeout=WORKERS_SECONDS)
+            self._client.subscribe_topic(topic, found.event)
             n_threads = max(1, sum(self._client.nthreads().values()))
             cap = depth_share(self._io_depth, n_threads)
             # A task's rules are the run's but for the array shard: its part of the run's.
@@ -299,13 +367,15 @@ class DaskWalk:
             ]
             while work:
                 links: set[str] = set()
-                for task in self._run(work, cap):
+                for task in self._run(work, cap, topic, tasks):
                     result = scan_result(task, seen)
                     results.append(result)
                     links.update(result.links)
                     listed += result.listed
                     threads += task["threads"]
-                    bar.update(result.sessions.num_rows, result.datasets.num_rows)
+                    found.finished(
+                        task["number"], result.sessions.num_rows, result.datasets.num_rows
+                    )
                 tasks += len(work)
                 # As between the rounds of the default walk: the links of a round, planned
                 # together, are walked in the next one.
@@ -322,7 +392,9 @@ class DaskWalk:
                 "without --backend dask"
             ) from exc
         finally:
-            bar.close()
+            found.close()
+            with contextlib.suppress(Exception):  # a client closed by the abort above
+                self._client.unsubscribe_topic(topic)
         return assemble_walk(
             results,
             rules=rules,
@@ -334,8 +406,11 @@ class DaskWalk:
             threads=threads,
         )
 
-    def _run(self, work: list[tuple[list[Start], Rules]], cap: int) -> Iterable[DaskTaskResult]:
-        """Each task's result as it comes, through joblib's Dask backend."""
+    def _run(
+        self, work: list[tuple[list[Start], Rules]], cap: int, topic: str, first: int
+    ) -> Iterable[DaskTaskResult]:
+        """Each task's result as it comes, through joblib's Dask backend; the tasks are
+        numbered from ``first`` and report their progress under ``topic``."""
         from joblib import Parallel, delayed, parallel_config
 
         with parallel_config(backend="dask", client=self._client):
@@ -345,7 +420,10 @@ class DaskWalk:
             parallel = Parallel(
                 n_jobs=-1, batch_size=1, pre_dispatch="all", return_as="generator_unordered"
             )
-            yield from parallel(delayed(walk_task)(rules, starts, cap) for starts, rules in work)
+            yield from parallel(
+                delayed(walk_task)(rules, starts, cap, topic, first + i)
+                for i, (starts, rules) in enumerate(work)
+            )
 
     def readers(self) -> DaskReaders:
         """The cluster's threads, to read files on after the walk."""

@@ -98,6 +98,9 @@ doubles with every climb that does not pay, so a disk that never pays is seldom 
 POLL_SECONDS = 0.05
 """How long a wait lasts before it looks again at errors, stops and Ctrl-C."""
 
+REPORT_SECONDS = 1.0
+"""How often :func:`walk_here` reports what it has found so far (a Dask task's progress)."""
+
 
 @dataclass
 class Walked:
@@ -703,11 +706,17 @@ def work(
     send(("end", (lister.used, lister.choice)))
 
 
-def walk_here(rules: Rules, starts: list[Start], cap: int) -> tuple[list[ScanResult], int]:
+def walk_here(
+    rules: Rules,
+    starts: list[Start],
+    cap: int,
+    report: Callable[[int, int], None] | None = None,
+) -> tuple[list[ScanResult], int]:
     """Walk from ``starts`` in this process alone, on its listing threads (a Dask task's walk).
 
     The same walk as a worker process's, fed from a list instead of the shared queue; with
     ``rules.hash_ids`` False its rows' ids are null (see :class:`alfcache._walk.scan.Rules`).
+    ``report`` is given the sessions and files found so far every ``REPORT_SECONDS``.
 
     Returns
     -------
@@ -718,20 +727,26 @@ def walk_here(rules: Rules, starts: list[Start], cap: int) -> tuple[list[ScanRes
     """
     results: list[ScanResult] = []  # appended from the listing threads: list.append is atomic
     done = threading.Event()
+    found = Tally(1, cap)
     lister = Lister(
         rules,
         cap,
         emit=results.append,
         on_idle=lambda _: done.set(),  # called after the last rows were emitted
+        found=found,
     )
     walk = Walk(rules)
     tasks = [walk.start(start) for start in starts]
     results.append(walk.flush())
     try:
         lister.add(tasks, taken=len(tasks))
+        reported = time.perf_counter()
         while not done.wait(POLL_SECONDS):
             if lister.error is not None:
                 raise lister.error
+            if report is not None and time.perf_counter() - reported >= REPORT_SECONDS:
+                report(*found.counts)
+                reported = time.perf_counter()
     finally:
         lister.stop()
     if lister.error is not None:
