@@ -64,10 +64,6 @@ class Progress(_Display):
         self.sessions = 0
         self.files = 0
 
-    def update(self, sessions: int, files: int) -> None:
-        """Add the counts of a finished shard."""
-        self.show(self.sessions + sessions, self.files + files)
-
     def show(self, sessions: int, files: int) -> None:
         """Show that ``sessions`` and ``files`` have been found so far.
 
