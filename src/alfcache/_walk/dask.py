@@ -50,12 +50,12 @@ from alfcache._alf.sharding import ArrayShard
 from alfcache._digest.read import ReadResult
 from alfcache._exceptions import AlfcacheError, BadArgument, ScanFailed, SchedulerUnreachable
 from alfcache._processes import sigint_deferred
+from alfcache._progress import Progress
 from alfcache._records import DATASET_BATCH_SCHEMA, SESSION_BATCH_SCHEMA, ScanResult, Skip
 from alfcache._walk.engine import Walked, assemble_walk, depth_share, walk_here
-from alfcache._walk.scan import Rules, Start
+from alfcache._walk.scan import Rules, Start, plan_links
 
 if TYPE_CHECKING:
-    from alfcache._progress import Progress
     from alfcache._tables.build import Tables
 
 BACKENDS = ("processes", "dask")
@@ -344,9 +344,6 @@ class DaskWalk:
         self, *, lab: str | None, progress: bool, cache_dir: Path | None = None
     ) -> tuple[Tables, Walked]:
         """Walk on the cluster and assemble the tables; see RunningWalk.finish."""
-        from alfcache._progress import Progress
-        from alfcache._walk.scan import plan_links
-
         found = _Found(Progress(enabled=progress))
         topic = f"alfcache-walk-{uuid.uuid4().hex}"
         results: list[ScanResult] = []
