@@ -11,6 +11,8 @@ a command line's processes with a ``sitecustomize`` on its ``PYTHONPATH``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import multiprocessing
 import os
@@ -24,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _helpers import assert_same_rows, python_env, spikes_tree, with_sitecustomize
+from _helpers import assert_same_rows, python_env, spikes_tree, with_sitecustomize, write_file
 from _procs import alive, comm, descendants
 
 import alfcache
@@ -420,8 +422,14 @@ def test_a_process_waiting_for_work_is_handed_half_of_a_stack() -> None:
     assert not sharer(stack)  # one message waits for the one process waiting
 
 
-def _open_descriptors() -> set[str]:
-    return set(os.listdir("/proc/self/fd"))
+def _open_descriptors(below: Path) -> set[str]:
+    """This process's descriptors of files and folders below ``below`` (not those a first
+    walk opens for good, such as the shared memory of the processes' counters)."""
+    targets = set()
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(FileNotFoundError):  # the descriptor of the listing itself
+            targets.add(os.readlink(f"/proc/self/fd/{fd}"))
+    return {t for t in targets if t.startswith(f"{below}/")}
 
 
 @pytest.mark.parametrize("where", ["one thread", "listing threads"])
@@ -440,7 +448,7 @@ def test_folders_are_opened_below_the_root_the_walk_opened(
             root.rename(moved)  # by path, every later folder would have vanished
         return real(*args)
 
-    before = _open_descriptors()
+    before = _open_descriptors(tmp_path)
     monkeypatch.setattr(os, "scandir", scandir)
     rules = Rules(str(root), hash_ids=False)
     if where == "one thread":
@@ -450,4 +458,55 @@ def test_folders_are_opened_below_the_root_the_walk_opened(
     monkeypatch.undo()
     assert [s for r in results for s in r.skipped] == []
     assert sum(r.datasets.num_rows for r in results) == 4
-    assert _open_descriptors() == before
+    assert _open_descriptors(tmp_path) == before
+
+
+def test_folders_are_opened_by_one_name_from_their_parent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A walk keeps the folders above the one it lists open and opens each subfolder by its
+    own name from its parent: on storage that revalidates every name of a path with a round
+    trip, opening ``s00/2021-01-01/001/alf`` from the root would cost four."""
+    root = spikes_tree(tmp_path / "data", 3, 2)
+    write_file(root, "s00/2021-01-01/001/alf/probe00/pykilosort/spikes.amps.npy")
+    names: list[str] = []
+    real = os.open
+
+    def open_(path: Any, flags: int, *args: Any, dir_fd: int | None = None) -> int:
+        if dir_fd is not None and flags & os.O_DIRECTORY:
+            names.append(path)
+        return real(path, flags, *args, dir_fd=dir_fd)
+
+    before = _open_descriptors(tmp_path)
+    monkeypatch.setattr(os, "open", open_)
+    result = scan_folders(Rules(str(root), hash_ids=False), [Start("", True)])
+    monkeypatch.undo()
+    assert result.datasets.num_rows == 7
+    assert len(names) == 1 + 3 + 6 * 3 + 2  # the root, subjects, dates to alf, the probe's
+    assert [n for n in names if "/" in n] == []
+    assert _open_descriptors(tmp_path) == before
+
+
+def test_a_walk_out_of_descriptors_lets_go_of_the_folders_it_kept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When opening a subfolder from its kept parent finds the process out of descriptors,
+    the walk closes the folders it kept open and opens it from the root: nothing is skipped."""
+    root = spikes_tree(tmp_path / "data", 3, 2)
+    real = os.open
+    refused: list[str] = []
+
+    def open_(path: Any, flags: int, *args: Any, dir_fd: int | None = None) -> int:
+        if flags & os.O_DIRECTORY and path == "alf" and not refused:
+            refused.append(path)
+            raise OSError(errno.EMFILE, os.strerror(errno.EMFILE))
+        return real(path, flags, *args, dir_fd=dir_fd)
+
+    before = _open_descriptors(tmp_path)
+    monkeypatch.setattr(os, "open", open_)
+    result = scan_folders(Rules(str(root), hash_ids=False), [Start("", True)])
+    monkeypatch.undo()
+    assert refused == ["alf"]
+    assert result.skipped == []
+    assert result.datasets.num_rows == 6
+    assert _open_descriptors(tmp_path) == before

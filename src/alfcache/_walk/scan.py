@@ -128,6 +128,11 @@ Stack = deque[Task]
 _SESSION_TEXT = ("session", "lab", "subject", "date", "number")
 """The text columns of a session row the walk fills as it enters a session folder."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
+_PATH_MAX = 4096
+"""Linux's limit on a path's length in bytes, its final NUL included."""
+_OPEN_ANCESTORS = 8
+"""Folders a walk keeps open so that their subfolders open by one name (see ``Walk._open``):
+ALF trees are about seven folders deep, and a process runs up to 64 listing threads."""
 
 # The same few hundred names recur in every session; caching the verdict takes the regular
 # expression off the per-file path.
@@ -236,6 +241,9 @@ class Walk:
         self.rules = rules
         self.root_names = tuple(p for p in rules.root.split("/") if p)
         self._root_fd: int | None = None
+        self._ancestors: list[tuple[str, int]] = []
+        """Open folders, each inside the one before: the last listed folder that has
+        subfolders and those above it (``rel_dir`` and descriptor)."""
         self._reset()
 
     def _reset(self) -> None:
@@ -328,9 +336,43 @@ class Walk:
         try:
             yield
         finally:
+            self._close_ancestors("")
             if self._root_fd is not None:
                 os.close(self._root_fd)
                 self._root_fd = None
+
+    def _close_ancestors(self, rel_dir: str) -> None:
+        """Close the open folders that are not above ``rel_dir`` ("": all of them)."""
+        ancestors = self._ancestors
+        while ancestors and not rel_dir.startswith(ancestors[-1][0] + "/"):
+            os.close(ancestors.pop()[1])
+
+    def _open(self, rel_dir: str, path: str) -> int:
+        """A descriptor of the folder ``rel_dir`` (at ``path``).
+
+        Opened from the nearest open folder above it, most often its parent, by the names
+        below that folder: on storage that revalidates every name of a path with a round trip
+        (a network file system without attribute caching), opening
+        ``lab/Subjects/subject/date/number/alf`` from the root costs six of them, and at
+        10,500 files such lookups were half of all requests.
+        """
+        self._close_ancestors(rel_dir)
+        if len(os.fsencode(path)) >= _PATH_MAX:
+            # Listed by one name it would open, but no program could open its files by path.
+            raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
+        if self._ancestors:
+            above, fd = self._ancestors[-1]
+            try:
+                return os.open(rel_dir[len(above) + 1 :], _DIR_FLAGS, dir_fd=fd)
+            except OSError as exc:
+                if exc.errno != errno.EMFILE:
+                    raise
+                # Out of descriptors (a low limit, many threads): let go of the kept folders
+                # rather than report this one unlistable.
+                self._close_ancestors("")
+        if self._root_fd is None:
+            return os.open(path, _DIR_FLAGS)
+        return os.open(rel_dir or ".", _DIR_FLAGS, dir_fd=self._root_fd)
 
     def walk(self, start: Start) -> None:
         stack = deque([self.start(start)])
@@ -377,21 +419,22 @@ class Walk:
             return
         root = self.rules.root  # once per folder, never per entry
         path = f"{root}/{rel_dir}" if rel_dir else root
-        root_fd = self._root_fd
         try:
             # Listing through a folder descriptor makes every stat() below relative to it
             # (fstatat), instead of a lookup of the whole path per file.
-            if root_fd is None:
-                fd = os.open(path, _DIR_FLAGS)
-            else:
-                fd = os.open(rel_dir or ".", _DIR_FLAGS, dir_fd=root_fd)
+            fd = self._open(rel_dir, path)
         except OSError as exc:
             self._unlistable(rel_dir, exc)
             return
+        pushed = len(stack)
         try:
             self._entries(fd, path, rel_dir, tail, session, stack, deep)
         finally:
-            os.close(fd)
+            # Kept open while its subfolders wait on the stack, listed next by this thread.
+            if rel_dir and len(stack) > pushed and len(self._ancestors) < _OPEN_ANCESTORS:
+                self._ancestors.append((rel_dir, fd))
+            else:
+                os.close(fd)
 
     def _unlistable(self, rel_dir: str, exc: OSError) -> None:
         """Report a folder that could not be opened or listed."""
