@@ -20,7 +20,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from types import FrameType
+from types import FrameType, TracebackType
 from typing import NoReturn
 
 from alfcache._cli import index as _cmd_index
@@ -87,37 +87,64 @@ def _note_interrupts() -> list[int]:
     """Record each SIGINT (then raise KeyboardInterrupt as Python does); the list of them.
 
     Some imports turn a KeyboardInterrupt into another error (NumPy's C extension raises an
-    ImportError): with the record, that error is still reported as the interruption it is. A
-    finalizer drops one altogether: it is sent again (``sys.unraisablehook``).
+    ImportError): with the record, that error is still reported as the interruption it is.
+    Others drop it: a finalizer, or an extension's function that cannot raise (Cython prints
+    the error through ``sys.excepthook``, then reports it to ``sys.unraisablehook``). Such a
+    Ctrl-C is shown by neither hook and sent again. :func:`main` puts both hooks back.
     """
     received: list[int] = []
     unraisable = sys.unraisablehook
+    excepthook = sys.excepthook
+    again: list[threading.Timer] = []
 
     def on_sigint(signum: int, frame: FrameType | None) -> None:
         received.append(signum)
         signal.default_int_handler(signum, frame)
 
+    def send_again() -> None:
+        # From another thread, once the hook has returned: raised in the hook, it would be
+        # dropped as well. Once per interrupt, which Cython shows to both hooks.
+        if again and again[-1].is_alive():
+            return
+        timer = threading.Timer(_RESEND_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
+        timer.daemon = True
+        timer.start()
+        again.append(timer)
+
     def on_unraisable(args: sys.UnraisableHookArgs) -> None:
+        # A Ctrl-C raised inside a finalizer (one runs while Polars is imported) was dropped
+        # there, with a traceback, and the run went on to write its tables.
         if isinstance(args.exc_value, KeyboardInterrupt):
-            # A Ctrl-C raised inside a finalizer (one runs while Polars is imported) is dropped
-            # there, with a traceback, and the run went on to write its tables. It is sent
-            # again from another thread, once this hook has returned: raised in the hook, it
-            # would be dropped as well.
-            again = threading.Timer(_RESEND_SECONDS, os.kill, (os.getpid(), signal.SIGINT))
-            again.daemon = True
-            again.start()
+            send_again()
         else:
             unraisable(args)
+
+    def on_printed(
+        kind: type[BaseException], value: BaseException, tb: TracebackType | None
+    ) -> None:
+        if issubclass(kind, KeyboardInterrupt):
+            send_again()
+        else:
+            excepthook(kind, value, tb)
 
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, on_sigint)
         sys.unraisablehook = on_unraisable
+        sys.excepthook = on_printed
     return received
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit code."""
-    interrupts = _note_interrupts()
+    hooks = sys.excepthook, sys.unraisablehook
+    try:
+        return _run(argv, _note_interrupts())
+    finally:
+        # An exception raised from here (``--debug``) is shown as usual.
+        sys.excepthook, sys.unraisablehook = hooks
+
+
+def _run(argv: Sequence[str] | None, interrupts: list[int]) -> int:
     try:
         args = _parser().parse_args(argv)
     except KeyboardInterrupt as exc:
