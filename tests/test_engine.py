@@ -19,6 +19,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -510,3 +511,20 @@ def test_a_walk_out_of_descriptors_lets_go_of_the_folders_it_kept(
     assert result.skipped == []
     assert result.datasets.num_rows == 6
     assert _open_descriptors(tmp_path) == before
+
+
+def test_an_aborted_walk_leaves_no_thread_running(tmp_path: Path, slow_scandir: None) -> None:
+    """A walk stopped mid-way (an error, a Ctrl-C caught by a notebook) ends its threads: the
+    one that fed the listing threads from the shared queue spun on a core for good."""
+    root = spikes_tree(tmp_path / "data", 30)
+    walk = alfcache._walk.local.start_walk(Rules(str(root), hash_ids=False), 2)
+    time.sleep(0.2)  # folders still to list: the listing threads are busy
+    walk.abort()
+    deadline = time.monotonic() + 5.0
+    while time.monotonic() < deadline and _walk_threads():
+        time.sleep(0.05)
+    assert _walk_threads() == []
+
+
+def _walk_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("alfcache-")]

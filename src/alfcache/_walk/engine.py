@@ -458,6 +458,11 @@ class Lister:
             self._start_threads()
             self._cond.notify_all()
 
+    @property
+    def stopped(self) -> bool:
+        """Whether :meth:`stop` was called or a thread failed: no more tasks are listed."""
+        return self._stopped
+
     def hungry(self) -> bool:
         """True when a thread free to list has nothing to list: time to take shared work."""
         return not self._pool and self._busy < self._target
@@ -648,9 +653,10 @@ def serve(
     """Feed ``lister`` from the shared queue whenever it runs dry; return at the sentinel.
 
     While it waits, the process counts in ``waiting``: the other processes share tasks then.
-    Each message counts once in ``outstanding``, however many tasks it holds.
+    Each message counts once in ``outstanding``, however many tasks it holds. Returns too
+    once the lister is stopped (a walk aborted with tasks left would have it spin).
     """
-    while lister.error is None:
+    while lister.error is None and not lister.stopped:
         if not lister.hungry():
             lister.wait_hungry(POLL_SECONDS)
             continue
