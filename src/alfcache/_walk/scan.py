@@ -357,7 +357,8 @@ class Walk:
         10,500 files such lookups were half of all requests.
         """
         self._close_ancestors(rel_dir)
-        if len(os.fsencode(path)) >= _PATH_MAX:
+        # A character takes at most 4 bytes: most paths need no encoding (300 ns a folder).
+        if len(path) >= _PATH_MAX // 4 and len(os.fsencode(path)) >= _PATH_MAX:
             # Listed by one name it would open, but no program could open its files by path.
             raise OSError(errno.ENAMETOOLONG, os.strerror(errno.ENAMETOOLONG), path)
         if self._ancestors:
